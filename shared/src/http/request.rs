@@ -1,0 +1,171 @@
+//! Parsing requests at the edge: bodies, query parameters and path numbers
+//! become validated values or a B50 error, never a panic.
+
+use lambda_http::{Body, Request, RequestExt};
+use serde::de::DeserializeOwned;
+
+use super::ApiError;
+use crate::model::PhoneNumberId;
+use crate::number::Number;
+
+/// Bodies larger than this get 413 (B50).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+pub fn body_bytes(request: &Request) -> Result<&[u8], ApiError> {
+    let bytes: &[u8] = match request.body() {
+        Body::Empty => &[],
+        Body::Text(text) => text.as_bytes(),
+        Body::Binary(bytes) => bytes,
+        _ => &[],
+    };
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(ApiError::too_large());
+    }
+    Ok(bytes)
+}
+
+/// Parses a JSON body into `T`. Broken JSON is 400 `malformed_json`; JSON of
+/// the wrong shape (unknown field, wrong type, missing field) is 422
+/// `invalid_field` naming the field where serde can tell.
+pub fn json_body<T: DeserializeOwned>(request: &Request) -> Result<T, ApiError> {
+    let bytes = body_bytes(request)?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request("missing_body", "a JSON body is required"));
+    }
+    parse_json(bytes)
+}
+
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|error| {
+        use serde_json::error::Category;
+        match error.classify() {
+            Category::Data => {
+                let message = error.to_string();
+                let field = field_of(&message);
+                let mut api = ApiError::new(422, "invalid_field", strip_position(&message));
+                api.field = field;
+                api
+            }
+            _ => ApiError::bad_request("malformed_json", format!("body is not valid JSON: {error}")),
+        }
+    })
+}
+
+/// serde's messages name fields as "unknown field `x`" / "missing field `x`".
+fn field_of(message: &str) -> Option<String> {
+    let start = message.find('`')? + 1;
+    let end = start + message[start..].find('`')?;
+    let name = &message[start..end];
+    (message.starts_with("unknown field") || message.starts_with("missing field"))
+        .then(|| name.to_owned())
+}
+
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(at) => message[..at].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+/// Query parameters, refusing any not in `allowed` (a typo in a filter must
+/// not silently widen a listing) and repeated ones.
+pub struct Query {
+    pairs: Vec<(String, String)>,
+}
+
+impl Query {
+    pub fn parse(request: &Request, allowed: &[&str]) -> Result<Query, ApiError> {
+        let map = request.query_string_parameters();
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        for (key, value) in map.iter() {
+            if !allowed.contains(&key) {
+                return Err(ApiError::bad_request(
+                    "unknown_parameter",
+                    format!("unknown query parameter '{key}'"),
+                )
+                .with_field(key));
+            }
+            if pairs.iter().any(|(k, _)| k == key) {
+                return Err(ApiError::bad_request(
+                    "invalid_parameter",
+                    format!("query parameter '{key}' is repeated"),
+                )
+                .with_field(key));
+            }
+            pairs.push((key.to_owned(), value.to_owned()));
+        }
+        Ok(Query { pairs })
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    /// `limit`: 1–200, default 50 (B7).
+    pub fn limit(&self) -> Result<usize, ApiError> {
+        match self.get("limit") {
+            None => Ok(50),
+            Some(raw) => raw
+                .parse::<usize>()
+                .ok()
+                .filter(|l| (1..=200).contains(l))
+                .ok_or_else(|| {
+                    ApiError::bad_request("invalid_parameter", "limit must be an integer from 1 to 200")
+                        .with_field("limit")
+                }),
+        }
+    }
+}
+
+/// A `{number}` path segment: `+1650…`, `%2B1650…` or `1650…`.
+pub fn path_number(segment: &str) -> Result<Number, ApiError> {
+    let decoded = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
+    Number::parse(&decoded)
+        .map_err(|e| ApiError::invalid("invalid_number", "number", format!("invalid number: {e}")))
+}
+
+/// A number in a body field.
+pub fn field_number(raw: &str, field: &str) -> Result<Number, ApiError> {
+    Number::parse(raw)
+        .map_err(|e| ApiError::invalid("invalid_number", field, format!("invalid number: {e}")))
+}
+
+pub fn path_phone_number_id(segment: &str) -> Result<PhoneNumberId, ApiError> {
+    PhoneNumberId::parse(segment).map_err(|e| {
+        ApiError::invalid("invalid_phone_number_id", "phone_number_id", e.to_string())
+    })
+}
+
+/// The path split into decoded-later segments, without the empty ones.
+pub fn segments(request: &Request) -> Vec<String> {
+    request
+        .raw_http_path()
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        reason: String,
+    }
+
+    #[test]
+    fn json_errors_are_classified() {
+        let broken = parse_json::<Body>(b"{\"reason\": ").unwrap_err();
+        assert_eq!((broken.status, broken.code), (400, "malformed_json"));
+        let unknown = parse_json::<Body>(b"{\"reason\":\"x\",\"colour\":1}").unwrap_err();
+        assert_eq!((unknown.status, unknown.field.as_deref()), (422, Some("colour")));
+        let wrong_type = parse_json::<Body>(b"{\"reason\":5}").unwrap_err();
+        assert_eq!(wrong_type.status, 422);
+        let missing = parse_json::<Body>(b"{}").unwrap_err();
+        assert_eq!(missing.field.as_deref(), Some("reason"));
+    }
+}

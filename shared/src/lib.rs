@@ -1,0 +1,12 @@
+//! The shared crate of wa-blocklist: domain rules (numbers, model, policy),
+//! the DynamoDB store, HTTP plumbing (auth, errors) and configuration.
+
+pub mod config;
+pub mod http;
+pub mod model;
+pub mod number;
+pub mod policy;
+pub mod service;
+pub mod store;
+
+pub use number::Number;

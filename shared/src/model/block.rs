@@ -1,0 +1,29 @@
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{Reason, Scope, Source, time_format};
+use crate::number::Number;
+
+/// One block of one number in one scope (SPEC section 4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Block {
+    pub number: Number,
+    pub scope: Scope,
+    pub reason: Reason,
+    pub source: Source,
+    pub reason_code: Option<String>,
+    pub actor: String,
+    pub client: Option<String>,
+    #[serde(with = "time_format")]
+    pub blocked_at: DateTime<Utc>,
+    #[serde(with = "time_format::option")]
+    pub expires_at: Option<DateTime<Utc>>,
+    pub version: u64,
+}
+
+impl Block {
+    /// A block past its `expires_at` no longer blocks anything (B13).
+    pub fn is_active(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at.is_none_or(|at| at > now)
+    }
+}

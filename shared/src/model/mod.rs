@@ -1,0 +1,69 @@
+//! The product's nouns, as the API shows them (SPEC section 4).
+//!
+//! Validated value types (`Scope`, `Reason`, …) can only hold valid values:
+//! input is parsed into them once, at the edge.
+
+mod audit;
+mod block;
+mod chat;
+mod contact;
+mod settings;
+mod stats;
+mod values;
+
+pub use audit::{Action, AuditEvent};
+pub use block::Block;
+pub use chat::{Chat, ChatStatus, SessionStatus};
+pub use contact::{Contact, search_text as contact_search_text};
+pub use settings::{AutoBlockPolicy, Settings, SettingsPatch, SettingsTarget};
+pub use stats::{DayStats, StatCounter, Stats};
+pub use values::{Actor, PhoneNumberId, Reason, Scope, Source, ValueError};
+
+/// Times on the wire and in sort keys: RFC 3339 UTC with milliseconds, fixed
+/// width, so that string order is time order.
+pub fn format_time(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+/// Serde helpers for [`format_time`]-shaped timestamps.
+pub mod time_format {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::format_time(*at))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let raw = String::deserialize(d)?;
+        DateTime::parse_from_rfc3339(&raw)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(serde::de::Error::custom)
+    }
+
+    pub mod option {
+        use chrono::{DateTime, Utc};
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        pub fn serialize<S: Serializer>(
+            at: &Option<DateTime<Utc>>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            match at {
+                Some(at) => s.serialize_str(&super::super::format_time(*at)),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<DateTime<Utc>>, D::Error> {
+            match Option::<String>::deserialize(d)? {
+                None => Ok(None),
+                Some(raw) => DateTime::parse_from_rfc3339(&raw)
+                    .map(|t| Some(t.with_timezone(&Utc)))
+                    .map_err(serde::de::Error::custom),
+            }
+        }
+    }
+}

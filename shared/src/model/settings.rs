@@ -1,0 +1,121 @@
+use serde::{Deserialize, Serialize};
+
+use super::PhoneNumberId;
+
+/// Which settings entry: one business number or the `default` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SettingsTarget {
+    Default,
+    Business(PhoneNumberId),
+}
+
+impl SettingsTarget {
+    pub fn parse(raw: &str) -> Option<Self> {
+        if raw == "default" {
+            Some(SettingsTarget::Default)
+        } else {
+            PhoneNumberId::parse(raw).ok().map(SettingsTarget::Business)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            SettingsTarget::Default => "default",
+            SettingsTarget::Business(id) => id.as_str(),
+        }
+    }
+}
+
+/// The auto-block policy of B40.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AutoBlockPolicy {
+    pub enabled: bool,
+    pub error_codes: Vec<u32>,
+    pub threshold: u32,
+    pub window_days: u32,
+}
+
+impl Default for AutoBlockPolicy {
+    fn default() -> Self {
+        AutoBlockPolicy { enabled: true, error_codes: vec![131026], threshold: 1, window_days: 30 }
+    }
+}
+
+/// Settings of one business number (or of `default`), SPEC section 4.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    pub phone_number_id: String,
+    pub allow_unknown_numbers: bool,
+    pub auto_block: AutoBlockPolicy,
+}
+
+impl Settings {
+    /// The built-in defaults, used when no `default` entry was stored.
+    pub fn builtin(target: &SettingsTarget) -> Self {
+        Settings {
+            phone_number_id: target.as_str().to_owned(),
+            allow_unknown_numbers: true,
+            auto_block: AutoBlockPolicy::default(),
+        }
+    }
+
+    /// Applies a partial update: omitted fields keep their value.
+    pub fn patched(&self, patch: &SettingsPatch) -> Settings {
+        let mut next = self.clone();
+        if let Some(allow) = patch.allow_unknown_numbers {
+            next.allow_unknown_numbers = allow;
+        }
+        if let Some(auto) = &patch.auto_block {
+            if let Some(enabled) = auto.enabled {
+                next.auto_block.enabled = enabled;
+            }
+            if let Some(codes) = &auto.error_codes {
+                next.auto_block.error_codes = codes.clone();
+            }
+            if let Some(threshold) = auto.threshold {
+                next.auto_block.threshold = threshold;
+            }
+            if let Some(days) = auto.window_days {
+                next.auto_block.window_days = days;
+            }
+        }
+        next
+    }
+}
+
+/// The body of `PUT /v1/settings/{id}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsPatch {
+    /// Accepted so a client can send back what it read; must match the path.
+    pub phone_number_id: Option<String>,
+    pub allow_unknown_numbers: Option<bool>,
+    pub auto_block: Option<AutoBlockPatch>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutoBlockPatch {
+    pub enabled: Option<bool>,
+    pub error_codes: Option<Vec<u32>>,
+    pub threshold: Option<u32>,
+    pub window_days: Option<u32>,
+}
+
+impl SettingsPatch {
+    /// Range checks that types cannot express. Returns the offending field.
+    pub fn validate(&self) -> Result<(), (&'static str, &'static str)> {
+        if let Some(auto) = &self.auto_block {
+            if auto.threshold.is_some_and(|t| !(1..=1000).contains(&t)) {
+                return Err(("auto_block.threshold", "threshold must be 1 to 1000"));
+            }
+            if auto.window_days.is_some_and(|d| !(1..=365).contains(&d)) {
+                return Err(("auto_block.window_days", "window_days must be 1 to 365"));
+            }
+            if auto.error_codes.as_ref().is_some_and(|c| c.len() > 100) {
+                return Err(("auto_block.error_codes", "at most 100 error codes"));
+            }
+        }
+        Ok(())
+    }
+}

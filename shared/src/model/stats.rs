@@ -1,0 +1,49 @@
+use serde::{Deserialize, Serialize};
+
+/// The per-day counters of B9.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StatCounter {
+    Blocked,
+    Unblocked,
+    AutoBlocked,
+    InboundSuppressed,
+    OutboundRefused,
+}
+
+impl StatCounter {
+    pub fn attribute(self) -> &'static str {
+        match self {
+            StatCounter::Blocked => "blocked",
+            StatCounter::Unblocked => "unblocked",
+            StatCounter::AutoBlocked => "auto_blocked",
+            StatCounter::InboundSuppressed => "inbound_suppressed",
+            StatCounter::OutboundRefused => "outbound_refused",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DayStats {
+    pub date: String,
+    pub blocked: u64,
+    pub unblocked: u64,
+    pub auto_blocked: u64,
+    pub inbound_suppressed: u64,
+    pub outbound_refused: u64,
+}
+
+impl DayStats {
+    pub fn add(&mut self, other: &DayStats) {
+        self.blocked += other.blocked;
+        self.unblocked += other.unblocked;
+        self.auto_blocked += other.auto_blocked;
+        self.inbound_suppressed += other.inbound_suppressed;
+        self.outbound_refused += other.outbound_refused;
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    pub days: Vec<DayStats>,
+    pub currently_blocked: u64,
+}

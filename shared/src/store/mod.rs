@@ -1,0 +1,140 @@
+//! DynamoDB adapter.
+//!
+//! # Key design
+//!
+//! Three tables, as declared in `template.yaml` (tests create their tables
+//! from that file, so code and template cannot drift). Every table has a
+//! string partition key `pk`, a string sort key `sk` and one global secondary
+//! index `gsi1` (`gsi1pk`, `gsi1sk`, all attributes projected).
+//!
+//! | table     | entity            | pk                 | sk                      | gsi1pk         | gsi1sk                          |
+//! |-----------|-------------------|--------------------|-------------------------|----------------|---------------------------------|
+//! | Blocklist | number state      | `N#<number>`       | `STATE`                 |                |                                 |
+//! | Blocklist | block             | `N#<number>`       | `B#<scope>`             | `BLOCKS`       | `<blocked_at>#<number>#<scope>` |
+//! | Blocklist | contact           | `N#<number>`       | `CONTACT`               |                |                                 |
+//! | Blocklist | settings          | `SETTINGS`         | `<phone_number_id>`/`default` |          |                                 |
+//! | Blocklist | day stats shard   | `STATS`            | `D#<yyyy-mm-dd>#<shard>`|                |                                 |
+//! | Blocklist | blocked-count shard | `STATS`          | `C#<shard>`             |                |                                 |
+//! | Audit     | event of a number | `N#<number>`       | `<event_id>` (ULID)     | `D#<yyyy-mm-dd>` | `<event_id>`                  |
+//! | Audit     | settings event    | `S#<settings id>`  | `<event_id>`            | `D#<yyyy-mm-dd>` | `<event_id>`                  |
+//! | Chats     | chat              | `N#<number>`       | `<phone_number_id>`     | `CHATS`        | `<status>#<phone_number_id>#<number>` |
+//!
+//! Access patterns:
+//! - Everything the enforcement and change paths need about a number is one
+//!   strongly consistent `Query` on `N#<number>` in Blocklist (state, blocks,
+//!   contact) and one in Chats (its chats), run concurrently (B4).
+//! - Every change to a number writes the `STATE` item with a condition on its
+//!   `version` (optimistic concurrency): two concurrent changes cannot both
+//!   commit on the same facts; the loser re-reads and decides again.
+//! - Block list (B7): `gsi1` partition `BLOCKS`, newest first, `since`/`until`
+//!   as a key range; other filters are filter expressions on block items, which
+//!   carry the contact's searchable fields (`search`, `category`, `groups`)
+//!   copied in the same transaction that changes the contact.
+//! - History (B8): `Query` `N#<number>` on Audit, newest first (ULIDs sort by
+//!   time). Global feed: `gsi1` one partition per day, walked newest first.
+//! - Stats (B9): counters are sharded 16 ways by number so that concurrent
+//!   changes of different numbers do not contend on one item; a read sums the
+//!   shards of a date range with one `Query`.
+//! - Chats by status (B11): `gsi1` partition `CHATS`, sort key prefix
+//!   `<status>#<phone_number_id>#`.
+//!
+//! No request path uses `Scan`. Audit items are only ever `Put` with
+//! `attribute_not_exists(pk)`: nothing updates or deletes them (B53).
+
+mod cursor;
+mod items;
+mod lists;
+mod number;
+mod settings;
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::AttributeValue;
+
+pub use cursor::{Cursor, CursorError};
+pub use lists::{AuditQuery, BlockQuery, ChatQuery, Page};
+pub use settings::StoredSettings;
+
+/// Table names (SPEC section 5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tables {
+    pub blocklist: String,
+    pub audit: String,
+    pub chats: String,
+}
+
+/// Errors of the store. Callers map them to HTTP in one place.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The facts a decision was taken on changed before it was written.
+    #[error("concurrent change, try again")]
+    Conflict,
+    /// DynamoDB could not be reached or refused the call.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// An item in the table does not have the shape this code writes.
+    #[error("stored item is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl<E, R> From<aws_sdk_dynamodb::error::SdkError<E, R>> for StoreError
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    fn from(error: aws_sdk_dynamodb::error::SdkError<E, R>) -> Self {
+        StoreError::Unavailable(aws_sdk_dynamodb::error::DisplayErrorContext(&error).to_string())
+    }
+}
+
+impl From<serde_dynamo::Error> for StoreError {
+    fn from(error: serde_dynamo::Error) -> Self {
+        StoreError::Corrupt(error.to_string())
+    }
+}
+
+/// Number of shards of each statistics counter.
+pub const STAT_SHARDS: u32 = 16;
+
+/// The DynamoDB store. Cheap to clone; build once at init.
+#[derive(Debug, Clone)]
+pub struct Store {
+    client: Client,
+    tables: Tables,
+}
+
+impl Store {
+    pub fn new(client: Client, tables: Tables) -> Self {
+        Store { client, tables }
+    }
+
+    pub fn tables(&self) -> &Tables {
+        &self.tables
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+}
+
+type Item = HashMap<String, AttributeValue>;
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+/// Stable shard of a number's counters (FNV-1a, so it never changes between
+/// processes or releases).
+fn shard_of(key: &str) -> u32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in key.bytes() {
+        hash ^= u32::from(byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    hash % STAT_SHARDS
+}

@@ -1,0 +1,356 @@
+//! Reading and changing one number: the enforcement read and the
+//! transactional write of a [`NumberChange`] (B3, B4).
+
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
+use chrono::{DateTime, Utc};
+
+use super::items::*;
+use super::{Item, Store, StoreError, n, s, shard_of};
+use crate::model::{Chat, ChatStatus, Contact, PhoneNumberId, SessionStatus, format_time};
+use crate::number::Number;
+use crate::policy::{NumberChange, NumberRecord};
+
+/// DynamoDB's limit of actions in one `TransactWriteItems`.
+const MAX_TRANSACTION_ITEMS: usize = 100;
+
+impl Store {
+    /// Everything about a number, strongly consistent (B4): two queries, run
+    /// concurrently.
+    pub async fn load_number(&self, number: &Number) -> Result<NumberRecord, StoreError> {
+        let pk = number_pk(number);
+        let (own, chats) = futures::try_join!(
+            self.query_partition(&self.tables.blocklist, &pk),
+            self.query_partition(&self.tables.chats, &pk),
+        )?;
+        let mut record = NumberRecord::empty(number.clone());
+        for item in own {
+            let sk = item.get("sk").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+            if sk == STATE {
+                let state: StateItem = serde_dynamo::from_item(item)?;
+                record.version = state.version;
+            } else if sk == CONTACT {
+                let contact: ContactItem = serde_dynamo::from_item(item)?;
+                record.contact = Some(contact.contact);
+            } else if sk.starts_with("B#") {
+                let block: BlockItem = serde_dynamo::from_item(item)?;
+                record.blocks.push(block.block);
+            }
+        }
+        for item in chats {
+            let chat: ChatItem = serde_dynamo::from_item(item)?;
+            record.chats.push(chat.chat);
+        }
+        Ok(record)
+    }
+
+    async fn query_partition(&self, table: &str, pk: &str) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(pk))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await?;
+            items.extend(page.items.unwrap_or_default());
+            match page.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(items),
+            }
+        }
+    }
+
+    /// Writes a change in one transaction, guarded by the number's version.
+    ///
+    /// `Conflict` means the number changed since it was read: read again and
+    /// decide again. A number with more chats than fit in one transaction
+    /// (over ~90 business numbers) gets the remaining chat updates right after
+    /// the commit; enforcement never depends on chat status.
+    pub async fn apply_change(&self, change: &NumberChange) -> Result<(), StoreError> {
+        let mut actions = self.change_actions(change)?;
+        let room = MAX_TRANSACTION_ITEMS.saturating_sub(actions.len());
+        let mut chats = change.chats.iter();
+        for update in chats.by_ref().take(room) {
+            actions.push(TransactWriteItem::builder().update(self.chat_update(change, update)?).build());
+        }
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(actions))
+            .send()
+            .await;
+        if let Err(error) = result {
+            return Err(match error.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(cancel))
+                    if cancel.cancellation_reasons().iter().any(|r| {
+                        matches!(
+                            r.code(),
+                            Some("ConditionalCheckFailed" | "TransactionConflict")
+                        )
+                    }) =>
+                {
+                    StoreError::Conflict
+                }
+                Some(TransactWriteItemsError::TransactionInProgressException(_)) => {
+                    StoreError::Conflict
+                }
+                _ => error.into(),
+            });
+        }
+        for update in chats {
+            let update = self.chat_update(change, update)?;
+            self.client
+                .update_item()
+                .table_name(update.table_name())
+                .set_key(Some(update.key().clone()))
+                .update_expression(update.update_expression())
+                .set_expression_attribute_names(update.expression_attribute_names().cloned())
+                .set_expression_attribute_values(update.expression_attribute_values().cloned())
+                .send()
+                .await?;
+        }
+        Ok(())
+    }
+
+    fn change_actions(&self, change: &NumberChange) -> Result<Vec<TransactWriteItem>, StoreError> {
+        let pk = number_pk(&change.number);
+        let bl = &self.tables.blocklist;
+        let mut actions = Vec::new();
+
+        // The version guard: every change of a number rewrites its state.
+        let state = StateItem {
+            pk: pk.clone(),
+            sk: STATE.to_owned(),
+            version: change.expected_version + 1,
+            scopes: change.scopes_after.iter().map(|s| s.to_string()).collect(),
+        };
+        let mut put_state = Put::builder().table_name(bl).set_item(Some(serde_dynamo::to_item(state)?));
+        put_state = if change.expected_version == 0 {
+            put_state.condition_expression("attribute_not_exists(pk)")
+        } else {
+            put_state
+                .condition_expression("version = :expected")
+                .expression_attribute_values(":expected", n(change.expected_version))
+        };
+        actions.push(TransactWriteItem::builder().put(build(put_state.build())?).build());
+
+        if let Some(removed) = &change.remove_block {
+            let delete = Delete::builder()
+                .table_name(bl)
+                .key("pk", s(&pk))
+                .key("sk", s(block_sk(removed.scope.as_str())));
+            actions.push(TransactWriteItem::builder().delete(build(delete.build())?).build());
+        }
+        if let Some(block) = &change.put_block {
+            let item = serde_dynamo::to_item(BlockItem::new(block, change.contact_after.as_ref()))?;
+            let put = Put::builder().table_name(bl).set_item(Some(item));
+            actions.push(TransactWriteItem::builder().put(build(put.build())?).build());
+        }
+        if let Some(contact) = &change.put_contact {
+            let item = ContactItem { pk: pk.clone(), sk: CONTACT.to_owned(), contact: contact.clone() };
+            let put = Put::builder().table_name(bl).set_item(Some(serde_dynamo::to_item(item)?));
+            actions.push(TransactWriteItem::builder().put(build(put.build())?).build());
+        }
+        for block in &change.reindex_blocks {
+            let fields = BlockItem::new(block, change.contact_after.as_ref());
+            let update = Update::builder()
+                .table_name(bl)
+                .key("pk", s(&pk))
+                .key("sk", s(block_sk(block.scope.as_str())))
+                .update_expression("SET #search = :search, category = :category, #groups = :groups")
+                .condition_expression("attribute_exists(pk)")
+                .expression_attribute_names("#search", "search")
+                .expression_attribute_names("#groups", "groups")
+                .expression_attribute_values(":search", s(fields.search))
+                .expression_attribute_values(
+                    ":category",
+                    serde_dynamo::to_attribute_value(fields.category)?,
+                )
+                .expression_attribute_values(
+                    ":groups",
+                    serde_dynamo::to_attribute_value(fields.groups)?,
+                );
+            actions.push(TransactWriteItem::builder().update(build(update.build())?).build());
+        }
+        for event in &change.events {
+            actions.push(self.audit_put(pk.clone(), event)?);
+        }
+        let shard = shard_of(change.number.as_str());
+        for counter in &change.counters {
+            actions.push(self.counter_update(change.at, shard, counter.attribute(), 1)?);
+        }
+        if change.blocked_numbers_delta != 0 {
+            let update = Update::builder()
+                .table_name(bl)
+                .key("pk", s(STATS_PARTITION))
+                .key("sk", s(format!("C#{shard:02}")))
+                .update_expression("ADD blocked_numbers :delta")
+                .expression_attribute_values(":delta", n(change.blocked_numbers_delta));
+            actions.push(TransactWriteItem::builder().update(build(update.build())?).build());
+        }
+        Ok(actions)
+    }
+
+    /// An append-only audit write (B53): never overwrites an event.
+    pub(super) fn audit_put(
+        &self,
+        partition: String,
+        event: &crate::model::AuditEvent,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let item = serde_dynamo::to_item(AuditItem::new(partition, event))?;
+        let put = Put::builder()
+            .table_name(&self.tables.audit)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)");
+        Ok(TransactWriteItem::builder().put(build(put.build())?).build())
+    }
+
+    /// Adds `by` to one day counter (B9), in the shard of the number.
+    pub(super) fn counter_update(
+        &self,
+        at: DateTime<Utc>,
+        shard: u32,
+        attribute: &str,
+        by: u64,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let day = day_of(at);
+        let update = Update::builder()
+            .table_name(&self.tables.blocklist)
+            .key("pk", s(STATS_PARTITION))
+            .key("sk", s(format!("D#{day}#{shard:02}")))
+            .update_expression("SET #date = :date ADD #counter :by")
+            .expression_attribute_names("#date", "date")
+            .expression_attribute_names("#counter", attribute)
+            .expression_attribute_values(":date", s(day))
+            .expression_attribute_values(":by", n(by));
+        Ok(TransactWriteItem::builder().update(build(update.build())?).build())
+    }
+
+    fn chat_update(
+        &self,
+        change: &NumberChange,
+        update: &crate::policy::ChatUpdate,
+    ) -> Result<Update, StoreError> {
+        let session = serde_dynamo::to_attribute_value(update.session_status)?;
+        build(
+            Update::builder()
+                .table_name(&self.tables.chats)
+                .key("pk", s(number_pk(&change.number)))
+                .key("sk", s(update.phone_number_id.as_str()))
+                .update_expression("SET #status = :status, session_status = :session, gsi1sk = :gsi1sk")
+                .condition_expression("attribute_exists(pk)")
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":status", s(update.status.as_str()))
+                .expression_attribute_values(":session", session)
+                .expression_attribute_values(
+                    ":gsi1sk",
+                    s(chat_gsi1sk(
+                        update.status.as_str(),
+                        update.phone_number_id.as_str(),
+                        &change.number,
+                    )),
+                )
+                .build(),
+        )
+    }
+
+    /// Records inbound traffic on a chat (B24): creates the chat if needed
+    /// with the given status, stamps `last_inbound_at`, opens a session when
+    /// there is none, and sets `known_contact`.
+    pub async fn record_inbound(
+        &self,
+        business: &PhoneNumberId,
+        number: &Number,
+        at: DateTime<Utc>,
+        status_if_new: ChatStatus,
+        known_contact: bool,
+    ) -> Result<(), StoreError> {
+        let new_chat = Chat {
+            phone_number_id: business.clone(),
+            number: number.clone(),
+            status: status_if_new,
+            session_status: Some(SessionStatus::Open),
+            last_inbound_at: Some(at),
+            last_outbound_at: None,
+            known_contact,
+        };
+        let item = ChatItem::new(&new_chat);
+        self.client
+            .update_item()
+            .table_name(&self.tables.chats)
+            .key("pk", s(item.pk))
+            .key("sk", s(item.sk))
+            .update_expression(
+                "SET last_inbound_at = :at, known_contact = :known, \
+                 phone_number_id = :pnid, #number = :number, gsi1pk = :gsi1pk, \
+                 #status = if_not_exists(#status, :status), \
+                 gsi1sk = if_not_exists(gsi1sk, :gsi1sk), \
+                 session_status = if_not_exists(session_status, :open), \
+                 last_outbound_at = if_not_exists(last_outbound_at, :null)",
+            )
+            .expression_attribute_names("#number", "number")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":at", s(format_time(at)))
+            .expression_attribute_values(":known", aws_sdk_dynamodb::types::AttributeValue::Bool(known_contact))
+            .expression_attribute_values(":pnid", s(business.as_str()))
+            .expression_attribute_values(":number", s(number.as_str()))
+            .expression_attribute_values(":gsi1pk", s(item.gsi1pk))
+            .expression_attribute_values(":status", s(status_if_new.as_str()))
+            .expression_attribute_values(":gsi1sk", s(item.gsi1sk))
+            .expression_attribute_values(":open", s("open"))
+            .expression_attribute_values(":null", aws_sdk_dynamodb::types::AttributeValue::Null(true))
+            .send()
+            .await?;
+        Ok(())
+    }
+
+    /// The contact of a number, if the CRM synced one.
+    pub async fn get_contact(&self, number: &Number) -> Result<Option<Contact>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tables.blocklist)
+            .key("pk", s(number_pk(number)))
+            .key("sk", s(CONTACT))
+            .consistent_read(true)
+            .send()
+            .await?;
+        match out.item {
+            Some(item) => Ok(Some(serde_dynamo::from_item::<_, ContactItem>(item)?.contact)),
+            None => Ok(None),
+        }
+    }
+
+    /// One chat (B11).
+    pub async fn get_chat(
+        &self,
+        business: &PhoneNumberId,
+        number: &Number,
+    ) -> Result<Option<Chat>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tables.chats)
+            .key("pk", s(number_pk(number)))
+            .key("sk", s(business.as_str()))
+            .consistent_read(true)
+            .send()
+            .await?;
+        match out.item {
+            Some(item) => Ok(Some(serde_dynamo::from_item::<_, ChatItem>(item)?.chat)),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Builder errors only happen when a required field is missing, which is a
+/// bug in this module; report it as corrupt rather than panic.
+fn build<T>(built: Result<T, aws_sdk_dynamodb::error::BuildError>) -> Result<T, StoreError> {
+    built.map_err(|e| StoreError::Corrupt(format!("request builder: {e}")))
+}

@@ -1,0 +1,112 @@
+//! Settings per business number (B12), with fallback to `default`.
+
+use aws_sdk_dynamodb::types::{KeysAndAttributes, Put, TransactWriteItem};
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use super::items::{SETTINGS_PARTITION, SettingsItem};
+use super::{Store, StoreError, n, s};
+use crate::model::{Action, Actor, AuditEvent, Settings, SettingsPatch, SettingsTarget};
+
+/// Settings as stored, with the version that guards the next change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredSettings {
+    /// What applies to the business number (its own entry, else `default`,
+    /// else built in).
+    pub effective: Settings,
+    /// Version of the target's own entry; 0 when it has none.
+    pub version: u64,
+}
+
+impl Store {
+    /// The settings that apply to `target`: its own entry, else the
+    /// `default` entry, else the built-in defaults. One round trip.
+    pub async fn settings(&self, target: &SettingsTarget) -> Result<StoredSettings, StoreError> {
+        let mut keys = KeysAndAttributes::builder().consistent_read(true);
+        let ids: Vec<&str> = match target {
+            SettingsTarget::Default => vec!["default"],
+            SettingsTarget::Business(id) => vec![id.as_str(), "default"],
+        };
+        for id in &ids {
+            keys = keys.keys(
+                [("pk".to_owned(), s(SETTINGS_PARTITION)), ("sk".to_owned(), s(*id))]
+                    .into_iter()
+                    .collect(),
+            );
+        }
+        let keys = keys.build().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let table = &self.tables.blocklist;
+        let mut request = Some([(table.clone(), keys)].into_iter().collect());
+        let mut found: Vec<SettingsItem> = Vec::new();
+        while let Some(items) = request.take() {
+            let out = self.client.batch_get_item().set_request_items(Some(items)).send().await?;
+            for item in out.responses.and_then(|mut r| r.remove(table)).unwrap_or_default() {
+                found.push(serde_dynamo::from_item(item)?);
+            }
+            request = out.unprocessed_keys.filter(|k| !k.is_empty());
+        }
+        let own = found.iter().find(|i| i.sk == target.as_str());
+        let fallback = found.iter().find(|i| i.sk == "default");
+        let mut effective = own
+            .or(fallback)
+            .map(|i| i.settings.clone())
+            .unwrap_or_else(|| Settings::builtin(target));
+        effective.phone_number_id = target.as_str().to_owned();
+        Ok(StoredSettings { effective, version: own.map_or(0, |i| i.version) })
+    }
+
+    /// Writes `patch` over the current settings of `target` together with a
+    /// `settings_changed` audit event. `Conflict` if they changed meanwhile.
+    pub async fn put_settings(
+        &self,
+        target: &SettingsTarget,
+        current: &StoredSettings,
+        patch: &SettingsPatch,
+        actor: &Actor,
+        now: DateTime<Utc>,
+    ) -> Result<Settings, StoreError> {
+        let next = current.effective.patched(patch);
+        let item = SettingsItem {
+            pk: SETTINGS_PARTITION.to_owned(),
+            sk: target.as_str().to_owned(),
+            version: current.version + 1,
+            settings: next.clone(),
+        };
+        let mut put = Put::builder()
+            .table_name(&self.tables.blocklist)
+            .set_item(Some(serde_dynamo::to_item(item)?));
+        put = if current.version == 0 {
+            put.condition_expression("attribute_not_exists(pk)")
+        } else {
+            put.condition_expression("version = :v").expression_attribute_values(":v", n(current.version))
+        };
+        let put = put.build().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let event = AuditEvent {
+            event_id: AuditEvent::new_id(now),
+            number: None,
+            scope: Some(target.as_str().to_owned()),
+            action: Action::SettingsChanged,
+            actor: actor.actor.clone(),
+            client: actor.client.clone(),
+            reason: None,
+            source: None,
+            at: now,
+            details: json!({ "before": current.effective, "after": next }),
+        };
+        let audit = self.audit_put(format!("S#{}", target.as_str()), &event)?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .transact_items(audit)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(next),
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_transaction_canceled_exception()) => {
+                Err(StoreError::Conflict)
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+}
