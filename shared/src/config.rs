@@ -80,7 +80,10 @@ mod tests {
     #[test]
     fn missing_variable_is_named() {
         let env = Env(&|_| None);
-        assert_eq!(env.required("CRM_WEBHOOK_URL"), Err(ConfigError::Missing("CRM_WEBHOOK_URL")));
+        assert_eq!(
+            env.required("CRM_WEBHOOK_URL"),
+            Err(ConfigError::Missing("CRM_WEBHOOK_URL"))
+        );
         assert_eq!(tables(&env).blocklist, "Blocklist");
         let env = Env(&|k| (k == "AUDIT_TABLE").then(|| "prod-audit".to_owned()));
         assert_eq!(tables(&env).audit, "prod-audit");

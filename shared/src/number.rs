@@ -91,7 +91,13 @@ pub fn mask(raw: &str) -> String {
     let count = raw.chars().count();
     raw.chars()
         .enumerate()
-        .map(|(i, c)| if i + 4 < count && c.is_ascii_digit() { '*' } else { c })
+        .map(|(i, c)| {
+            if i + 4 < count && c.is_ascii_digit() {
+                '*'
+            } else {
+                c
+            }
+        })
         .collect()
 }
 
@@ -154,10 +160,20 @@ fn check_possible_length(number: &phonenumber::PhoneNumber) -> Result<(), Number
     // The crate's metadata keeps possible lengths per number type; a number
     // a subscriber can use on WhatsApp is one of these types.
     use phonenumber::Type;
-    let kinds = [Type::FixedLine, Type::Mobile, Type::PersonalNumber, Type::Voip, Type::Uan];
+    let kinds = [
+        Type::FixedLine,
+        Type::Mobile,
+        Type::PersonalNumber,
+        Type::Voip,
+        Type::Uan,
+    ];
     let mut possible: Vec<u16> = regions
         .iter()
-        .flat_map(|meta| kinds.iter().filter_map(|kind| meta.descriptors().get(*kind)))
+        .flat_map(|meta| {
+            kinds
+                .iter()
+                .filter_map(|kind| meta.descriptors().get(*kind))
+        })
         .flat_map(|descriptor| descriptor.possible_length().iter().copied())
         .collect();
     possible.sort_unstable();
@@ -258,17 +274,35 @@ mod tests {
         assert_eq!(Number::parse("   "), Err(NumberError::Empty));
         assert_eq!(Number::parse("+"), Err(NumberError::Empty));
         assert_eq!(Number::parse("abc"), Err(NumberError::InvalidCharacters));
-        assert_eq!(Number::parse("+1650555abcd"), Err(NumberError::InvalidCharacters));
-        assert_eq!(Number::parse("1+6505551234"), Err(NumberError::InvalidCharacters));
+        assert_eq!(
+            Number::parse("+1650555abcd"),
+            Err(NumberError::InvalidCharacters)
+        );
+        assert_eq!(
+            Number::parse("1+6505551234"),
+            Err(NumberError::InvalidCharacters)
+        );
         assert_eq!(Number::parse("+1650"), Err(NumberError::TooShort));
-        assert_eq!(Number::parse("+1650555123456789"), Err(NumberError::TooLong));
+        assert_eq!(
+            Number::parse("+1650555123456789"),
+            Err(NumberError::TooLong)
+        );
         assert_eq!(Number::parse("+165055512345"), Err(NumberError::TooLong));
         // No country code: national forms with a trunk prefix, or too few
         // digits to hold a country code and a subscriber number.
-        assert_eq!(Number::parse("07700 900123"), Err(NumberError::UnknownCountry));
-        assert_eq!(Number::parse("(0)30 1234567"), Err(NumberError::UnknownCountry));
+        assert_eq!(
+            Number::parse("07700 900123"),
+            Err(NumberError::UnknownCountry)
+        );
+        assert_eq!(
+            Number::parse("(0)30 1234567"),
+            Err(NumberError::UnknownCountry)
+        );
         assert_eq!(Number::parse("5551234"), Err(NumberError::TooShort));
-        assert_eq!(Number::parse("+999123456789"), Err(NumberError::UnknownCountry));
+        assert_eq!(
+            Number::parse("+999123456789"),
+            Err(NumberError::UnknownCountry)
+        );
     }
 
     #[test]

@@ -27,7 +27,13 @@ pub struct NumberRecord {
 
 impl NumberRecord {
     pub fn empty(number: Number) -> Self {
-        NumberRecord { number, version: 0, blocks: vec![], contact: None, chats: vec![] }
+        NumberRecord {
+            number,
+            version: 0,
+            blocks: vec![],
+            contact: None,
+            chats: vec![],
+        }
     }
 
     fn is_blocked_anywhere(&self, now: DateTime<Utc>) -> bool {
@@ -107,8 +113,14 @@ impl NumberChange {
 pub enum BlockDecision {
     /// Blocked already in that scope: answer with the existing block. A
     /// contact sent with the call may still need writing.
-    AlreadyBlocked { existing: Block, change: Option<NumberChange> },
-    Create { block: Block, change: NumberChange },
+    AlreadyBlocked {
+        existing: Block,
+        change: Option<NumberChange>,
+    },
+    Create {
+        block: Block,
+        change: NumberChange,
+    },
 }
 
 /// B1, B3, B42: block `record.number` in `command.scope`.
@@ -124,13 +136,18 @@ pub fn decide_block(
         .filter(|c| record.contact.as_ref() != Some(*c))
         .cloned();
 
-    if let Some(existing) =
-        record.blocks.iter().find(|b| b.scope == command.scope && b.is_active(now))
+    if let Some(existing) = record
+        .blocks
+        .iter()
+        .find(|b| b.scope == command.scope && b.is_active(now))
     {
         // Idempotent: no second block, no second audit event (B1). An
         // automatic block never replaces what is there (B42).
         let change = contact_change.map(|contact| contact_change_for(record, contact, actor, now));
-        return BlockDecision::AlreadyBlocked { existing: existing.clone(), change };
+        return BlockDecision::AlreadyBlocked {
+            existing: existing.clone(),
+            change,
+        };
     }
 
     let block = Block {
@@ -153,10 +170,15 @@ pub fn decide_block(
         .iter()
         .filter(|b| b.scope != command.scope && b.is_active(now))
         .collect();
-    change.scopes_after =
-        remaining.iter().map(|b| b.scope.clone()).chain([command.scope.clone()]).collect();
+    change.scopes_after = remaining
+        .iter()
+        .map(|b| b.scope.clone())
+        .chain([command.scope.clone()])
+        .collect();
     if let Some(contact) = contact_change {
-        change.events.push(contact_event(record, &contact, actor, now));
+        change
+            .events
+            .push(contact_event(record, &contact, actor, now));
         change.put_contact = Some(contact.clone());
         change.contact_after = Some(contact);
         change.reindex_blocks = remaining.iter().map(|b| (*b).clone()).collect();
@@ -215,9 +237,16 @@ pub fn decide_unblock(
     actor: &Actor,
     now: DateTime<Utc>,
 ) -> Option<(Block, NumberChange)> {
-    let removed = record.blocks.iter().find(|b| &b.scope == scope && b.is_active(now))?.clone();
-    let remaining: Vec<&Block> =
-        record.blocks.iter().filter(|b| &b.scope != scope && b.is_active(now)).collect();
+    let removed = record
+        .blocks
+        .iter()
+        .find(|b| &b.scope == scope && b.is_active(now))?
+        .clone();
+    let remaining: Vec<&Block> = record
+        .blocks
+        .iter()
+        .filter(|b| &b.scope != scope && b.is_active(now))
+        .collect();
 
     let mut change = NumberChange::new(record, now);
     change.scopes_after = remaining.iter().map(|b| b.scope.clone()).collect();
@@ -243,7 +272,11 @@ pub fn decide_unblock(
         .iter()
         .filter(|chat| scope.covers(&chat.phone_number_id))
         .filter(|chat| chat.status == ChatStatus::Blocked)
-        .filter(|chat| !remaining.iter().any(|b| b.scope.covers(&chat.phone_number_id)))
+        .filter(|chat| {
+            !remaining
+                .iter()
+                .any(|b| b.scope.covers(&chat.phone_number_id))
+        })
         .map(|chat| ChatUpdate {
             phone_number_id: chat.phone_number_id.clone(),
             status: ChatStatus::Active,
@@ -272,9 +305,15 @@ fn contact_change_for(
     now: DateTime<Utc>,
 ) -> NumberChange {
     let mut change = NumberChange::new(record, now);
-    change.scopes_after =
-        record.blocks.iter().filter(|b| b.is_active(now)).map(|b| b.scope.clone()).collect();
-    change.events.push(contact_event(record, &contact, actor, now));
+    change.scopes_after = record
+        .blocks
+        .iter()
+        .filter(|b| b.is_active(now))
+        .map(|b| b.scope.clone())
+        .collect();
+    change
+        .events
+        .push(contact_event(record, &contact, actor, now));
     change.reindex_blocks = record.blocks.clone();
     change.put_contact = Some(contact.clone());
     change.contact_after = Some(contact);
@@ -316,7 +355,9 @@ pub fn blocking_block<'a>(
     business: &PhoneNumberId,
     now: DateTime<Utc>,
 ) -> Option<&'a Block> {
-    blocks.iter().find(|b| b.is_active(now) && b.scope.covers(business))
+    blocks
+        .iter()
+        .find(|b| b.is_active(now) && b.scope.covers(business))
 }
 
 #[cfg(test)]
@@ -362,7 +403,10 @@ mod tests {
     }
 
     fn actor() -> Actor {
-        Actor { actor: "agent-7".into(), client: Some("crm".into()) }
+        Actor {
+            actor: "agent-7".into(),
+            client: Some("crm".into()),
+        }
     }
 
     fn blocked_record(scopes: &[Scope]) -> NumberRecord {
@@ -416,10 +460,16 @@ mod tests {
     #[test]
     fn b3_scoped_block_touches_only_that_business_numbers_chat() {
         let mut record = NumberRecord::empty(number());
-        record.chats = vec![chat("111", ChatStatus::Active, None), chat("222", ChatStatus::Active, None)];
-        let BlockDecision::Create { change, .. } =
-            decide_block(&record, command(Scope::Business(pnid("222"))), &actor(), now())
-        else {
+        record.chats = vec![
+            chat("111", ChatStatus::Active, None),
+            chat("222", ChatStatus::Active, None),
+        ];
+        let BlockDecision::Create { change, .. } = decide_block(
+            &record,
+            command(Scope::Business(pnid("222"))),
+            &actor(),
+            now(),
+        ) else {
             panic!()
         };
         assert_eq!(change.chats.len(), 1);
@@ -441,9 +491,12 @@ mod tests {
     #[test]
     fn second_scope_does_not_count_the_number_twice() {
         let record = blocked_record(&[Scope::All]);
-        let BlockDecision::Create { change, .. } =
-            decide_block(&record, command(Scope::Business(pnid("5"))), &actor(), now())
-        else {
+        let BlockDecision::Create { change, .. } = decide_block(
+            &record,
+            command(Scope::Business(pnid("5"))),
+            &actor(),
+            now(),
+        ) else {
             panic!()
         };
         assert_eq!(change.blocked_numbers_delta, 0);
@@ -467,9 +520,12 @@ mod tests {
         let mut auto = command(Scope::All);
         auto.source = Source::Auto;
         auto.details = json!({"message_id": "wamid.X"});
-        let BlockDecision::Create { change, .. } =
-            decide_block(&NumberRecord::empty(number()), auto, &Actor::system("wa-blocked"), now())
-        else {
+        let BlockDecision::Create { change, .. } = decide_block(
+            &NumberRecord::empty(number()),
+            auto,
+            &Actor::system("wa-blocked"),
+            now(),
+        ) else {
             panic!()
         };
         assert_eq!(change.events[0].action, Action::AutoBlocked);
@@ -506,9 +562,14 @@ mod tests {
             chat("111", ChatStatus::Blocked, Some(SessionStatus::Cancelled)),
             chat("222", ChatStatus::Blocked, None),
         ];
-        let (removed, change) =
-            decide_unblock(&record, &Scope::All, &Reason::parse("ok").unwrap(), &actor(), now())
-                .unwrap();
+        let (removed, change) = decide_unblock(
+            &record,
+            &Scope::All,
+            &Reason::parse("ok").unwrap(),
+            &actor(),
+            now(),
+        )
+        .unwrap();
         assert_eq!(removed.scope, Scope::All);
         assert_eq!(change.blocked_numbers_delta, 0, "still blocked on 222");
         assert_eq!(change.chats.len(), 1);
@@ -520,9 +581,14 @@ mod tests {
     #[test]
     fn b2_unblock_of_last_block_uncounts_the_number() {
         let record = blocked_record(&[Scope::All]);
-        let (_, change) =
-            decide_unblock(&record, &Scope::All, &Reason::parse("ok").unwrap(), &actor(), now())
-                .unwrap();
+        let (_, change) = decide_unblock(
+            &record,
+            &Scope::All,
+            &Reason::parse("ok").unwrap(),
+            &actor(),
+            now(),
+        )
+        .unwrap();
         assert_eq!(change.blocked_numbers_delta, -1);
         assert_eq!(change.counters, vec![StatCounter::Unblocked]);
     }
@@ -531,8 +597,14 @@ mod tests {
     fn b2_unblock_without_block_is_none() {
         let record = blocked_record(&[Scope::Business(pnid("9"))]);
         assert!(
-            decide_unblock(&record, &Scope::All, &Reason::parse("x").unwrap(), &actor(), now())
-                .is_none()
+            decide_unblock(
+                &record,
+                &Scope::All,
+                &Reason::parse("x").unwrap(),
+                &actor(),
+                now()
+            )
+            .is_none()
         );
     }
 

@@ -70,7 +70,10 @@ pub async fn put_contact(
 ) -> Result<Contact, StoreError> {
     let number = contact.number.clone();
     with_retries(store, &number, |record| {
-        (contact.clone(), policy::decide_contact(record, contact.clone(), actor, now()))
+        (
+            contact.clone(),
+            policy::decide_contact(record, contact.clone(), actor, now()),
+        )
     })
     .await
 }
@@ -84,7 +87,9 @@ async fn with_retries<T>(
     loop {
         let record = store.load_number(number).await?;
         let (outcome, change) = decide(&record);
-        let Some(change) = change else { return Ok(outcome) };
+        let Some(change) = change else {
+            return Ok(outcome);
+        };
         match store.apply_change(&change).await {
             Ok(()) => return Ok(outcome),
             Err(StoreError::Conflict) if attempt + 1 < MAX_ATTEMPTS => {
@@ -98,9 +103,8 @@ async fn with_retries<T>(
 
 /// Exponential backoff with jitter, so that racing writers spread out.
 fn backoff(attempt: u32, number: &Number) -> Duration {
-    use std::hash::{BuildHasher, Hash, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    (attempt, number).hash(&mut hasher);
+    use std::hash::BuildHasher;
+    let jitter = std::collections::hash_map::RandomState::new().hash_one((attempt, number));
     let base = 5u64 << attempt.min(6);
-    Duration::from_millis(base / 2 + hasher.finish() % base)
+    Duration::from_millis(base / 2 + jitter % base)
 }

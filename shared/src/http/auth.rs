@@ -27,7 +27,11 @@ pub struct Authenticator {
 #[derive(Clone)]
 enum Mode {
     ApiGateway,
-    LocalHs256 { key: DecodingKey, validation: Validation },
+    // Boxed: the key and rules are large, and built once at init.
+    LocalHs256 {
+        key: Box<DecodingKey>,
+        validation: Box<Validation>,
+    },
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -37,7 +41,9 @@ impl std::fmt::Debug for Authenticator {
             Mode::ApiGateway => "api_gateway",
             Mode::LocalHs256 { .. } => "local_hs256",
         };
-        f.debug_struct("Authenticator").field("mode", &mode).finish()
+        f.debug_struct("Authenticator")
+            .field("mode", &mode)
+            .finish()
     }
 }
 
@@ -61,7 +67,9 @@ struct LocalClaims {
 
 impl Authenticator {
     pub fn api_gateway() -> Self {
-        Authenticator { mode: Mode::ApiGateway }
+        Authenticator {
+            mode: Mode::ApiGateway,
+        }
     }
 
     pub fn local_hs256(secret: &[u8]) -> Self {
@@ -70,7 +78,10 @@ impl Authenticator {
         validation.validate_aud = false;
         validation.leeway = 5;
         Authenticator {
-            mode: Mode::LocalHs256 { key: DecodingKey::from_secret(secret), validation },
+            mode: Mode::LocalHs256 {
+                key: Box::new(DecodingKey::from_secret(secret)),
+                validation: Box::new(validation),
+            },
         }
     }
 
@@ -97,7 +108,11 @@ impl Authenticator {
             .map(str::trim)
             .filter(|v| !v.is_empty())
             .map(str::to_owned);
-        Ok(Caller { subject, scopes, on_behalf_of })
+        Ok(Caller {
+            subject,
+            scopes,
+            on_behalf_of,
+        })
     }
 }
 
@@ -117,7 +132,9 @@ impl Caller {
         if self.has(scope) || implied {
             Ok(())
         } else {
-            Err(ApiError::forbidden(format!("token lacks the {scope} scope")))
+            Err(ApiError::forbidden(format!(
+                "token lacks the {scope} scope"
+            )))
         }
     }
 
@@ -129,14 +146,23 @@ impl Caller {
         match &self.on_behalf_of {
             Some(person) if self.has(DELEGATE) => {
                 if person.chars().count() > 200 {
-                    return Err(ApiError::bad_request("invalid_header", "X-On-Behalf-Of is too long"));
+                    return Err(ApiError::bad_request(
+                        "invalid_header",
+                        "X-On-Behalf-Of is too long",
+                    ));
                 }
-                Ok(Actor { actor: person.clone(), client: Some(self.subject.clone()) })
+                Ok(Actor {
+                    actor: person.clone(),
+                    client: Some(self.subject.clone()),
+                })
             }
             Some(_) => Err(ApiError::forbidden(format!(
                 "X-On-Behalf-Of needs the {DELEGATE} scope"
             ))),
-            None => Ok(Actor { actor: self.subject.clone(), client: None }),
+            None => Ok(Actor {
+                actor: self.subject.clone(),
+                client: None,
+            }),
         }
     }
 }
@@ -146,12 +172,18 @@ fn bearer_token(request: &Request) -> Result<&str, ApiError> {
         .headers()
         .get("authorization")
         .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer token"))?;
-    let value = header.to_str().map_err(|_| ApiError::unauthorized("malformed Authorization header"))?;
+    let value = header
+        .to_str()
+        .map_err(|_| ApiError::unauthorized("malformed Authorization header"))?;
     match value.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
             Ok(token.trim())
         }
-        _ => Err(ApiError::unauthorized("Authorization must be 'Bearer <token>'")),
+        _ => Err(ApiError::unauthorized(
+            "Authorization must be 'Bearer <token>'",
+        )),
     }
 }
 
@@ -163,7 +195,9 @@ fn from_authorizer(request: &Request) -> Result<(String, Vec<String>), ApiError>
         _ => None,
     };
     let Some(jwt) = jwt else {
-        return Err(ApiError::unauthorized("missing Authorization: Bearer token"));
+        return Err(ApiError::unauthorized(
+            "missing Authorization: Bearer token",
+        ));
     };
     let subject = jwt
         .claims
@@ -174,12 +208,18 @@ fn from_authorizer(request: &Request) -> Result<(String, Vec<String>), ApiError>
     for claim in ["scope", "scp"] {
         if let Some(value) = jwt.claims.get(claim) {
             // API Gateway flattens array claims to "[a b]".
-            scopes.extend(split_scopes(value.trim_start_matches('[').trim_end_matches(']')));
+            scopes.extend(split_scopes(
+                value.trim_start_matches('[').trim_end_matches(']'),
+            ));
         }
     }
     Ok((subject, scopes))
 }
 
 fn split_scopes(value: &str) -> Vec<String> {
-    value.split([' ', ',']).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+    value
+        .split([' ', ','])
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }

@@ -17,7 +17,12 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), field: None }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+        }
     }
 
     pub fn with_field(mut self, field: impl Into<String>) -> Self {
@@ -49,7 +54,11 @@ impl ApiError {
     }
 
     pub fn too_large() -> Self {
-        Self::new(413, "payload_too_large", "request body is larger than 1 MiB")
+        Self::new(
+            413,
+            "payload_too_large",
+            "request body is larger than 1 MiB",
+        )
     }
 
     pub fn internal() -> Self {
@@ -79,7 +88,11 @@ impl From<StoreError> for ApiError {
             ),
             StoreError::Unavailable(detail) => {
                 tracing::error!(error = %detail, "store unavailable");
-                ApiError::new(503, "store_unavailable", "the blocklist store is unavailable; try again")
+                ApiError::new(
+                    503,
+                    "store_unavailable",
+                    "the blocklist store is unavailable; try again",
+                )
             }
             StoreError::Corrupt(detail) => {
                 tracing::error!(error = %detail, "corrupt item");

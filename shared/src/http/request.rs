@@ -30,7 +30,10 @@ pub fn body_bytes(request: &Request) -> Result<&[u8], ApiError> {
 pub fn json_body<T: DeserializeOwned>(request: &Request) -> Result<T, ApiError> {
     let bytes = body_bytes(request)?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request("missing_body", "a JSON body is required"));
+        return Err(ApiError::bad_request(
+            "missing_body",
+            "a JSON body is required",
+        ));
     }
     parse_json(bytes)
 }
@@ -46,7 +49,9 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                 api.field = field;
                 api
             }
-            _ => ApiError::bad_request("malformed_json", format!("body is not valid JSON: {error}")),
+            _ => {
+                ApiError::bad_request("malformed_json", format!("body is not valid JSON: {error}"))
+            }
         }
     })
 }
@@ -98,7 +103,10 @@ impl Query {
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// `limit`: 1–200, default 50 (B7).
@@ -110,8 +118,11 @@ impl Query {
                 .ok()
                 .filter(|l| (1..=200).contains(l))
                 .ok_or_else(|| {
-                    ApiError::bad_request("invalid_parameter", "limit must be an integer from 1 to 200")
-                        .with_field("limit")
+                    ApiError::bad_request(
+                        "invalid_parameter",
+                        "limit must be an integer from 1 to 200",
+                    )
+                    .with_field("limit")
                 }),
         }
     }
@@ -131,9 +142,8 @@ pub fn field_number(raw: &str, field: &str) -> Result<Number, ApiError> {
 }
 
 pub fn path_phone_number_id(segment: &str) -> Result<PhoneNumberId, ApiError> {
-    PhoneNumberId::parse(segment).map_err(|e| {
-        ApiError::invalid("invalid_phone_number_id", "phone_number_id", e.to_string())
-    })
+    PhoneNumberId::parse(segment)
+        .map_err(|e| ApiError::invalid("invalid_phone_number_id", "phone_number_id", e.to_string()))
 }
 
 /// The path split into decoded-later segments, without the empty ones.
@@ -162,7 +172,10 @@ mod tests {
         let broken = parse_json::<Body>(b"{\"reason\": ").unwrap_err();
         assert_eq!((broken.status, broken.code), (400, "malformed_json"));
         let unknown = parse_json::<Body>(b"{\"reason\":\"x\",\"colour\":1}").unwrap_err();
-        assert_eq!((unknown.status, unknown.field.as_deref()), (422, Some("colour")));
+        assert_eq!(
+            (unknown.status, unknown.field.as_deref()),
+            (422, Some("colour"))
+        );
         let wrong_type = parse_json::<Body>(b"{\"reason\":5}").unwrap_err();
         assert_eq!(wrong_type.status, 422);
         let missing = parse_json::<Body>(b"{}").unwrap_err();

@@ -37,7 +37,12 @@ pub struct AutoBlockPolicy {
 
 impl Default for AutoBlockPolicy {
     fn default() -> Self {
-        AutoBlockPolicy { enabled: true, error_codes: vec![131026], threshold: 1, window_days: 30 }
+        AutoBlockPolicy {
+            enabled: true,
+            error_codes: vec![131026],
+            threshold: 1,
+            window_days: 30,
+        }
     }
 }
 

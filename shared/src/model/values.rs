@@ -174,7 +174,10 @@ pub struct Actor {
 impl Actor {
     /// The product itself (auto-blocking, webhook suppression).
     pub fn system(name: &str) -> Self {
-        Actor { actor: name.to_owned(), client: None }
+        Actor {
+            actor: name.to_owned(),
+            client: None,
+        }
     }
 }
 
@@ -185,17 +188,26 @@ mod tests {
     #[test]
     fn reason_is_one_to_five_hundred_characters() {
         assert!(Reason::parse("spam").is_ok());
-        assert!(Reason::parse(&"é".repeat(500)).is_ok(), "counts characters, not bytes");
+        assert!(
+            Reason::parse(&"é".repeat(500)).is_ok(),
+            "counts characters, not bytes"
+        );
         assert_eq!(Reason::parse(""), Err(ValueError::ReasonLength));
         assert_eq!(Reason::parse("   "), Err(ValueError::ReasonLength));
-        assert_eq!(Reason::parse(&"x".repeat(501)), Err(ValueError::ReasonLength));
+        assert_eq!(
+            Reason::parse(&"x".repeat(501)),
+            Err(ValueError::ReasonLength)
+        );
     }
 
     #[test]
     fn scope_is_all_or_digits() {
         assert_eq!(Scope::parse("all"), Ok(Scope::All));
         let id = PhoneNumberId::parse("106540352242922").unwrap();
-        assert_eq!(Scope::parse("106540352242922"), Ok(Scope::Business(id.clone())));
+        assert_eq!(
+            Scope::parse("106540352242922"),
+            Ok(Scope::Business(id.clone()))
+        );
         for bad in ["", "ALL", "every", "12a", "1 2", &"1".repeat(33)] {
             assert_eq!(Scope::parse(bad), Err(ValueError::Scope), "{bad:?}");
         }

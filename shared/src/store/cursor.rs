@@ -58,7 +58,10 @@ impl Cursor {
     }
 
     pub fn to_key(&self) -> HashMap<String, AttributeValue> {
-        self.key.iter().map(|(k, v)| (k.clone(), AttributeValue::S(v.clone()))).collect()
+        self.key
+            .iter()
+            .map(|(k, v)| (k.clone(), AttributeValue::S(v.clone())))
+            .collect()
     }
 
     pub fn from_key(
@@ -70,7 +73,11 @@ impl Cursor {
             .iter()
             .filter_map(|(k, v)| v.as_s().ok().map(|s| (k.clone(), s.clone())))
             .collect();
-        Cursor { kind: kind.to_owned(), day, key }
+        Cursor {
+            kind: kind.to_owned(),
+            day,
+            key,
+        }
     }
 }
 
@@ -82,28 +89,46 @@ mod tests {
         Cursor {
             kind: "history".into(),
             day: None,
-            key: [("pk".to_owned(), "N#+1".to_owned()), ("sk".to_owned(), "01J".to_owned())]
-                .into_iter()
-                .collect(),
+            key: [
+                ("pk".to_owned(), "N#+1".to_owned()),
+                ("sk".to_owned(), "01J".to_owned()),
+            ]
+            .into_iter()
+            .collect(),
         }
     }
 
     #[test]
     fn round_trips() {
         let encoded = cursor().encode();
-        assert_eq!(Cursor::decode(&encoded, "history", &["pk", "sk"]), Ok(cursor()));
+        assert_eq!(
+            Cursor::decode(&encoded, "history", &["pk", "sk"]),
+            Ok(cursor())
+        );
     }
 
     #[test]
     fn rejects_tampering_and_other_listings() {
         let encoded = cursor().encode();
-        assert_eq!(Cursor::decode(&encoded, "blocks", &["pk", "sk"]), Err(CursorError));
-        assert_eq!(Cursor::decode(&encoded, "history", &["pk", "sk", "gsi1pk"]), Err(CursorError));
-        assert_eq!(Cursor::decode("not base64!", "history", &["pk", "sk"]), Err(CursorError));
+        assert_eq!(
+            Cursor::decode(&encoded, "blocks", &["pk", "sk"]),
+            Err(CursorError)
+        );
+        assert_eq!(
+            Cursor::decode(&encoded, "history", &["pk", "sk", "gsi1pk"]),
+            Err(CursorError)
+        );
+        assert_eq!(
+            Cursor::decode("not base64!", "history", &["pk", "sk"]),
+            Err(CursorError)
+        );
         let mut flipped = encoded.into_bytes();
         flipped[3] ^= 0x01;
         let flipped = String::from_utf8(flipped).unwrap();
-        assert_eq!(Cursor::decode(&flipped, "history", &["pk", "sk"]), Err(CursorError));
+        assert_eq!(
+            Cursor::decode(&flipped, "history", &["pk", "sk"]),
+            Err(CursorError)
+        );
         assert_eq!(cursor().expect("pk", "N#+2"), Err(CursorError));
         assert_eq!(cursor().expect("pk", "N#+1"), Ok(()));
     }

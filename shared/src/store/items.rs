@@ -57,7 +57,12 @@ impl BlockItem {
             pk: number_pk(&block.number),
             sk: block_sk(block.scope.as_str()),
             gsi1pk: BLOCKS_PARTITION.to_owned(),
-            gsi1sk: format!("{}#{}#{}", format_time(block.blocked_at), block.number, block.scope),
+            gsi1sk: format!(
+                "{}#{}#{}",
+                format_time(block.blocked_at),
+                block.number,
+                block.scope
+            ),
             block: block.clone(),
             search: crate::model::contact_search_text(&block.number, contact),
             category: contact.and_then(|c| c.category.clone()),
@@ -94,7 +99,11 @@ impl ChatItem {
             pk: number_pk(&chat.number),
             sk: chat.phone_number_id.to_string(),
             gsi1pk: CHATS_PARTITION.to_owned(),
-            gsi1sk: chat_gsi1sk(chat.status.as_str(), chat.phone_number_id.as_str(), &chat.number),
+            gsi1sk: chat_gsi1sk(
+                chat.status.as_str(),
+                chat.phone_number_id.as_str(),
+                &chat.number,
+            ),
             chat: chat.clone(),
         }
     }

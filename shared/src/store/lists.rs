@@ -7,7 +7,10 @@ use serde::de::DeserializeOwned;
 use super::cursor::Cursor;
 use super::items::*;
 use super::{Item, Store, StoreError, s};
-use crate::model::{Action, AuditEvent, Block, Chat, ChatStatus, DayStats, PhoneNumberId, Scope, Source, Stats, format_time};
+use crate::model::{
+    Action, AuditEvent, Block, Chat, ChatStatus, DayStats, PhoneNumberId, Scope, Source, Stats,
+    format_time,
+};
 use crate::number::Number;
 
 /// One page of a listing.
@@ -67,7 +70,10 @@ impl Store {
     pub async fn list_blocks(&self, query: BlockQuery) -> Result<Page<Block>, StoreError> {
         let lower = query.since.map(format_time).unwrap_or_default();
         // '~' sorts after every character used in the sort key.
-        let upper = query.until.map(|t| format!("{}~", format_time(t))).unwrap_or_else(|| "~".into());
+        let upper = query
+            .until
+            .map(|t| format!("{}~", format_time(t)))
+            .unwrap_or_else(|| "~".into());
         let mut request = self
             .client
             .query()
@@ -172,8 +178,9 @@ impl Store {
             .expression_attribute_values(":pk", s(number_pk(number)))
             .scan_index_forward(false);
         let start = cursor.map(Cursor::to_key);
-        let (items, next) =
-            self.collect_page::<AuditItem>(request, start, limit, false, &TABLE_KEY).await?;
+        let (items, next) = self
+            .collect_page::<AuditItem>(request, start, limit, false, &TABLE_KEY)
+            .await?;
         Ok(Page {
             items: items.into_iter().map(|i| i.event).collect(),
             next_cursor: next.map(|key| Cursor::from_key("history", None, &key).encode()),
@@ -194,7 +201,8 @@ impl Store {
                     .as_deref()
                     .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
                     .unwrap_or(first_day);
-                (day, Some(cursor.to_key()))
+                let key = cursor.to_key();
+                (day, (!key.is_empty()).then_some(key))
             }
             None => (query.until.date_naive(), None),
         };
@@ -220,12 +228,21 @@ impl Store {
             }
             let want = query.limit - events.len();
             let (items, next) = self
-                .collect_page::<AuditItem>(request, start.take(), want, query.action.is_some(), &GSI_KEY)
+                .collect_page::<AuditItem>(
+                    request,
+                    start.take(),
+                    want,
+                    query.action.is_some(),
+                    &GSI_KEY,
+                )
                 .await?;
             events.extend(items.into_iter().map(|i| i.event));
             if let Some(key) = next {
                 let cursor = Cursor::from_key("audit", Some(day_name), &key);
-                return Ok(Page { items: events, next_cursor: Some(cursor.encode()) });
+                return Ok(Page {
+                    items: events,
+                    next_cursor: Some(cursor.encode()),
+                });
             }
             day -= Duration::days(1);
             walked += 1;
@@ -240,10 +257,16 @@ impl Store {
                     }
                     .encode()
                 });
-                return Ok(Page { items: events, next_cursor: cursor });
+                return Ok(Page {
+                    items: events,
+                    next_cursor: cursor,
+                });
             }
         }
-        Ok(Page { items: events, next_cursor: None })
+        Ok(Page {
+            items: events,
+            next_cursor: None,
+        })
     }
 
     /// B9: per-day counters over a date range, and the blocked-number count.
@@ -271,7 +294,10 @@ impl Store {
         let mut days = Vec::new();
         let mut date = from;
         while date <= to {
-            days.push(DayStats { date: date.format("%Y-%m-%d").to_string(), ..Default::default() });
+            days.push(DayStats {
+                date: date.format("%Y-%m-%d").to_string(),
+                ..Default::default()
+            });
             date += Duration::days(1);
         }
         for item in shards {
@@ -283,10 +309,15 @@ impl Store {
         let mut currently_blocked: i64 = 0;
         for item in current {
             if let Some(value) = item.get("blocked_numbers").and_then(|v| v.as_n().ok()) {
-                currently_blocked += value.parse::<i64>().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                currently_blocked += value
+                    .parse::<i64>()
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             }
         }
-        Ok(Stats { days, currently_blocked: currently_blocked.max(0) as u64 })
+        Ok(Stats {
+            days,
+            currently_blocked: currently_blocked.max(0) as u64,
+        })
     }
 
     /// Reads pages until `limit` matching items are found, the query is
@@ -304,7 +335,11 @@ impl Store {
         let mut last_key: Option<Item> = None;
         // Without a filter, one item more than asked tells whether a next
         // page exists, so the last page never ends with a useless cursor.
-        let page_size = if filtered { FILTERED_PAGE_SIZE } else { limit as i32 + 1 };
+        let page_size = if filtered {
+            FILTERED_PAGE_SIZE
+        } else {
+            limit as i32 + 1
+        };
         for _ in 0..MAX_QUERY_PAGES {
             let page = request
                 .clone()
@@ -340,7 +375,11 @@ async fn all_pages(request: QueryFluentBuilder) -> Result<Vec<Item>, StoreError>
     let mut items = Vec::new();
     let mut start = None;
     loop {
-        let page = request.clone().set_exclusive_start_key(start).send().await?;
+        let page = request
+            .clone()
+            .set_exclusive_start_key(start)
+            .send()
+            .await?;
         items.extend(page.items.unwrap_or_default());
         match page.last_evaluated_key {
             Some(key) if !key.is_empty() => start = Some(key),

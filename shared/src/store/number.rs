@@ -25,7 +25,11 @@ impl Store {
         )?;
         let mut record = NumberRecord::empty(number.clone());
         for item in own {
-            let sk = item.get("sk").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+            let sk = item
+                .get("sk")
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .unwrap_or_default();
             if sk == STATE {
                 let state: StateItem = serde_dynamo::from_item(item)?;
                 record.version = state.version;
@@ -77,7 +81,11 @@ impl Store {
         let room = MAX_TRANSACTION_ITEMS.saturating_sub(actions.len());
         let mut chats = change.chats.iter();
         for update in chats.by_ref().take(room) {
-            actions.push(TransactWriteItem::builder().update(self.chat_update(change, update)?).build());
+            actions.push(
+                TransactWriteItem::builder()
+                    .update(self.chat_update(change, update)?)
+                    .build(),
+            );
         }
         let result = self
             .client
@@ -130,7 +138,9 @@ impl Store {
             version: change.expected_version + 1,
             scopes: change.scopes_after.iter().map(|s| s.to_string()).collect(),
         };
-        let mut put_state = Put::builder().table_name(bl).set_item(Some(serde_dynamo::to_item(state)?));
+        let mut put_state = Put::builder()
+            .table_name(bl)
+            .set_item(Some(serde_dynamo::to_item(state)?));
         put_state = if change.expected_version == 0 {
             put_state.condition_expression("attribute_not_exists(pk)")
         } else {
@@ -138,24 +148,46 @@ impl Store {
                 .condition_expression("version = :expected")
                 .expression_attribute_values(":expected", n(change.expected_version))
         };
-        actions.push(TransactWriteItem::builder().put(build(put_state.build())?).build());
+        actions.push(
+            TransactWriteItem::builder()
+                .put(build(put_state.build())?)
+                .build(),
+        );
 
         if let Some(removed) = &change.remove_block {
             let delete = Delete::builder()
                 .table_name(bl)
                 .key("pk", s(&pk))
                 .key("sk", s(block_sk(removed.scope.as_str())));
-            actions.push(TransactWriteItem::builder().delete(build(delete.build())?).build());
+            actions.push(
+                TransactWriteItem::builder()
+                    .delete(build(delete.build())?)
+                    .build(),
+            );
         }
         if let Some(block) = &change.put_block {
             let item = serde_dynamo::to_item(BlockItem::new(block, change.contact_after.as_ref()))?;
             let put = Put::builder().table_name(bl).set_item(Some(item));
-            actions.push(TransactWriteItem::builder().put(build(put.build())?).build());
+            actions.push(
+                TransactWriteItem::builder()
+                    .put(build(put.build())?)
+                    .build(),
+            );
         }
         if let Some(contact) = &change.put_contact {
-            let item = ContactItem { pk: pk.clone(), sk: CONTACT.to_owned(), contact: contact.clone() };
-            let put = Put::builder().table_name(bl).set_item(Some(serde_dynamo::to_item(item)?));
-            actions.push(TransactWriteItem::builder().put(build(put.build())?).build());
+            let item = ContactItem {
+                pk: pk.clone(),
+                sk: CONTACT.to_owned(),
+                contact: contact.clone(),
+            };
+            let put = Put::builder()
+                .table_name(bl)
+                .set_item(Some(serde_dynamo::to_item(item)?));
+            actions.push(
+                TransactWriteItem::builder()
+                    .put(build(put.build())?)
+                    .build(),
+            );
         }
         for block in &change.reindex_blocks {
             let fields = BlockItem::new(block, change.contact_after.as_ref());
@@ -176,7 +208,11 @@ impl Store {
                     ":groups",
                     serde_dynamo::to_attribute_value(fields.groups)?,
                 );
-            actions.push(TransactWriteItem::builder().update(build(update.build())?).build());
+            actions.push(
+                TransactWriteItem::builder()
+                    .update(build(update.build())?)
+                    .build(),
+            );
         }
         for event in &change.events {
             actions.push(self.audit_put(pk.clone(), event)?);
@@ -192,7 +228,11 @@ impl Store {
                 .key("sk", s(format!("C#{shard:02}")))
                 .update_expression("ADD blocked_numbers :delta")
                 .expression_attribute_values(":delta", n(change.blocked_numbers_delta));
-            actions.push(TransactWriteItem::builder().update(build(update.build())?).build());
+            actions.push(
+                TransactWriteItem::builder()
+                    .update(build(update.build())?)
+                    .build(),
+            );
         }
         Ok(actions)
     }
@@ -208,7 +248,9 @@ impl Store {
             .table_name(&self.tables.audit)
             .set_item(Some(item))
             .condition_expression("attribute_not_exists(pk)");
-        Ok(TransactWriteItem::builder().put(build(put.build())?).build())
+        Ok(TransactWriteItem::builder()
+            .put(build(put.build())?)
+            .build())
     }
 
     /// Adds `by` to one day counter (B9), in the shard of the number.
@@ -229,7 +271,9 @@ impl Store {
             .expression_attribute_names("#counter", attribute)
             .expression_attribute_values(":date", s(day))
             .expression_attribute_values(":by", n(by));
-        Ok(TransactWriteItem::builder().update(build(update.build())?).build())
+        Ok(TransactWriteItem::builder()
+            .update(build(update.build())?)
+            .build())
     }
 
     fn chat_update(
@@ -243,7 +287,9 @@ impl Store {
                 .table_name(&self.tables.chats)
                 .key("pk", s(number_pk(&change.number)))
                 .key("sk", s(update.phone_number_id.as_str()))
-                .update_expression("SET #status = :status, session_status = :session, gsi1sk = :gsi1sk")
+                .update_expression(
+                    "SET #status = :status, session_status = :session, gsi1sk = :gsi1sk",
+                )
                 .condition_expression("attribute_exists(pk)")
                 .expression_attribute_names("#status", "status")
                 .expression_attribute_values(":status", s(update.status.as_str()))
@@ -297,14 +343,20 @@ impl Store {
             .expression_attribute_names("#number", "number")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":at", s(format_time(at)))
-            .expression_attribute_values(":known", aws_sdk_dynamodb::types::AttributeValue::Bool(known_contact))
+            .expression_attribute_values(
+                ":known",
+                aws_sdk_dynamodb::types::AttributeValue::Bool(known_contact),
+            )
             .expression_attribute_values(":pnid", s(business.as_str()))
             .expression_attribute_values(":number", s(number.as_str()))
             .expression_attribute_values(":gsi1pk", s(item.gsi1pk))
             .expression_attribute_values(":status", s(status_if_new.as_str()))
             .expression_attribute_values(":gsi1sk", s(item.gsi1sk))
             .expression_attribute_values(":open", s("open"))
-            .expression_attribute_values(":null", aws_sdk_dynamodb::types::AttributeValue::Null(true))
+            .expression_attribute_values(
+                ":null",
+                aws_sdk_dynamodb::types::AttributeValue::Null(true),
+            )
             .send()
             .await?;
         Ok(())
@@ -322,7 +374,9 @@ impl Store {
             .send()
             .await?;
         match out.item {
-            Some(item) => Ok(Some(serde_dynamo::from_item::<_, ContactItem>(item)?.contact)),
+            Some(item) => Ok(Some(
+                serde_dynamo::from_item::<_, ContactItem>(item)?.contact,
+            )),
             None => Ok(None),
         }
     }

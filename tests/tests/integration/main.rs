@@ -1,0 +1,4 @@
+//! Integration tests: the real handlers against DynamoDB Local.
+//! Test names start with the SPEC behaviour they prove.
+
+mod block_api;
