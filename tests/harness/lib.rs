@@ -8,13 +8,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType,
-};
 use blocklist::http::auth::Authenticator;
 use blocklist::store::{Store, Tables};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 pub const JWT_SECRET: &[u8] = b"test-jwt-secret";
 
@@ -77,101 +73,13 @@ fn unique_prefix() -> String {
     )
 }
 
-/// The `AWS::DynamoDB::Table` resources of `template.yaml`, by logical id.
-pub fn template_tables() -> Vec<(String, serde_yaml::Value)> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
-    let text = std::fs::read_to_string(path).expect("read template.yaml");
-    let template: serde_yaml::Value = serde_yaml::from_str(&text).expect("parse template.yaml");
-    let resources = template["Resources"]
-        .as_mapping()
-        .expect("Resources")
-        .clone();
-    resources
-        .into_iter()
-        .filter(|(_, r)| r["Type"].as_str() == Some("AWS::DynamoDB::Table"))
-        .map(|(id, r)| {
-            (
-                id.as_str().unwrap_or_default().to_owned(),
-                r["Properties"].clone(),
-            )
-        })
-        .collect()
-}
-
 /// Creates every table of the template as `<prefix>-<LogicalId>`.
 pub async fn create_tables_from_template(client: &Client, prefix: &str) -> Tables {
-    let mut names = std::collections::HashMap::new();
-    for (logical_id, properties) in template_tables() {
-        let name = format!("{prefix}-{logical_id}");
-        let mut request = client
-            .create_table()
-            .table_name(&name)
-            .billing_mode(BillingMode::PayPerRequest)
-            .set_key_schema(Some(key_schema(&properties["KeySchema"])));
-        for attribute in properties["AttributeDefinitions"]
-            .as_sequence()
-            .expect("attributes")
-        {
-            request = request.attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name(attribute["AttributeName"].as_str().expect("name"))
-                    .attribute_type(ScalarAttributeType::from(
-                        attribute["AttributeType"].as_str().expect("type"),
-                    ))
-                    .build()
-                    .expect("attribute definition"),
-            );
-        }
-        if let Some(indexes) = properties["GlobalSecondaryIndexes"].as_sequence() {
-            for index in indexes {
-                request = request.global_secondary_indexes(
-                    GlobalSecondaryIndex::builder()
-                        .index_name(index["IndexName"].as_str().expect("index name"))
-                        .set_key_schema(Some(key_schema(&index["KeySchema"])))
-                        .projection(
-                            Projection::builder()
-                                .projection_type(ProjectionType::All)
-                                .build(),
-                        )
-                        .build()
-                        .expect("index"),
-                );
-            }
-        }
-        request.send().await.unwrap_or_else(|e| {
-            panic!(
-                "create table {name}: {}",
-                aws_sdk_dynamodb::error::DisplayErrorContext(e)
-            )
-        });
-        names.insert(logical_id, name);
-    }
-    let take = |id: &str| {
-        names
-            .get(id)
-            .cloned()
-            .unwrap_or_else(|| panic!("template lacks {id}"))
-    };
-    Tables {
-        blocklist: take("BlocklistTable"),
-        audit: take("AuditTable"),
-        chats: take("ChatsTable"),
-    }
-}
-
-fn key_schema(value: &serde_yaml::Value) -> Vec<KeySchemaElement> {
-    value
-        .as_sequence()
-        .expect("KeySchema")
-        .iter()
-        .map(|k| {
-            KeySchemaElement::builder()
-                .attribute_name(k["AttributeName"].as_str().expect("name"))
-                .key_type(KeyType::from(k["KeyType"].as_str().expect("key type")))
-                .build()
-                .expect("key schema")
-        })
-        .collect()
+    let tables = wa_dev::tables::table_names(Some(prefix));
+    wa_dev::tables::create_tables(client, &wa_dev::tables::template_text(), &tables)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    tables
 }
 
 /// An HS256 token for the local API, valid for an hour.
@@ -182,13 +90,7 @@ pub fn token(subject: &str, scopes: &[&str]) -> String {
 /// A token expiring `expires_in` seconds from now (negative: expired),
 /// signed with `secret`.
 pub fn token_with(subject: &str, scopes: &[&str], expires_in: i64, secret: &[u8]) -> String {
-    let exp = chrono::Utc::now().timestamp() + expires_in;
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &json!({ "sub": subject, "scope": scopes.join(" "), "exp": exp }),
-        &jsonwebtoken::EncodingKey::from_secret(secret),
-    )
-    .expect("sign token")
+    wa_dev::tokens::mint(subject, scopes, expires_in, secret)
 }
 
 /// An HTTP request to a handler, as API Gateway (HTTP API, payload 2.0)
@@ -234,69 +136,21 @@ impl ApiRequest {
 
     /// The API Gateway v2 event JSON for this request.
     pub fn event(&self) -> Value {
-        let (path, query) = self.uri.split_once('?').unwrap_or((&self.uri, ""));
-        let mut parameters = serde_json::Map::new();
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let decode = |s: &str| {
-                percent_encoding::percent_decode_str(&s.replace('+', " "))
-                    .decode_utf8_lossy()
-                    .into_owned()
-            };
-            let (k, v) = (decode(k), decode(v));
-            // API Gateway joins repeated parameters with commas.
-            let joined = match parameters.get(&k).and_then(Value::as_str) {
-                Some(previous) => format!("{previous},{v}"),
-                None => v,
-            };
-            parameters.insert(k, Value::String(joined));
-        }
-        let headers: serde_json::Map<String, Value> = self
-            .headers
-            .iter()
-            .map(|(k, v)| (k.to_lowercase(), Value::String(v.clone())))
-            .collect();
-        let mut context = json!({
-            "accountId": "123456789012",
-            "apiId": "local",
-            "domainName": "localhost",
-            "domainPrefix": "localhost",
-            "http": {
-                "method": self.method,
-                "path": path,
-                "protocol": "HTTP/1.1",
-                "sourceIp": "127.0.0.1",
-                "userAgent": "integration-tests"
-            },
-            "requestId": "test-request",
-            "routeKey": "$default",
-            "stage": "$default",
-            "time": "23/Nov/2026:12:00:00 +0000",
-            "timeEpoch": 1795000000000u64
-        });
-        if let Some(claims) = &self.jwt_claims {
-            context["authorizer"] = json!({ "jwt": { "claims": claims, "scopes": null } });
-        }
-        let mut event = json!({
-            "version": "2.0",
-            "routeKey": "$default",
-            "rawPath": path,
-            "rawQueryString": query,
-            "headers": headers,
-            "requestContext": context,
-            "isBase64Encoded": false
-        });
-        if !parameters.is_empty() {
-            event["queryStringParameters"] = Value::Object(parameters);
-        }
-        if let Some(body) = &self.body {
-            event["body"] = Value::String(body.clone());
-        }
-        event
+        wa_dev::apigw::event(&self.http())
     }
 
     pub fn to_lambda(&self) -> lambda_http::Request {
-        lambda_http::request::from_str(&self.event().to_string()).expect("valid API Gateway event")
+        wa_dev::apigw::to_lambda(&self.http()).expect("valid API Gateway event")
+    }
+
+    fn http(&self) -> wa_dev::apigw::HttpRequest {
+        wa_dev::apigw::HttpRequest {
+            method: self.method.clone(),
+            uri: self.uri.clone(),
+            headers: self.headers.clone(),
+            body: self.body.clone().map(String::into_bytes),
+            jwt_claims: self.jwt_claims.clone(),
+        }
     }
 }
 
