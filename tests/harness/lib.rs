@@ -15,6 +15,7 @@ use serde_json::Value;
 pub const JWT_SECRET: &[u8] = b"test-jwt-secret";
 
 /// A handler's tables, made for one test.
+#[derive(Clone)]
 pub struct TestStack {
     pub client: Client,
     pub tables: Tables,

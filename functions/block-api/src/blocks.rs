@@ -1,9 +1,12 @@
 //! B1, B2, B5, B6, B7: blocking, unblocking, reading and listing blocks.
 
+use std::collections::HashMap;
+
 use blocklist::http::auth::{Caller, READ, WRITE};
 use blocklist::http::request::{Query, field_number, json_body, path_number};
 use blocklist::http::{ApiError, json};
 use blocklist::model::{Block, Chat, Contact, Scope, Source};
+use blocklist::number::Number;
 use blocklist::policy::BlockCommand;
 use blocklist::service::{self, BlockOutcome, UnblockOutcome};
 use blocklist::store::{BlockQuery, Cursor};
@@ -30,6 +33,8 @@ pub async fn block(
     caller.require(WRITE)?;
     let actor = caller.actor()?;
     let number = path_number(number)?;
+    // No query parameter here: `?scope=` must not silently block in `all`.
+    Query::parse(request, &[])?;
     let body: BlockBody = json_body(request)?;
     let command = BlockCommand {
         scope: wire::scope(body.scope.as_deref())?,
@@ -90,9 +95,15 @@ struct NumberView {
 }
 
 /// B6: `GET /v1/blocks/{number}`: its blocks, contact and chats.
-pub async fn get(app: &App, caller: &Caller, number: &str) -> Result<Response<Body>, ApiError> {
+pub async fn get(
+    app: &App,
+    caller: &Caller,
+    request: &Request,
+    number: &str,
+) -> Result<Response<Body>, ApiError> {
     caller.require(READ)?;
     let number = path_number(number)?;
+    Query::parse(request, &[])?;
     let record = app.store.load_number(&number).await?;
     let now = (app.now)();
     ok(&NumberView {
@@ -212,6 +223,7 @@ pub async fn batch(
 ) -> Result<Response<Body>, ApiError> {
     caller.require(WRITE)?;
     let actor = caller.actor()?;
+    Query::parse(request, &[])?;
     let body: BatchBody = json_body(request)?;
     if body.numbers.is_empty() || body.numbers.len() > MAX_BATCH {
         return Err(ApiError::invalid(
@@ -225,66 +237,94 @@ pub async fn batch(
     let source = wire::source(body.source.as_deref(), Source::Bulk)?;
     let action = body.action;
 
-    let results: Vec<BatchResult> = futures::stream::iter(body.numbers)
-        .map(|given| {
+    // Every occurrence of one number (in whatever form it was given) is
+    // handled by one task, in request order, so that the first occurrence is
+    // the one that blocks (or unblocks) and later ones report
+    // `already_blocked` (`not_blocked`), however the tasks interleave.
+    let mut results: Vec<Option<BatchResult>> = Vec::with_capacity(body.numbers.len());
+    let mut groups: Vec<(Number, Vec<(usize, String)>)> = Vec::new();
+    let mut group_of: HashMap<Number, usize> = HashMap::new();
+    for (i, given) in body.numbers.into_iter().enumerate() {
+        match field_number(&given, "numbers") {
+            Ok(number) => {
+                let group = *group_of.entry(number.clone()).or_insert_with(|| {
+                    groups.push((number, Vec::new()));
+                    groups.len() - 1
+                });
+                groups[group].1.push((i, given));
+                results.push(None);
+            }
+            Err(error) => results.push(Some(BatchResult {
+                number: given,
+                status: "invalid_number",
+                error: Some(json!({ "code": error.code, "message": error.message })),
+            })),
+        }
+    }
+
+    let done: Vec<Vec<(usize, BatchResult)>> = futures::stream::iter(groups)
+        .map(|(number, occurrences)| {
             let (reason, scope, actor) = (&reason, &scope, &actor);
             async move {
-                let number = match field_number(&given, "numbers") {
-                    Ok(number) => number,
-                    Err(error) => {
-                        return BatchResult {
-                            number: given,
-                            status: "invalid_number",
-                            error: Some(json!({ "code": error.code, "message": error.message })),
-                        };
-                    }
-                };
-                let outcome = match action {
-                    BatchAction::Block => {
-                        let command = BlockCommand {
-                            scope: scope.clone(),
-                            reason: reason.clone(),
-                            source,
-                            reason_code: None,
-                            expires_at: None,
-                            contact: None,
-                            details: json!({ "batch": true }),
-                        };
-                        service::block(&app.store, &number, command, actor, app.now)
-                            .await
-                            .map(|o| match o {
-                                BlockOutcome::Created(_) => "blocked",
-                                BlockOutcome::AlreadyBlocked(_) => "already_blocked",
-                            })
-                    }
-                    BatchAction::Unblock => {
-                        service::unblock(&app.store, &number, scope, reason, actor, app.now)
-                            .await
-                            .map(|o| match o {
-                                UnblockOutcome::Unblocked(_) => "unblocked",
-                                UnblockOutcome::NotBlocked => "not_blocked",
-                            })
-                    }
-                };
-                match outcome {
-                    Ok(status) => BatchResult {
-                        number: given,
-                        status,
-                        error: None,
-                    },
-                    Err(error) => {
-                        let error = ApiError::from(error);
-                        BatchResult {
-                            number: given,
-                            status: "error",
-                            error: Some(json!({ "code": error.code, "message": error.message })),
+                let mut out = Vec::with_capacity(occurrences.len());
+                for (i, given) in occurrences {
+                    let outcome = match action {
+                        BatchAction::Block => {
+                            let command = BlockCommand {
+                                scope: scope.clone(),
+                                reason: reason.clone(),
+                                source,
+                                reason_code: None,
+                                expires_at: None,
+                                contact: None,
+                                details: json!({ "batch": true }),
+                            };
+                            service::block(&app.store, &number, command, actor, app.now)
+                                .await
+                                .map(|o| match o {
+                                    BlockOutcome::Created(_) => "blocked",
+                                    BlockOutcome::AlreadyBlocked(_) => "already_blocked",
+                                })
                         }
-                    }
+                        BatchAction::Unblock => {
+                            service::unblock(&app.store, &number, scope, reason, actor, app.now)
+                                .await
+                                .map(|o| match o {
+                                    UnblockOutcome::Unblocked(_) => "unblocked",
+                                    UnblockOutcome::NotBlocked => "not_blocked",
+                                })
+                        }
+                    };
+                    let result = match outcome {
+                        Ok(status) => BatchResult {
+                            number: given,
+                            status,
+                            error: None,
+                        },
+                        Err(error) => {
+                            let error = ApiError::from(error);
+                            BatchResult {
+                                number: given,
+                                status: "error",
+                                error: Some(
+                                    json!({ "code": error.code, "message": error.message }),
+                                ),
+                            }
+                        }
+                    };
+                    out.push((i, result));
                 }
+                out
             }
         })
-        .buffered(BATCH_CONCURRENCY)
+        .buffer_unordered(BATCH_CONCURRENCY)
         .collect()
         .await;
+    for (i, result) in done.into_iter().flatten() {
+        results[i] = Some(result);
+    }
+    // Each index was filled exactly once: invalid numbers above, the others
+    // by their number's task.
+    let results: Vec<BatchResult> = results.into_iter().flatten().collect();
     ok(&json!({ "results": results }))
 }

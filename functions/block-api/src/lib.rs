@@ -79,7 +79,9 @@ async fn dispatch(
         (["blocks", number], "PUT") => {
             blocks::block(app, &caller(app, request)?, request, number).await
         }
-        (["blocks", number], "GET") => blocks::get(app, &caller(app, request)?, number).await,
+        (["blocks", number], "GET") => {
+            blocks::get(app, &caller(app, request)?, request, number).await
+        }
         (["blocks", number], "DELETE") => {
             blocks::unblock(app, &caller(app, request)?, request, number).await
         }
@@ -92,14 +94,14 @@ async fn dispatch(
             records::put_contact(app, &caller(app, request)?, request, number).await
         }
         (["contacts", number], "GET") => {
-            records::get_contact(app, &caller(app, request)?, number).await
+            records::get_contact(app, &caller(app, request)?, request, number).await
         }
         (["chats"], "GET") => records::list_chats(app, &caller(app, request)?, request).await,
         (["chats", business, number], "GET") => {
-            records::get_chat(app, &caller(app, request)?, business, number).await
+            records::get_chat(app, &caller(app, request)?, request, business, number).await
         }
         (["settings", target], "GET") => {
-            records::get_settings(app, &caller(app, request)?, target).await
+            records::get_settings(app, &caller(app, request)?, request, target).await
         }
         (["settings", target], "PUT") => {
             records::put_settings(app, &caller(app, request)?, request, target).await

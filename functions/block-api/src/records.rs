@@ -138,6 +138,7 @@ pub async fn put_contact(
     caller.require(WRITE)?;
     let actor = caller.actor()?;
     let number = path_number(number)?;
+    Query::parse(request, &[])?;
     let body: ContactBody = json_body(request)?;
     let contact = wire::contact(body, &number)?;
     let existed = app.store.get_contact(&number).await?.is_some();
@@ -149,10 +150,12 @@ pub async fn put_contact(
 pub async fn get_contact(
     app: &App,
     caller: &Caller,
+    request: &Request,
     number: &str,
 ) -> Result<Response<Body>, ApiError> {
     caller.require(READ)?;
     let number = path_number(number)?;
+    Query::parse(request, &[])?;
     match app.store.get_contact(&number).await? {
         Some(contact) => ok(&contact),
         None => Err(ApiError::not_found(
@@ -212,12 +215,14 @@ pub async fn list_chats(
 pub async fn get_chat(
     app: &App,
     caller: &Caller,
+    request: &Request,
     business: &str,
     number: &str,
 ) -> Result<Response<Body>, ApiError> {
     caller.require(READ)?;
     let business = path_phone_number_id(business)?;
     let number = path_number(number)?;
+    Query::parse(request, &[])?;
     match app.store.get_chat(&business, &number).await? {
         Some(chat) => ok(&chat),
         None => Err(ApiError::not_found(
@@ -241,10 +246,12 @@ fn settings_target(raw: &str) -> Result<SettingsTarget, ApiError> {
 pub async fn get_settings(
     app: &App,
     caller: &Caller,
+    request: &Request,
     target: &str,
 ) -> Result<Response<Body>, ApiError> {
     caller.require(READ)?;
     let target = settings_target(target)?;
+    Query::parse(request, &[])?;
     ok(&app.store.settings(&target).await?.effective)
 }
 
@@ -259,6 +266,7 @@ pub async fn put_settings(
     caller.require(ADMIN)?;
     let actor = caller.actor()?;
     let target = settings_target(target)?;
+    Query::parse(request, &[])?;
     let patch: SettingsPatch = json_body(request)?;
     if patch
         .phone_number_id

@@ -39,6 +39,11 @@ pub fn json_body<T: DeserializeOwned>(request: &Request) -> Result<T, ApiError> 
 }
 
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Syntax first: a typed parse stops at the first missing field, before it
+    // sees trailing junk, and broken JSON must be 400 whatever `T` expects.
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(|error| {
+        ApiError::bad_request("malformed_json", format!("body is not valid JSON: {error}"))
+    })?;
     serde_json::from_slice(bytes).map_err(|error| {
         use serde_json::error::Category;
         match error.classify() {
@@ -180,5 +185,7 @@ mod tests {
         assert_eq!(wrong_type.status, 422);
         let missing = parse_json::<Body>(b"{}").unwrap_err();
         assert_eq!(missing.field.as_deref(), Some("reason"));
+        let trailing = parse_json::<Body>(b"{} junk").unwrap_err();
+        assert_eq!((trailing.status, trailing.code), (400, "malformed_json"));
     }
 }

@@ -58,21 +58,41 @@ pub struct AuditEvent {
 }
 
 impl AuditEvent {
-    /// A new event id for an event created at `at`.
+    /// A new event id for an event created at `at`. Ids made by one process
+    /// in the same millisecond increase, so events written one after the
+    /// other (a contact change and its block, a block and a quick unblock)
+    /// keep their order in history.
     pub fn new_id(at: DateTime<Utc>) -> String {
-        let ms = u64::try_from(at.timestamp_millis()).unwrap_or(0);
-        ulid::Ulid::from_parts(ms, rand_bits()).to_string()
+        static LAST: std::sync::Mutex<ulid::Ulid> = std::sync::Mutex::new(ulid::Ulid::nil());
+        let fresh = ulid::Ulid::from_datetime(std::time::SystemTime::from(at));
+        let mut last = LAST
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let id = if last.timestamp_ms() == fresh.timestamp_ms() {
+            last.increment().unwrap_or(fresh)
+        } else {
+            fresh
+        };
+        *last = id;
+        id.to_string()
     }
 }
 
-/// 80 random bits for a ULID, from the process's std RandomState (seeded by
-/// the OS) so that no extra RNG crate is needed.
-fn rand_bits() -> u128 {
-    use std::hash::{BuildHasher, Hasher};
-    let state = std::collections::hash_map::RandomState::new();
-    let mut high = state.build_hasher();
-    high.write_u8(1);
-    let mut low = state.build_hasher();
-    low.write_u8(2);
-    ((u128::from(high.finish()) << 64) | u128::from(low.finish())) & ((1u128 << 80) - 1)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_in_one_millisecond_keep_their_order() {
+        let at = Utc::now();
+        let ids: Vec<String> = (0..100).map(|_| AuditEvent::new_id(at)).collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(ids, sorted);
+        let earlier = AuditEvent::new_id(at - chrono::Duration::days(3));
+        assert!(
+            earlier < ids[0],
+            "an earlier time sorts first: ids follow `at`"
+        );
+    }
 }

@@ -22,7 +22,10 @@ impl StatCounter {
     }
 }
 
+/// Stored shards hold only the counters that were ever added to, so a
+/// missing counter reads as 0.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct DayStats {
     pub date: String,
     pub blocked: u64,

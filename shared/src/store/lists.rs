@@ -68,7 +68,6 @@ pub struct AuditQuery {
 impl Store {
     /// B7: blocks, newest first.
     pub async fn list_blocks(&self, query: BlockQuery) -> Result<Page<Block>, StoreError> {
-        let lower = query.since.map(format_time).unwrap_or_default();
         // '~' sorts after every character used in the sort key.
         let upper = query
             .until
@@ -79,11 +78,17 @@ impl Store {
             .query()
             .table_name(&self.tables.blocklist)
             .index_name("gsi1")
-            .key_condition_expression("gsi1pk = :p AND gsi1sk BETWEEN :lo AND :hi")
             .expression_attribute_values(":p", s(BLOCKS_PARTITION))
-            .expression_attribute_values(":lo", s(lower))
             .expression_attribute_values(":hi", s(upper))
             .scan_index_forward(false);
+        // DynamoDB refuses an empty string as a key value, so no `since`
+        // means no lower bound rather than an empty one.
+        request = match query.since {
+            Some(since) => request
+                .key_condition_expression("gsi1pk = :p AND gsi1sk BETWEEN :lo AND :hi")
+                .expression_attribute_values(":lo", s(format_time(since))),
+            None => request.key_condition_expression("gsi1pk = :p AND gsi1sk <= :hi"),
+        };
         let mut filters = Vec::new();
         if let Some(scope) = &query.scope {
             filters.push("#scope = :scope");

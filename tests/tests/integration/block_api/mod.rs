@@ -1,6 +1,11 @@
 //! block-api (B1–B12, B50, B51).
 
+mod auth;
+mod bad_input;
 mod blocking;
+mod concurrency;
+mod listing;
+mod records;
 
 use integration_tests::{ApiRequest, ApiResponse, TestStack, call_block_api, token};
 use serde_json::Value;
@@ -21,6 +26,15 @@ impl Api {
         Api {
             stack,
             app,
+            token: token("agent-1", WRITER),
+        }
+    }
+
+    /// The block API on another test's tables.
+    pub fn on(stack: &TestStack) -> Api {
+        Api {
+            stack: stack.clone(),
+            app: stack.block_api(),
             token: token("agent-1", WRITER),
         }
     }
