@@ -3,6 +3,8 @@
 
 pub mod config;
 pub mod http;
+pub mod inbound;
+pub mod meta;
 pub mod model;
 pub mod number;
 pub mod policy;

@@ -15,6 +15,8 @@
 //! | Blocklist | settings          | `SETTINGS`         | `<phone_number_id>`/`default` |          |                                 |
 //! | Blocklist | day stats shard   | `STATS`            | `D#<yyyy-mm-dd>#<shard>`|                |                                 |
 //! | Blocklist | blocked-count shard | `STATS`          | `C#<shard>`             |                |                                 |
+//! | Blocklist | idempotency claim | `W#<update key>`   | `W`                     |                |                                 |
+//! | Blocklist | delivery failure  | `F#<number>`       | `<at>#<status id>`      |                |                                 |
 //! | Audit     | event of a number | `N#<number>`       | `<event_id>` (ULID)     | `D#<yyyy-mm-dd>` | `<event_id>`                  |
 //! | Audit     | settings event    | `S#<settings id>`  | `<event_id>`            | `D#<yyyy-mm-dd>` | `<event_id>`                  |
 //! | Chats     | chat              | `N#<number>`       | `<phone_number_id>`     | `CHATS`        | `<status>#<phone_number_id>#<number>` |
@@ -38,10 +40,17 @@
 //! - Chats by status (B11): `gsi1` partition `CHATS`, sort key prefix
 //!   `<status>#<phone_number_id>#`.
 //!
+//! - Webhook deliveries (B22–B25): one consistent `BatchGetItem` for the
+//!   blocks (`B#all`, `B#<business number>`) and contacts of every sender,
+//!   together with one conditional put per update claiming its idempotency
+//!   key `W#…` (expired by the `ttl` attribute). Delivery failures for
+//!   `wa-blocked` live under `F#<number>`, sorted by time.
+//!
 //! No request path uses `Scan`. Audit items are only ever `Put` with
 //! `attribute_not_exists(pk)`: nothing updates or deletes them (B53).
 
 mod cursor;
+mod inbound;
 mod items;
 mod lists;
 mod number;

@@ -2,3 +2,4 @@
 //! Test names start with the SPEC behaviour they prove.
 
 mod block_api;
+mod webhook_ingress;

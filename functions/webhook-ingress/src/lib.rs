@@ -1,0 +1,345 @@
+//! `webhook-ingress` (SPEC B20–B27): Meta's webhook in, the CRM's webhook
+//! out, blocked senders dropped in between.
+//!
+//! `POST /webhook`, in order:
+//! 1. verify `X-Hub-Signature-256` over the raw bytes, before parsing (B21);
+//! 2. parse every entry, change, message and status (B22, B27);
+//! 3. gather facts in one round trip: one consistent batched read of every
+//!    sender's blocks and contact, and a claim per update for idempotency;
+//! 4. decide ([`blocklist::inbound::plan_inbound`], pure);
+//! 5. forward what is left to the CRM, re-signed (B24);
+//! 6. record in one more round trip: suppressions with their audit events
+//!    and counters (B23), completed claims, chats (B24), delivery failures
+//!    (B25).
+//!
+//! Any failure of the store or the CRM answers 5xx so that Meta retries
+//! (B26); claims make the retry skip what already succeeded.
+
+use std::time::Duration;
+
+use blocklist::config::{ConfigError, Env};
+use blocklist::http::request::{Query, body_bytes};
+use blocklist::http::{ApiError, json};
+use blocklist::inbound::{self, InboundPlan};
+use blocklist::meta::signature;
+use blocklist::meta::webhook::{Delivery, WebhookError};
+use blocklist::store::{Store, StoreError};
+use chrono::{DateTime, Utc};
+use lambda_http::{Body, Request, Response};
+use serde_json::json;
+
+/// Settings of the function, read once at init.
+#[derive(Clone)]
+pub struct Config {
+    pub app_secret: String,
+    pub verify_token: String,
+    pub crm: Option<CrmConfig>,
+}
+
+#[derive(Clone)]
+pub struct CrmConfig {
+    pub url: String,
+    pub secret: String,
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for Config {
+    // Secrets never reach logs (B52).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("crm_url", &self.crm.as_ref().map(|c| c.url.as_str()))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    /// `WHATSAPP_APP_SECRET` and `WHATSAPP_VERIFY_TOKEN` are required;
+    /// `CRM_WEBHOOK_URL` is optional (unset: record only) and then needs
+    /// `CRM_WEBHOOK_SECRET`; `CRM_TIMEOUT_MS` defaults to 5000.
+    pub fn from_env(env: &Env) -> Result<Config, ConfigError> {
+        let crm = match env.optional("CRM_WEBHOOK_URL") {
+            None => None,
+            Some(url) => {
+                let timeout = match env.optional("CRM_TIMEOUT_MS") {
+                    None => 5000,
+                    Some(raw) => raw.parse::<u64>().map_err(|_| {
+                        ConfigError::Invalid(
+                            "CRM_TIMEOUT_MS",
+                            "not a number of milliseconds".into(),
+                        )
+                    })?,
+                };
+                Some(CrmConfig {
+                    url,
+                    secret: env.required("CRM_WEBHOOK_SECRET")?,
+                    timeout: Duration::from_millis(timeout),
+                })
+            }
+        };
+        Ok(Config {
+            app_secret: env.required("WHATSAPP_APP_SECRET")?,
+            verify_token: env.required("WHATSAPP_VERIFY_TOKEN")?,
+            crm,
+        })
+    }
+}
+
+/// What every request needs; built once at init.
+pub struct App {
+    pub store: Store,
+    pub config: Config,
+    http: reqwest::Client,
+    /// The clock, replaceable in tests.
+    pub now: fn() -> DateTime<Utc>,
+}
+
+impl App {
+    pub fn new(store: Store, config: Config) -> Result<App, reqwest::Error> {
+        let timeout = config
+            .crm
+            .as_ref()
+            .map_or(Duration::from_secs(5), |c| c.timeout);
+        let http = reqwest::Client::builder().timeout(timeout).build()?;
+        Ok(App {
+            store,
+            config,
+            http,
+            now: Utc::now,
+        })
+    }
+}
+
+/// Handles one API Gateway request to `/webhook`. Never fails: every error
+/// is an HTTP response.
+pub async fn handle(app: &App, request: Request) -> Response<Body> {
+    let method = request.method().as_str().to_owned();
+    let response = match method.as_str() {
+        "GET" => verify_subscription(app, &request),
+        "POST" => receive(app, &request).await,
+        _ => Err(ApiError::new(
+            405,
+            "method_not_allowed",
+            format!("{method} is not allowed here"),
+        )),
+    };
+    let response = response.unwrap_or_else(ApiError::into_response);
+    tracing::info!(method = %method, route = "/webhook", status = response.status().as_u16(), "request");
+    response
+}
+
+/// B20: the subscription handshake.
+fn verify_subscription(app: &App, request: &Request) -> Result<Response<Body>, ApiError> {
+    use subtle::ConstantTimeEq;
+    let query = Query::parse(request, &["hub.mode", "hub.verify_token", "hub.challenge"])
+        .map_err(|_| ApiError::forbidden("verification failed"))?;
+    let token_matches = query
+        .get("hub.verify_token")
+        .is_some_and(|t| bool::from(t.as_bytes().ct_eq(app.config.verify_token.as_bytes())));
+    match (query.get("hub.mode"), query.get("hub.challenge")) {
+        (Some("subscribe"), Some(challenge)) if token_matches => Ok(Response::builder()
+            .status(200)
+            .header("content-type", "text/plain")
+            .body(Body::Text(challenge.to_owned()))
+            .unwrap_or_default()),
+        _ => {
+            tracing::warn!("webhook verification refused");
+            Err(ApiError::forbidden("verification failed"))
+        }
+    }
+}
+
+/// B21–B27: one delivery.
+async fn receive(app: &App, request: &Request) -> Result<Response<Body>, ApiError> {
+    let body = body_bytes(request)?;
+    let header = request
+        .headers()
+        .get("x-hub-signature-256")
+        .and_then(|v| v.to_str().ok());
+    if let Err(error) = signature::verify(app.config.app_secret.as_bytes(), body, header) {
+        tracing::warn!(error = %error, "webhook rejected");
+        return Err(ApiError::unauthorized(error.to_string()));
+    }
+    let delivery = match Delivery::parse(body) {
+        Ok(delivery) => delivery,
+        Err(WebhookError::Malformed(detail)) => {
+            tracing::warn!(error = %detail, "signed webhook body is not JSON");
+            return Err(ApiError::bad_request(
+                "malformed_json",
+                "body is not valid JSON",
+            ));
+        }
+        Err(WebhookError::WrongObject(object)) => {
+            // Acknowledged so that Meta does not retry what will never parse.
+            tracing::warn!(object = %object, "webhook for another object skipped");
+            return Ok(json(
+                200,
+                &json!({ "status": "skipped", "reason": "unsupported object" }),
+            ));
+        }
+    };
+    if delivery.unusable > 0 {
+        tracing::warn!(count = delivery.unusable, "updates without id skipped");
+    }
+
+    let now = (app.now)();
+    let owner = request_id(request);
+    let keys = inbound::claim_keys(&delivery);
+    let senders = inbound::senders(&delivery);
+    // Round trip 1: the batched read and the claims, concurrently.
+    let (facts, claims) = futures_join(
+        app.store.sender_facts(&senders),
+        app.store.claim(&keys, &owner, now),
+    )
+    .await
+    .map_err(dependency_error)?;
+    let plan = inbound::plan_inbound(&delivery, &facts, &claims, now);
+
+    let forwarded = forward(app, &delivery, &plan).await;
+    // Round trip 2: record what happened.
+    let completed: &[String] = if forwarded.is_ok() {
+        &plan.forward_keys
+    } else {
+        &[]
+    };
+    let released: &[String] = if forwarded.is_ok() {
+        &[]
+    } else {
+        &plan.forward_keys
+    };
+    let chats: &[inbound::ChatTouch] = if forwarded.is_ok() { &plan.chats } else { &[] };
+    let failures: &[inbound::DeliveryFailure] = if forwarded.is_ok() {
+        &plan.failures
+    } else {
+        &[]
+    };
+    let recorded = futures_join4(
+        app.store.record_suppressed(&plan.suppressed, &owner, now),
+        async {
+            app.store.complete_claims(completed, &owner, now).await?;
+            app.store.release_claims(released, &owner).await
+        },
+        app.store.record_chats(chats),
+        app.store.record_failures(failures),
+    )
+    .await;
+    log_plan(&plan);
+    recorded.map_err(dependency_error)?;
+    forwarded?;
+    if plan.in_flight > 0 {
+        // A concurrent duplicate is being handled elsewhere: Meta retries,
+        // and the retry finds it done (or released).
+        return Err(ApiError::new(
+            503,
+            "in_progress",
+            "some updates are being processed; retry",
+        ));
+    }
+    Ok(json(
+        200,
+        &json!({
+            "status": "ok",
+            "forwarded": plan.forward.len(),
+            "suppressed": plan.suppressed.len(),
+            "duplicates": plan.duplicates,
+        }),
+    ))
+}
+
+/// B24: forwards the filtered payload to the CRM, signed with its secret.
+async fn forward(app: &App, delivery: &Delivery, plan: &InboundPlan) -> Result<(), ApiError> {
+    let Some(crm) = &app.config.crm else {
+        return Ok(());
+    };
+    let Some(body) = delivery.filtered(&plan.forward) else {
+        return Ok(());
+    };
+    let bytes = serde_json::to_vec(&body).map_err(|_| ApiError::internal())?;
+    let signature = signature::sign(crm.secret.as_bytes(), &bytes);
+    let result = app
+        .http
+        .post(&crm.url)
+        .header("content-type", "application/json")
+        .header("x-hub-signature-256", signature)
+        .body(bytes)
+        .send()
+        .await;
+    match result {
+        Ok(response) if response.status().is_success() => Ok(()),
+        Ok(response) => {
+            tracing::error!(
+                status = response.status().as_u16(),
+                "CRM refused the webhook"
+            );
+            Err(ApiError::new(
+                502,
+                "crm_unavailable",
+                "the CRM did not accept the delivery; retry",
+            ))
+        }
+        Err(error) => {
+            tracing::error!(error = %error, timeout = error.is_timeout(), "CRM unreachable");
+            Err(ApiError::new(
+                502,
+                "crm_unavailable",
+                "the CRM could not be reached; retry",
+            ))
+        }
+    }
+}
+
+fn log_plan(plan: &InboundPlan) {
+    for suppression in &plan.suppressed {
+        tracing::info!(
+            number = %suppression.number.masked(),
+            message_id = %suppression.message.id,
+            scope = %suppression.block.scope,
+            "inbound_suppressed"
+        );
+    }
+    tracing::info!(
+        forwarded = plan.forward.len(),
+        suppressed = plan.suppressed.len(),
+        duplicates = plan.duplicates,
+        in_flight = plan.in_flight,
+        failures = plan.failures.len(),
+        "delivery handled"
+    );
+}
+
+fn dependency_error(error: StoreError) -> ApiError {
+    // B26: a dependency failed; 5xx so that Meta retries.
+    match error {
+        StoreError::Conflict => ApiError::new(503, "conflict", "concurrent update; retry"),
+        other => ApiError::from(other),
+    }
+}
+
+/// Owner of this invocation's claims: the API Gateway request id, unique
+/// per delivery attempt.
+fn request_id(request: &Request) -> String {
+    use lambda_http::RequestExt;
+    use lambda_http::request::RequestContext;
+    let id = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(context)) => context.request_id.clone(),
+        _ => None,
+    };
+    id.unwrap_or_else(|| blocklist::model::AuditEvent::new_id(Utc::now()))
+}
+
+async fn futures_join<A, B, E>(
+    a: impl Future<Output = Result<A, E>>,
+    b: impl Future<Output = Result<B, E>>,
+) -> Result<(A, B), E> {
+    let (a, b) = tokio::join!(a, b);
+    Ok((a?, b?))
+}
+
+async fn futures_join4<E>(
+    a: impl Future<Output = Result<(), E>>,
+    b: impl Future<Output = Result<(), E>>,
+    c: impl Future<Output = Result<(), E>>,
+    d: impl Future<Output = Result<(), E>>,
+) -> Result<(), E> {
+    let (a, b, c, d) = tokio::join!(a, b, c, d);
+    a.and(b).and(c).and(d)
+}

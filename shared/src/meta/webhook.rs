@@ -1,0 +1,391 @@
+//! Meta's webhook deliveries: every `entry[].changes[].value.messages[]` and
+//! `statuses[]` across business numbers (B22, B25), read tolerantly (B27):
+//! unknown fields and message types pass through untouched, and one odd
+//! update never fails the rest of the batch.
+//!
+//! The delivery keeps its JSON so that what is forwarded to the CRM is
+//! Meta's payload minus what was dropped (B24), not a re-modelled copy.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::model::PhoneNumberId;
+use crate::number::Number;
+
+/// The only `object` this product handles.
+pub const WHATSAPP_OBJECT: &str = "whatsapp_business_account";
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WebhookError {
+    #[error("body is not JSON: {0}")]
+    Malformed(String),
+    #[error("object is {0:?}, not {WHATSAPP_OBJECT}")]
+    WrongObject(String),
+}
+
+/// Where an update sits in the delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Position {
+    pub entry: usize,
+    pub change: usize,
+    pub kind: UpdateKind,
+    pub index: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UpdateKind {
+    Message,
+    Status,
+}
+
+/// Who sent an inbound message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sender {
+    Number(Number),
+    /// Only a business-scoped user id (`from_user_id`): no number to check.
+    UserId(String),
+    /// A `from` that is not a number (kept verbatim for logs, masked).
+    Unreadable(String),
+}
+
+/// One inbound message (B22).
+#[derive(Debug, Clone, PartialEq)]
+pub struct InboundMessage {
+    pub position: Position,
+    pub id: String,
+    pub phone_number_id: Option<PhoneNumberId>,
+    pub sender: Sender,
+    /// `text`, `image`, … or whatever Meta sends next.
+    pub message_type: String,
+    pub timestamp: Option<DateTime<Utc>>,
+}
+
+/// One error of a `failed` status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusError {
+    pub code: Option<i64>,
+    pub title: Option<String>,
+}
+
+/// One status update (B25).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusUpdate {
+    pub position: Position,
+    pub id: String,
+    pub status: String,
+    pub phone_number_id: Option<PhoneNumberId>,
+    pub recipient: Option<Number>,
+    pub timestamp: Option<DateTime<Utc>>,
+    pub errors: Vec<StatusError>,
+}
+
+/// A parsed delivery.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    body: Value,
+    pub messages: Vec<InboundMessage>,
+    pub statuses: Vec<StatusUpdate>,
+    /// Messages or statuses without an id, or not objects: logged, not
+    /// forwarded (they cannot be de-duplicated).
+    pub unusable: usize,
+}
+
+impl Delivery {
+    /// Parses a delivery's raw bytes (already signature-checked).
+    pub fn parse(bytes: &[u8]) -> Result<Delivery, WebhookError> {
+        let body: Value =
+            serde_json::from_slice(bytes).map_err(|e| WebhookError::Malformed(e.to_string()))?;
+        match body.get("object").and_then(Value::as_str) {
+            Some(WHATSAPP_OBJECT) => {}
+            Some(other) => return Err(WebhookError::WrongObject(other.to_owned())),
+            None => return Err(WebhookError::WrongObject(String::new())),
+        }
+        let mut delivery = Delivery {
+            body: Value::Null,
+            messages: vec![],
+            statuses: vec![],
+            unusable: 0,
+        };
+        for (entry_index, entry) in array(&body, "entry").iter().enumerate() {
+            for (change_index, change) in array(entry, "changes").iter().enumerate() {
+                let Some(value) = change.get("value") else {
+                    continue;
+                };
+                let phone_number_id = value
+                    .pointer("/metadata/phone_number_id")
+                    .and_then(Value::as_str)
+                    .and_then(|id| PhoneNumberId::parse(id).ok());
+                let at = |kind, index| Position {
+                    entry: entry_index,
+                    change: change_index,
+                    kind,
+                    index,
+                };
+                for (index, message) in array(value, "messages").iter().enumerate() {
+                    match read_message(message, at(UpdateKind::Message, index), &phone_number_id) {
+                        Some(message) => delivery.messages.push(message),
+                        None => delivery.unusable += 1,
+                    }
+                }
+                for (index, status) in array(value, "statuses").iter().enumerate() {
+                    match read_status(status, at(UpdateKind::Status, index), &phone_number_id) {
+                        Some(status) => delivery.statuses.push(status),
+                        None => delivery.unusable += 1,
+                    }
+                }
+            }
+        }
+        delivery.body = body;
+        Ok(delivery)
+    }
+
+    /// Meta's payload with only the updates at `keep` left in it (B24).
+    /// Changes left with neither messages nor statuses, and entries left
+    /// with no changes, are dropped; so are `contacts[]` of senders whose
+    /// messages were all dropped. `None` when nothing is left to forward.
+    /// Changes that carry neither messages nor statuses (other webhook
+    /// fields) pass through unchanged.
+    pub fn filtered(&self, keep: &HashSet<Position>) -> Option<Value> {
+        let mut body = self.body.clone();
+        let entries = body.get_mut("entry")?.as_array_mut()?;
+        for (entry_index, entry) in entries.iter_mut().enumerate() {
+            let Some(changes) = entry.get_mut("changes").and_then(Value::as_array_mut) else {
+                continue;
+            };
+            for (change_index, change) in changes.iter_mut().enumerate() {
+                let Some(value) = change.get_mut("value").and_then(Value::as_object_mut) else {
+                    continue;
+                };
+                let had_updates = value.contains_key("messages") || value.contains_key("statuses");
+                let mut kept_senders = HashSet::new();
+                let mut dropped_senders = HashSet::new();
+                for (key, kind) in [
+                    ("messages", UpdateKind::Message),
+                    ("statuses", UpdateKind::Status),
+                ] {
+                    let Some(items) = value.get_mut(key).and_then(Value::as_array_mut) else {
+                        continue;
+                    };
+                    let mut index = 0;
+                    items.retain(|item| {
+                        let position = Position {
+                            entry: entry_index,
+                            change: change_index,
+                            kind,
+                            index,
+                        };
+                        index += 1;
+                        let kept = keep.contains(&position);
+                        if kind == UpdateKind::Message {
+                            let sender =
+                                item.get("from").and_then(Value::as_str).unwrap_or_default();
+                            let set = if kept {
+                                &mut kept_senders
+                            } else {
+                                &mut dropped_senders
+                            };
+                            set.insert(sender.to_owned());
+                        }
+                        kept
+                    });
+                    if items.is_empty() {
+                        value.remove(key);
+                    }
+                }
+                if let Some(contacts) = value.get_mut("contacts").and_then(Value::as_array_mut) {
+                    contacts.retain(|contact| {
+                        let wa_id = contact
+                            .get("wa_id")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default();
+                        kept_senders.contains(wa_id) || !dropped_senders.contains(wa_id)
+                    });
+                    if contacts.is_empty() {
+                        value.remove("contacts");
+                    }
+                }
+                let has_updates = value.contains_key("messages") || value.contains_key("statuses");
+                if had_updates && !has_updates {
+                    *change = Value::Null;
+                }
+            }
+            changes.retain(|c| !c.is_null());
+            if changes.is_empty() {
+                *entry = Value::Null;
+            }
+        }
+        entries.retain(|e| !e.is_null());
+        (!entries.is_empty()).then_some(body)
+    }
+}
+
+fn array<'a>(value: &'a Value, key: &str) -> &'a [Value] {
+    value
+        .get(key)
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+}
+
+fn unix_seconds(value: Option<&Value>) -> Option<DateTime<Utc>> {
+    let seconds = match value? {
+        Value::String(s) => s.parse::<i64>().ok()?,
+        Value::Number(n) => n.as_i64()?,
+        _ => return None,
+    };
+    DateTime::from_timestamp(seconds, 0)
+}
+
+fn read_message(
+    message: &Value,
+    position: Position,
+    phone_number_id: &Option<PhoneNumberId>,
+) -> Option<InboundMessage> {
+    let id = message.get("id")?.as_str()?.to_owned();
+    let sender = match (
+        message.get("from").and_then(Value::as_str),
+        message.get("from_user_id").and_then(Value::as_str),
+    ) {
+        (Some(from), _) => match Number::parse(from) {
+            Ok(number) => Sender::Number(number),
+            Err(_) => Sender::Unreadable(from.to_owned()),
+        },
+        (None, Some(user_id)) => Sender::UserId(user_id.to_owned()),
+        (None, None) => Sender::Unreadable(String::new()),
+    };
+    Some(InboundMessage {
+        position,
+        id,
+        phone_number_id: phone_number_id.clone(),
+        sender,
+        message_type: message
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown")
+            .to_owned(),
+        timestamp: unix_seconds(message.get("timestamp")),
+    })
+}
+
+fn read_status(
+    status: &Value,
+    position: Position,
+    phone_number_id: &Option<PhoneNumberId>,
+) -> Option<StatusUpdate> {
+    let id = status.get("id")?.as_str()?.to_owned();
+    let errors = array(status, "errors")
+        .iter()
+        .map(|e| StatusError {
+            code: e
+                .get("code")
+                .and_then(|c| c.as_i64().or_else(|| c.as_str()?.parse().ok())),
+            title: e.get("title").and_then(Value::as_str).map(str::to_owned),
+        })
+        .collect();
+    Some(StatusUpdate {
+        position,
+        id,
+        status: status
+            .get("status")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown")
+            .to_owned(),
+        phone_number_id: phone_number_id.clone(),
+        recipient: status
+            .get("recipient_id")
+            .and_then(Value::as_str)
+            .and_then(|r| Number::parse(r).ok()),
+        timestamp: unix_seconds(status.get("timestamp")),
+        errors,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BATCH: &[u8] = include_bytes!("../../../../shared/meta/inbound-batch.json");
+    const FAILED: &[u8] = include_bytes!("../../../../shared/meta/status-failed-131026.json");
+
+    #[test]
+    fn b22_reads_every_message_of_every_entry_and_change() {
+        let delivery = Delivery::parse(BATCH).unwrap();
+        let ids: Vec<&str> = delivery.messages.iter().map(|m| m.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            ["wamid.BATCH0001", "wamid.BATCH0002", "wamid.BATCH0003"]
+        );
+        assert_eq!(delivery.messages[1].message_type, "image");
+        assert_eq!(
+            delivery.messages[2]
+                .phone_number_id
+                .as_ref()
+                .map(|p| p.as_str()),
+            Some("106540352242923")
+        );
+        assert_eq!(
+            delivery.messages[0].sender,
+            Sender::Number(Number::parse("+16505551234").unwrap())
+        );
+        assert_eq!(
+            delivery.messages[0].timestamp.unwrap().timestamp(),
+            1749416383
+        );
+    }
+
+    #[test]
+    fn b25_reads_failed_status_errors() {
+        let delivery = Delivery::parse(FAILED).unwrap();
+        let status = &delivery.statuses[0];
+        assert_eq!(status.status, "failed");
+        assert_eq!(status.errors[0].code, Some(131026));
+        assert_eq!(
+            status.errors[0].title.as_deref(),
+            Some("Message undeliverable")
+        );
+        assert_eq!(status.recipient.as_ref().unwrap().as_str(), "+16505551234");
+    }
+
+    #[test]
+    fn b27_is_tolerant_of_odd_updates() {
+        let body = br#"{"object":"whatsapp_business_account","entry":[{"changes":[{"value":{
+            "metadata":{"phone_number_id":"1"},
+            "messages":[{"id":"a","from_user_id":"US.1","type":"reaction","new_field":{}},
+                        {"id":"b","from":"not a number","type":"text"},
+                        {"no_id":true}, 7],
+            "statuses":"not a list"}}, {"field":"x"}]}, {"id":"2"}], "extra": 1}"#;
+        let delivery = Delivery::parse(body).unwrap();
+        assert_eq!(delivery.messages.len(), 2);
+        assert_eq!(delivery.messages[0].sender, Sender::UserId("US.1".into()));
+        assert!(matches!(delivery.messages[1].sender, Sender::Unreadable(_)));
+        assert_eq!(delivery.unusable, 2);
+        assert!(matches!(
+            Delivery::parse(b"{"),
+            Err(WebhookError::Malformed(_))
+        ));
+        assert!(matches!(
+            Delivery::parse(br#"{"object":"page","entry":[]}"#),
+            Err(WebhookError::WrongObject(_))
+        ));
+    }
+
+    #[test]
+    fn b24_filtered_keeps_only_chosen_updates_and_their_contacts() {
+        let delivery = Delivery::parse(BATCH).unwrap();
+        // Keep only the UK sender's image: the first entry keeps one message
+        // and one contact; the second entry is dropped whole.
+        let keep: HashSet<Position> = [delivery.messages[1].position].into_iter().collect();
+        let body = delivery.filtered(&keep).unwrap();
+        let entries = body["entry"].as_array().unwrap();
+        assert_eq!(entries.len(), 1);
+        let value = &entries[0]["changes"][0]["value"];
+        assert_eq!(value["messages"].as_array().unwrap().len(), 1);
+        assert_eq!(value["messages"][0]["id"], "wamid.BATCH0002");
+        assert_eq!(value["contacts"].as_array().unwrap().len(), 1);
+        assert_eq!(value["contacts"][0]["wa_id"], "447700900123");
+        assert_eq!(value["metadata"]["phone_number_id"], "106540352242922");
+        assert!(delivery.filtered(&HashSet::new()).is_none());
+    }
+}

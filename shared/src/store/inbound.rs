@@ -1,0 +1,523 @@
+//! The webhook's reads and writes (B22–B25): one batched read of every
+//! sender, idempotency claims, and the effects of a delivery.
+
+use std::collections::{HashMap, HashSet};
+
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::{
+    KeysAndAttributes, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
+use chrono::{DateTime, Duration, Utc};
+use futures::{StreamExt, TryStreamExt};
+use serde_json::json;
+
+use super::items::{BlockItem, CONTACT, block_sk, number_pk};
+use super::{Item, Store, StoreError, n, s, shard_of};
+use crate::inbound::{Claim, DeliveryFailure, SenderFacts, Suppression};
+use crate::model::{Action, AuditEvent, ChatStatus, PhoneNumberId, StatCounter};
+use crate::number::Number;
+
+/// DynamoDB's limit of keys in one `BatchGetItem`.
+const BATCH_GET_KEYS: usize = 100;
+/// Requests in flight at once for one delivery.
+const CONCURRENCY: usize = 32;
+/// Suppressed messages per transaction: 2 actions each, plus the counters.
+const SUPPRESSIONS_PER_TRANSACTION: usize = 40;
+/// How long a claim keeps other invocations off an update: longer than the
+/// function's timeout, so a live invocation never loses its claim.
+pub const CLAIM_LEASE_SECONDS: i64 = 60;
+/// Done claims outlive Meta's 7 days of retries.
+const DONE_CLAIM_DAYS: i64 = 8;
+/// Failures outlive the longest auto-block window (365 days).
+const FAILURE_DAYS: i64 = 400;
+
+impl Store {
+    /// Blocks (`all` and the given business numbers) and contact presence
+    /// of every sender: one strongly consistent batched read (B4, B22).
+    pub async fn sender_facts(
+        &self,
+        senders: &HashMap<Number, HashSet<PhoneNumberId>>,
+    ) -> Result<HashMap<Number, SenderFacts>, StoreError> {
+        let mut keys: Vec<Item> = Vec::new();
+        for (number, businesses) in senders {
+            let pk = number_pk(number);
+            let sort_keys = ["B#all".to_owned(), CONTACT.to_owned()]
+                .into_iter()
+                .chain(businesses.iter().map(|b| block_sk(b.as_str())));
+            for sk in sort_keys {
+                keys.push(
+                    [("pk".to_owned(), s(&pk)), ("sk".to_owned(), s(sk))]
+                        .into_iter()
+                        .collect(),
+                );
+            }
+        }
+        let chunks: Vec<Vec<Item>> = keys.chunks(BATCH_GET_KEYS).map(<[Item]>::to_vec).collect();
+        let items = run_all(
+            chunks
+                .into_iter()
+                .map(|c| self.batch_get(&self.tables.blocklist, c))
+                .collect(),
+        )
+        .await?;
+        let mut facts: HashMap<Number, SenderFacts> = senders
+            .keys()
+            .map(|n| (n.clone(), SenderFacts::default()))
+            .collect();
+        for item in items.into_iter().flatten() {
+            let sk = item
+                .get("sk")
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .unwrap_or_default();
+            if sk == CONTACT {
+                let number = item
+                    .get("number")
+                    .and_then(|v| v.as_s().ok())
+                    .and_then(|n| Number::parse(n).ok());
+                if let Some(f) = number.and_then(|n| facts.get_mut(&n)) {
+                    f.known_contact = true;
+                }
+            } else {
+                let block: BlockItem = serde_dynamo::from_item(item)?;
+                if let Some(f) = facts.get_mut(&block.block.number) {
+                    f.blocks.push(block.block);
+                }
+            }
+        }
+        Ok(facts)
+    }
+
+    async fn batch_get(&self, table: &str, keys: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+        let mut found = Vec::new();
+        let request = KeysAndAttributes::builder()
+            .set_keys(Some(keys))
+            .consistent_read(true)
+            .build()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut pending = Some(HashMap::from([(table.to_owned(), request)]));
+        let mut attempt = 0u32;
+        while let Some(items) = pending.take() {
+            let out = self
+                .client
+                .batch_get_item()
+                .set_request_items(Some(items))
+                .send()
+                .await?;
+            found.extend(
+                out.responses
+                    .and_then(|mut r| r.remove(table))
+                    .unwrap_or_default(),
+            );
+            pending = out.unprocessed_keys.filter(|k| !k.is_empty());
+            if pending.is_some() {
+                // Throttled keys come back unprocessed: back off and retry.
+                attempt += 1;
+                if attempt > 8 {
+                    return Err(StoreError::Unavailable("batch read throttled".into()));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10 << attempt.min(6))).await;
+            }
+        }
+        Ok(found)
+    }
+
+    /// Claims each update key for `owner` (B22). A key is claimable when it
+    /// was never seen, or when a previous claim's lease ran out without
+    /// being completed (its invocation died).
+    pub async fn claim(
+        &self,
+        keys: &[String],
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> Result<HashMap<String, Claim>, StoreError> {
+        let lease_until = (now + Duration::seconds(CLAIM_LEASE_SECONDS)).timestamp_millis();
+        let ttl = (now + Duration::days(1)).timestamp();
+        let results = run_all(
+            keys.iter()
+                .map(|key| self.claim_one(key, owner, now, lease_until, ttl))
+                .collect(),
+        )
+        .await?;
+        Ok(results.into_iter().collect())
+    }
+
+    async fn claim_one(
+        &self,
+        key: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_until: i64,
+        ttl: i64,
+    ) -> Result<(String, Claim), StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.tables.blocklist)
+            .item("pk", s(format!("W#{key}")))
+            .item("sk", s("W"))
+            .item("state", s("pending"))
+            .item("owner", s(owner))
+            .item("lease_until", n(lease_until))
+            .item("ttl", n(ttl))
+            .condition_expression(
+                "attribute_not_exists(pk) OR (#state = :pending AND lease_until < :now)",
+            )
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":pending", s("pending"))
+            .expression_attribute_values(":now", n(now.timestamp_millis()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        let claim = match result {
+            Ok(_) => Claim::Claimed,
+            Err(error) => match error.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(failed)) => {
+                    let state = failed
+                        .item()
+                        .and_then(|i| i.get("state"))
+                        .and_then(|v| v.as_s().ok());
+                    if state.map(String::as_str) == Some("done") {
+                        Claim::Done
+                    } else {
+                        Claim::InFlight
+                    }
+                }
+                _ => return Err(StoreError::from(error)),
+            },
+        };
+        Ok((key.to_owned(), claim))
+    }
+
+    /// Marks claims done, so Meta's retries are recognised for 8 days.
+    pub async fn complete_claims(
+        &self,
+        keys: &[String],
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let ttl = (now + Duration::days(DONE_CLAIM_DAYS)).timestamp();
+        run_all(
+            keys.iter()
+                .map(|key| self.complete_claim(key, owner, ttl))
+                .collect(),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn complete_claim(&self, key: &str, owner: &str, ttl: i64) -> Result<(), StoreError> {
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.tables.blocklist)
+            .key("pk", s(format!("W#{key}")))
+            .key("sk", s("W"))
+            .update_expression("SET #state = :done, #ttl = :ttl")
+            .condition_expression("#owner = :owner")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":done", s("done"))
+            .expression_attribute_values(":ttl", n(ttl))
+            .expression_attribute_values(":owner", s(owner))
+            .send()
+            .await;
+        match update {
+            Ok(_) => Ok(()),
+            // Lease lost to another invocation, which now owns the update.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(StoreError::from(e)),
+        }
+    }
+
+    /// Gives claims back after a failed forward, so Meta's retry handles the
+    /// updates again at once instead of after the lease.
+    pub async fn release_claims(&self, keys: &[String], owner: &str) -> Result<(), StoreError> {
+        run_all(
+            keys.iter()
+                .map(|key| self.release_claim(key, owner))
+                .collect(),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn release_claim(&self, key: &str, owner: &str) -> Result<(), StoreError> {
+        let delete = self
+            .client
+            .delete_item()
+            .table_name(&self.tables.blocklist)
+            .key("pk", s(format!("W#{key}")))
+            .key("sk", s("W"))
+            .condition_expression("#owner = :owner AND #state = :pending")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":owner", s(owner))
+            .expression_attribute_values(":pending", s("pending"))
+            .send()
+            .await;
+        match delete {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(StoreError::from(e)),
+        }
+    }
+
+    /// B23: for each suppressed message, in one transaction per group: its
+    /// claim marked done, an `inbound_suppressed` audit event (message id,
+    /// type and time; never the content) and the day's counter. A retry
+    /// finds the claim done, so nothing is recorded or counted twice.
+    pub async fn record_suppressed(
+        &self,
+        suppressed: &[Suppression],
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let done_ttl = (now + Duration::days(DONE_CLAIM_DAYS)).timestamp();
+        run_all(
+            suppressed
+                .chunks(SUPPRESSIONS_PER_TRANSACTION)
+                .map(|group| self.record_suppressed_group(group, owner, now, done_ttl))
+                .collect(),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn record_suppressed_group(
+        &self,
+        group: &[Suppression],
+        owner: &str,
+        now: DateTime<Utc>,
+        done_ttl: i64,
+    ) -> Result<(), StoreError> {
+        let mut actions = Vec::with_capacity(group.len() * 2 + 16);
+        let mut counts: HashMap<u32, u64> = HashMap::new();
+        for suppression in group {
+            let claim = Update::builder()
+                .table_name(&self.tables.blocklist)
+                .key("pk", s(format!("W#{}", suppression.key)))
+                .key("sk", s("W"))
+                .update_expression("SET #state = :done, #ttl = :ttl")
+                .condition_expression("#owner = :owner AND #state = :pending")
+                .expression_attribute_names("#state", "state")
+                .expression_attribute_names("#ttl", "ttl")
+                .expression_attribute_names("#owner", "owner")
+                .expression_attribute_values(":done", s("done"))
+                .expression_attribute_values(":pending", s("pending"))
+                .expression_attribute_values(":ttl", n(done_ttl))
+                .expression_attribute_values(":owner", s(owner))
+                .build()
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            actions.push(TransactWriteItem::builder().update(claim).build());
+            actions.push(self.audit_put(
+                number_pk(&suppression.number),
+                &suppression_event(suppression, now),
+            )?);
+            *counts
+                .entry(shard_of(suppression.number.as_str()))
+                .or_default() += 1;
+        }
+        for (shard, count) in counts {
+            actions.push(self.counter_update(
+                now,
+                shard,
+                StatCounter::InboundSuppressed.attribute(),
+                count,
+            )?);
+        }
+        self.transact_with_conflict_retries(actions).await
+    }
+
+    /// Writes a transaction; retries DynamoDB's transaction conflicts (two
+    /// deliveries bumping one counter at once). A failed condition means the
+    /// claims were completed or taken over meanwhile: nothing to do.
+    async fn transact_with_conflict_retries(
+        &self,
+        actions: Vec<TransactWriteItem>,
+    ) -> Result<(), StoreError> {
+        use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+        for attempt in 0..5u32 {
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(actions.clone()))
+                .send()
+                .await;
+            let Err(error) = result else { return Ok(()) };
+            let reasons: Vec<String> = match error.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(cancel)) => cancel
+                    .cancellation_reasons()
+                    .iter()
+                    .filter_map(|r| r.code().map(str::to_owned))
+                    .collect(),
+                _ => return Err(error.into()),
+            };
+            if reasons.iter().any(|r| r == "ConditionalCheckFailed") {
+                return Ok(());
+            }
+            if !reasons.iter().any(|r| r == "TransactionConflict") {
+                return Err(error.into());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20 << attempt)).await;
+        }
+        Err(StoreError::Unavailable(
+            "transaction conflicts persisted".into(),
+        ))
+    }
+
+    /// B24: chats of forwarded messages.
+    pub async fn record_chats(
+        &self,
+        chats: &[crate::inbound::ChatTouch],
+    ) -> Result<(), StoreError> {
+        run_all(
+            chats
+                .iter()
+                .map(|chat| {
+                    self.record_inbound(
+                        &chat.phone_number_id,
+                        &chat.number,
+                        chat.at,
+                        ChatStatus::Active,
+                        chat.known_contact,
+                    )
+                })
+                .collect(),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// B25: delivery failures for `wa-blocked`. Keyed by time and status id,
+    /// so a redelivered status writes the same item again.
+    pub async fn record_failures(&self, failures: &[DeliveryFailure]) -> Result<(), StoreError> {
+        run_all(
+            failures
+                .iter()
+                .map(|failure| self.record_failure(failure))
+                .collect(),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn record_failure(&self, failure: &DeliveryFailure) -> Result<(), StoreError> {
+        let ttl = (failure.at + Duration::days(FAILURE_DAYS)).timestamp();
+        self.client
+            .put_item()
+            .table_name(&self.tables.blocklist)
+            .item("pk", s(format!("F#{}", failure.number)))
+            .item(
+                "sk",
+                s(format!(
+                    "{}#{}",
+                    crate::model::format_time(failure.at),
+                    failure.message_id
+                )),
+            )
+            .item("kind", s("delivery_failure"))
+            .item("number", s(failure.number.as_str()))
+            .item(
+                "phone_number_id",
+                s(failure.phone_number_id.as_ref().map_or("", |p| p.as_str())),
+            )
+            .item("code", n(failure.code.unwrap_or(0)))
+            .item("title", s(failure.title.clone().unwrap_or_default()))
+            .item("message_id", s(&failure.message_id))
+            .item("at", s(crate::model::format_time(failure.at)))
+            .item("ttl", n(ttl))
+            .send()
+            .await?;
+        Ok(())
+    }
+
+    /// The delivery failures of a number since `since`, oldest first.
+    pub async fn failures_since(
+        &self,
+        number: &Number,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<DeliveryFailure>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.tables.blocklist)
+            .key_condition_expression("pk = :pk AND sk >= :since")
+            .expression_attribute_values(":pk", s(format!("F#{number}")))
+            .expression_attribute_values(":since", s(crate::model::format_time(since)))
+            .consistent_read(true)
+            .send()
+            .await?;
+        let mut failures = Vec::new();
+        for item in out.items.unwrap_or_default() {
+            let text = |k: &str| {
+                item.get(k)
+                    .and_then(|v| v.as_s().ok())
+                    .cloned()
+                    .unwrap_or_default()
+            };
+            let at = DateTime::parse_from_rfc3339(&text("at"))
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?
+                .with_timezone(&Utc);
+            let pnid = text("phone_number_id");
+            failures.push(DeliveryFailure {
+                number: number.clone(),
+                phone_number_id: PhoneNumberId::parse(&pnid).ok(),
+                code: item
+                    .get("code")
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|c| c.parse().ok())
+                    .filter(|c| *c != 0),
+                title: Some(text("title")).filter(|t| !t.is_empty()),
+                message_id: text("message_id"),
+                at,
+            });
+        }
+        Ok(failures)
+    }
+}
+
+/// Runs `futures` with at most [`CONCURRENCY`] in flight; the first error
+/// wins. (Futures are built before the stream so that no borrowing closure
+/// ends up inside it: that keeps the handler future `Send`.)
+async fn run_all<T, F>(futures: Vec<F>) -> Result<Vec<T>, StoreError>
+where
+    F: std::future::Future<Output = Result<T, StoreError>>,
+{
+    futures::stream::iter(futures)
+        .buffer_unordered(CONCURRENCY)
+        .try_collect()
+        .await
+}
+
+fn suppression_event(suppression: &Suppression, now: DateTime<Utc>) -> AuditEvent {
+    let message = &suppression.message;
+    AuditEvent {
+        event_id: AuditEvent::new_id(now),
+        number: Some(suppression.number.clone()),
+        scope: Some(suppression.block.scope.to_string()),
+        action: Action::InboundSuppressed,
+        actor: "webhook-ingress".to_owned(),
+        client: None,
+        reason: None,
+        source: None,
+        at: now,
+        details: json!({
+            "message_id": message.id,
+            "message_type": message.message_type,
+            "message_timestamp": message.timestamp.map(crate::model::format_time),
+            "phone_number_id": message.phone_number_id,
+        }),
+    }
+}
