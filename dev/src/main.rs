@@ -17,6 +17,7 @@ use wa_dev::{tables, tokens};
 
 struct Stack {
     block_api: block_api::App,
+    webhook_ingress: webhook_ingress::App,
 }
 
 #[tokio::main]
@@ -36,11 +37,23 @@ async fn run() -> Result<(), String> {
     let table_names = config::tables(&env);
     tables::create_tables(&client, &tables::template_text(), &table_names).await?;
 
+    let store = Store::new(client, table_names);
+    // SPEC section 5: every variable overrides its local default.
+    let local = |key: &str, default: &str| env.optional(key).or_else(|| Some(default.to_owned()));
+    let ingress_env = Env(&|key| match key {
+        "WHATSAPP_APP_SECRET" => local(key, "local-app-secret"),
+        "WHATSAPP_VERIFY_TOKEN" => local(key, "local-verify-token"),
+        _ => env.optional(key),
+    });
+    let ingress_config =
+        webhook_ingress::Config::from_env(&ingress_env).map_err(|e| e.to_string())?;
     let stack = Arc::new(Stack {
         block_api: block_api::App::new(
-            Store::new(client, table_names),
+            store.clone(),
             Authenticator::local_hs256(secret.as_bytes()),
         ),
+        webhook_ingress: webhook_ingress::App::new(store, ingress_config)
+            .map_err(|e| e.to_string())?,
     });
     let listener = TcpListener::bind(&addr)
         .await
@@ -104,7 +117,13 @@ impl Stack {
             Ok(request) => request,
             Err(e) => return plain(400, &format!("not a valid request: {e}")),
         };
-        let response = block_api::handle(&self.block_api, lambda_request).await;
+        // The routes of template.yaml, each to its function's handler.
+        let path = http.uri.split('?').next().unwrap_or_default();
+        let response = if path == "/webhook" {
+            webhook_ingress::handle(&self.webhook_ingress, lambda_request).await
+        } else {
+            block_api::handle(&self.block_api, lambda_request).await
+        };
         let (parts, body) = response.into_parts();
         let bytes = match body {
             lambda_http::Body::Text(text) => Bytes::from(text),

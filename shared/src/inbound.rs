@@ -235,8 +235,14 @@ mod tests {
     use super::*;
     use crate::model::{Reason, Scope, Source};
 
-    const BATCH: &[u8] = include_bytes!("../../../shared/meta/inbound-batch.json");
-    const FAILED: &[u8] = include_bytes!("../../../shared/meta/status-failed-131026.json");
+    const BATCH: &[u8] = include_bytes!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/meta/inbound-batch.json"
+    ));
+    const FAILED: &[u8] = include_bytes!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/meta/status-failed-131026.json"
+    ));
 
     fn now() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap()

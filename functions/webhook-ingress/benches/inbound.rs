@@ -19,7 +19,10 @@ use serde_json::json;
 const SECRET: &[u8] = b"bench-app-secret";
 
 fn fixture(name: &str) -> Vec<u8> {
-    let path = format!("{}/../../../shared/meta/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../../tests/fixtures/meta/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 

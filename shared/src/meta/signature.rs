@@ -45,7 +45,10 @@ pub fn verify(secret: &[u8], body: &[u8], header: Option<&str>) -> Result<(), Si
 mod tests {
     use super::*;
 
-    const UNICODE: &[u8] = include_bytes!("../../../../shared/meta/inbound-unicode.json");
+    const UNICODE: &[u8] = include_bytes!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/meta/inbound-unicode.json"
+    ));
 
     #[test]
     fn b21_signature_round_trips_over_raw_unicode_bytes() {

@@ -306,8 +306,14 @@ fn read_status(
 mod tests {
     use super::*;
 
-    const BATCH: &[u8] = include_bytes!("../../../../shared/meta/inbound-batch.json");
-    const FAILED: &[u8] = include_bytes!("../../../../shared/meta/status-failed-131026.json");
+    const BATCH: &[u8] = include_bytes!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/meta/inbound-batch.json"
+    ));
+    const FAILED: &[u8] = include_bytes!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/meta/status-failed-131026.json"
+    ));
 
     #[test]
     fn b22_reads_every_message_of_every_entry_and_change() {

@@ -17,7 +17,7 @@ pub const VERIFY_TOKEN: &str = "test-verify-token";
 pub const CRM_SECRET: &str = "test-crm-secret";
 
 pub fn fixture(name: &str) -> String {
-    let path = format!("{}/../../shared/meta/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!("{}/fixtures/meta/{name}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
