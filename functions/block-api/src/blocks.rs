@@ -262,57 +262,20 @@ pub async fn batch(
         }
     }
 
+    let change = BatchChange {
+        action,
+        scope: &scope,
+        reason: &reason,
+        source,
+        actor: &actor,
+    };
     let done: Vec<Vec<(usize, BatchResult)>> = futures::stream::iter(groups)
         .map(|(number, occurrences)| {
-            let (reason, scope, actor) = (&reason, &scope, &actor);
+            let change = &change;
             async move {
                 let mut out = Vec::with_capacity(occurrences.len());
                 for (i, given) in occurrences {
-                    let outcome = match action {
-                        BatchAction::Block => {
-                            let command = BlockCommand {
-                                scope: scope.clone(),
-                                reason: reason.clone(),
-                                source,
-                                reason_code: None,
-                                expires_at: None,
-                                contact: None,
-                                details: json!({ "batch": true }),
-                            };
-                            service::block(&app.store, &number, command, actor, app.now)
-                                .await
-                                .map(|o| match o {
-                                    BlockOutcome::Created(_) => "blocked",
-                                    BlockOutcome::AlreadyBlocked(_) => "already_blocked",
-                                })
-                        }
-                        BatchAction::Unblock => {
-                            service::unblock(&app.store, &number, scope, reason, actor, app.now)
-                                .await
-                                .map(|o| match o {
-                                    UnblockOutcome::Unblocked(_) => "unblocked",
-                                    UnblockOutcome::NotBlocked => "not_blocked",
-                                })
-                        }
-                    };
-                    let result = match outcome {
-                        Ok(status) => BatchResult {
-                            number: given,
-                            status,
-                            error: None,
-                        },
-                        Err(error) => {
-                            let error = ApiError::from(error);
-                            BatchResult {
-                                number: given,
-                                status: "error",
-                                error: Some(
-                                    json!({ "code": error.code, "message": error.message }),
-                                ),
-                            }
-                        }
-                    };
-                    out.push((i, result));
+                    out.push((i, change.apply(app, &number, given).await));
                 }
                 out
             }
@@ -327,4 +290,65 @@ pub async fn batch(
     // by their number's task.
     let results: Vec<BatchResult> = results.into_iter().flatten().collect();
     ok(&json!({ "results": results }))
+}
+
+/// The one change a batch applies to each of its numbers.
+struct BatchChange<'a> {
+    action: BatchAction,
+    scope: &'a Scope,
+    reason: &'a blocklist::model::Reason,
+    source: Source,
+    actor: &'a blocklist::model::Actor,
+}
+
+impl BatchChange<'_> {
+    async fn apply(&self, app: &App, number: &Number, given: String) -> BatchResult {
+        let outcome = match self.action {
+            BatchAction::Block => {
+                let command = BlockCommand {
+                    scope: self.scope.clone(),
+                    reason: self.reason.clone(),
+                    source: self.source,
+                    reason_code: None,
+                    expires_at: None,
+                    contact: None,
+                    details: json!({ "batch": true }),
+                };
+                service::block(&app.store, number, command, self.actor, app.now)
+                    .await
+                    .map(|o| match o {
+                        BlockOutcome::Created(_) => "blocked",
+                        BlockOutcome::AlreadyBlocked(_) => "already_blocked",
+                    })
+            }
+            BatchAction::Unblock => service::unblock(
+                &app.store,
+                number,
+                self.scope,
+                self.reason,
+                self.actor,
+                app.now,
+            )
+            .await
+            .map(|o| match o {
+                UnblockOutcome::Unblocked(_) => "unblocked",
+                UnblockOutcome::NotBlocked => "not_blocked",
+            }),
+        };
+        match outcome {
+            Ok(status) => BatchResult {
+                number: given,
+                status,
+                error: None,
+            },
+            Err(error) => {
+                let error = ApiError::from(error);
+                BatchResult {
+                    number: given,
+                    status: "error",
+                    error: Some(json!({ "code": error.code, "message": error.message })),
+                }
+            }
+        }
+    }
 }
