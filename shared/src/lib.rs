@@ -1,12 +1,14 @@
 //! The shared crate of wa-blocklist: domain rules (numbers, model, policy),
 //! the DynamoDB store, HTTP plumbing (auth, errors) and configuration.
 
+pub mod autoblock;
 pub mod config;
 pub mod http;
 pub mod inbound;
 pub mod meta;
 pub mod model;
 pub mod number;
+pub mod outbound;
 pub mod policy;
 pub mod service;
 pub mod store;

@@ -54,6 +54,7 @@ mod inbound;
 mod items;
 mod lists;
 mod number;
+mod outbound;
 mod settings;
 
 use std::collections::HashMap;

@@ -1,0 +1,90 @@
+//! The send proxy's writes: refusals (B31) and chat activity.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use super::items::{CHATS_PARTITION, chat_gsi1sk, number_pk};
+use super::{Store, StoreError, s, shard_of};
+use crate::model::{Action, Actor, AuditEvent, PhoneNumberId, StatCounter, format_time};
+use crate::number::Number;
+use crate::outbound::Refusal;
+
+impl Store {
+    /// B31: an `outbound_refused` audit event and the day's counter, in one
+    /// transaction.
+    pub async fn record_outbound_refused(
+        &self,
+        number: &Number,
+        business: &PhoneNumberId,
+        refusal: &Refusal,
+        actor: &Actor,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let event = AuditEvent {
+            event_id: AuditEvent::new_id(now),
+            number: Some(number.clone()),
+            scope: refusal.scope().map(ToString::to_string),
+            action: Action::OutboundRefused,
+            actor: actor.actor.clone(),
+            client: actor.client.clone(),
+            reason: Some(refusal.reason().to_owned()),
+            source: None,
+            at: now,
+            details: json!({ "phone_number_id": business, "reason": refusal.reason() }),
+        };
+        let audit = self.audit_put(number_pk(number), &event)?;
+        let counter = self.counter_update(
+            now,
+            shard_of(number.as_str()),
+            StatCounter::OutboundRefused.attribute(),
+            1,
+        )?;
+        self.client
+            .transact_write_items()
+            .transact_items(audit)
+            .transact_items(counter)
+            .send()
+            .await?;
+        Ok(())
+    }
+
+    /// A message went out on a chat: stamps `last_outbound_at`, creating
+    /// the chat (active, no session) when it is the first contact.
+    pub async fn record_outbound(
+        &self,
+        business: &PhoneNumberId,
+        number: &Number,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.tables.chats)
+            .key("pk", s(number_pk(number)))
+            .key("sk", s(business.as_str()))
+            .update_expression(
+                "SET last_outbound_at = :at, phone_number_id = :pnid, #number = :number, \
+                 gsi1pk = :gsi1pk, #status = if_not_exists(#status, :active), \
+                 gsi1sk = if_not_exists(gsi1sk, :gsi1sk), \
+                 session_status = if_not_exists(session_status, :null), \
+                 last_inbound_at = if_not_exists(last_inbound_at, :null), \
+                 known_contact = if_not_exists(known_contact, :false)",
+            )
+            .expression_attribute_names("#number", "number")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":at", s(format_time(at)))
+            .expression_attribute_values(":pnid", s(business.as_str()))
+            .expression_attribute_values(":number", s(number.as_str()))
+            .expression_attribute_values(":gsi1pk", s(CHATS_PARTITION))
+            .expression_attribute_values(":active", s("active"))
+            .expression_attribute_values(
+                ":gsi1sk",
+                s(chat_gsi1sk("active", business.as_str(), number)),
+            )
+            .expression_attribute_values(":null", AttributeValue::Null(true))
+            .expression_attribute_values(":false", AttributeValue::Bool(false))
+            .send()
+            .await?;
+        Ok(())
+    }
+}
