@@ -136,11 +136,14 @@ pub fn decide_block(
         .filter(|c| record.contact.as_ref() != Some(*c))
         .cloned();
 
-    if let Some(existing) = record
-        .blocks
-        .iter()
-        .find(|b| b.scope == command.scope && b.is_active(now))
-    {
+    // An automatic block also stands down where a block in `all` already
+    // covers its business number: it would add nothing but noise (B42).
+    let covers = |b: &&Block| {
+        b.is_active(now)
+            && (b.scope == command.scope
+                || (command.source == Source::Auto && b.scope == Scope::All))
+    };
+    if let Some(existing) = record.blocks.iter().find(covers) {
         // Idempotent: no second block, no second audit event (B1). An
         // automatic block never replaces what is there (B42).
         let change = contact_change.map(|contact| contact_change_for(record, contact, actor, now));
@@ -512,6 +515,27 @@ mod tests {
         assert!(matches!(
             decide_block(&record, auto, &Actor::system("wa-blocked"), now()),
             BlockDecision::AlreadyBlocked { change: None, .. }
+        ));
+    }
+
+    #[test]
+    fn b42_auto_block_stands_down_under_a_block_for_all() {
+        let record = blocked_record(&[Scope::All]);
+        let mut auto = command(Scope::Business(pnid("111")));
+        auto.source = Source::Auto;
+        assert!(matches!(
+            decide_block(&record, auto, &Actor::system("wa-blocked"), now()),
+            BlockDecision::AlreadyBlocked { change: None, .. }
+        ));
+        // A manual block in a business scope is still its own block.
+        assert!(matches!(
+            decide_block(
+                &record,
+                command(Scope::Business(pnid("111"))),
+                &actor(),
+                now()
+            ),
+            BlockDecision::Create { .. }
         ));
     }
 

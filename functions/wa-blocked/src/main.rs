@@ -1,1 +1,24 @@
-fn main() {}
+//! `wa-blocked` Lambda: wiring only. Config and clients are built once at
+//! init; every event goes to [`wa_blocked::handle`].
+
+use blocklist::config::{self, Env};
+use lambda_runtime::{Error, LambdaEvent, run, service_fn};
+use serde_json::Value;
+use wa_blocked::App;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    config::init_tracing();
+    let env = Env::process();
+    let app = App::new(blocklist::store::Store::new(
+        config::dynamodb_client().await,
+        config::tables(&env),
+    ));
+    let app = &app;
+    run(service_fn(move |event: LambdaEvent<Value>| async move {
+        wa_blocked::handle(app, event.payload)
+            .await
+            .map_err(Error::from)
+    }))
+    .await
+}

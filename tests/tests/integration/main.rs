@@ -2,4 +2,6 @@
 //! Test names start with the SPEC behaviour they prove.
 
 mod block_api;
+mod send_proxy;
+mod wa_blocked;
 mod webhook_ingress;

@@ -1,0 +1,277 @@
+//! `wa-blocked` (SPEC B40–B43): auto-blocks numbers WhatsApp cannot deliver
+//! to. One handler takes both inputs:
+//!
+//! - a DynamoDB Stream batch of the delivery failures `webhook-ingress`
+//!   records (`F#<number>` items of the Blocklist table); each failure whose
+//!   code the business number's policy names counts towards its threshold
+//!   within its window (B40). The answer lists the records that failed
+//!   (`batchItemFailures`), so one bad record is retried alone (B43);
+//! - a `wa_blocked` event from another system (B41), which blocks at once.
+//!
+//! Blocks go through the same transactional path as a manual block
+//! (`blocklist::service::block`) with `source=auto`; an automatic block
+//! never replaces or weakens a manual one (B42). Redelivery is harmless:
+//! failures are stored once per status, and blocking an already blocked
+//! number changes nothing.
+//!
+//! Scope: an auto-block applies to the business number the failure (or
+//! event) names, whose policy decided it; without one, to `all`.
+
+use aws_lambda_events::event::dynamodb::EventRecord;
+use blocklist::autoblock::{self, AutoBlock};
+use blocklist::inbound::DeliveryFailure;
+use blocklist::model::{Actor, PhoneNumberId, Reason, Scope, SettingsTarget, Source};
+use blocklist::number::Number;
+use blocklist::policy::BlockCommand;
+use blocklist::service::{self, BlockOutcome};
+use blocklist::store::{Store, StoreError};
+use chrono::{DateTime, Duration, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// The actor recorded for automatic blocks.
+pub const ACTOR: &str = "wa-blocked";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("event is neither a DynamoDB Stream batch nor a wa_blocked event")]
+    UnknownEvent,
+    #[error("invalid wa_blocked event: {0}")]
+    InvalidEvent(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What every event needs; built once at init.
+pub struct App {
+    pub store: Store,
+    /// The clock, replaceable in tests.
+    pub now: fn() -> DateTime<Utc>,
+}
+
+impl App {
+    pub fn new(store: Store) -> Self {
+        App {
+            store,
+            now: Utc::now,
+        }
+    }
+}
+
+/// Handles one invocation. A stream batch always answers (with the failed
+/// records); a `wa_blocked` event answers its outcome, or fails so that the
+/// caller (or Lambda's async retries) can try again.
+pub async fn handle(app: &App, event: Value) -> Result<Value, Error> {
+    if let Some(records) = event.get("Records").and_then(Value::as_array) {
+        return Ok(handle_stream(app, records).await);
+    }
+    if event.get("type").and_then(Value::as_str) == Some("wa_blocked") {
+        return handle_wa_blocked(app, event).await;
+    }
+    tracing::error!("unknown event shape");
+    Err(Error::UnknownEvent)
+}
+
+/// B40, B43: every record on its own; the ones that failed are reported.
+async fn handle_stream(app: &App, records: &[Value]) -> Value {
+    let mut failures = Vec::new();
+    for raw in records {
+        let sequence = raw
+            .pointer("/dynamodb/SequenceNumber")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        match handle_record(app, raw).await {
+            Ok(outcome) => tracing::info!(sequence = %sequence, outcome, "record handled"),
+            Err(error) => {
+                tracing::error!(sequence = %sequence, error = %error, "record failed");
+                failures.push(json!({ "itemIdentifier": sequence }));
+            }
+        }
+    }
+    json!({ "batchItemFailures": failures })
+}
+
+#[derive(Debug, thiserror::Error)]
+enum RecordError {
+    /// Can never succeed: logged and reported, so that Lambda's bounded
+    /// retries hand it to the on-failure destination.
+    #[error("unreadable record: {0}")]
+    Unreadable(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The failure item as `webhook-ingress` writes it.
+#[derive(Deserialize)]
+struct FailureImage {
+    kind: String,
+    number: String,
+    #[serde(default)]
+    phone_number_id: String,
+    #[serde(default)]
+    code: i64,
+    #[serde(default)]
+    title: String,
+    message_id: String,
+    at: String,
+}
+
+async fn handle_record(app: &App, raw: &Value) -> Result<&'static str, RecordError> {
+    let record: EventRecord =
+        serde_json::from_value(raw.clone()).map_err(|e| RecordError::Unreadable(e.to_string()))?;
+    if record.event_name != "INSERT" && record.event_name != "MODIFY" {
+        return Ok("ignored: not a new failure");
+    }
+    let image: FailureImage = serde_dynamo::from_item(record.change.new_image)
+        .map_err(|e| RecordError::Unreadable(e.to_string()))?;
+    if image.kind != "delivery_failure" {
+        return Ok("ignored: not a delivery failure");
+    }
+    let failure = DeliveryFailure {
+        number: Number::parse(&image.number).map_err(|e| RecordError::Unreadable(e.to_string()))?,
+        phone_number_id: PhoneNumberId::parse(&image.phone_number_id).ok(),
+        code: Some(image.code).filter(|c| *c != 0),
+        title: Some(image.title).filter(|t| !t.is_empty()),
+        message_id: image.message_id,
+        at: DateTime::parse_from_rfc3339(&image.at)
+            .map_err(|e| RecordError::Unreadable(e.to_string()))?
+            .with_timezone(&Utc),
+    };
+    Ok(consider_failure(app, &failure).await?)
+}
+
+/// B40: counts the failure against the policy of its business number.
+async fn consider_failure(
+    app: &App,
+    failure: &DeliveryFailure,
+) -> Result<&'static str, StoreError> {
+    let target = match &failure.phone_number_id {
+        Some(id) => SettingsTarget::Business(id.clone()),
+        None => SettingsTarget::Default,
+    };
+    let policy = app.store.settings(&target).await?.effective.auto_block;
+    let now = (app.now)();
+    if !policy.enabled {
+        return Ok("ignored: auto-block disabled");
+    }
+    let since = now - Duration::days(i64::from(policy.window_days));
+    let recent = app.store.failures_since(&failure.number, since).await?;
+    let Some(decision) = autoblock::decide_auto_block(failure, &recent, &policy, now) else {
+        return Ok("counted: below threshold or code not in policy");
+    };
+    let AutoBlock {
+        reason,
+        reason_code,
+        failures,
+    } = decision;
+    let scope = failure
+        .phone_number_id
+        .clone()
+        .map_or(Scope::All, Scope::Business);
+    let details = json!({
+        "message_id": failure.message_id,
+        "failures": failures,
+        "window_days": policy.window_days,
+        "phone_number_id": failure.phone_number_id,
+    });
+    auto_block(
+        app,
+        &failure.number,
+        scope,
+        reason,
+        Some(reason_code),
+        details,
+    )
+    .await
+}
+
+async fn auto_block(
+    app: &App,
+    number: &Number,
+    scope: Scope,
+    reason: Reason,
+    reason_code: Option<String>,
+    details: Value,
+) -> Result<&'static str, StoreError> {
+    let command = BlockCommand {
+        scope,
+        reason,
+        source: Source::Auto,
+        reason_code,
+        expires_at: None,
+        contact: None,
+        details,
+    };
+    match service::block(&app.store, number, command, &Actor::system(ACTOR), app.now).await? {
+        BlockOutcome::Created(_) => {
+            tracing::info!(number = %number.masked(), "auto_blocked");
+            Ok("auto_blocked")
+        }
+        BlockOutcome::AlreadyBlocked(_) => Ok("already_blocked"),
+    }
+}
+
+/// The `wa_blocked` event of B41.
+#[derive(Deserialize)]
+struct WaBlockedEvent {
+    phone: String,
+    phone_number_id: Option<String>,
+    reason_code: Option<Value>,
+    reason: Option<String>,
+    timestamp: Option<String>,
+    #[serde(default)]
+    sender: Value,
+}
+
+/// B41: another system says WhatsApp cannot deliver to a number.
+async fn handle_wa_blocked(app: &App, event: Value) -> Result<Value, Error> {
+    let event: WaBlockedEvent =
+        serde_json::from_value(event).map_err(|e| Error::InvalidEvent(e.to_string()))?;
+    let number =
+        Number::parse(&event.phone).map_err(|e| Error::InvalidEvent(format!("phone: {e}")))?;
+    let business = event
+        .phone_number_id
+        .as_deref()
+        .map(|id| {
+            PhoneNumberId::parse(id)
+                .map_err(|e| Error::InvalidEvent(format!("phone_number_id: {e}")))
+        })
+        .transpose()?;
+    let target = business
+        .clone()
+        .map_or(SettingsTarget::Default, SettingsTarget::Business);
+    if !app
+        .store
+        .settings(&target)
+        .await?
+        .effective
+        .auto_block
+        .enabled
+    {
+        return Ok(json!({ "status": "ignored", "reason": "auto-block disabled" }));
+    }
+    let reason_code = event.reason_code.map(|code| match code {
+        Value::String(s) => s,
+        other => other.to_string(),
+    });
+    let system = event
+        .sender
+        .get("system")
+        .and_then(Value::as_str)
+        .unwrap_or("another system");
+    let text = format!(
+        "{} (code {}, reported by {system})",
+        event
+            .reason
+            .as_deref()
+            .unwrap_or("WhatsApp cannot deliver to this number"),
+        reason_code.as_deref().unwrap_or("none"),
+    );
+    let reason = Reason::parse(&text.chars().take(Reason::MAX_CHARS).collect::<String>())
+        .map_err(|e| Error::InvalidEvent(e.to_string()))?;
+    let details = json!({ "event_timestamp": event.timestamp, "sender": event.sender });
+    let scope = business.map_or(Scope::All, Scope::Business);
+    let status = auto_block(app, &number, scope, reason, reason_code, details).await?;
+    Ok(json!({ "status": status, "number": number }))
+}
