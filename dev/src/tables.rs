@@ -103,6 +103,15 @@ pub async fn create_tables(client: &Client, template: &str, tables: &Tables) -> 
                     .map_err(|e| e.to_string())?,
             );
         }
+        if let Some(view) = properties["StreamSpecification"]["StreamViewType"].as_str() {
+            request = request.stream_specification(
+                aws_sdk_dynamodb::types::StreamSpecification::builder()
+                    .stream_enabled(true)
+                    .stream_view_type(aws_sdk_dynamodb::types::StreamViewType::from(view))
+                    .build()
+                    .map_err(|e| e.to_string())?,
+            );
+        }
         match request.send().await {
             Ok(_) => {}
             Err(e)

@@ -1,0 +1,276 @@
+//! Feeds `wa-blocked` from the DynamoDB Local stream of the Blocklist
+//! table, as Lambda's event source mapping does in AWS: the template's
+//! filter (new `F#` items only), batches of up to 100 records in Lambda's
+//! DynamoDB event shape, and `batchItemFailures` honoured (the failed
+//! record and those after it are retried, a bounded number of times, then
+//! dropped with an error in the log where AWS would use the DLQ).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_dynamodbstreams::types::{Record, ShardIteratorType};
+use serde_json::{Value, json};
+
+use crate::server::Stack;
+
+const POLL_EVERY: Duration = Duration::from_millis(500);
+const BATCH_SIZE: usize = 100;
+const MAX_RETRIES: u32 = 3;
+
+/// Runs until the task is dropped.
+pub async fn run(stack: Arc<Stack>) {
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let mut config = aws_sdk_dynamodbstreams::config::Builder::from(&sdk);
+    // DynamoDB Local serves its streams on its own endpoint.
+    if let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL_DYNAMODB") {
+        config = config.endpoint_url(endpoint);
+    }
+    let streams = aws_sdk_dynamodbstreams::Client::from_conf(config.build());
+    let table = stack.store.tables().blocklist.clone();
+    let arn = match stack
+        .store
+        .client()
+        .describe_table()
+        .table_name(&table)
+        .send()
+        .await
+    {
+        Ok(out) => out.table.and_then(|t| t.latest_stream_arn),
+        Err(e) => {
+            tracing::error!(error = %aws_sdk_dynamodb::error::DisplayErrorContext(e), "stream poller: no table");
+            return;
+        }
+    };
+    let Some(arn) = arn else {
+        tracing::error!(table = %table, "stream poller: the table has no stream");
+        return;
+    };
+    // Like the event source mapping, the poller keeps its position in each
+    // shard (in DEV_DATA_DIR, so a restart resumes where it stopped). A shard
+    // without a position is read from its start, skipping what was written
+    // before this start; DynamoDB Local rounds creation times down to the
+    // minute, hence the floor.
+    let checkpoint = std::env::var("DEV_DATA_DIR")
+        .ok()
+        .map(|d| std::path::Path::new(&d).join("stream-positions.json"));
+    let now = chrono::Utc::now().timestamp();
+    let started = aws_smithy_types::DateTime::from_secs(now - now % 60);
+    let mut shards: HashMap<String, ShardState> = load_positions(checkpoint.as_deref());
+    loop {
+        if let Err(error) = poll(&streams, &arn, &mut shards, started, &stack).await {
+            tracing::warn!(error = %error, "stream poller");
+        }
+        save_positions(checkpoint.as_deref(), &shards);
+        tokio::time::sleep(POLL_EVERY).await;
+    }
+}
+
+fn load_positions(path: Option<&std::path::Path>) -> HashMap<String, ShardState> {
+    let Some(text) = path.and_then(|p| std::fs::read_to_string(p).ok()) else {
+        return HashMap::new();
+    };
+    let positions: HashMap<String, String> = serde_json::from_str(&text).unwrap_or_default();
+    positions
+        .into_iter()
+        .map(|(shard, sequence)| {
+            (
+                shard,
+                ShardState {
+                    last_sequence: Some(sequence),
+                    ..ShardState::default()
+                },
+            )
+        })
+        .collect()
+}
+
+fn save_positions(path: Option<&std::path::Path>, shards: &HashMap<String, ShardState>) {
+    let Some(path) = path else { return };
+    let positions: HashMap<&String, &String> = shards
+        .iter()
+        .filter_map(|(id, s)| s.last_sequence.as_ref().map(|seq| (id, seq)))
+        .collect();
+    if let Ok(text) = serde_json::to_string(&positions) {
+        let _ = std::fs::write(path, text);
+    }
+}
+
+#[derive(Default)]
+struct ShardState {
+    iterator: Option<String>,
+    /// The last record handed to the function, to resume after it.
+    last_sequence: Option<String>,
+    /// The shard is closed and read to its end.
+    done: bool,
+    /// Read from its start in this run: records made before the run are
+    /// skipped.
+    from_start: bool,
+}
+
+fn describe(error: impl std::error::Error + 'static) -> String {
+    aws_sdk_dynamodbstreams::error::DisplayErrorContext(error).to_string()
+}
+
+async fn poll(
+    streams: &aws_sdk_dynamodbstreams::Client,
+    arn: &str,
+    shards: &mut HashMap<String, ShardState>,
+    started: aws_smithy_types::DateTime,
+    stack: &Arc<Stack>,
+) -> Result<(), String> {
+    let description = streams
+        .describe_stream()
+        .stream_arn(arn)
+        .send()
+        .await
+        .map_err(describe)?;
+    let ids: Vec<String> = description
+        .stream_description
+        .and_then(|d| d.shards)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|s| s.shard_id)
+        .collect();
+    for id in ids {
+        let state = shards.entry(id.clone()).or_default();
+        if state.done {
+            continue;
+        }
+        if state.iterator.is_none() {
+            let request = streams.get_shard_iterator().stream_arn(arn).shard_id(&id);
+            let request = match &state.last_sequence {
+                Some(sequence) => request
+                    .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
+                    .sequence_number(sequence),
+                None => {
+                    state.from_start = true;
+                    request.shard_iterator_type(ShardIteratorType::TrimHorizon)
+                }
+            };
+            state.iterator = request
+                .send()
+                .await
+                .map_err(|e| format!("shard {id}: get_shard_iterator: {}", describe(e)))?
+                .shard_iterator;
+        }
+        let Some(iterator) = state.iterator.take() else {
+            continue;
+        };
+        // On an error the iterator stays dropped and is taken again, after
+        // the last record handled, on the next poll.
+        let out = streams
+            .get_records()
+            .shard_iterator(iterator)
+            .send()
+            .await
+            .map_err(|e| format!("shard {id}: get_records: {}", describe(e)))?;
+        let records = out.records.unwrap_or_default();
+        if let Some(last) = records
+            .last()
+            .and_then(|r| r.dynamodb.as_ref())
+            .and_then(|d| d.sequence_number.clone())
+        {
+            state.last_sequence = Some(last);
+        }
+        match out.next_shard_iterator {
+            Some(next) => state.iterator = Some(next),
+            None => state.done = true,
+        }
+        let from_start = state.from_start;
+        let fresh = |r: &&Record| {
+            !from_start
+                || r.dynamodb
+                    .as_ref()
+                    .and_then(|d| d.approximate_creation_date_time)
+                    .is_none_or(|t| t >= started)
+        };
+        let batch: Vec<Value> = records
+            .iter()
+            .filter(fresh)
+            .filter(|r| matches_filter(r))
+            .map(lambda_record)
+            .collect();
+        for chunk in batch.chunks(BATCH_SIZE) {
+            deliver(stack, chunk.to_vec()).await;
+        }
+    }
+    Ok(())
+}
+
+/// The template's `FilterCriteria`: INSERTs of `F#` items.
+fn matches_filter(record: &Record) -> bool {
+    let inserted = record.event_name.as_ref().map(|n| n.as_str()) == Some("INSERT");
+    let failure = record
+        .dynamodb
+        .as_ref()
+        .and_then(|d| d.keys.as_ref())
+        .and_then(|k| k.get("pk"))
+        .and_then(|pk| pk.as_s().ok())
+        .is_some_and(|pk| pk.starts_with("F#"));
+    inserted && failure
+}
+
+/// A record in the shape Lambda hands to a function.
+fn lambda_record(record: &Record) -> Value {
+    let stream = record.dynamodb.as_ref();
+    let image = |map: Option<&HashMap<String, aws_sdk_dynamodbstreams::types::AttributeValue>>| {
+        map.cloned()
+            .map(|m| serde_json::to_value(serde_dynamo::Item::from(m)).unwrap_or(Value::Null))
+            .unwrap_or_else(|| json!({}))
+    };
+    json!({
+        "eventID": record.event_id,
+        "eventName": record.event_name.as_ref().map(|n| n.as_str()),
+        "eventVersion": record.event_version,
+        "eventSource": "aws:dynamodb",
+        "awsRegion": record.aws_region.clone().unwrap_or_else(|| "us-east-1".into()),
+        "dynamodb": {
+            "ApproximateCreationDateTime": stream.and_then(|s| s.approximate_creation_date_time).map(|t| t.secs()).unwrap_or(0),
+            "Keys": image(stream.and_then(|s| s.keys.as_ref())),
+            "NewImage": image(stream.and_then(|s| s.new_image.as_ref())),
+            "SequenceNumber": stream.and_then(|s| s.sequence_number.clone()),
+            "SizeBytes": stream.and_then(|s| s.size_bytes).unwrap_or(0),
+            "StreamViewType": "NEW_IMAGE",
+        },
+        "eventSourceARN": "arn:aws:dynamodb:local:000000000000:table/Blocklist/stream/local",
+    })
+}
+
+/// Invokes `wa-blocked`; on reported failures, invokes it again with the
+/// first failed record and everything after it, as Lambda does.
+async fn deliver(stack: &Arc<Stack>, mut batch: Vec<Value>) {
+    for attempt in 0..=MAX_RETRIES {
+        let answer = wa_blocked::handle(&stack.wa_blocked, json!({ "Records": batch })).await;
+        let failed: Vec<String> = match &answer {
+            Ok(value) => value["batchItemFailures"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|f| f["itemIdentifier"].as_str().map(str::to_owned))
+                .collect(),
+            Err(error) => {
+                tracing::error!(error = %error, "wa-blocked failed the whole batch");
+                batch
+                    .iter()
+                    .filter_map(|r| r["dynamodb"]["SequenceNumber"].as_str().map(str::to_owned))
+                    .collect()
+            }
+        };
+        let Some(first) = batch.iter().position(|r| {
+            r["dynamodb"]["SequenceNumber"]
+                .as_str()
+                .is_some_and(|s| failed.iter().any(|f| f == s))
+        }) else {
+            return;
+        };
+        batch.drain(..first);
+        if attempt < MAX_RETRIES {
+            tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+        }
+    }
+    tracing::error!(
+        records = batch.len(),
+        "stream records failed after retries; dropped (AWS: on-failure destination)"
+    );
+}
