@@ -2,6 +2,7 @@
 //! Test names start with the SPEC behaviour they prove.
 
 mod block_api;
+mod openapi;
 mod send_proxy;
 mod wa_blocked;
 mod webhook_ingress;
