@@ -101,8 +101,11 @@ impl Stack {
                 };
                 let response = match parts.as_slice() {
                     ["webhook"] => webhook_ingress::handle(&self.webhook_ingress, lambda).await,
-                    ["v1", id, "messages" | "recipients:check"]
-                        if id.bytes().all(|b| b.is_ascii_digit()) =>
+                    // As API Gateway matches `/v1/{phone_number_id}/messages`:
+                    // any id, unless a block-api route of the same shape
+                    // names that segment literally.
+                    ["v1", first, "messages" | "recipients:check"]
+                        if !matches!(*first, "blocks" | "contacts" | "settings") =>
                     {
                         send_proxy::handle(&self.send_proxy, lambda).await
                     }

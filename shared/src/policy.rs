@@ -62,6 +62,7 @@ pub struct ChatUpdate {
     pub phone_number_id: PhoneNumberId,
     pub status: ChatStatus,
     pub session_status: Option<SessionStatus>,
+    pub known_contact: bool,
 }
 
 /// Everything one change writes, in one transaction.
@@ -209,6 +210,8 @@ pub fn decide_block(
     if !record.is_blocked_anywhere(now) {
         change.blocked_numbers_delta = 1;
     }
+    // The number is a known contact once the change writes its contact.
+    let change_has_contact = record.contact.is_some() || change.put_contact.is_some();
     change.chats = record
         .chats
         .iter()
@@ -223,6 +226,7 @@ pub fn decide_block(
                     phone_number_id: chat.phone_number_id.clone(),
                     status: ChatStatus::Blocked,
                     session_status: session,
+                    known_contact: chat.known_contact || change_has_contact,
                 }
             })
         })
@@ -284,6 +288,7 @@ pub fn decide_unblock(
             phone_number_id: chat.phone_number_id.clone(),
             status: ChatStatus::Active,
             session_status: chat.session_status,
+            known_contact: chat.known_contact || record.contact.is_some(),
         })
         .collect();
     change.remove_block = Some(removed.clone());
@@ -320,6 +325,19 @@ fn contact_change_for(
     change.reindex_blocks = record.blocks.clone();
     change.put_contact = Some(contact.clone());
     change.contact_after = Some(contact);
+    // Chats learn that the number is now a known contact (B32 reads the
+    // contact itself; the flag is what the chat views show).
+    change.chats = record
+        .chats
+        .iter()
+        .filter(|chat| !chat.known_contact)
+        .map(|chat| ChatUpdate {
+            phone_number_id: chat.phone_number_id.clone(),
+            status: chat.status,
+            session_status: chat.session_status,
+            known_contact: true,
+        })
+        .collect();
     change
 }
 
@@ -450,11 +468,13 @@ mod tests {
                     phone_number_id: pnid("111"),
                     status: ChatStatus::Blocked,
                     session_status: Some(SessionStatus::Cancelled),
+                    known_contact: false,
                 },
                 ChatUpdate {
                     phone_number_id: pnid("222"),
                     status: ChatStatus::Blocked,
                     session_status: Some(SessionStatus::Closed),
+                    known_contact: false,
                 },
             ]
         );

@@ -228,7 +228,10 @@ async fn send(app: &App, request: &Request, business: &str) -> Result<Response<B
         Err(_) => Vec::new(),
     };
     if (200..300).contains(&status)
-        && let Err(error) = app.store.record_outbound(&business, &recipient, now).await
+        && let Err(error) = app
+            .store
+            .record_outbound(&business, &recipient, now, recipient_facts.known_contact)
+            .await
     {
         // The message is out: never make the caller send it again over a
         // bookkeeping failure.

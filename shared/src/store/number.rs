@@ -2,7 +2,7 @@
 //! transactional write of a [`NumberChange`] (B3, B4).
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
 
 use super::items::*;
@@ -288,12 +288,14 @@ impl Store {
                 .key("pk", s(number_pk(&change.number)))
                 .key("sk", s(update.phone_number_id.as_str()))
                 .update_expression(
-                    "SET #status = :status, session_status = :session, gsi1sk = :gsi1sk",
+                    "SET #status = :status, session_status = :session, gsi1sk = :gsi1sk, \
+                     known_contact = :known",
                 )
                 .condition_expression("attribute_exists(pk)")
                 .expression_attribute_names("#status", "status")
                 .expression_attribute_values(":status", s(update.status.as_str()))
                 .expression_attribute_values(":session", session)
+                .expression_attribute_values(":known", AttributeValue::Bool(update.known_contact))
                 .expression_attribute_values(
                     ":gsi1sk",
                     s(chat_gsi1sk(

@@ -49,13 +49,15 @@ impl Store {
         Ok(())
     }
 
-    /// A message went out on a chat: stamps `last_outbound_at`, creating
-    /// the chat (active, no session) when it is the first contact.
+    /// A message went out on a chat: stamps `last_outbound_at` and
+    /// `known_contact` (as read for the send), creating the chat (active, no
+    /// session) when it is the first contact.
     pub async fn record_outbound(
         &self,
         business: &PhoneNumberId,
         number: &Number,
         at: DateTime<Utc>,
+        known_contact: bool,
     ) -> Result<(), StoreError> {
         self.client
             .update_item()
@@ -68,7 +70,7 @@ impl Store {
                  gsi1sk = if_not_exists(gsi1sk, :gsi1sk), \
                  session_status = if_not_exists(session_status, :null), \
                  last_inbound_at = if_not_exists(last_inbound_at, :null), \
-                 known_contact = if_not_exists(known_contact, :false)",
+                 known_contact = :known",
             )
             .expression_attribute_names("#number", "number")
             .expression_attribute_names("#status", "status")
@@ -82,7 +84,7 @@ impl Store {
                 s(chat_gsi1sk("active", business.as_str(), number)),
             )
             .expression_attribute_values(":null", AttributeValue::Null(true))
-            .expression_attribute_values(":false", AttributeValue::Bool(false))
+            .expression_attribute_values(":known", AttributeValue::Bool(known_contact))
             .send()
             .await?;
         Ok(())

@@ -676,3 +676,37 @@ async fn b12_invalid_settings_are_refused_and_change_nothing() {
         .await;
     assert_eq!(response.status, 403, "{:?}", response.body);
 }
+
+#[tokio::test]
+async fn b10_a_new_contact_marks_the_numbers_chats_known_in_the_same_change() {
+    let api = Api::new().await;
+    let number = Number::parse("+16505551234").unwrap();
+    let line = PhoneNumberId::parse("106540352242922").unwrap();
+    api.stack
+        .store
+        .record_inbound(&line, &number, Utc::now(), ChatStatus::Active, false)
+        .await
+        .unwrap();
+    let response = api
+        .call(
+            "PUT",
+            "/v1/contacts/+16505551234",
+            Some(json!({"name": "Sheena"})),
+        )
+        .await;
+    assert_eq!(response.status, 201, "{:?}", response.body);
+    let chat = api
+        .stack
+        .store
+        .get_chat(&line, &number)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(chat.known_contact);
+    assert_eq!(
+        chat.status,
+        ChatStatus::Active,
+        "the contact changes nothing else"
+    );
+    assert_eq!(serde_json::to_value(chat.session_status).unwrap(), "open");
+}

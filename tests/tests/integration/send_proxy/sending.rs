@@ -390,3 +390,17 @@ async fn b13_expired_temporary_block_no_longer_refuses_the_send() {
     );
     assert_eq!(proxy.graph_requests().await.len(), 1);
 }
+
+#[tokio::test]
+async fn b30_send_to_a_known_contact_marks_the_chat_known() {
+    let proxy = Proxy::new().await;
+    proxy.contact(RECIPIENT).await;
+    let response = proxy.send_message(LINE_A, &text_send_to(RECIPIENT)).await;
+    assert_eq!(response.status, 200);
+    let chat = proxy
+        .chat(LINE_A, RECIPIENT)
+        .await
+        .expect("chat created by the send");
+    assert!(chat.known_contact);
+    assert_eq!(chat.status, ChatStatus::Active);
+}
