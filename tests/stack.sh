@@ -28,7 +28,8 @@ check() { # check NAME COMMAND...: one named assertion
 # start_stack NAME PORT: scripts/dev on PORT with data in $WORK/NAME.
 start_stack() {
   local name=$1 port=$2
-  LOCAL_API_ADDR="127.0.0.1:$port" DEV_DATA_DIR="$WORK/$name" scripts/dev >"$WORK/$name.log" 2>&1 &
+  # Appended: a restarted stack keeps the log of its first run (B52 scan).
+  LOCAL_API_ADDR="127.0.0.1:$port" DEV_DATA_DIR="$WORK/$name" scripts/dev >>"$WORK/$name.log" 2>&1 &
   PIDS+=($!)
   for _ in $(seq 1 300); do
     curl -s -o /dev/null "http://127.0.0.1:$port/" && return 0
@@ -80,6 +81,44 @@ check "a second stack starts empty" not_blocked_in "$port_b" "%2B16505551234"
 WA_BASE_URL="http://127.0.0.1:$port_b" WA_TOKEN=$token wa-cli block +447700900999 --reason "only on b" >/dev/null
 check "a block on one stack stays there" blocked_in "$port_b" "%2B447700900999"
 check "the other stack does not see it" not_blocked_in "$port_a" "%2B447700900999"
+
+# B52 and the metrics: what the stacks wrote. JSON lines only: the welcome
+# banner prints example numbers and tokens on purpose.
+logs="$WORK/json-lines"
+grep -h '^{' "$WORK"/*.log >"$logs" || true
+check "logs: the stacks wrote JSON lines" test -s "$logs"
+check "logs: every request line carries a request id" \
+  bash -c '! grep "\"message\":\"request\"" "$1" | grep -qv "\"requestId\""' _ "$logs"
+for secret in local-app-secret local-verify-token local-access-token local-jwt-secret; do
+  check "logs: no $secret" bash -c '! grep -qF -- "$1" "$2"' _ "$secret" "$logs"
+done
+check "logs: no bearer token" bash -c '! grep -qE "eyJ[A-Za-z0-9_-]*\.eyJ" "$1"' _ "$logs"
+
+# unmasked FILE NUMBER NSN: FILE holds the customer NUMBER (digits, with its
+# national significant number NSN) in some form: its national digits with
+# or without separators ("16505551234", "%2B16505551234", "+1 650-555-1234",
+# "(650) 555-1234", "07700 900123"), or in base64 (a wamid embeds it so).
+unmasked() {
+  local file=$1 number=$2 nsn=$3 pattern i k encoded start end
+  pattern=${nsn:0:1}
+  for ((i = 1; i < ${#nsn}; i++)); do pattern+="[ ().-]{0,2}${nsn:i:1}"; done
+  grep -qE -- "$pattern" "$file" && return 0
+  for k in 0 1 2; do # each alignment; only the characters fully inside it
+    encoded=$(printf "%${k}s%s" "" "$number" | base64 -w0)
+    start=$(((8 * k + 5) / 6)); end=$((8 * (k + ${#number}) / 6))
+    grep -qF -- "${encoded:start:end-start}" "$file" && return 0
+  done
+  return 1
+}
+masked_only() { ! unmasked "$@"; }
+check "logs: +16505551234 only masked" masked_only "$logs" 16505551234 6505551234
+check "logs: +447700900123 only masked" masked_only "$logs" 447700900123 7700900123
+check "logs: the masked form is what is logged" grep -q '+\*\*\*\*\*\*\*1234' "$logs"
+# The walkthrough's events, each counted by an EMF line.
+for metric in blocked inbound_suppressed outbound_refused auto_blocked; do
+  check "metrics: an EMF line counts $metric" \
+    bash -c 'grep "\"CloudWatchMetrics\"" "$1" | grep -q "\"Name\":\"$2\""' _ "$logs" "$metric"
+done
 
 echo "stack: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

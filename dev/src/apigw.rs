@@ -52,7 +52,7 @@ pub fn event(request: &HttpRequest) -> Value {
             "sourceIp": "127.0.0.1",
             "userAgent": headers.get("user-agent").cloned().unwrap_or(Value::String(String::new()))
         },
-        "requestId": ulid_like(now),
+        "requestId": new_request_id(),
         "routeKey": "$default",
         "stage": "$default",
         "time": now.format("%d/%b/%Y:%H:%M:%S %z").to_string(),
@@ -98,6 +98,21 @@ fn decode_component(raw: &str) -> String {
         .into_owned()
 }
 
-fn ulid_like(now: chrono::DateTime<chrono::Utc>) -> String {
-    format!("local-{}", now.timestamp_nanos_opt().unwrap_or_default())
+/// A fresh request id, as API Gateway and Lambda give each request.
+pub fn new_request_id() -> String {
+    format!(
+        "local-{}",
+        chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+    )
+}
+
+/// The API Gateway request id of a request made by [`to_lambda`].
+pub fn request_id_of(request: &lambda_http::Request) -> String {
+    use lambda_http::RequestExt;
+    use lambda_http::request::RequestContext;
+    match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(context)) => context.request_id.clone(),
+        _ => None,
+    }
+    .unwrap_or_else(new_request_id)
 }

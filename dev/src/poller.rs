@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use aws_sdk_dynamodbstreams::types::{Record, ShardIteratorType};
 use serde_json::{Value, json};
+use tracing::Instrument;
 
 use crate::server::Stack;
 
@@ -38,7 +39,7 @@ pub async fn run(stack: Arc<Stack>) {
     {
         Ok(out) => out.table.and_then(|t| t.latest_stream_arn),
         Err(e) => {
-            tracing::error!(error = %aws_sdk_dynamodb::error::DisplayErrorContext(e), "stream poller: no table");
+            tracing::error!(error = %blocklist::redact::error(&e), "stream poller: no table");
             return;
         }
     };
@@ -108,8 +109,9 @@ struct ShardState {
     from_start: bool,
 }
 
+/// Messages only: the SDK's `Debug` dumps whole responses (B52).
 fn describe(error: impl std::error::Error + 'static) -> String {
-    aws_sdk_dynamodbstreams::error::DisplayErrorContext(error).to_string()
+    blocklist::redact::error(&error)
 }
 
 async fn poll(
@@ -241,7 +243,11 @@ fn lambda_record(record: &Record) -> Value {
 /// first failed record and everything after it, as Lambda does.
 async fn deliver(stack: &Arc<Stack>, mut batch: Vec<Value>) {
     for attempt in 0..=MAX_RETRIES {
-        let answer = wa_blocked::handle(&stack.wa_blocked, json!({ "Records": batch })).await;
+        let answer = wa_blocked::handle(&stack.wa_blocked, json!({ "Records": batch }))
+            .instrument(crate::server::invocation_span(
+                &crate::apigw::new_request_id(),
+            ))
+            .await;
         let failed: Vec<String> = match &answer {
             Ok(value) => value["batchItemFailures"]
                 .as_array()

@@ -13,6 +13,7 @@ use hyper::body::{Bytes, Incoming};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
+use tracing::Instrument;
 
 use crate::apigw::{self, HttpRequest};
 use crate::sandbox::Sandbox;
@@ -99,18 +100,23 @@ impl Stack {
                     Ok(lambda) => lambda,
                     Err(e) => return error(400, &format!("not a valid request: {e}")),
                 };
-                let response = match parts.as_slice() {
-                    ["webhook"] => webhook_ingress::handle(&self.webhook_ingress, lambda).await,
-                    // As API Gateway matches `/v1/{phone_number_id}/messages`:
-                    // any id, unless a block-api route of the same shape
-                    // names that segment literally.
-                    ["v1", first, "messages" | "recipients:check"]
-                        if !matches!(*first, "blocks" | "contacts" | "settings") =>
-                    {
-                        send_proxy::handle(&self.send_proxy, lambda).await
+                let span = invocation_span(&apigw::request_id_of(&lambda));
+                let response = async {
+                    match parts.as_slice() {
+                        ["webhook"] => webhook_ingress::handle(&self.webhook_ingress, lambda).await,
+                        // As API Gateway matches `/v1/{phone_number_id}/messages`:
+                        // any id, unless a block-api route of the same shape
+                        // names that segment literally.
+                        ["v1", first, "messages" | "recipients:check"]
+                            if !matches!(*first, "blocks" | "contacts" | "settings") =>
+                        {
+                            send_proxy::handle(&self.send_proxy, lambda).await
+                        }
+                        _ => block_api::handle(&self.block_api, lambda).await,
                     }
-                    _ => block_api::handle(&self.block_api, lambda).await,
-                };
+                }
+                .instrument(span)
+                .await;
                 from_lambda(response)
             }
         }
@@ -120,6 +126,16 @@ impl Stack {
     /// it: the function's result as the body, and `X-Amz-Function-Error`
     /// when it failed.
     async fn invoke(
+        self: &Arc<Self>,
+        name: &str,
+        payload: &[u8],
+    ) -> (u16, Vec<(String, String)>, Vec<u8>) {
+        self.invoke_function(name, payload)
+            .instrument(invocation_span(&apigw::new_request_id()))
+            .await
+    }
+
+    async fn invoke_function(
         self: &Arc<Self>,
         name: &str,
         payload: &[u8],
@@ -171,6 +187,12 @@ impl Stack {
             body,
         )
     }
+}
+
+/// The span Lambda's runtime opens around each invocation, so that local
+/// logs carry a request id as they do in AWS.
+pub fn invocation_span(request_id: &str) -> tracing::Span {
+    tracing::info_span!("Lambda runtime invoke", requestId = request_id)
 }
 
 /// Serves `stack` on `listener` until `shutdown` completes.

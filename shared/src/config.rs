@@ -59,23 +59,164 @@ pub async fn dynamodb_client() -> aws_sdk_dynamodb::Client {
     aws_sdk_dynamodb::Client::new(&sdk)
 }
 
-/// JSON logs for Lambda (B52); numbers are masked where they are logged.
+/// JSON logs for Lambda (B52) on stdout, at `RUST_LOG` (default `info`);
+/// numbers are masked where they are logged. See [`json_logs`].
 pub fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = json_logs(std::io::stdout, filter).try_init();
+}
+
+/// The log format: one JSON object per line, the event's fields at the top
+/// level (`level`, `message`, then its own fields), and the fields of the
+/// span it happened in under `span`. `lambda_runtime` runs each invocation
+/// in a span carrying `requestId` (and `xrayTraceId`), so every line of an
+/// invocation names its request:
+///
+/// ```json
+/// {"level":"INFO","message":"request","route":"PUT /v1/blocks/{param}","status":201,
+///  "span":{"requestId":"8476a536-…","name":"Lambda runtime invoke"}}
+/// ```
+///
+/// Whatever `filter` allows, the libraries in [`QUIET_TARGETS`] log at most
+/// `info`: their `debug` and `trace` output holds whole requests and
+/// responses (headers with credentials, event payloads with numbers and
+/// message content).
+pub fn json_logs<W>(writer: W, filter: tracing_subscriber::EnvFilter) -> impl tracing::Subscriber
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    use tracing_subscriber::layer::SubscriberExt;
+    tracing_subscriber::fmt()
         .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_current_span(false)
+        .flatten_event(true)
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_env_filter(filter)
         .with_target(false)
         .without_time()
-        .try_init();
+        .with_writer(writer)
+        .finish()
+        .with(tracing_subscriber::filter::filter_fn(within_dependency_cap))
+}
+
+/// Target prefixes of the libraries kept at `info` or quieter.
+pub const QUIET_TARGETS: &[&str] = &[
+    "aws_",
+    "hyper",
+    "h2",
+    "reqwest",
+    "rustls",
+    "tower",
+    "lambda_runtime",
+    "lambda_http",
+];
+
+fn within_dependency_cap(metadata: &tracing::Metadata<'_>) -> bool {
+    *metadata.level() <= tracing::Level::INFO
+        || !QUIET_TARGETS
+            .iter()
+            .any(|prefix| metadata.target().starts_with(prefix))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// Collects what the subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'w> tracing_subscriber::fmt::MakeWriter<'w> for Captured {
+        type Writer = Captured;
+        fn make_writer(&'w self) -> Captured {
+            self.clone()
+        }
+    }
+
+    fn lines(captured: &Captured) -> Vec<serde_json::Value> {
+        let bytes = captured.0.lock().unwrap().clone();
+        String::from_utf8(bytes)
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("every line is JSON"))
+            .collect()
+    }
+
+    #[test]
+    fn b52_every_line_of_an_invocation_carries_its_request_id() {
+        use lambda_http::lambda_runtime::{Context, layers::trace::request_span};
+        let captured = Captured::default();
+        let subscriber = json_logs(captured.clone(), tracing_subscriber::EnvFilter::new("info"));
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!("outside any invocation");
+            // The span lambda_runtime opens around each invocation.
+            let mut context = Context::default();
+            context.request_id = "8476a536-e9f4-11e8-9739-2dfe598c3fcd".to_owned();
+            let span = request_span(&context);
+            let _entered = span.enter();
+            tracing::info!(
+                status = 201_u16,
+                route = "PUT /v1/blocks/{param}",
+                "request"
+            );
+            tracing::warn!(count = 2_u64, "updates without id skipped");
+        });
+        let lines = lines(&captured);
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[0]["message"], "outside any invocation");
+        assert!(lines[0].get("span").is_none());
+        for line in &lines[1..] {
+            assert_eq!(
+                line["span"]["requestId"], "8476a536-e9f4-11e8-9739-2dfe598c3fcd",
+                "{line}"
+            );
+            assert!(
+                line.get("fields").is_none(),
+                "event fields are flattened: {line}"
+            );
+            assert!(line.get("spans").is_none(), "no span list: {line}");
+        }
+        assert_eq!(lines[1]["level"], "INFO");
+        assert_eq!(lines[1]["message"], "request");
+        assert_eq!(lines[1]["status"], 201);
+        assert_eq!(lines[1]["route"], "PUT /v1/blocks/{param}");
+        assert_eq!(lines[2]["level"], "WARN");
+        assert_eq!(lines[2]["count"], 2);
+    }
+
+    #[test]
+    fn b52_library_debug_output_stays_off_even_at_trace() {
+        let captured = Captured::default();
+        let subscriber = json_logs(
+            captured.clone(),
+            tracing_subscriber::EnvFilter::new("trace"),
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::trace!(target: "aws_smithy_runtime::client", "request with headers");
+            tracing::debug!(target: "lambda_runtime::layers::api_response", "raw event");
+            tracing::debug!(target: "hyper_util::client", "connection");
+            tracing::info!(target: "lambda_runtime::layers::trace", "kept");
+            tracing::debug!(target: "block_api", "ours");
+        });
+        let messages: Vec<String> = lines(&captured)
+            .iter()
+            .map(|l| l["message"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(messages, ["kept", "ours"]);
+    }
 
     #[test]
     fn missing_variable_is_named() {

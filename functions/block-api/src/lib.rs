@@ -16,6 +16,9 @@ use blocklist::store::Store;
 use chrono::{DateTime, Utc};
 use lambda_http::{Body, Request, Response};
 
+/// The `Function` dimension of this crate's metrics outside Lambda.
+pub(crate) const FUNCTION: &str = env!("CARGO_PKG_NAME");
+
 /// What every request needs; built once at init.
 pub struct App {
     pub store: Store,
@@ -48,7 +51,8 @@ pub async fn handle(app: &App, request: Request) -> Response<Body> {
     response
 }
 
-/// The route template, for logs (never the raw path: it holds numbers).
+/// The route template, for logs (never the raw path: it holds numbers;
+/// the segments kept are masked too, should a caller put a number there).
 fn route_name(method: &str, path: &[String]) -> String {
     let shape: Vec<&str> = path
         .iter()
@@ -59,7 +63,7 @@ fn route_name(method: &str, path: &[String]) -> String {
             _ => "{param}",
         })
         .collect();
-    format!("{method} /{}", shape.join("/"))
+    blocklist::redact::numbers(&format!("{method} /{}", shape.join("/")))
 }
 
 async fn dispatch(

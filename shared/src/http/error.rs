@@ -87,7 +87,7 @@ impl From<StoreError> for ApiError {
                 "the number was changed concurrently too many times; try again",
             ),
             StoreError::Unavailable(detail) => {
-                tracing::error!(error = %detail, "store unavailable");
+                tracing::error!(error = %crate::redact::detail(&detail), "store unavailable");
                 ApiError::new(
                     503,
                     "store_unavailable",
@@ -95,7 +95,7 @@ impl From<StoreError> for ApiError {
                 )
             }
             StoreError::Corrupt(detail) => {
-                tracing::error!(error = %detail, "corrupt item");
+                tracing::error!(error = %crate::redact::detail(&detail), "corrupt item");
                 ApiError::internal()
             }
         }
