@@ -18,10 +18,13 @@ pub struct AutoBlock {
 
 /// Whether `failure` triggers a block, given the number's `recent` failures
 /// on the same business number (the triggering one included, as stored).
+/// Failures from before `unblocked_at` (someone unblocked the number since)
+/// no longer count: an unblock starts the count afresh.
 pub fn decide_auto_block(
     failure: &DeliveryFailure,
     recent: &[DeliveryFailure],
     policy: &AutoBlockPolicy,
+    unblocked_at: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> Option<AutoBlock> {
     let code = failure.code?;
@@ -32,7 +35,11 @@ pub fn decide_auto_block(
     if !policy.enabled || !counts(failure) {
         return None;
     }
-    let since = now - Duration::days(i64::from(policy.window_days));
+    let window = now - Duration::days(i64::from(policy.window_days));
+    let since = unblocked_at.map_or(window, |at| at.max(window));
+    if failure.at < since {
+        return None;
+    }
     let failures = recent
         .iter()
         .filter(|f| f.at >= since && counts(f) && f.phone_number_id == failure.phone_number_id)
@@ -87,7 +94,8 @@ mod tests {
     #[test]
     fn b40_threshold_one_blocks_on_the_first_failure() {
         let f = failure(131026, 0, "a");
-        let block = decide_auto_block(&f, std::slice::from_ref(&f), &policy(1), now()).unwrap();
+        let block =
+            decide_auto_block(&f, std::slice::from_ref(&f), &policy(1), None, now()).unwrap();
         assert_eq!(block.reason_code, "131026");
         assert_eq!(
             block.reason.as_str(),
@@ -100,20 +108,20 @@ mod tests {
         let old = [failure(131026, 40, "a"), failure(131026, 35, "b")];
         let new = failure(131026, 0, "c");
         let all: Vec<_> = old.iter().cloned().chain([new.clone()]).collect();
-        assert_eq!(decide_auto_block(&new, &all, &policy(3), now()), None);
+        assert_eq!(decide_auto_block(&new, &all, &policy(3), None, now()), None);
         let recent = [
             failure(131026, 10, "a"),
             failure(131026, 1, "b"),
             new.clone(),
         ];
         assert_eq!(
-            decide_auto_block(&new, &recent, &policy(3), now())
+            decide_auto_block(&new, &recent, &policy(3), None, now())
                 .unwrap()
                 .failures,
             3
         );
         assert_eq!(
-            decide_auto_block(&new, &recent[1..], &policy(3), now()),
+            decide_auto_block(&new, &recent[1..], &policy(3), None, now()),
             None
         );
     }
@@ -122,7 +130,13 @@ mod tests {
     fn b40_other_codes_and_disabled_policies_never_block() {
         let other = failure(131049, 0, "a");
         assert_eq!(
-            decide_auto_block(&other, std::slice::from_ref(&other), &policy(1), now()),
+            decide_auto_block(
+                &other,
+                std::slice::from_ref(&other),
+                &policy(1),
+                None,
+                now()
+            ),
             None
         );
         let f = failure(131026, 0, "b");
@@ -131,11 +145,29 @@ mod tests {
             ..policy(1)
         };
         assert_eq!(
-            decide_auto_block(&f, std::slice::from_ref(&f), &disabled, now()),
+            decide_auto_block(&f, std::slice::from_ref(&f), &disabled, None, now()),
             None
         );
         // Other codes in the window do not count towards the threshold.
         let mixed = [failure(131049, 1, "c"), failure(131049, 2, "d"), f.clone()];
-        assert_eq!(decide_auto_block(&f, &mixed, &policy(2), now()), None);
+        assert_eq!(decide_auto_block(&f, &mixed, &policy(2), None, now()), None);
+    }
+
+    #[test]
+    fn b40_an_unblock_starts_the_count_afresh() {
+        let before = [failure(131026, 3, "a"), failure(131026, 2, "b")];
+        let after = failure(131026, 0, "c");
+        let all: Vec<_> = before.iter().cloned().chain([after.clone()]).collect();
+        let unblocked = Some(now() - Duration::days(1));
+        assert!(decide_auto_block(&after, &all, &policy(3), None, now()).is_some());
+        assert_eq!(
+            decide_auto_block(&after, &all, &policy(3), unblocked, now()),
+            None
+        );
+        // A redelivered failure from before the unblock does not re-block.
+        assert_eq!(
+            decide_auto_block(&before[0], &all, &policy(1), unblocked, now()),
+            None
+        );
     }
 }

@@ -20,9 +20,14 @@ pub struct NumberRecord {
     pub number: Number,
     /// Version of the number's state; 0 when nothing was ever written.
     pub version: u64,
+    /// Every stored block, expired ones included (they stay until replaced
+    /// or removed, and stay counted in `currently_blocked` until then).
     pub blocks: Vec<Block>,
     pub contact: Option<Contact>,
     pub chats: Vec<Chat>,
+    /// When the number was last unblocked: failures before it no longer
+    /// count towards an automatic block.
+    pub last_unblocked_at: Option<DateTime<Utc>>,
 }
 
 impl NumberRecord {
@@ -33,11 +38,8 @@ impl NumberRecord {
             blocks: vec![],
             contact: None,
             chats: vec![],
+            last_unblocked_at: None,
         }
-    }
-
-    fn is_blocked_anywhere(&self, now: DateTime<Utc>) -> bool {
-        self.blocks.iter().any(|b| b.is_active(now))
     }
 }
 
@@ -84,8 +86,11 @@ pub struct NumberChange {
     pub events: Vec<AuditEvent>,
     pub chats: Vec<ChatUpdate>,
     pub counters: Vec<StatCounter>,
-    /// +1 when the number becomes blocked somewhere, -1 when no longer.
+    /// +1 when the number gets its first stored block, -1 when its last
+    /// one goes (the `currently_blocked` count).
     pub blocked_numbers_delta: i64,
+    /// Kept on the number's state: when it was last unblocked.
+    pub unblocked_at: Option<DateTime<Utc>>,
     pub at: DateTime<Utc>,
 }
 
@@ -104,6 +109,7 @@ impl NumberChange {
             chats: vec![],
             counters: vec![],
             blocked_numbers_delta: 0,
+            unblocked_at: record.last_unblocked_at,
             at,
         }
     }
@@ -137,12 +143,16 @@ pub fn decide_block(
         .filter(|c| record.contact.as_ref() != Some(*c))
         .cloned();
 
-    // An automatic block also stands down where a block in `all` already
-    // covers its business number: it would add nothing but noise (B42).
+    // An automatic block also stands down where a permanent block in `all`
+    // already covers its business number: it would add nothing but noise
+    // (B42). Under a temporary one it still applies, so the number stays
+    // blocked when the temporary block ends.
     let covers = |b: &&Block| {
         b.is_active(now)
             && (b.scope == command.scope
-                || (command.source == Source::Auto && b.scope == Scope::All))
+                || (command.source == Source::Auto
+                    && b.scope == Scope::All
+                    && b.expires_at.is_none()))
     };
     if let Some(existing) = record.blocks.iter().find(covers) {
         // Idempotent: no second block, no second audit event (B1). An
@@ -172,7 +182,7 @@ pub fn decide_block(
     let remaining: Vec<&Block> = record
         .blocks
         .iter()
-        .filter(|b| b.scope != command.scope && b.is_active(now))
+        .filter(|b| b.scope != command.scope)
         .collect();
     change.scopes_after = remaining
         .iter()
@@ -207,7 +217,7 @@ pub fn decide_block(
         details,
     });
     change.counters.push(counter);
-    if !record.is_blocked_anywhere(now) {
+    if record.blocks.is_empty() {
         change.blocked_numbers_delta = 1;
     }
     // The number is a known contact once the change writes its contact.
@@ -244,18 +254,12 @@ pub fn decide_unblock(
     actor: &Actor,
     now: DateTime<Utc>,
 ) -> Option<(Block, NumberChange)> {
-    let removed = record
-        .blocks
-        .iter()
-        .find(|b| &b.scope == scope && b.is_active(now))?
-        .clone();
-    let remaining: Vec<&Block> = record
-        .blocks
-        .iter()
-        .filter(|b| &b.scope != scope && b.is_active(now))
-        .collect();
+    // An expired block can still be removed explicitly.
+    let removed = record.blocks.iter().find(|b| &b.scope == scope)?.clone();
+    let remaining: Vec<&Block> = record.blocks.iter().filter(|b| &b.scope != scope).collect();
 
     let mut change = NumberChange::new(record, now);
+    change.unblocked_at = Some(now);
     change.scopes_after = remaining.iter().map(|b| b.scope.clone()).collect();
     change.events.push(AuditEvent {
         event_id: AuditEvent::new_id(now),
@@ -282,7 +286,7 @@ pub fn decide_unblock(
         .filter(|chat| {
             !remaining
                 .iter()
-                .any(|b| b.scope.covers(&chat.phone_number_id))
+                .any(|b| b.is_active(now) && b.scope.covers(&chat.phone_number_id))
         })
         .map(|chat| ChatUpdate {
             phone_number_id: chat.phone_number_id.clone(),
@@ -313,12 +317,7 @@ fn contact_change_for(
     now: DateTime<Utc>,
 ) -> NumberChange {
     let mut change = NumberChange::new(record, now);
-    change.scopes_after = record
-        .blocks
-        .iter()
-        .filter(|b| b.is_active(now))
-        .map(|b| b.scope.clone())
-        .collect();
+    change.scopes_after = record.blocks.iter().map(|b| b.scope.clone()).collect();
     change
         .events
         .push(contact_event(record, &contact, actor, now));

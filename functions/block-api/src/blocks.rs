@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use blocklist::http::auth::{Caller, READ, WRITE};
 use blocklist::http::request::{Query, field_number, json_body, path_number};
 use blocklist::http::{ApiError, json};
+use blocklist::metrics::{self, Counter};
 use blocklist::model::{Block, Chat, Contact, Scope, Source};
 use blocklist::number::Number;
 use blocklist::policy::BlockCommand;
@@ -16,7 +17,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::wire::{self, BatchAction, BatchBody, BlockBody, UnblockBody};
-use crate::{App, ok};
+use crate::{App, FUNCTION, ok};
 
 /// Most numbers in one batch call (B5).
 pub const MAX_BATCH: usize = 1000;
@@ -49,7 +50,10 @@ pub async fn block(
         details: json!({}),
     };
     match service::block(&app.store, &number, command, &actor, app.now).await? {
-        BlockOutcome::Created(block) => Ok(json(201, &block)),
+        BlockOutcome::Created(block) => {
+            metrics::count(FUNCTION, Counter::Blocked, 1);
+            Ok(json(201, &block))
+        }
         BlockOutcome::AlreadyBlocked(block) => Ok(json(200, &block)),
     }
 }
@@ -78,7 +82,10 @@ pub async fn unblock(
     };
     let reason = wire::reason(&body.reason)?;
     match service::unblock(&app.store, &number, &scope, &reason, &actor, app.now).await? {
-        UnblockOutcome::Unblocked(removed) => ok(&removed),
+        UnblockOutcome::Unblocked(removed) => {
+            metrics::count(FUNCTION, Counter::Unblocked, 1);
+            ok(&removed)
+        }
         UnblockOutcome::NotBlocked => Err(ApiError::not_found(
             "not_blocked",
             format!("{number} is not blocked in scope {scope}"),
@@ -191,6 +198,7 @@ pub async fn list(
             category: bounded("category")?,
             group: bounded("group")?,
             q: bounded("q")?,
+            now: (app.now)(),
             limit: query.limit()?,
             cursor,
         })
@@ -289,6 +297,10 @@ pub async fn batch(
     // Each index was filled exactly once: invalid numbers above, the others
     // by their number's task.
     let results: Vec<BatchResult> = results.into_iter().flatten().collect();
+    // One metric line per batch, counting the changes it made.
+    let changed = |status: &str| results.iter().filter(|r| r.status == status).count() as u64;
+    metrics::count(FUNCTION, Counter::Blocked, changed("blocked"));
+    metrics::count(FUNCTION, Counter::Unblocked, changed("unblocked"));
     ok(&json!({ "results": results }))
 }
 

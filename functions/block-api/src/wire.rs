@@ -183,7 +183,8 @@ pub fn contact(body: ContactBody, number: &Number) -> Result<Contact, ApiError> 
 /// `end_of_day`, its last millisecond).
 pub fn time_param(raw: &str, field: &str, end_of_day: bool) -> Result<DateTime<Utc>, ApiError> {
     if let Ok(at) = DateTime::parse_from_rfc3339(raw) {
-        return Ok(at.with_timezone(&Utc));
+        let at = at.with_timezone(&Utc);
+        return in_range(at.date_naive(), field).map(|_| at);
     }
     let date = NaiveDate::parse_from_str(raw, "%Y-%m-%d").map_err(|_| {
         ApiError::bad_request(
@@ -192,6 +193,7 @@ pub fn time_param(raw: &str, field: &str, end_of_day: bool) -> Result<DateTime<U
         )
         .with_field(field)
     })?;
+    in_range(date, field)?;
     let time = if end_of_day {
         date.and_hms_milli_opt(23, 59, 59, 999)
     } else {
@@ -201,8 +203,24 @@ pub fn time_param(raw: &str, field: &str, end_of_day: bool) -> Result<DateTime<U
 }
 
 pub fn date_param(raw: &str, field: &str) -> Result<NaiveDate, ApiError> {
-    NaiveDate::parse_from_str(raw, "%Y-%m-%d").map_err(|_| {
+    let date = NaiveDate::parse_from_str(raw, "%Y-%m-%d").map_err(|_| {
         ApiError::bad_request("invalid_parameter", format!("{field} must be YYYY-MM-DD"))
             .with_field(field)
-    })
+    })?;
+    in_range(date, field)
+}
+
+/// Years 1970–9999: anything else is a mistake, and far-off dates would
+/// overflow date arithmetic.
+fn in_range(date: NaiveDate, field: &str) -> Result<NaiveDate, ApiError> {
+    use chrono::Datelike;
+    if (1970..=9999).contains(&date.year()) {
+        Ok(date)
+    } else {
+        Err(ApiError::bad_request(
+            "invalid_parameter",
+            format!("{field} must be between 1970 and 9999"),
+        )
+        .with_field(field))
+    }
 }

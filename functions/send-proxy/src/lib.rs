@@ -17,9 +17,11 @@ use blocklist::config::{ConfigError, Env};
 use blocklist::http::ApiError;
 use blocklist::http::auth::{Authenticator, Caller, SEND};
 use blocklist::http::request::{body_bytes, field_number, parse_json, segments};
+use blocklist::metrics::{self, Counter};
 use blocklist::model::{Actor, PhoneNumberId, SettingsTarget};
 use blocklist::number::Number;
 use blocklist::outbound::{self, Refusal};
+use blocklist::redact;
 use blocklist::store::{Store, StoreError};
 use chrono::{DateTime, Utc};
 use lambda_http::{Body, Request, Response};
@@ -30,6 +32,9 @@ pub use errors::graph_error;
 
 /// Most numbers in one `recipients:check` (B33).
 pub const MAX_CHECK: usize = 10_000;
+
+/// The `Function` dimension of this crate's metrics outside Lambda.
+const FUNCTION: &str = env!("CARGO_PKG_NAME");
 
 /// Settings of the function, read once at init.
 #[derive(Clone)]
@@ -45,7 +50,7 @@ impl std::fmt::Debug for Config {
     // The access token never reaches logs (B52).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
-            .field("graph_base_url", &self.graph_base_url)
+            .field("graph_base_url", &redact::url(&self.graph_base_url))
             .field("graph_version", &self.graph_version)
             .finish_non_exhaustive()
     }
@@ -87,8 +92,10 @@ pub struct App {
 
 impl App {
     pub fn new(store: Store, auth: Authenticator, config: Config) -> Result<App, reqwest::Error> {
+        // No redirects: a send goes to Graph's endpoint or nowhere.
         let http = reqwest::Client::builder()
             .timeout(config.graph_timeout)
+            .redirect(reqwest::redirect::Policy::none())
             .build()?;
         Ok(App {
             store,
@@ -118,7 +125,7 @@ pub async fn handle(app: &App, request: Request) -> Response<Body> {
     };
     let response = result.unwrap_or_else(graph_error);
     let route = match parts.as_slice() {
-        [_, _, last] => format!("{method} /v1/{{phone_number_id}}/{last}"),
+        [_, _, last] => redact::numbers(&format!("{method} /v1/{{phone_number_id}}/{last}")),
         _ => format!("{method} (unknown)"),
     };
     tracing::info!(route = %route, status = response.status().as_u16(), "request");
@@ -206,6 +213,8 @@ async fn send(app: &App, request: &Request, business: &str) -> Result<Response<B
             ));
         }
         Err(error) => {
+            // reqwest's message names the URL: left out, as in the ingress.
+            let error = redact::error(&error.without_url());
             tracing::error!(error = %error, "Graph API unreachable");
             return Err(ApiError::new(
                 502,
@@ -296,6 +305,7 @@ async fn refuse(
     now: DateTime<Utc>,
 ) -> Result<Response<Body>, ApiError> {
     tracing::info!(number = %recipient.masked(), reason = refusal.reason(), "outbound_refused");
+    metrics::count(FUNCTION, Counter::OutboundRefused, 1);
     if let Err(error) = app
         .store
         .record_outbound_refused(recipient, business, refusal, actor, now)

@@ -20,9 +20,11 @@
 use aws_lambda_events::event::dynamodb::EventRecord;
 use blocklist::autoblock::{self, AutoBlock};
 use blocklist::inbound::DeliveryFailure;
+use blocklist::metrics::{self, Counter};
 use blocklist::model::{Actor, PhoneNumberId, Reason, Scope, SettingsTarget, Source};
 use blocklist::number::Number;
 use blocklist::policy::BlockCommand;
+use blocklist::redact;
 use blocklist::service::{self, BlockOutcome};
 use blocklist::store::{Store, StoreError};
 use chrono::{DateTime, Duration, Utc};
@@ -31,6 +33,9 @@ use serde_json::{Value, json};
 
 /// The actor recorded for automatic blocks.
 pub const ACTOR: &str = "wa-blocked";
+
+/// The `Function` dimension of this crate's metrics outside Lambda.
+const FUNCTION: &str = env!("CARGO_PKG_NAME");
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -95,7 +100,8 @@ async fn handle_stream(app: &App, records: &[Value]) -> Value {
 #[derive(Debug, thiserror::Error)]
 enum RecordError {
     /// Can never succeed: logged and reported, so that Lambda's bounded
-    /// retries hand it to the on-failure destination.
+    /// retries hand it to the on-failure destination. The detail is
+    /// redacted: serde messages quote the offending value.
     #[error("unreadable record: {0}")]
     Unreadable(String),
     #[error(transparent)]
@@ -118,24 +124,25 @@ struct FailureImage {
 }
 
 async fn handle_record(app: &App, raw: &Value) -> Result<&'static str, RecordError> {
-    let record: EventRecord =
-        serde_json::from_value(raw.clone()).map_err(|e| RecordError::Unreadable(e.to_string()))?;
+    let record: EventRecord = serde_json::from_value(raw.clone())
+        .map_err(|e| RecordError::Unreadable(redact::error(&e)))?;
     if record.event_name != "INSERT" && record.event_name != "MODIFY" {
         return Ok("ignored: not a new failure");
     }
     let image: FailureImage = serde_dynamo::from_item(record.change.new_image)
-        .map_err(|e| RecordError::Unreadable(e.to_string()))?;
+        .map_err(|e| RecordError::Unreadable(redact::error(&e)))?;
     if image.kind != "delivery_failure" {
         return Ok("ignored: not a delivery failure");
     }
     let failure = DeliveryFailure {
-        number: Number::parse(&image.number).map_err(|e| RecordError::Unreadable(e.to_string()))?,
+        number: Number::parse(&image.number)
+            .map_err(|e| RecordError::Unreadable(redact::error(&e)))?,
         phone_number_id: PhoneNumberId::parse(&image.phone_number_id).ok(),
         code: Some(image.code).filter(|c| *c != 0),
         title: Some(image.title).filter(|t| !t.is_empty()),
         message_id: image.message_id,
         at: DateTime::parse_from_rfc3339(&image.at)
-            .map_err(|e| RecordError::Unreadable(e.to_string()))?
+            .map_err(|e| RecordError::Unreadable(redact::error(&e)))?
             .with_timezone(&Utc),
     };
     Ok(consider_failure(app, &failure).await?)
@@ -156,8 +163,12 @@ async fn consider_failure(
         return Ok("ignored: auto-block disabled");
     }
     let since = now - Duration::days(i64::from(policy.window_days));
-    let recent = app.store.failures_since(&failure.number, since).await?;
-    let Some(decision) = autoblock::decide_auto_block(failure, &recent, &policy, now) else {
+    let (recent, unblocked_at) = tokio::try_join!(
+        app.store.failures_since(&failure.number, since),
+        app.store.last_unblocked_at(&failure.number),
+    )?;
+    let Some(decision) = autoblock::decide_auto_block(failure, &recent, &policy, unblocked_at, now)
+    else {
         return Ok("counted: below threshold or code not in policy");
     };
     let AutoBlock {
@@ -206,6 +217,7 @@ async fn auto_block(
     match service::block(&app.store, number, command, &Actor::system(ACTOR), app.now).await? {
         BlockOutcome::Created(_) => {
             tracing::info!(number = %number.masked(), "auto_blocked");
+            metrics::count(FUNCTION, Counter::AutoBlocked, 1);
             Ok("auto_blocked")
         }
         BlockOutcome::AlreadyBlocked(_) => Ok("already_blocked"),
@@ -227,7 +239,7 @@ struct WaBlockedEvent {
 /// B41: another system says WhatsApp cannot deliver to a number.
 async fn handle_wa_blocked(app: &App, event: Value) -> Result<Value, Error> {
     let event: WaBlockedEvent =
-        serde_json::from_value(event).map_err(|e| Error::InvalidEvent(e.to_string()))?;
+        serde_json::from_value(event).map_err(|e| Error::InvalidEvent(redact::error(&e)))?;
     let number =
         Number::parse(&event.phone).map_err(|e| Error::InvalidEvent(format!("phone: {e}")))?;
     let business = event

@@ -23,10 +23,15 @@ use blocklist::http::{ApiError, json};
 use blocklist::inbound::{self, InboundPlan};
 use blocklist::meta::signature;
 use blocklist::meta::webhook::{Delivery, WebhookError};
+use blocklist::metrics::{self, Counter};
+use blocklist::redact;
 use blocklist::store::{Store, StoreError};
 use chrono::{DateTime, Utc};
 use lambda_http::{Body, Request, Response};
 use serde_json::json;
+
+/// The `Function` dimension of this crate's metrics outside Lambda.
+const FUNCTION: &str = env!("CARGO_PKG_NAME");
 
 /// Settings of the function, read once at init.
 #[derive(Clone)]
@@ -44,10 +49,11 @@ pub struct CrmConfig {
 }
 
 impl std::fmt::Debug for Config {
-    // Secrets never reach logs (B52).
+    // Secrets never reach logs (B52): not the secrets, and of the CRM URL,
+    // which can carry a token in its path or query, only the origin.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
-            .field("crm_url", &self.crm.as_ref().map(|c| c.url.as_str()))
+            .field("crm_url", &self.crm.as_ref().map(|c| redact::url(&c.url)))
             .finish_non_exhaustive()
     }
 }
@@ -99,7 +105,12 @@ impl App {
             .crm
             .as_ref()
             .map_or(Duration::from_secs(5), |c| c.timeout);
-        let http = reqwest::Client::builder().timeout(timeout).build()?;
+        // No redirects: a 3xx would turn the POST into a body-less GET whose
+        // 2xx would mark messages delivered that the CRM never got.
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
         Ok(App {
             store,
             config,
@@ -157,12 +168,13 @@ async fn receive(app: &App, request: &Request) -> Result<Response<Body>, ApiErro
         .and_then(|v| v.to_str().ok());
     if let Err(error) = signature::verify(app.config.app_secret.as_bytes(), body, header) {
         tracing::warn!(error = %error, "webhook rejected");
+        metrics::count(FUNCTION, Counter::WebhookRejected, 1);
         return Err(ApiError::unauthorized(error.to_string()));
     }
     let delivery = match Delivery::parse(body) {
         Ok(delivery) => delivery,
         Err(WebhookError::Malformed(detail)) => {
-            tracing::warn!(error = %detail, "signed webhook body is not JSON");
+            tracing::warn!(error = %redact::detail(&detail), "signed webhook body is not JSON");
             return Err(ApiError::bad_request(
                 "malformed_json",
                 "body is not valid JSON",
@@ -170,7 +182,7 @@ async fn receive(app: &App, request: &Request) -> Result<Response<Body>, ApiErro
         }
         Err(WebhookError::WrongObject(object)) => {
             // Acknowledged so that Meta does not retry what will never parse.
-            tracing::warn!(object = %object, "webhook for another object skipped");
+            tracing::warn!(object = %redact::detail(&object), "webhook for another object skipped");
             return Ok(json(
                 200,
                 &json!({ "status": "skipped", "reason": "unsupported object" }),
@@ -212,14 +224,38 @@ async fn receive(app: &App, request: &Request) -> Result<Response<Body>, ApiErro
     } else {
         &[]
     };
+    // A failed status's claim is completed only once its failure is stored:
+    // if that write fails, Meta's retry must find the status unhandled, or
+    // wa-blocked would never see the failure. Other claims complete
+    // alongside, keeping the common case at two round trips.
+    let failure_keys: Vec<String> = failures
+        .iter()
+        .map(|f| inbound::status_key(&f.message_id, "failed"))
+        .collect();
+    let completed: Vec<String> = completed
+        .iter()
+        .filter(|k| !failure_keys.contains(k))
+        .cloned()
+        .collect();
     let recorded = futures_join4(
-        app.store.record_suppressed(&plan.suppressed, &owner, now),
         async {
-            app.store.complete_claims(completed, &owner, now).await?;
+            // Counted once recorded: a retry finds these claims done.
+            let recorded = app
+                .store
+                .record_suppressed(&plan.suppressed, &owner, now)
+                .await?;
+            metrics::count(FUNCTION, Counter::InboundSuppressed, recorded as u64);
+            Ok(())
+        },
+        async {
+            app.store.complete_claims(&completed, &owner, now).await?;
             app.store.release_claims(released, &owner).await
         },
         app.store.record_chats(chats),
-        app.store.record_failures(failures),
+        async {
+            app.store.record_failures(failures).await?;
+            app.store.complete_claims(&failure_keys, &owner, now).await
+        },
     )
     .await;
     log_plan(&plan);
@@ -277,7 +313,10 @@ async fn forward(app: &App, delivery: &Delivery, plan: &InboundPlan) -> Result<(
             ))
         }
         Err(error) => {
-            tracing::error!(error = %error, timeout = error.is_timeout(), "CRM unreachable");
+            // reqwest's message names the URL, which can carry a secret.
+            let timeout = error.is_timeout();
+            let error = redact::error(&error.without_url());
+            tracing::error!(error = %error, timeout, "CRM unreachable");
             Err(ApiError::new(
                 502,
                 "crm_unavailable",
@@ -288,10 +327,11 @@ async fn forward(app: &App, delivery: &Delivery, plan: &InboundPlan) -> Result<(
 }
 
 fn log_plan(plan: &InboundPlan) {
+    // Not the message id: a wamid is the sender's number in base64 (B52).
+    // The audit event of the suppression keeps it.
     for suppression in &plan.suppressed {
         tracing::info!(
             number = %suppression.number.masked(),
-            message_id = %suppression.message.id,
             scope = %suppression.block.scope,
             "inbound_suppressed"
         );

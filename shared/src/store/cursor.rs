@@ -40,8 +40,11 @@ impl Cursor {
         }
         let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| CursorError)?;
         let cursor: Cursor = serde_json::from_slice(&bytes).map_err(|_| CursorError)?;
+        // DynamoDB refuses empty key values: such a cursor was forged.
         let same_attributes = cursor.key.len() == attributes.len()
-            && attributes.iter().all(|a| cursor.key.contains_key(*a));
+            && attributes
+                .iter()
+                .all(|a| cursor.key.get(*a).is_some_and(|v| !v.is_empty()));
         if cursor.kind != kind || !same_attributes {
             return Err(CursorError);
         }

@@ -88,7 +88,13 @@ impl Store {
         Ok(facts)
     }
 
-    async fn batch_get(&self, table: &str, keys: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+    /// A strongly consistent `BatchGetItem` of up to 100 keys; unprocessed
+    /// (throttled) keys are retried with backoff, a bounded number of times.
+    pub(super) async fn batch_get(
+        &self,
+        table: &str,
+        keys: Vec<Item>,
+    ) -> Result<Vec<Item>, StoreError> {
         let mut found = Vec::new();
         let request = KeysAndAttributes::builder()
             .set_keys(Some(keys))
@@ -278,21 +284,24 @@ impl Store {
     /// claim marked done, an `inbound_suppressed` audit event (message id,
     /// type and time; never the content) and the day's counter. A retry
     /// finds the claim done, so nothing is recorded or counted twice.
+    ///
+    /// Returns how many suppressions this call recorded (a group whose
+    /// claims were completed or taken over meanwhile records nothing).
     pub async fn record_suppressed(
         &self,
         suppressed: &[Suppression],
         owner: &str,
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<usize, StoreError> {
         let done_ttl = (now + Duration::days(DONE_CLAIM_DAYS)).timestamp();
-        run_all(
+        let recorded = run_all(
             suppressed
                 .chunks(SUPPRESSIONS_PER_TRANSACTION)
                 .map(|group| self.record_suppressed_group(group, owner, now, done_ttl))
                 .collect(),
         )
         .await?;
-        Ok(())
+        Ok(recorded.into_iter().sum())
     }
 
     async fn record_suppressed_group(
@@ -301,7 +310,7 @@ impl Store {
         owner: &str,
         now: DateTime<Utc>,
         done_ttl: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<usize, StoreError> {
         let mut actions = Vec::with_capacity(group.len() * 2 + 16);
         let mut counts: HashMap<u32, u64> = HashMap::new();
         for suppression in group {
@@ -337,16 +346,30 @@ impl Store {
                 count,
             )?);
         }
-        self.transact_with_conflict_retries(actions).await
+        if self.transact_with_conflict_retries(actions).await? {
+            return Ok(group.len());
+        }
+        if group.len() == 1 {
+            // Its claim was completed or taken over: recorded elsewhere.
+            return Ok(0);
+        }
+        // One claim of the group was lost; the others are still ours and
+        // must not go unrecorded with it.
+        let mut recorded = 0;
+        for one in group.chunks(1) {
+            recorded += Box::pin(self.record_suppressed_group(one, owner, now, done_ttl)).await?;
+        }
+        Ok(recorded)
     }
 
     /// Writes a transaction; retries DynamoDB's transaction conflicts (two
     /// deliveries bumping one counter at once). A failed condition means the
-    /// claims were completed or taken over meanwhile: nothing to do.
+    /// claims were completed or taken over meanwhile: nothing to do, and
+    /// `false` is returned.
     async fn transact_with_conflict_retries(
         &self,
         actions: Vec<TransactWriteItem>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
         for attempt in 0..5u32 {
             let result = self
@@ -355,7 +378,7 @@ impl Store {
                 .set_transact_items(Some(actions.clone()))
                 .send()
                 .await;
-            let Err(error) = result else { return Ok(()) };
+            let Err(error) = result else { return Ok(true) };
             let reasons: Vec<String> = match error.as_service_error() {
                 Some(TransactWriteItemsError::TransactionCanceledException(cancel)) => cancel
                     .cancellation_reasons()
@@ -365,7 +388,7 @@ impl Store {
                 _ => return Err(error.into()),
             };
             if reasons.iter().any(|r| r == "ConditionalCheckFailed") {
-                return Ok(());
+                return Ok(false);
             }
             if !reasons.iter().any(|r| r == "TransactionConflict") {
                 return Err(error.into());

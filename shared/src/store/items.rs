@@ -35,6 +35,8 @@ pub struct StateItem {
     pub sk: String,
     pub version: u64,
     pub scopes: Vec<String>,
+    #[serde(default)]
+    pub unblocked_at: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

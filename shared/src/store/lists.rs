@@ -42,6 +42,8 @@ pub struct BlockQuery {
     pub group: Option<String>,
     /// Matched case-insensitively against number, contact name and email.
     pub q: Option<String>,
+    /// Blocks that expired before this are left out.
+    pub now: DateTime<Utc>,
     pub limit: usize,
     pub cursor: Option<Cursor>,
 }
@@ -89,7 +91,11 @@ impl Store {
                 .expression_attribute_values(":lo", s(format_time(since))),
             None => request.key_condition_expression("gsi1pk = :p AND gsi1sk <= :hi"),
         };
-        let mut filters = Vec::new();
+        // Expired blocks block nothing (B13): not listed.
+        let mut filters = vec!["(attribute_type(expires_at, :null_type) OR expires_at > :now)"];
+        request = request
+            .expression_attribute_values(":null_type", s("NULL"))
+            .expression_attribute_values(":now", s(format_time(query.now)));
         if let Some(scope) = &query.scope {
             filters.push("#scope = :scope");
             request = request
@@ -118,13 +124,10 @@ impl Store {
                 .expression_attribute_names("#search", "search")
                 .expression_attribute_values(":q", s(q.to_lowercase()));
         }
-        let filtered = !filters.is_empty();
-        if filtered {
-            request = request.filter_expression(filters.join(" AND "));
-        }
+        request = request.filter_expression(filters.join(" AND "));
         let start = query.cursor.as_ref().map(Cursor::to_key);
         let (items, next) = self
-            .collect_page::<BlockItem>(request, start, query.limit, filtered, &GSI_KEY)
+            .collect_page::<BlockItem>(request, start, query.limit, true, &GSI_KEY)
             .await?;
         Ok(Page {
             items: items.into_iter().map(|i| i.block).collect(),

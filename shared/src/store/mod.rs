@@ -91,16 +91,19 @@ pub enum StoreError {
 impl<E, R> From<aws_sdk_dynamodb::error::SdkError<E, R>> for StoreError
 where
     E: std::error::Error + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + 'static,
 {
     fn from(error: aws_sdk_dynamodb::error::SdkError<E, R>) -> Self {
-        StoreError::Unavailable(aws_sdk_dynamodb::error::DisplayErrorContext(&error).to_string())
+        // Messages only: the SDK's `Debug` (and so `DisplayErrorContext`)
+        // carries the raw response, which can hold item values (B52).
+        StoreError::Unavailable(crate::redact::error(&error))
     }
 }
 
 impl From<serde_dynamo::Error> for StoreError {
     fn from(error: serde_dynamo::Error) -> Self {
-        StoreError::Corrupt(error.to_string())
+        // serde messages quote the offending value.
+        StoreError::Corrupt(crate::redact::error(&error))
     }
 }
 

@@ -33,6 +33,10 @@ impl Store {
             if sk == STATE {
                 let state: StateItem = serde_dynamo::from_item(item)?;
                 record.version = state.version;
+                record.last_unblocked_at = state
+                    .unblocked_at
+                    .and_then(|at| chrono::DateTime::parse_from_rfc3339(&at).ok())
+                    .map(|at| at.with_timezone(&Utc));
             } else if sk == CONTACT {
                 let contact: ContactItem = serde_dynamo::from_item(item)?;
                 record.contact = Some(contact.contact);
@@ -111,17 +115,28 @@ impl Store {
                 _ => error.into(),
             });
         }
+        // The change is committed: a failed chat update after it is logged,
+        // not reported as a failed change (enforcement never reads chat
+        // status, and a retry of the call would find nothing to do).
         for update in chats {
             let update = self.chat_update(change, update)?;
-            self.client
+            let result = self
+                .client
                 .update_item()
                 .table_name(update.table_name())
                 .set_key(Some(update.key().clone()))
                 .update_expression(update.update_expression())
+                .set_condition_expression(update.condition_expression().map(str::to_owned))
                 .set_expression_attribute_names(update.expression_attribute_names().cloned())
                 .set_expression_attribute_values(update.expression_attribute_values().cloned())
                 .send()
-                .await?;
+                .await;
+            if let Err(error) = result {
+                tracing::error!(
+                    error = %aws_sdk_dynamodb::error::DisplayErrorContext(error),
+                    "chat status not updated after a committed change"
+                );
+            }
         }
         Ok(())
     }
@@ -137,6 +152,7 @@ impl Store {
             sk: STATE.to_owned(),
             version: change.expected_version + 1,
             scopes: change.scopes_after.iter().map(|s| s.to_string()).collect(),
+            unblocked_at: change.unblocked_at.map(format_time),
         };
         let mut put_state = Put::builder()
             .table_name(bl)
@@ -409,4 +425,30 @@ impl Store {
 /// bug in this module; report it as corrupt rather than panic.
 fn build<T>(built: Result<T, aws_sdk_dynamodb::error::BuildError>) -> Result<T, StoreError> {
     built.map_err(|e| StoreError::Corrupt(format!("request builder: {e}")))
+}
+
+impl Store {
+    /// When the number was last unblocked, if ever (strongly consistent).
+    pub async fn last_unblocked_at(
+        &self,
+        number: &Number,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tables.blocklist)
+            .key("pk", s(number_pk(number)))
+            .key("sk", s(STATE))
+            .consistent_read(true)
+            .send()
+            .await?;
+        let Some(item) = out.item else {
+            return Ok(None);
+        };
+        let state: StateItem = serde_dynamo::from_item(item)?;
+        Ok(state
+            .unblocked_at
+            .and_then(|at| DateTime::parse_from_rfc3339(&at).ok())
+            .map(|at| at.with_timezone(&Utc)))
+    }
 }

@@ -68,7 +68,6 @@ impl Store {
                 "SET last_outbound_at = :at, phone_number_id = :pnid, #number = :number, \
                  gsi1pk = :gsi1pk, #status = if_not_exists(#status, :active), \
                  gsi1sk = if_not_exists(gsi1sk, :gsi1sk), \
-                 session_status = if_not_exists(session_status, :null), \
                  last_inbound_at = if_not_exists(last_inbound_at, :null), \
                  known_contact = :known",
             )

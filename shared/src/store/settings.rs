@@ -1,6 +1,6 @@
 //! Settings per business number (B12), with fallback to `default`.
 
-use aws_sdk_dynamodb::types::{KeysAndAttributes, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
@@ -22,43 +22,27 @@ impl Store {
     /// The settings that apply to `target`: its own entry, else the
     /// `default` entry, else the built-in defaults. One round trip.
     pub async fn settings(&self, target: &SettingsTarget) -> Result<StoredSettings, StoreError> {
-        let mut keys = KeysAndAttributes::builder().consistent_read(true);
         let ids: Vec<&str> = match target {
             SettingsTarget::Default => vec!["default"],
             SettingsTarget::Business(id) => vec![id.as_str(), "default"],
         };
-        for id in &ids {
-            keys = keys.keys(
+        let keys = ids
+            .iter()
+            .map(|id| {
                 [
                     ("pk".to_owned(), s(SETTINGS_PARTITION)),
                     ("sk".to_owned(), s(*id)),
                 ]
                 .into_iter()
-                .collect(),
-            );
-        }
-        let keys = keys
-            .build()
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let table = &self.tables.blocklist;
-        let mut request = Some([(table.clone(), keys)].into_iter().collect());
-        let mut found: Vec<SettingsItem> = Vec::new();
-        while let Some(items) = request.take() {
-            let out = self
-                .client
-                .batch_get_item()
-                .set_request_items(Some(items))
-                .send()
-                .await?;
-            for item in out
-                .responses
-                .and_then(|mut r| r.remove(table))
-                .unwrap_or_default()
-            {
-                found.push(serde_dynamo::from_item(item)?);
-            }
-            request = out.unprocessed_keys.filter(|k| !k.is_empty());
-        }
+                .collect()
+            })
+            .collect();
+        let found: Vec<SettingsItem> = self
+            .batch_get(&self.tables.blocklist, keys)
+            .await?
+            .into_iter()
+            .map(serde_dynamo::from_item)
+            .collect::<Result<_, _>>()?;
         let own = found.iter().find(|i| i.sk == target.as_str());
         let fallback = found.iter().find(|i| i.sk == "default");
         let mut effective = own

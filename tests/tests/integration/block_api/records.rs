@@ -710,3 +710,62 @@ async fn b10_a_new_contact_marks_the_numbers_chats_known_in_the_same_change() {
     );
     assert_eq!(serde_json::to_value(chat.session_status).unwrap(), "open");
 }
+
+#[tokio::test]
+async fn b50_dates_outside_1970_to_9999_are_400_not_a_crash() {
+    let api = Api::new().await;
+    for uri in [
+        "/v1/stats?to=0001-01-01",
+        "/v1/stats?from=9999-12-31&to=%2B262142-12-31",
+        "/v1/audit?until=-262143-01-01",
+        "/v1/audit?since=1969-12-31T23:59:59Z",
+        "/v1/blocks?since=0100-01-01",
+    ] {
+        let response = api.call("GET", uri, None).await;
+        assert_eq!(response.status, 400, "{uri}: {:?}", response.body);
+        assert_eq!(error_code(&response), "invalid_parameter", "{uri}");
+    }
+}
+
+#[tokio::test]
+async fn b13_expired_blocks_are_not_listed_and_a_new_block_is_not_counted_twice() {
+    let mut api = Api::new().await;
+    let start = Utc::now();
+    fn later() -> DateTime<Utc> {
+        Utc::now() + chrono::Duration::hours(2)
+    }
+    let soon = (start + chrono::Duration::hours(1)).to_rfc3339();
+    let response = api
+        .block(
+            "+16505551234",
+            json!({"reason": "cool off", "expires_at": soon}),
+        )
+        .await;
+    assert_eq!(response.status, 201, "{:?}", response.body);
+    let listed = api.call("GET", "/v1/blocks", None).await;
+    assert_eq!(listed.body["items"].as_array().unwrap().len(), 1);
+
+    // Two hours on: the block has expired.
+    api.app.now = later;
+    let listed = api.call("GET", "/v1/blocks", None).await;
+    assert_eq!(
+        listed.body["items"],
+        json!([]),
+        "an expired block blocks nothing and is not listed"
+    );
+    // Blocking again replaces it: still one blocked number.
+    let again = api.block("+16505551234", json!({"reason": "again"})).await;
+    assert_eq!(again.status, 201, "{:?}", again.body);
+    let stats = api.call("GET", "/v1/stats", None).await;
+    assert_eq!(stats.body["currently_blocked"], 1);
+    let removed = api
+        .call(
+            "DELETE",
+            "/v1/blocks/+16505551234",
+            Some(json!({"reason": "done"})),
+        )
+        .await;
+    assert_eq!(removed.status, 200);
+    let stats = api.call("GET", "/v1/stats", None).await;
+    assert_eq!(stats.body["currently_blocked"], 0);
+}

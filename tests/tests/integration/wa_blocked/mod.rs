@@ -393,3 +393,86 @@ async fn b40_end_to_end_a_failed_delivery_blocks_inbound_and_outbound() {
         "{actions:?}"
     );
 }
+
+#[tokio::test]
+async fn b42_auto_block_still_applies_under_a_temporary_block_for_all() {
+    let stack = TestStack::new().await;
+    let api = Api::on(&stack);
+    let until = (Utc::now() + Duration::hours(1)).to_rfc3339();
+    let response = api
+        .block(
+            NUMBER,
+            json!({"reason": "cool off", "scope": "all", "expires_at": until}),
+        )
+        .await;
+    assert_eq!(response.status, 201);
+    let record = stored(&stack, &failure(131026, Utc::now(), "wamid.T1"), "60").await;
+    deliver(&stack, vec![record]).await;
+    let blocks = blocks(&api).await;
+    assert_eq!(
+        blocks.len(),
+        2,
+        "the automatic block outlasts the temporary one: {blocks:?}"
+    );
+    assert!(
+        blocks
+            .iter()
+            .any(|b| b["source"] == "auto" && b["scope"] == LINE)
+    );
+    assert!(
+        blocks
+            .iter()
+            .any(|b| b["source"] == "manual" && b["scope"] == "all")
+    );
+}
+
+#[tokio::test]
+async fn b40_failures_before_a_manual_unblock_no_longer_count() {
+    let stack = TestStack::new().await;
+    let api = Api::on(&stack);
+    set_threshold(&api, 2).await;
+    let first = stored(
+        &stack,
+        &failure(131026, Utc::now() - Duration::minutes(5), "wamid.U1"),
+        "70",
+    )
+    .await;
+    deliver(&stack, vec![first.clone()]).await;
+    // An operator blocks and then unblocks the number: a fresh start.
+    api.block(NUMBER, json!({"reason": "check", "scope": LINE}))
+        .await;
+    let unblocked = api
+        .call(
+            "DELETE",
+            &format!("/v1/blocks/{NUMBER}?scope={LINE}"),
+            Some(json!({"reason": "fine"})),
+        )
+        .await;
+    assert_eq!(unblocked.status, 200);
+    let second = stored(
+        &stack,
+        &failure(131026, Utc::now() + Duration::seconds(1), "wamid.U2"),
+        "71",
+    )
+    .await;
+    deliver(&stack, vec![second]).await;
+    assert!(
+        blocks(&api).await.is_empty(),
+        "one failure since the unblock, threshold 2"
+    );
+    // The old record redelivered does not re-block either.
+    deliver(&stack, vec![first]).await;
+    assert!(blocks(&api).await.is_empty());
+    let third = stored(
+        &stack,
+        &failure(131026, Utc::now() + Duration::seconds(2), "wamid.U3"),
+        "72",
+    )
+    .await;
+    deliver(&stack, vec![third]).await;
+    assert_eq!(
+        blocks(&api).await.len(),
+        1,
+        "two failures since the unblock"
+    );
+}

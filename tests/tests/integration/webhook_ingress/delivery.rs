@@ -459,3 +459,28 @@ async fn b24_without_crm_url_updates_are_recorded_only() {
         .unwrap();
     assert!(chat.is_some());
 }
+
+#[tokio::test]
+async fn b26_a_crm_redirect_is_a_failure_not_a_delivery() {
+    let ingress = Ingress::new(200).await;
+    ingress.crm.reset().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(
+            wiremock::ResponseTemplate::new(302)
+                .insert_header("location", format!("{}/elsewhere", ingress.crm.uri())),
+        )
+        .mount(&ingress.crm)
+        .await;
+    let body = fixture("inbound-text.json");
+    let response = ingress.deliver(&body).await;
+    assert_eq!(response.status, 502, "{:?}", response.body);
+    // Nothing followed the redirect, and the retry is not taken for a duplicate.
+    let requests = ingress.crm.received_requests().await.unwrap();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].method.as_str(), "POST");
+    ingress.crm_answers(200).await;
+    let retried = ingress.deliver(&body).await;
+    assert_eq!(retried.status, 200);
+    assert_eq!(retried.body["duplicates"], 0);
+    assert_eq!(ingress.forwarded_message_ids().await.len(), 1);
+}
