@@ -4,5 +4,6 @@
 mod block_api;
 mod openapi;
 mod send_proxy;
+mod template;
 mod wa_blocked;
 mod webhook_ingress;
