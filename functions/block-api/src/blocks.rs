@@ -179,15 +179,12 @@ pub async fn list(
             other => Ok(other.map(str::to_owned)),
         }
     };
-    let cursor = query
-        .get("cursor")
-        .map(|raw| {
-            let cursor = Cursor::decode(raw, "blocks", &["pk", "sk", "gsi1pk", "gsi1sk"])?;
-            cursor.expect("gsi1pk", "BLOCKS")?;
-            Ok::<_, blocklist::store::CursorError>(cursor)
-        })
-        .transpose()
-        .map_err(|_| invalid_cursor())?;
+    let cursor = cursor_param(
+        &query,
+        "blocks",
+        &["pk", "sk", "gsi1pk", "gsi1sk"],
+        ("gsi1pk", "BLOCKS"),
+    )?;
     let page = app
         .store
         .list_blocks(BlockQuery {
@@ -207,6 +204,24 @@ pub async fn list(
         items: page.items,
         next_cursor: page.next_cursor,
     })
+}
+
+/// The `cursor` parameter of a listing: one of `kind` with exactly
+/// `attributes`, inside the listed partition (`attribute` = `expected`).
+pub fn cursor_param(
+    query: &Query,
+    kind: &str,
+    attributes: &[&str],
+    (attribute, expected): (&str, &str),
+) -> Result<Option<Cursor>, ApiError> {
+    let Some(raw) = query.get("cursor") else {
+        return Ok(None);
+    };
+    let cursor = Cursor::decode(raw, kind, attributes).map_err(|_| invalid_cursor())?;
+    cursor
+        .expect(attribute, expected)
+        .map_err(|_| invalid_cursor())?;
+    Ok(Some(cursor))
 }
 
 pub fn invalid_cursor() -> ApiError {

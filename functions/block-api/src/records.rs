@@ -10,7 +10,7 @@ use chrono::Duration;
 use lambda_http::{Body, Request, Response};
 use serde_json::json;
 
-use crate::blocks::invalid_cursor;
+use crate::blocks::{cursor_param, invalid_cursor};
 use crate::wire::{self, ContactBody};
 use crate::{App, ok};
 
@@ -28,15 +28,12 @@ pub async fn history(
     let number = path_number(number)?;
     let query = Query::parse(request, &["limit", "cursor"])?;
     let limit = query.limit()?;
-    let cursor = query
-        .get("cursor")
-        .map(|raw| {
-            let cursor = Cursor::decode(raw, "history", &["pk", "sk"])?;
-            cursor.expect("pk", &format!("N#{number}"))?;
-            Ok::<_, blocklist::store::CursorError>(cursor)
-        })
-        .transpose()
-        .map_err(|_| invalid_cursor())?;
+    let cursor = cursor_param(
+        &query,
+        "history",
+        &["pk", "sk"],
+        ("pk", &format!("N#{number}")),
+    )?;
     let page = app.store.history(&number, limit, cursor.as_ref()).await?;
     ok(&json!({ "items": page.items, "next_cursor": page.next_cursor }))
 }
@@ -190,15 +187,12 @@ pub async fn list_chats(
             })
         })
         .transpose()?;
-    let cursor = query
-        .get("cursor")
-        .map(|raw| {
-            let cursor = Cursor::decode(raw, "chats", &["pk", "sk", "gsi1pk", "gsi1sk"])?;
-            cursor.expect("gsi1pk", "CHATS")?;
-            Ok::<_, blocklist::store::CursorError>(cursor)
-        })
-        .transpose()
-        .map_err(|_| invalid_cursor())?;
+    let cursor = cursor_param(
+        &query,
+        "chats",
+        &["pk", "sk", "gsi1pk", "gsi1sk"],
+        ("gsi1pk", "CHATS"),
+    )?;
     let page = app
         .store
         .list_chats(ChatQuery {

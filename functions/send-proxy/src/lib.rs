@@ -17,6 +17,7 @@ use blocklist::config::{ConfigError, Env};
 use blocklist::http::ApiError;
 use blocklist::http::auth::{Authenticator, Caller, SEND};
 use blocklist::http::request::{body_bytes, field_number, parse_json, segments};
+use blocklist::inbound::SenderFacts;
 use blocklist::metrics::{self, Counter};
 use blocklist::model::{Actor, PhoneNumberId, SettingsTarget};
 use blocklist::number::Number;
@@ -158,6 +159,36 @@ async fn allow_unknown(app: &App, business: &PhoneNumberId) -> Result<bool, Stor
     Ok(settings.effective.allow_unknown_numbers)
 }
 
+/// What the decision needs about `numbers` as recipients from `business`,
+/// in one round trip: their blocks and contacts (one batched, strongly
+/// consistent read, B4) and the business number's settings. Fails closed
+/// (B34): an unreadable blocklist is a 503, and nothing is sent.
+async fn recipient_facts(
+    app: &App,
+    business: &PhoneNumberId,
+    numbers: impl IntoIterator<Item = Number>,
+) -> Result<(HashMap<Number, SenderFacts>, bool), ApiError> {
+    let senders: HashMap<Number, HashSet<PhoneNumberId>> = numbers
+        .into_iter()
+        .map(|n| (n, HashSet::from([business.clone()])))
+        .collect();
+    let (facts, allow) = tokio::join!(
+        app.store.sender_facts(&senders),
+        allow_unknown(app, business)
+    );
+    match (facts, allow) {
+        (Ok(facts), Ok(allow)) => Ok((facts, allow)),
+        (Err(error), _) | (_, Err(error)) => {
+            tracing::error!(error = %error, "blocklist unreadable; refused");
+            Err(ApiError::new(
+                503,
+                "blocklist_unavailable",
+                "the blocklist cannot be read; nothing was sent",
+            ))
+        }
+    }
+}
+
 /// B30–B32, B34: `POST /v1/{phone_number_id}/messages`.
 async fn send(app: &App, request: &Request, business: &str) -> Result<Response<Body>, ApiError> {
     let (_, actor) = authorize(app, request)?;
@@ -165,25 +196,7 @@ async fn send(app: &App, request: &Request, business: &str) -> Result<Response<B
     let body = body_bytes(request)?;
     let recipient = recipient_of(body)?;
 
-    // Facts in one round trip: the recipient's blocks and contact, and the
-    // business number's settings, strongly consistent (B4).
-    let senders = HashMap::from([(recipient.clone(), HashSet::from([business.clone()]))]);
-    let (facts, allow_unknown) = tokio::join!(
-        app.store.sender_facts(&senders),
-        allow_unknown(app, &business)
-    );
-    let (facts, allow_unknown) = match (facts, allow_unknown) {
-        (Ok(facts), Ok(allow)) => (facts, allow),
-        (Err(error), _) | (_, Err(error)) => {
-            // B34: fail closed.
-            tracing::error!(error = %error, "blocklist unreadable; send refused");
-            return Err(ApiError::new(
-                503,
-                "blocklist_unavailable",
-                "the blocklist cannot be read; nothing was sent",
-            ));
-        }
-    };
+    let (facts, allow_unknown) = recipient_facts(app, &business, [recipient.clone()]).await?;
     let now = (app.now)();
     let recipient_facts = facts.get(&recipient).cloned().unwrap_or_default();
     if let Err(refusal) = outbound::decide_send(&recipient_facts, &business, allow_unknown, now) {
@@ -343,27 +356,8 @@ async fn check(app: &App, request: &Request, business: &str) -> Result<Response<
             (given, number)
         })
         .collect();
-    let senders: HashMap<Number, HashSet<PhoneNumberId>> = parsed
-        .iter()
-        .filter_map(|(_, n)| n.clone())
-        .map(|n| (n, HashSet::from([business.clone()])))
-        .collect();
-    // One batched read for all the numbers, with the settings alongside.
-    let (facts, allow_unknown) = tokio::join!(
-        app.store.sender_facts(&senders),
-        allow_unknown(app, &business)
-    );
-    let (facts, allow_unknown) = match (facts, allow_unknown) {
-        (Ok(facts), Ok(allow)) => (facts, allow),
-        (Err(error), _) | (_, Err(error)) => {
-            tracing::error!(error = %error, "blocklist unreadable; check refused");
-            return Err(ApiError::new(
-                503,
-                "blocklist_unavailable",
-                "the blocklist cannot be read",
-            ));
-        }
-    };
+    let numbers = parsed.iter().filter_map(|(_, n)| n.clone());
+    let (facts, allow_unknown) = recipient_facts(app, &business, numbers).await?;
     let now = (app.now)();
     let mut allowed = Vec::new();
     let mut refused = Vec::new();

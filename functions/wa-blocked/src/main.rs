@@ -1,6 +1,10 @@
 //! `wa-blocked` Lambda: wiring only. Config and clients are built once at
 //! init; every event goes to [`wa_blocked::handle`].
 
+// The handler's future nests the block transaction's futures deeply enough
+// to pass rustc's default query depth when its layout is computed.
+#![recursion_limit = "256"]
+
 use blocklist::config::{self, Env};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use serde_json::Value;
