@@ -3,12 +3,20 @@
 use crate::http::auth::Authenticator;
 use crate::store::Tables;
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
     #[error("environment variable {0} is required but not set")]
     Missing(&'static str),
     #[error("environment variable {0} is invalid: {1}")]
     Invalid(&'static str, String),
+}
+
+// A function that fails at init prints its error with `Debug` (what `main`
+// returning `Err` shows in the Lambda log): make that the clear sentence.
+impl std::fmt::Debug for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }
 
 /// Reads a variable through `lookup` (the process environment in
@@ -224,6 +232,11 @@ mod tests {
         assert_eq!(
             env.required("CRM_WEBHOOK_URL"),
             Err(ConfigError::Missing("CRM_WEBHOOK_URL"))
+        );
+        // What a function that fails at init prints (`main` returns Err).
+        assert_eq!(
+            format!("{:?}", ConfigError::Missing("CRM_WEBHOOK_URL")),
+            "environment variable CRM_WEBHOOK_URL is required but not set"
         );
         assert_eq!(tables(&env).blocklist, "Blocklist");
         let env = Env(&|k| (k == "AUDIT_TABLE").then(|| "prod-audit".to_owned()));
