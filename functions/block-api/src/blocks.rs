@@ -125,12 +125,6 @@ pub async fn get(
     })
 }
 
-#[derive(Serialize)]
-struct ListView<T> {
-    items: Vec<T>,
-    next_cursor: Option<String>,
-}
-
 /// B7: `GET /v1/blocks`, newest first, filtered, paginated.
 pub async fn list(
     app: &App,
@@ -200,10 +194,7 @@ pub async fn list(
             cursor,
         })
         .await?;
-    ok(&ListView {
-        items: page.items,
-        next_cursor: page.next_cursor,
-    })
+    crate::page(page)
 }
 
 /// The `cursor` parameter of a listing: one of `kind` with exactly

@@ -138,3 +138,8 @@ fn caller(app: &App, request: &Request) -> Result<Caller, ApiError> {
 fn ok<T: serde::Serialize>(value: &T) -> Result<Response<Body>, ApiError> {
     Ok(json(200, value))
 }
+
+/// A listing's answer: `{"items":[…],"next_cursor":…}` (SPEC section 4).
+fn page<T: serde::Serialize>(page: blocklist::store::Page<T>) -> Result<Response<Body>, ApiError> {
+    ok(&serde_json::json!({ "items": page.items, "next_cursor": page.next_cursor }))
+}

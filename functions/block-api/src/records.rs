@@ -8,7 +8,6 @@ use blocklist::service;
 use blocklist::store::{AuditQuery, ChatQuery, Cursor, StoreError};
 use chrono::Duration;
 use lambda_http::{Body, Request, Response};
-use serde_json::json;
 
 use crate::blocks::{cursor_param, invalid_cursor};
 use crate::wire::{self, ContactBody};
@@ -35,7 +34,7 @@ pub async fn history(
         ("pk", &format!("N#{number}")),
     )?;
     let page = app.store.history(&number, limit, cursor.as_ref()).await?;
-    ok(&json!({ "items": page.items, "next_cursor": page.next_cursor }))
+    crate::page(page)
 }
 
 /// B8: `GET /v1/audit?since=&until=&action=`, the compliance feed.
@@ -96,7 +95,7 @@ pub async fn audit(
             cursor,
         })
         .await?;
-    ok(&json!({ "items": page.items, "next_cursor": page.next_cursor }))
+    crate::page(page)
 }
 
 /// B9: `GET /v1/stats?from=&to=`.
@@ -202,7 +201,7 @@ pub async fn list_chats(
             cursor,
         })
         .await?;
-    ok(&json!({ "items": page.items, "next_cursor": page.next_cursor }))
+    crate::page(page)
 }
 
 /// B11: `GET /v1/chats/{phone_number_id}/{number}`.

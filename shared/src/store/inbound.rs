@@ -229,17 +229,7 @@ impl Store {
             .expression_attribute_values(":owner", s(owner))
             .send()
             .await;
-        match update {
-            Ok(_) => Ok(()),
-            // Lease lost to another invocation, which now owns the update.
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(StoreError::from(e)),
-        }
+        lost_claim_is_fine(update, |e| e.is_conditional_check_failed_exception())
     }
 
     /// Gives claims back after a failed forward, so Meta's retry handles the
@@ -268,16 +258,7 @@ impl Store {
             .expression_attribute_values(":pending", s("pending"))
             .send()
             .await;
-        match delete {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(StoreError::from(e)),
-        }
+        lost_claim_is_fine(delete, |e| e.is_conditional_check_failed_exception())
     }
 
     /// B23: for each suppressed message, in one transaction per group: its
@@ -508,6 +489,23 @@ impl Store {
             });
         }
         Ok(failures)
+    }
+}
+
+/// A claim update whose condition failed lost its lease to another
+/// invocation, which now owns the update: nothing left to do here.
+fn lost_claim_is_fine<O, E, R>(
+    result: Result<O, aws_sdk_dynamodb::error::SdkError<E, R>>,
+    condition_failed: impl Fn(&E) -> bool,
+) -> Result<(), StoreError>
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    match result {
+        Ok(_) => Ok(()),
+        Err(error) if error.as_service_error().is_some_and(condition_failed) => Ok(()),
+        Err(error) => Err(StoreError::from(error)),
     }
 }
 
