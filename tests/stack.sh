@@ -64,7 +64,7 @@ check "walkthrough: 131026 auto-blocks" grep -q '"source": *"auto"' "$out"
 check "walkthrough: history shows the block and the suppression" \
   bash -c "grep -q '\"action\": *\"blocked\"' '$out' && grep -q '\"action\": *\"inbound_suppressed\"' '$out'"
 
-export PATH="$ROOT/target/debug:$PATH"
+export PATH="${CARGO_TARGET_DIR:-$ROOT/target}/debug:$PATH"
 token=$(wa-cli token --scope all)
 blocked_in() { # blocked_in PORT NUMBER: the number has a block on that stack
   curl -s "http://127.0.0.1:$1/v1/blocks/$2" -H "Authorization: Bearer $token" | grep -q '"scope"'
