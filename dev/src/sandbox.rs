@@ -7,16 +7,20 @@
 //!
 //! - `POST /sandbox/graph/{version}/{phone_number_id}/messages`: the send.
 //! - `GET /sandbox/messages`, `DELETE /sandbox/messages`: what was sent.
-//! - `POST /sandbox/failures` `{"number","code"?,"title"?}`: fail a recipient
-//!   (default 131026 "Message undeliverable"); `DELETE
-//!   /sandbox/failures/{number}` stops failing it.
+//! - `POST /sandbox/failures` `{"number","code"?,"title"?}`: fail a recipient,
+//!   a number or a BSUID (default 131026 "Message undeliverable"); `DELETE
+//!   /sandbox/failures/{number}` stops failing it. A failed send to a BSUID
+//!   gets a status with `recipient_user_id` and no `recipient_id`, as Meta's.
+//!
+//! Sends addressed by `recipient` (a BSUID) are accepted like Graph's, and
+//! mark-as-read bodies (`"status":"read"`) answer `{"success":true}`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
 
+use blocklist::identity::Subject;
 use blocklist::meta::signature;
-use blocklist::number::Number;
 use serde_json::{Value, json};
 
 use crate::apigw::HttpRequest;
@@ -34,7 +38,7 @@ pub struct Sandbox {
     access_token: String,
     app_secret: String,
     sent: Mutex<Vec<Value>>,
-    failing: Mutex<HashMap<Number, Failure>>,
+    failing: Mutex<HashMap<Subject, Failure>>,
 }
 
 impl Sandbox {
@@ -65,7 +69,7 @@ impl Sandbox {
             ("POST", ["sandbox", "failures"]) => self.fail_recipient(request),
             ("DELETE", ["sandbox", "failures", number]) => {
                 let decoded = percent_encoding::percent_decode_str(number).decode_utf8_lossy();
-                match Number::parse(&decoded) {
+                match Subject::parse(&decoded) {
                     Ok(number) => {
                         lock(&self.failing).remove(&number);
                         (204, vec![], vec![])
@@ -89,10 +93,18 @@ impl Sandbox {
         else {
             return graph_error(400, 100, "Invalid parameter");
         };
-        let Some(to) = body.get("to").and_then(Value::as_str).map(str::to_owned) else {
+        if body.get("status").and_then(Value::as_str) == Some("read") {
+            return json_answer(200, &json!({ "success": true }));
+        }
+        // Meta uses `to` when both are given.
+        let Some(to) = ["to", "recipient"]
+            .iter()
+            .find_map(|k| body.get(*k).and_then(Value::as_str))
+            .map(str::to_owned)
+        else {
             return graph_error(400, 100, "(#100) The parameter to is required.");
         };
-        let Ok(number) = Number::parse(&to) else {
+        let Ok(number) = Subject::parse(&to) else {
             return graph_error(400, 131009, "(#131009) Parameter value is not valid");
         };
         // Unique across restarts, like Graph's: the ingress de-duplicates
@@ -128,11 +140,15 @@ impl Sandbox {
                 tracing::info!(status, body = %String::from_utf8_lossy(&body), "sandbox delivered a failed status");
             });
         }
+        let contact = match &number {
+            Subject::Number(n) => json!({ "input": to, "wa_id": n.digits() }),
+            Subject::User(id) => json!({ "input": to, "user_id": id }),
+        };
         json_answer(
             200,
             &json!({
                 "messaging_product": "whatsapp",
-                "contacts": [{ "input": to, "wa_id": number.digits() }],
+                "contacts": [contact],
                 "messages": [{ "id": message_id }],
             }),
         )
@@ -142,10 +158,25 @@ impl Sandbox {
     fn failed_status(
         &self,
         business: &str,
-        number: &Number,
+        number: &Subject,
         message_id: &str,
         failure: &Failure,
     ) -> (Vec<u8>, String) {
+        let mut status = json!({
+            "id": message_id,
+            "status": "failed",
+            "timestamp": chrono::Utc::now().timestamp().to_string(),
+            "errors": [{
+                "code": failure.code,
+                "title": failure.title,
+                "message": failure.title,
+                "error_data": { "details": failure.title },
+            }],
+        });
+        match number {
+            Subject::Number(n) => status["recipient_id"] = json!(n.digits()),
+            Subject::User(id) => status["recipient_user_id"] = json!(id),
+        }
         let payload = json!({
             "object": "whatsapp_business_account",
             "entry": [{
@@ -155,18 +186,7 @@ impl Sandbox {
                     "value": {
                         "messaging_product": "whatsapp",
                         "metadata": { "display_phone_number": "15550000000", "phone_number_id": business },
-                        "statuses": [{
-                            "id": message_id,
-                            "status": "failed",
-                            "timestamp": chrono::Utc::now().timestamp().to_string(),
-                            "recipient_id": number.digits(),
-                            "errors": [{
-                                "code": failure.code,
-                                "title": failure.title,
-                                "message": failure.title,
-                                "error_data": { "details": failure.title },
-                            }],
-                        }],
+                        "statuses": [status],
                     },
                 }],
             }],
@@ -182,7 +202,7 @@ impl Sandbox {
         let Some(raw) = body.get("number").and_then(Value::as_str) else {
             return graph_error(400, 100, "number is required");
         };
-        let number = match Number::parse(raw) {
+        let number = match Subject::parse(raw) {
             Ok(number) => number,
             Err(e) => return graph_error(400, 100, &format!("invalid number: {e}")),
         };

@@ -6,8 +6,8 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use blocklist::Subject;
 use blocklist::config::Env;
-use blocklist::number::Number;
 use serde_json::Value;
 use wa_dev::server::{self, Stack};
 
@@ -330,7 +330,7 @@ fn status_updates_are_accepted_and_bad_signatures_refused() {
     let local = Local::start();
 
     let failures = || {
-        let number = Number::parse("+16505550501").unwrap();
+        let number = Subject::parse("+16505550501").unwrap();
         let since = chrono::Utc::now() - chrono::Duration::hours(1);
         local
             .runtime

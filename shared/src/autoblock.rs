@@ -75,7 +75,7 @@ mod tests {
 
     fn failure(code: i64, days_ago: i64, id: &str) -> DeliveryFailure {
         DeliveryFailure {
-            number: Number::parse("+16505551234").unwrap(),
+            subject: crate::identity::Subject::Number(Number::parse("+16505551234").unwrap()),
             phone_number_id: PhoneNumberId::parse("111").ok(),
             code: Some(code),
             title: Some("Message undeliverable".into()),

@@ -6,18 +6,38 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
-use crate::meta::webhook::{Delivery, InboundMessage, Position, Sender};
-use crate::model::{Block, PhoneNumberId};
-use crate::number::Number;
-use crate::policy::blocking_block;
+use crate::identity::Subject;
+use crate::meta::webhook::{Delivery, InboundMessage, Position};
+use crate::model::{Block, PhoneNumberId, Scope};
+use crate::policy::{SubjectState, blocking_block};
 
-/// What the store knows about one sender, read consistently (B4).
+/// What the store knows about one identity, read consistently (B4).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SenderFacts {
     /// Blocks in scope `all` and in the scopes of the delivery's business
-    /// numbers.
+    /// numbers, and the blocks of every identity linked to it (B61).
     pub blocks: Vec<Block>,
     pub known_contact: bool,
+    /// Its `STATE` item, when it has one (links are learned against it).
+    pub state: Option<SubjectState>,
+}
+
+/// The facts of a person known by several identities: a block of any of
+/// them is a block of the person (B61).
+pub fn person_facts(identities: &[Subject], facts: &HashMap<Subject, SenderFacts>) -> SenderFacts {
+    let mut person = SenderFacts::default();
+    for identity in identities {
+        let Some(f) = facts.get(identity) else {
+            continue;
+        };
+        for block in &f.blocks {
+            if !person.blocks.contains(block) {
+                person.blocks.push(block.clone());
+            }
+        }
+        person.known_contact |= f.known_contact;
+    }
+    person
 }
 
 /// The state of an update's idempotency claim (B22).
@@ -43,12 +63,14 @@ pub fn status_key(id: &str, status: &str) -> String {
     format!("S#{id}#{status}")
 }
 
-/// A message from a blocked number (B23).
+/// A message from a blocked person (B23).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Suppression {
     pub key: String,
-    pub number: Number,
+    /// The identity the event is kept under (the number when visible).
+    pub subject: Subject,
     pub message: InboundMessage,
+    /// The block that stopped it, of whichever identity.
     pub block: Block,
 }
 
@@ -56,20 +78,32 @@ pub struct Suppression {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChatTouch {
     pub phone_number_id: PhoneNumberId,
-    pub number: Number,
+    pub subject: Subject,
     pub at: DateTime<Utc>,
     pub known_contact: bool,
 }
 
-/// A `failed` status, for `wa-blocked` (B25).
+/// A `failed` status, for `wa-blocked` (B25, B64).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveryFailure {
-    pub number: Number,
+    pub subject: Subject,
     pub phone_number_id: Option<PhoneNumberId>,
     pub code: Option<i64>,
     pub title: Option<String>,
     pub message_id: String,
     pub at: DateTime<Utc>,
+}
+
+/// B62: a blocked person reported under a new identity; their blocks are
+/// carried to it (unless the business number's settings say otherwise).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Carry {
+    pub from: Subject,
+    pub to: Subject,
+    /// Every active block of the person, of any identity.
+    pub blocks: Vec<Block>,
+    pub phone_number_id: Option<PhoneNumberId>,
+    pub message_id: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -82,6 +116,10 @@ pub struct InboundPlan {
     pub suppressed: Vec<Suppression>,
     pub chats: Vec<ChatTouch>,
     pub failures: Vec<DeliveryFailure>,
+    /// Failed statuses whose recipient could not be told: neither id in the
+    /// status, and no record of the send (B64). Forwarded, not counted.
+    pub unattributed_failures: usize,
+    pub carries: Vec<Carry>,
     pub duplicates: usize,
     pub in_flight: usize,
 }
@@ -104,32 +142,93 @@ pub fn claim_keys(delivery: &Delivery) -> Vec<String> {
     keys
 }
 
-/// Every (number, business numbers) whose blocks the decision needs.
-pub fn senders(delivery: &Delivery) -> HashMap<Number, HashSet<PhoneNumberId>> {
-    let mut senders: HashMap<Number, HashSet<PhoneNumberId>> = HashMap::new();
+/// Every identity whose facts the decision needs, with the business
+/// numbers whose blocks apply: every identity of every sender, and every
+/// identity a link of the delivery names (its state is needed to learn the
+/// link).
+pub fn senders(delivery: &Delivery) -> HashMap<Subject, HashSet<PhoneNumberId>> {
+    let mut senders: HashMap<Subject, HashSet<PhoneNumberId>> = HashMap::new();
     for message in &delivery.messages {
-        if let Sender::Number(number) = &message.sender {
-            let scopes = senders.entry(number.clone()).or_default();
+        for identity in message.sender.identities() {
+            let scopes = senders.entry(identity).or_default();
             scopes.extend(message.phone_number_id.clone());
+        }
+    }
+    for link in &delivery.links {
+        for identity in link.subjects() {
+            senders.entry(identity).or_default();
         }
     }
     senders
 }
 
+/// Message ids of `failed` statuses that name no recipient: the send
+/// proxy's record of the send tells who it went to (B64).
+pub fn unattributed_status_ids(delivery: &Delivery) -> Vec<String> {
+    let mut ids: Vec<String> = delivery
+        .statuses
+        .iter()
+        .filter(|s| s.status == "failed" && s.recipient_subject().is_none())
+        .map(|s| s.id.clone())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// The block that stops a message from a person, if any.
+fn blocking<'a>(
+    message: &InboundMessage,
+    blocks: &'a [Block],
+    now: DateTime<Utc>,
+) -> Option<&'a Block> {
+    match &message.phone_number_id {
+        Some(business) => blocking_block(blocks, business, now),
+        // Without a business number only a block everywhere applies.
+        None => blocks
+            .iter()
+            .find(|b| b.is_active(now) && b.scope == Scope::All),
+    }
+}
+
 /// Decides a delivery. `claims` has an entry for every key of
 /// [`claim_keys`]; a missing one counts as in flight (fail safe: retried).
+/// `sent` maps message ids of the send proxy's sends to their recipient.
 pub fn plan_inbound(
     delivery: &Delivery,
-    senders: &HashMap<Number, SenderFacts>,
+    senders: &HashMap<Subject, SenderFacts>,
     claims: &HashMap<String, Claim>,
+    sent: &HashMap<String, Subject>,
     now: DateTime<Utc>,
 ) -> InboundPlan {
     let mut plan = InboundPlan::default();
     // The same id twice in one delivery is a duplicate too.
     let mut seen: HashSet<String> = HashSet::new();
-    let mut chats: HashMap<(PhoneNumberId, Number), ChatTouch> = HashMap::new();
+    let mut chats: HashMap<(PhoneNumberId, Subject), ChatTouch> = HashMap::new();
 
     for message in &delivery.messages {
+        let identities = message.sender.identities();
+        let person = person_facts(&identities, senders);
+        let blocked_by = blocking(message, &person.blocks, now);
+        // B62, decided whatever the claim says: a retry after a failed carry
+        // must carry again (carrying twice changes nothing).
+        if let (Some(_), Some(to), Some(from)) =
+            (blocked_by, &message.changed_to, message.sender.primary())
+            && !identities.contains(to)
+        {
+            plan.carries.push(Carry {
+                from,
+                to: to.clone(),
+                blocks: person
+                    .blocks
+                    .iter()
+                    .filter(|b| b.is_active(now))
+                    .cloned()
+                    .collect(),
+                phone_number_id: message.phone_number_id.clone(),
+                message_id: message.id.clone(),
+            });
+        }
         let key = message_key(&message.id);
         match claims.get(&key).copied().unwrap_or(Claim::InFlight) {
             Claim::Done => {
@@ -146,26 +245,16 @@ pub fn plan_inbound(
             }
             Claim::Claimed => {}
         }
-        let Sender::Number(number) = &message.sender else {
-            // No number to check (a username-only sender): it cannot be on
-            // a blocklist of numbers, so it is delivered.
+        let Some(subject) = message.sender.primary() else {
+            // No identity at all to check: nothing can block it.
             plan.forward.insert(message.position);
             plan.forward_keys.push(key);
             continue;
         };
-        let facts = senders.get(number);
-        let blocks = facts.map(|f| f.blocks.as_slice()).unwrap_or(&[]);
-        let blocking = match &message.phone_number_id {
-            Some(business) => blocking_block(blocks, business, now),
-            // Without a business number only a block everywhere applies.
-            None => blocks
-                .iter()
-                .find(|b| b.is_active(now) && b.scope == crate::model::Scope::All),
-        };
-        if let Some(block) = blocking {
+        if let Some(block) = blocked_by {
             plan.suppressed.push(Suppression {
                 key,
-                number: number.clone(),
+                subject,
                 message: message.clone(),
                 block: block.clone(),
             });
@@ -175,14 +264,15 @@ pub fn plan_inbound(
         plan.forward_keys.push(key);
         if let Some(business) = &message.phone_number_id {
             let at = message.timestamp.unwrap_or(now);
+            let known_contact = senders.get(&subject).is_some_and(|f| f.known_contact);
             let touch = ChatTouch {
                 phone_number_id: business.clone(),
-                number: number.clone(),
+                subject: subject.clone(),
                 at,
-                known_contact: facts.is_some_and(|f| f.known_contact),
+                known_contact,
             };
             chats
-                .entry((business.clone(), number.clone()))
+                .entry((business.clone(), subject))
                 .and_modify(|t| t.at = t.at.max(at))
                 .or_insert(touch);
         }
@@ -207,22 +297,28 @@ pub fn plan_inbound(
         }
         plan.forward.insert(status.position);
         plan.forward_keys.push(key);
-        if status.status == "failed"
-            && let Some(number) = &status.recipient
-        {
-            let first = status.errors.first();
-            plan.failures.push(DeliveryFailure {
-                number: number.clone(),
-                phone_number_id: status.phone_number_id.clone(),
-                code: first.and_then(|e| e.code),
-                title: first.and_then(|e| e.title.clone()),
-                message_id: status.id.clone(),
-                at: status.timestamp.unwrap_or(now),
-            });
+        if status.status != "failed" {
+            continue;
         }
+        let Some(subject) = status
+            .recipient_subject()
+            .or_else(|| sent.get(&status.id).cloned())
+        else {
+            plan.unattributed_failures += 1;
+            continue;
+        };
+        let first = status.errors.first();
+        plan.failures.push(DeliveryFailure {
+            subject,
+            phone_number_id: status.phone_number_id.clone(),
+            code: first.and_then(|e| e.code),
+            title: first.and_then(|e| e.title.clone()),
+            message_id: status.id.clone(),
+            at: status.timestamp.unwrap_or(now),
+        });
     }
     let mut chats: Vec<ChatTouch> = chats.into_values().collect();
-    chats.sort_by(|a, b| (&a.phone_number_id, &a.number).cmp(&(&b.phone_number_id, &b.number)));
+    chats.sort_by(|a, b| (&a.phone_number_id, &a.subject).cmp(&(&b.phone_number_id, &b.subject)));
     plan.chats = chats;
     plan
 }
@@ -250,7 +346,7 @@ mod tests {
 
     fn block(number: &str, scope: &str) -> Block {
         Block {
-            number: Number::parse(number).unwrap(),
+            subject: Subject::parse(number).unwrap(),
             scope: Scope::parse(scope).unwrap(),
             reason: Reason::parse("spam").unwrap(),
             source: Source::Manual,
@@ -273,18 +369,25 @@ mod tests {
     #[test]
     fn b23_blocked_sender_is_suppressed_only_where_the_block_applies() {
         let delivery = Delivery::parse(BATCH).unwrap();
-        let us = Number::parse("+16505551234").unwrap();
+        let us = Subject::parse("+16505551234").unwrap();
         // Blocked on the first business number only.
-        let facts: HashMap<Number, SenderFacts> = [(
+        let facts: HashMap<Subject, SenderFacts> = [(
             us.clone(),
             SenderFacts {
                 blocks: vec![block("+16505551234", "106540352242922")],
                 known_contact: true,
+                state: None,
             },
         )]
         .into_iter()
         .collect();
-        let plan = plan_inbound(&delivery, &facts, &all_claimed(&delivery), now());
+        let plan = plan_inbound(
+            &delivery,
+            &facts,
+            &all_claimed(&delivery),
+            &HashMap::new(),
+            now(),
+        );
         assert_eq!(plan.suppressed.len(), 1);
         assert_eq!(plan.suppressed[0].message.id, "wamid.BATCH0001");
         assert_eq!(
@@ -293,22 +396,33 @@ mod tests {
             "UK sender, and the US sender on the second line"
         );
         assert_eq!(plan.chats.len(), 2);
-        assert!(plan.chats.iter().any(|c| c.number == us && c.known_contact));
+        assert!(
+            plan.chats
+                .iter()
+                .any(|c| c.subject == us && c.known_contact)
+        );
     }
 
     #[test]
     fn b23_block_for_all_suppresses_on_every_business_number() {
         let delivery = Delivery::parse(BATCH).unwrap();
-        let facts: HashMap<Number, SenderFacts> = [(
-            Number::parse("+16505551234").unwrap(),
+        let facts: HashMap<Subject, SenderFacts> = [(
+            Subject::parse("+16505551234").unwrap(),
             SenderFacts {
                 blocks: vec![block("+16505551234", "all")],
                 known_contact: false,
+                state: None,
             },
         )]
         .into_iter()
         .collect();
-        let plan = plan_inbound(&delivery, &facts, &all_claimed(&delivery), now());
+        let plan = plan_inbound(
+            &delivery,
+            &facts,
+            &all_claimed(&delivery),
+            &HashMap::new(),
+            now(),
+        );
         let ids: Vec<&str> = plan
             .suppressed
             .iter()
@@ -324,7 +438,7 @@ mod tests {
         let mut claims = all_claimed(&delivery);
         claims.insert(message_key("wamid.BATCH0001"), Claim::Done);
         claims.insert(message_key("wamid.BATCH0002"), Claim::InFlight);
-        let plan = plan_inbound(&delivery, &HashMap::new(), &claims, now());
+        let plan = plan_inbound(&delivery, &HashMap::new(), &claims, &HashMap::new(), now());
         assert_eq!(
             (plan.duplicates, plan.in_flight, plan.forward.len()),
             (1, 1, 1)
@@ -339,19 +453,31 @@ mod tests {
         let body = json!({"object": "whatsapp_business_account", "entry": [{"changes": [{"value": {
             "metadata": {"phone_number_id": "1"}, "messages": [message, message]}}]}]});
         let delivery = Delivery::parse(body.to_string().as_bytes()).unwrap();
-        let plan = plan_inbound(&delivery, &HashMap::new(), &all_claimed(&delivery), now());
+        let plan = plan_inbound(
+            &delivery,
+            &HashMap::new(),
+            &all_claimed(&delivery),
+            &HashMap::new(),
+            now(),
+        );
         assert_eq!((plan.forward.len(), plan.duplicates), (1, 1));
     }
 
     #[test]
     fn b25_failed_status_is_forwarded_and_recorded() {
         let delivery = Delivery::parse(FAILED).unwrap();
-        let plan = plan_inbound(&delivery, &HashMap::new(), &all_claimed(&delivery), now());
+        let plan = plan_inbound(
+            &delivery,
+            &HashMap::new(),
+            &all_claimed(&delivery),
+            &HashMap::new(),
+            now(),
+        );
         assert_eq!(plan.forward.len(), 1);
         assert_eq!(plan.failures.len(), 1);
         let failure = &plan.failures[0];
         assert_eq!(failure.code, Some(131026));
-        assert_eq!(failure.number.as_str(), "+16505551234");
+        assert_eq!(failure.subject.as_str(), "+16505551234");
         assert_eq!(failure.at.timestamp(), 1751142888);
     }
 
@@ -361,8 +487,161 @@ mod tests {
             "metadata": {"phone_number_id": "1"},
             "messages": [{"from_user_id": "US.13491208655302741918", "id": "wamid.U", "type": "text"}]}}]}]});
         let delivery = Delivery::parse(body.to_string().as_bytes()).unwrap();
-        let plan = plan_inbound(&delivery, &HashMap::new(), &all_claimed(&delivery), now());
+        let plan = plan_inbound(
+            &delivery,
+            &HashMap::new(),
+            &all_claimed(&delivery),
+            &HashMap::new(),
+            now(),
+        );
         assert_eq!(plan.forward.len(), 1);
+        // The chat is kept under the BSUID when the number is hidden.
+        assert_eq!(plan.chats.len(), 1);
+        assert_eq!(plan.chats[0].subject.as_str(), "US.13491208655302741918");
+    }
+
+    const BSUID_ONLY: &[u8] = include_bytes!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/meta/inbound-bsuid-only.json"
+    ));
+    const FAILED_BSUID: &[u8] = include_bytes!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/meta/status-failed-bsuid.json"
+    ));
+    const CHANGED_NUMBER: &[u8] = include_bytes!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/meta/system-user-changed-number.json"
+    ));
+
+    fn facts_with(subject: &str, blocks: Vec<Block>) -> HashMap<Subject, SenderFacts> {
+        [(
+            Subject::parse(subject).unwrap(),
+            SenderFacts {
+                blocks,
+                known_contact: false,
+                state: None,
+            },
+        )]
+        .into_iter()
+        .collect()
+    }
+
+    #[test]
+    fn b61_bsuid_only_message_is_suppressed_by_a_linked_number_block() {
+        let delivery = Delivery::parse(BSUID_ONLY).unwrap();
+        // The store puts the linked number's blocks among the BSUID's facts.
+        let facts = facts_with(
+            "US.13491208655302741918",
+            vec![block("+16505551234", "all")],
+        );
+        let plan = plan_inbound(
+            &delivery,
+            &facts,
+            &all_claimed(&delivery),
+            &HashMap::new(),
+            now(),
+        );
+        assert_eq!(plan.suppressed.len(), 1);
+        assert_eq!(
+            plan.suppressed[0].subject.as_str(),
+            "US.13491208655302741918"
+        );
+        assert_eq!(plan.suppressed[0].block.subject.as_str(), "+16505551234");
+        assert!(plan.forward.is_empty());
         assert!(plan.chats.is_empty());
+    }
+
+    #[test]
+    fn b61_a_block_of_any_identity_of_the_message_applies() {
+        let linked = include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/fixtures/meta/inbound-bsuid-linked.json"
+        ));
+        let delivery = Delivery::parse(linked).unwrap();
+        let mut b = block("+16505551234", "all");
+        b.subject = Subject::parse("US.13491208655302741918").unwrap();
+        let facts = facts_with("US.13491208655302741918", vec![b]);
+        let plan = plan_inbound(
+            &delivery,
+            &facts,
+            &all_claimed(&delivery),
+            &HashMap::new(),
+            now(),
+        );
+        assert_eq!(plan.suppressed.len(), 1);
+        // Kept under the number, which the message shows.
+        assert_eq!(plan.suppressed[0].subject.as_str(), "+16505551234");
+    }
+
+    #[test]
+    fn b64_failed_status_by_bsuid_is_attributed_to_the_bsuid() {
+        let delivery = Delivery::parse(FAILED_BSUID).unwrap();
+        let plan = plan_inbound(
+            &delivery,
+            &HashMap::new(),
+            &all_claimed(&delivery),
+            &HashMap::new(),
+            now(),
+        );
+        assert_eq!(plan.failures.len(), 1);
+        assert_eq!(plan.failures[0].subject.as_str(), "US.13491208655302741918");
+        assert_eq!(plan.failures[0].code, Some(131026));
+    }
+
+    #[test]
+    fn b64_failed_status_without_recipient_is_attributed_by_message_id() {
+        let body = json!({"object": "whatsapp_business_account", "entry": [{"changes": [{"value": {
+            "metadata": {"phone_number_id": "1"},
+            "statuses": [{"id": "wamid.SENT1", "status": "failed", "timestamp": "1",
+                          "errors": [{"code": 131026, "title": "undeliverable"}]},
+                         {"id": "wamid.UNKNOWN", "status": "failed", "timestamp": "1",
+                          "errors": [{"code": 131026}]}]}}]}]});
+        let delivery = Delivery::parse(body.to_string().as_bytes()).unwrap();
+        assert_eq!(
+            unattributed_status_ids(&delivery),
+            vec!["wamid.SENT1".to_owned(), "wamid.UNKNOWN".to_owned()]
+        );
+        let sent: HashMap<String, Subject> =
+            [("wamid.SENT1".to_owned(), Subject::parse("US.42").unwrap())].into();
+        let plan = plan_inbound(
+            &delivery,
+            &HashMap::new(),
+            &all_claimed(&delivery),
+            &sent,
+            now(),
+        );
+        assert_eq!(plan.failures.len(), 1);
+        assert_eq!(plan.failures[0].subject.as_str(), "US.42");
+        assert_eq!(plan.unattributed_failures, 1);
+        assert_eq!(plan.forward.len(), 2, "statuses are forwarded either way");
+    }
+
+    #[test]
+    fn b62_changed_number_of_a_blocked_person_is_carried_even_on_redelivery() {
+        let delivery = Delivery::parse(CHANGED_NUMBER).unwrap();
+        assert_eq!(
+            delivery.messages[0].changed_to,
+            Some(Subject::parse("+16505559876").unwrap())
+        );
+        let facts = facts_with("+16505551234", vec![block("+16505551234", "all")]);
+        let mut claims = all_claimed(&delivery);
+        for claim in claims.values_mut() {
+            *claim = Claim::Done;
+        }
+        let plan = plan_inbound(&delivery, &facts, &claims, &HashMap::new(), now());
+        assert_eq!(plan.duplicates, 1);
+        assert_eq!(plan.carries.len(), 1);
+        assert_eq!(plan.carries[0].to.as_str(), "+16505559876");
+        assert_eq!(plan.carries[0].from.as_str(), "+16505551234");
+        // Not blocked: nothing to carry, and the message is forwarded.
+        let plan = plan_inbound(
+            &delivery,
+            &HashMap::new(),
+            &all_claimed(&delivery),
+            &HashMap::new(),
+            now(),
+        );
+        assert!(plan.carries.is_empty());
+        assert_eq!(plan.forward.len(), 1);
     }
 }

@@ -5,6 +5,7 @@
 pub mod autoblock;
 pub mod config;
 pub mod http;
+pub mod identity;
 pub mod inbound;
 pub mod meta;
 pub mod metrics;
@@ -16,4 +17,5 @@ pub mod redact;
 pub mod service;
 pub mod store;
 
+pub use identity::{Subject, UserId};
 pub use number::Number;

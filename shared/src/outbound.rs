@@ -59,7 +59,7 @@ mod tests {
     fn facts(scope: Option<&str>, known: bool) -> SenderFacts {
         let blocks = scope
             .map(|scope| Block {
-                number: Number::parse("+16505551234").unwrap(),
+                subject: crate::identity::Subject::Number(Number::parse("+16505551234").unwrap()),
                 scope: Scope::parse(scope).unwrap(),
                 reason: Reason::parse("spam").unwrap(),
                 source: Source::Manual,
@@ -75,6 +75,7 @@ mod tests {
         SenderFacts {
             blocks,
             known_contact: known,
+            state: None,
         }
     }
 

@@ -1,6 +1,6 @@
 //! The pure decisions: facts in, decision out. No I/O, no clock, no AWS types.
 //!
-//! A change to a number is described as a [`NumberChange`]: everything that
+//! A change to a number is described as a [`SubjectChange`]: everything that
 //! must be written together (B3). The store applies it in one transaction,
 //! guarded by the number's version, so a decision taken on stale facts is
 //! rejected and taken again on fresh ones.
@@ -8,42 +8,107 @@
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
+use crate::identity::{Link, Subject};
 use crate::model::{
     Action, Actor, AuditEvent, Block, Chat, ChatStatus, Contact, PhoneNumberId, Reason, Scope,
     SessionStatus, Source, StatCounter,
 };
-use crate::number::Number;
 
-/// What the store holds about one number, read consistently.
+/// The `STATE` item of a subject: its version (the guard of every change),
+/// a copy of its own blocks, when it was last unblocked, its links to other
+/// identities of the same person (B61), and the blocks of those identities
+/// as last mirrored here, so that one read of any identity sees every block
+/// of the person.
 #[derive(Debug, Clone, PartialEq)]
-pub struct NumberRecord {
-    pub number: Number,
-    /// Version of the number's state; 0 when nothing was ever written.
+pub struct SubjectState {
+    pub subject: Subject,
+    /// 0 when nothing was ever written.
+    pub version: u64,
+    pub blocks: Vec<Block>,
+    pub unblocked_at: Option<DateTime<Utc>>,
+    pub links: Vec<Link>,
+    /// Blocks of linked identities (each names its own subject).
+    pub linked_blocks: Vec<Block>,
+}
+
+impl SubjectState {
+    pub fn empty(subject: Subject) -> Self {
+        SubjectState {
+            subject,
+            version: 0,
+            blocks: vec![],
+            unblocked_at: None,
+            links: vec![],
+            linked_blocks: vec![],
+        }
+    }
+
+    /// Every other identity this subject's links name.
+    pub fn linked_subjects(&self) -> Vec<Subject> {
+        let mut subjects: Vec<Subject> = self
+            .links
+            .iter()
+            .flat_map(Link::subjects)
+            .filter(|s| s != &self.subject)
+            .collect();
+        subjects.sort();
+        subjects.dedup();
+        subjects
+    }
+
+    /// Whether a link of this subject names `other`.
+    pub fn is_linked_to(&self, other: &Subject) -> bool {
+        self.links.iter().any(|l| l.names(other))
+    }
+
+    /// The state with `subject`'s mirrored blocks replaced by `blocks`.
+    fn with_mirrored(&self, subject: &Subject, blocks: &[Block]) -> SubjectState {
+        let mut next = self.clone();
+        next.linked_blocks.retain(|b| &b.subject != subject);
+        next.linked_blocks.extend(blocks.iter().cloned());
+        next
+    }
+}
+
+/// What the store holds about one subject, read consistently.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubjectRecord {
+    pub subject: Subject,
+    /// Version of the subject's state; 0 when nothing was ever written.
     pub version: u64,
     /// Every stored block, expired ones included (they stay until replaced
     /// or removed, and stay counted in `currently_blocked` until then).
     pub blocks: Vec<Block>,
     pub contact: Option<Contact>,
+    /// Its chats and the chats of its linked identities.
     pub chats: Vec<Chat>,
-    /// When the number was last unblocked: failures before it no longer
+    /// When the subject was last unblocked: failures before it no longer
     /// count towards an automatic block.
     pub last_unblocked_at: Option<DateTime<Utc>>,
+    pub links: Vec<Link>,
+    /// Blocks of linked identities, as mirrored on this subject's state.
+    pub linked_blocks: Vec<Block>,
+    /// The state of every linked identity, for the mirror write.
+    pub linked: Vec<SubjectState>,
 }
 
-impl NumberRecord {
-    pub fn empty(number: Number) -> Self {
-        NumberRecord {
-            number,
+impl SubjectRecord {
+    pub fn empty(subject: Subject) -> Self {
+        SubjectRecord {
+            subject,
             version: 0,
             blocks: vec![],
             contact: None,
             chats: vec![],
             last_unblocked_at: None,
+            links: vec![],
+            linked_blocks: vec![],
+            linked: vec![],
         }
     }
 }
 
-/// A request to block a number, validated.
+/// A request to block a subject, validated.
 #[derive(Debug, Clone)]
 pub struct BlockCommand {
     pub scope: Scope,
@@ -61,6 +126,9 @@ pub struct BlockCommand {
 /// The new status of one chat.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChatUpdate {
+    /// The identity the chat is kept under (the changed subject or one
+    /// linked to it).
+    pub subject: Subject,
     pub phone_number_id: PhoneNumberId,
     pub status: ChatStatus,
     pub session_status: Option<SessionStatus>,
@@ -69,42 +137,52 @@ pub struct ChatUpdate {
 
 /// Everything one change writes, in one transaction.
 #[derive(Debug, Clone, PartialEq)]
-pub struct NumberChange {
-    pub number: Number,
+pub struct SubjectChange {
+    pub subject: Subject,
     /// The version the decision was taken on; the write fails if it moved.
     pub expected_version: u64,
-    pub put_block: Option<Block>,
-    pub remove_block: Option<Block>,
+    pub put_blocks: Vec<Block>,
+    pub remove_blocks: Vec<Block>,
     /// The contact to write, when it changes.
     pub put_contact: Option<Contact>,
     /// The contact as it will be after the change (for search fields).
     pub contact_after: Option<Contact>,
     /// Blocks that stay but whose search fields follow a contact change.
     pub reindex_blocks: Vec<Block>,
-    /// Active scopes after the change.
-    pub scopes_after: Vec<Scope>,
+    /// Every stored block after the change (copied into the state).
+    pub blocks_after: Vec<Block>,
+    /// Links and mirrored blocks, kept on the state as they were read.
+    pub links: Vec<Link>,
+    pub linked_blocks: Vec<Block>,
+    /// New states of linked identities whose mirror of this subject's
+    /// blocks changes; each is written guarded by the version it was read
+    /// at, so a concurrent change of either side is decided again.
+    pub linked_states: Vec<SubjectState>,
     pub events: Vec<AuditEvent>,
     pub chats: Vec<ChatUpdate>,
     pub counters: Vec<StatCounter>,
-    /// +1 when the number gets its first stored block, -1 when its last
+    /// +1 when the subject gets its first stored block, -1 when its last
     /// one goes (the `currently_blocked` count).
     pub blocked_numbers_delta: i64,
-    /// Kept on the number's state: when it was last unblocked.
+    /// Kept on the subject's state: when it was last unblocked.
     pub unblocked_at: Option<DateTime<Utc>>,
     pub at: DateTime<Utc>,
 }
 
-impl NumberChange {
-    fn new(record: &NumberRecord, at: DateTime<Utc>) -> Self {
-        NumberChange {
-            number: record.number.clone(),
+impl SubjectChange {
+    fn new(record: &SubjectRecord, at: DateTime<Utc>) -> Self {
+        SubjectChange {
+            subject: record.subject.clone(),
             expected_version: record.version,
-            put_block: None,
-            remove_block: None,
+            put_blocks: vec![],
+            remove_blocks: vec![],
             put_contact: None,
             contact_after: record.contact.clone(),
             reindex_blocks: vec![],
-            scopes_after: vec![],
+            blocks_after: record.blocks.clone(),
+            links: record.links.clone(),
+            linked_blocks: record.linked_blocks.clone(),
+            linked_states: vec![],
             events: vec![],
             chats: vec![],
             counters: vec![],
@@ -112,6 +190,24 @@ impl NumberChange {
             unblocked_at: record.last_unblocked_at,
             at,
         }
+    }
+
+    /// Mirrors the blocks after the change onto every identity still
+    /// linked back to this subject (B61). A link the other side no longer
+    /// holds (it was replaced, see [`decide_links`]) is dropped here.
+    fn mirror(mut self, record: &SubjectRecord) -> Self {
+        for other in &record.linked {
+            if !other.is_linked_to(&record.subject) {
+                self.links.retain(|l| !l.names(&other.subject));
+                self.linked_blocks.retain(|b| b.subject != other.subject);
+                continue;
+            }
+            let next = other.with_mirrored(&record.subject, &self.blocks_after);
+            if next.linked_blocks != other.linked_blocks {
+                self.linked_states.push(next);
+            }
+        }
+        self
     }
 }
 
@@ -122,17 +218,17 @@ pub enum BlockDecision {
     /// contact sent with the call may still need writing.
     AlreadyBlocked {
         existing: Block,
-        change: Option<NumberChange>,
+        change: Option<SubjectChange>,
     },
     Create {
         block: Block,
-        change: NumberChange,
+        change: SubjectChange,
     },
 }
 
-/// B1, B3, B42: block `record.number` in `command.scope`.
+/// B1, B3, B42: block `record.subject` in `command.scope`.
 pub fn decide_block(
-    record: &NumberRecord,
+    record: &SubjectRecord,
     command: BlockCommand,
     actor: &Actor,
     now: DateTime<Utc>,
@@ -165,7 +261,7 @@ pub fn decide_block(
     }
 
     let block = Block {
-        number: record.number.clone(),
+        subject: record.subject.clone(),
         scope: command.scope.clone(),
         reason: command.reason.clone(),
         source: command.source,
@@ -177,17 +273,17 @@ pub fn decide_block(
         version: 1,
     };
 
-    let mut change = NumberChange::new(record, now);
+    let mut change = SubjectChange::new(record, now);
     // An expired block in the same scope is replaced by the new one.
     let remaining: Vec<&Block> = record
         .blocks
         .iter()
         .filter(|b| b.scope != command.scope)
         .collect();
-    change.scopes_after = remaining
+    change.blocks_after = remaining
         .iter()
-        .map(|b| b.scope.clone())
-        .chain([command.scope.clone()])
+        .map(|b| (*b).clone())
+        .chain([block.clone()])
         .collect();
     if let Some(contact) = contact_change {
         change
@@ -197,16 +293,15 @@ pub fn decide_block(
         change.contact_after = Some(contact);
         change.reindex_blocks = remaining.iter().map(|b| (*b).clone()).collect();
     }
-    let (action, counter) = if command.source == Source::Auto {
-        (Action::AutoBlocked, StatCounter::AutoBlocked)
-    } else {
-        (Action::Blocked, StatCounter::Blocked)
+    let (action, counter) = match command.source {
+        Source::Auto => (Action::AutoBlocked, StatCounter::AutoBlocked),
+        _ => (Action::Blocked, StatCounter::Blocked),
     };
     let mut details = json!({ "after": block });
     merge_details(&mut details, &command.details);
     change.events.push(AuditEvent {
         event_id: AuditEvent::new_id(now),
-        number: Some(record.number.clone()),
+        subject: Some(record.subject.clone()),
         scope: Some(command.scope.to_string()),
         action,
         actor: actor.actor.clone(),
@@ -220,12 +315,23 @@ pub fn decide_block(
     if record.blocks.is_empty() {
         change.blocked_numbers_delta = 1;
     }
-    // The number is a known contact once the change writes its contact.
+    // The subject is a known contact once the change writes its contact.
     let change_has_contact = record.contact.is_some() || change.put_contact.is_some();
-    change.chats = record
+    change.chats = chats_blocked(record, &command.scope, change_has_contact);
+    change.put_blocks = vec![block.clone()];
+    BlockDecision::Create {
+        block,
+        change: change.mirror(record),
+    }
+}
+
+/// The chats of the person in `scope` that a new block turns `blocked`,
+/// open sessions becoming `cancelled` (B3).
+fn chats_blocked(record: &SubjectRecord, scope: &Scope, known_contact: bool) -> Vec<ChatUpdate> {
+    record
         .chats
         .iter()
-        .filter(|chat| command.scope.covers(&chat.phone_number_id))
+        .filter(|chat| scope.covers(&chat.phone_number_id))
         .filter_map(|chat| {
             let session = match chat.session_status {
                 Some(SessionStatus::Open) => Some(SessionStatus::Cancelled),
@@ -233,37 +339,37 @@ pub fn decide_block(
             };
             (chat.status != ChatStatus::Blocked || session != chat.session_status).then(|| {
                 ChatUpdate {
+                    subject: chat.subject.clone(),
                     phone_number_id: chat.phone_number_id.clone(),
                     status: ChatStatus::Blocked,
                     session_status: session,
-                    known_contact: chat.known_contact || change_has_contact,
+                    known_contact: chat.known_contact
+                        || (known_contact && chat.subject == record.subject),
                 }
             })
         })
-        .collect();
-    change.put_block = Some(block.clone());
-    BlockDecision::Create { block, change }
+        .collect()
 }
 
-/// B2, B3: unblock `record.number` in `scope`. `None` when nothing is blocked
-/// there.
+/// B2, B3: unblock `record.subject` in `scope`. `None` when nothing is
+/// blocked there.
 pub fn decide_unblock(
-    record: &NumberRecord,
+    record: &SubjectRecord,
     scope: &Scope,
     reason: &Reason,
     actor: &Actor,
     now: DateTime<Utc>,
-) -> Option<(Block, NumberChange)> {
+) -> Option<(Block, SubjectChange)> {
     // An expired block can still be removed explicitly.
     let removed = record.blocks.iter().find(|b| &b.scope == scope)?.clone();
     let remaining: Vec<&Block> = record.blocks.iter().filter(|b| &b.scope != scope).collect();
 
-    let mut change = NumberChange::new(record, now);
+    let mut change = SubjectChange::new(record, now);
     change.unblocked_at = Some(now);
-    change.scopes_after = remaining.iter().map(|b| b.scope.clone()).collect();
+    change.blocks_after = remaining.iter().map(|b| (*b).clone()).collect();
     change.events.push(AuditEvent {
         event_id: AuditEvent::new_id(now),
-        number: Some(record.number.clone()),
+        subject: Some(record.subject.clone()),
         scope: Some(scope.to_string()),
         action: Action::Unblocked,
         actor: actor.actor.clone(),
@@ -277,47 +383,54 @@ pub fn decide_unblock(
     if remaining.is_empty() {
         change.blocked_numbers_delta = -1;
     }
-    // A chat stays blocked while another block still covers it.
+    // A chat stays blocked while another block of the person still covers
+    // it: one of this subject's, or one of a linked identity.
+    let still_blocking: Vec<&Block> = remaining
+        .into_iter()
+        .chain(record.linked_blocks.iter())
+        .filter(|b| b.is_active(now))
+        .collect();
     change.chats = record
         .chats
         .iter()
         .filter(|chat| scope.covers(&chat.phone_number_id))
         .filter(|chat| chat.status == ChatStatus::Blocked)
         .filter(|chat| {
-            !remaining
+            !still_blocking
                 .iter()
-                .any(|b| b.is_active(now) && b.scope.covers(&chat.phone_number_id))
+                .any(|b| b.scope.covers(&chat.phone_number_id))
         })
         .map(|chat| ChatUpdate {
+            subject: chat.subject.clone(),
             phone_number_id: chat.phone_number_id.clone(),
             status: ChatStatus::Active,
             session_status: chat.session_status,
-            known_contact: chat.known_contact || record.contact.is_some(),
+            known_contact: chat.known_contact
+                || (record.contact.is_some() && chat.subject == record.subject),
         })
         .collect();
-    change.remove_block = Some(removed.clone());
-    Some((removed, change))
+    change.remove_blocks = vec![removed.clone()];
+    Some((removed, change.mirror(record)))
 }
 
 /// B10: create or replace the contact of a number. `None` when unchanged.
 pub fn decide_contact(
-    record: &NumberRecord,
+    record: &SubjectRecord,
     contact: Contact,
     actor: &Actor,
     now: DateTime<Utc>,
-) -> Option<NumberChange> {
+) -> Option<SubjectChange> {
     (record.contact.as_ref() != Some(&contact))
         .then(|| contact_change_for(record, contact, actor, now))
 }
 
 fn contact_change_for(
-    record: &NumberRecord,
+    record: &SubjectRecord,
     contact: Contact,
     actor: &Actor,
     now: DateTime<Utc>,
-) -> NumberChange {
-    let mut change = NumberChange::new(record, now);
-    change.scopes_after = record.blocks.iter().map(|b| b.scope.clone()).collect();
+) -> SubjectChange {
+    let mut change = SubjectChange::new(record, now);
     change
         .events
         .push(contact_event(record, &contact, actor, now));
@@ -329,8 +442,9 @@ fn contact_change_for(
     change.chats = record
         .chats
         .iter()
-        .filter(|chat| !chat.known_contact)
+        .filter(|chat| !chat.known_contact && chat.subject == record.subject)
         .map(|chat| ChatUpdate {
+            subject: chat.subject.clone(),
             phone_number_id: chat.phone_number_id.clone(),
             status: chat.status,
             session_status: chat.session_status,
@@ -341,14 +455,14 @@ fn contact_change_for(
 }
 
 fn contact_event(
-    record: &NumberRecord,
+    record: &SubjectRecord,
     contact: &Contact,
     actor: &Actor,
     now: DateTime<Utc>,
 ) -> AuditEvent {
     AuditEvent {
         event_id: AuditEvent::new_id(now),
-        number: Some(record.number.clone()),
+        subject: Some(record.subject.clone()),
         scope: None,
         action: Action::ContactUpdated,
         actor: actor.actor.clone(),
@@ -380,18 +494,259 @@ pub fn blocking_block<'a>(
         .find(|b| b.is_active(now) && b.scope.covers(business))
 }
 
+/// A link between identities to write (B61): the new state of every
+/// identity it names, each guarded by the version it was read at
+/// (`SubjectState::version`), and its audit event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkChange {
+    pub link: Link,
+    pub states: Vec<SubjectState>,
+    pub event: AuditEvent,
+}
+
+/// What [`decide_links`] found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LinkDecision {
+    pub changes: Vec<LinkChange>,
+    /// Identities that one delivery tied to two different partners (one
+    /// BSUID shown with two numbers, say): nothing is linked for them, since
+    /// which pairing is true cannot be told. Enforcement still checks every
+    /// identity a message carries.
+    pub ambiguous: Vec<Subject>,
+}
+
+/// B61: which of the `observed` links are new, given the states of every
+/// identity they name. Links of one delivery that share an identity are
+/// merged (a `contacts[]` entry and its message); links that contradict
+/// each other are dropped as ambiguous.
+///
+/// A link that contradicts a stored one (the BSUID was re-issued to a
+/// different number, or the number now shows a different BSUID) replaces it
+/// on the identities this link names: the most recent pairing Meta showed is
+/// the true one. The identity left behind keeps its mirror of the replaced
+/// partner's blocks until its own next change drops the stale link, so a
+/// replacement can only make enforcement stricter, never looser.
+pub fn decide_links(
+    observed: &[Link],
+    states: &std::collections::HashMap<Subject, SubjectState>,
+    now: DateTime<Utc>,
+) -> LinkDecision {
+    let (merged, ambiguous) = merge_links(observed);
+    let mut changes = Vec::new();
+    for link in merged {
+        let subjects = link.subjects();
+        let state_of = |s: &Subject| {
+            states
+                .get(s)
+                .cloned()
+                .unwrap_or_else(|| SubjectState::empty(s.clone()))
+        };
+        let known = subjects.iter().all(|s| {
+            state_of(s)
+                .links
+                .iter()
+                .any(|stored| stored.same_identities(&link))
+        });
+        if known {
+            continue;
+        }
+        let mut replaced: Vec<Link> = Vec::new();
+        let mut next_states = Vec::with_capacity(subjects.len());
+        for subject in &subjects {
+            let state = state_of(subject);
+            let mut next = state.clone();
+            next.links.retain(|stored| {
+                let keep = !stored.same_identities(&link) && !contradicts(stored, &link);
+                if !keep && !stored.same_identities(&link) && !replaced.contains(stored) {
+                    replaced.push(stored.clone());
+                }
+                keep
+            });
+            next.links.push(link.clone());
+            let linked = next.linked_subjects();
+            next.linked_blocks.retain(|b| linked.contains(&b.subject));
+            for other in subjects.iter().filter(|o| *o != subject) {
+                next.linked_blocks.retain(|b| &b.subject != other);
+                next.linked_blocks.extend(state_of(other).blocks);
+            }
+            next_states.push(next);
+        }
+        let primary = subjects[0].clone();
+        let event = AuditEvent {
+            event_id: AuditEvent::new_id(now),
+            subject: Some(primary),
+            scope: None,
+            action: Action::IdentityLinked,
+            actor: "webhook-ingress".to_owned(),
+            client: None,
+            reason: None,
+            source: None,
+            at: now,
+            details: json!({ "link": link, "replaced": replaced }),
+        };
+        changes.push(LinkChange {
+            link,
+            states: next_states,
+            event,
+        });
+    }
+    LinkDecision { changes, ambiguous }
+}
+
+/// Whether two links disagree: they share an identity but name different
+/// values for another one.
+fn contradicts(a: &Link, b: &Link) -> bool {
+    let shares = a.subjects().iter().any(|s| b.names(s));
+    let field_differs =
+        |x: Option<String>, y: Option<String>| matches!((x, y), (Some(x), Some(y)) if x != y);
+    shares
+        && (field_differs(
+            a.number.as_ref().map(|n| n.to_string()),
+            b.number.as_ref().map(|n| n.to_string()),
+        ) || field_differs(
+            a.user_id.as_ref().map(|u| u.to_string()),
+            b.user_id.as_ref().map(|u| u.to_string()),
+        ) || field_differs(
+            a.parent_user_id.as_ref().map(|u| u.to_string()),
+            b.parent_user_id.as_ref().map(|u| u.to_string()),
+        ))
+}
+
+/// Merges the links of one delivery that name a common identity; returns
+/// the merged links and the identities of contradicting ones.
+fn merge_links(observed: &[Link]) -> (Vec<Link>, Vec<Subject>) {
+    let mut merged: Vec<Link> = Vec::new();
+    let mut ambiguous: Vec<Subject> = Vec::new();
+    for link in observed.iter().filter(|l| l.is_link()) {
+        match merged
+            .iter()
+            .position(|m| link.subjects().iter().any(|s| m.names(s)))
+        {
+            Some(i) if contradicts(&merged[i], link) => {
+                ambiguous.extend(link.subjects());
+                ambiguous.extend(merged[i].subjects());
+            }
+            Some(i) => {
+                let m = &mut merged[i];
+                m.number = m.number.take().or_else(|| link.number.clone());
+                m.user_id = m.user_id.take().or_else(|| link.user_id.clone());
+                m.parent_user_id = m
+                    .parent_user_id
+                    .take()
+                    .or_else(|| link.parent_user_id.clone());
+                m.seen_at = m.seen_at.max(link.seen_at);
+            }
+            None => merged.push(link.clone()),
+        }
+    }
+    ambiguous.sort();
+    ambiguous.dedup();
+    merged.retain(|m| !m.subjects().iter().any(|s| ambiguous.contains(s)));
+    (merged, ambiguous)
+}
+
+/// B62: WhatsApp reported that a blocked person now writes as `record`'s
+/// subject (a changed number or user id). Every active block of the person
+/// (`blocks`, of any of their identities) is carried to the new identity in
+/// the same scope with `source: carried`, with an `identity_changed` event
+/// on the old and on the new identity, in one change. `None` when the new
+/// identity is already blocked in every one of those scopes.
+pub fn decide_carry(
+    record: &SubjectRecord,
+    from: &Subject,
+    blocks: &[Block],
+    message_id: &str,
+    actor: &Actor,
+    now: DateTime<Utc>,
+) -> Option<SubjectChange> {
+    let mut change = SubjectChange::new(record, now);
+    let mut carried: Vec<Block> = Vec::new();
+    for block in blocks.iter().filter(|b| b.is_active(now)) {
+        let already = record
+            .blocks
+            .iter()
+            .chain(carried.iter())
+            .any(|b| b.is_active(now) && b.scope == block.scope);
+        if already {
+            continue;
+        }
+        carried.push(Block {
+            subject: record.subject.clone(),
+            scope: block.scope.clone(),
+            reason: block.reason.clone(),
+            source: Source::Carried,
+            reason_code: block.reason_code.clone(),
+            actor: actor.actor.clone(),
+            client: actor.client.clone(),
+            blocked_at: now,
+            expires_at: block.expires_at,
+            version: 1,
+        });
+    }
+    if carried.is_empty() {
+        return None;
+    }
+    let details = json!({
+        "from": from,
+        "to": record.subject,
+        "message_id": message_id,
+        "scopes": carried.iter().map(|b| b.scope.as_str()).collect::<Vec<_>>(),
+    });
+    for subject in [from, &record.subject] {
+        change.events.push(AuditEvent {
+            event_id: AuditEvent::new_id(now),
+            subject: Some(subject.clone()),
+            scope: None,
+            action: Action::IdentityChanged,
+            actor: actor.actor.clone(),
+            client: actor.client.clone(),
+            reason: Some("WhatsApp reported a changed identity".to_owned()),
+            source: Some(Source::Carried.as_str().to_owned()),
+            at: now,
+            details: details.clone(),
+        });
+    }
+    if record.blocks.is_empty() {
+        change.blocked_numbers_delta = 1;
+    }
+    change.counters = carried.iter().map(|_| StatCounter::Blocked).collect();
+    let replaced: Vec<&Scope> = carried.iter().map(|b| &b.scope).collect();
+    change.blocks_after = record
+        .blocks
+        .iter()
+        .filter(|b| !replaced.contains(&&b.scope))
+        .cloned()
+        .chain(carried.iter().cloned())
+        .collect();
+    let mut chats: Vec<ChatUpdate> = Vec::new();
+    for block in &carried {
+        for update in chats_blocked(record, &block.scope, record.contact.is_some()) {
+            if !chats
+                .iter()
+                .any(|c| c.subject == update.subject && c.phone_number_id == update.phone_number_id)
+            {
+                chats.push(update);
+            }
+        }
+    }
+    change.chats = chats;
+    change.put_blocks = carried;
+    Some(change.mirror(record))
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;
 
     use super::*;
+    use crate::number::Number;
 
     fn now() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap()
     }
 
-    fn number() -> Number {
-        Number::parse("+16505551234").unwrap()
+    fn number() -> Subject {
+        Subject::Number(Number::parse("+16505551234").unwrap())
     }
 
     fn pnid(id: &str) -> PhoneNumberId {
@@ -401,7 +756,7 @@ mod tests {
     fn chat(id: &str, status: ChatStatus, session: Option<SessionStatus>) -> Chat {
         Chat {
             phone_number_id: pnid(id),
-            number: number(),
+            subject: number(),
             status,
             session_status: session,
             last_inbound_at: None,
@@ -429,8 +784,8 @@ mod tests {
         }
     }
 
-    fn blocked_record(scopes: &[Scope]) -> NumberRecord {
-        let mut record = NumberRecord::empty(number());
+    fn blocked_record(scopes: &[Scope]) -> SubjectRecord {
+        let mut record = SubjectRecord::empty(number());
         record.version = 3;
         for scope in scopes {
             match decide_block(&record, command(scope.clone()), &actor(), now()) {
@@ -443,7 +798,7 @@ mod tests {
 
     #[test]
     fn b1_b3_block_writes_block_event_counter_and_cancels_open_sessions() {
-        let mut record = NumberRecord::empty(number());
+        let mut record = SubjectRecord::empty(number());
         record.chats = vec![
             chat("111", ChatStatus::Active, Some(SessionStatus::Open)),
             chat("222", ChatStatus::Active, Some(SessionStatus::Closed)),
@@ -464,12 +819,14 @@ mod tests {
             change.chats,
             vec![
                 ChatUpdate {
+                    subject: number(),
                     phone_number_id: pnid("111"),
                     status: ChatStatus::Blocked,
                     session_status: Some(SessionStatus::Cancelled),
                     known_contact: false,
                 },
                 ChatUpdate {
+                    subject: number(),
                     phone_number_id: pnid("222"),
                     status: ChatStatus::Blocked,
                     session_status: Some(SessionStatus::Closed),
@@ -481,7 +838,7 @@ mod tests {
 
     #[test]
     fn b3_scoped_block_touches_only_that_business_numbers_chat() {
-        let mut record = NumberRecord::empty(number());
+        let mut record = SubjectRecord::empty(number());
         record.chats = vec![
             chat("111", ChatStatus::Active, None),
             chat("222", ChatStatus::Active, None),
@@ -523,7 +880,7 @@ mod tests {
         };
         assert_eq!(change.blocked_numbers_delta, 0);
         assert_eq!(change.expected_version, 3);
-        assert_eq!(change.scopes_after.len(), 2);
+        assert_eq!(change.blocks_after.len(), 2);
     }
 
     #[test]
@@ -564,7 +921,7 @@ mod tests {
         auto.source = Source::Auto;
         auto.details = json!({"message_id": "wamid.X"});
         let BlockDecision::Create { change, .. } = decide_block(
-            &NumberRecord::empty(number()),
+            &SubjectRecord::empty(number()),
             auto,
             &Actor::system("wa-blocked"),
             now(),
@@ -579,7 +936,7 @@ mod tests {
     #[test]
     fn b1_contact_sent_with_a_block_is_written_in_the_same_change() {
         let contact = Contact {
-            number: number(),
+            subject: number(),
             name: Some("Sheena".into()),
             email: None,
             category: Some("vip".into()),
@@ -589,7 +946,7 @@ mod tests {
         let mut cmd = command(Scope::All);
         cmd.contact = Some(contact.clone());
         let BlockDecision::Create { change, .. } =
-            decide_block(&NumberRecord::empty(number()), cmd, &actor(), now())
+            decide_block(&SubjectRecord::empty(number()), cmd, &actor(), now())
         else {
             panic!()
         };
@@ -663,16 +1020,204 @@ mod tests {
     #[test]
     fn b10_unchanged_contact_is_no_change() {
         let contact = Contact {
-            number: number(),
+            subject: number(),
             name: None,
             email: None,
             category: None,
             groups: vec![],
             secondary_numbers: vec![],
         };
-        let mut record = NumberRecord::empty(number());
+        let mut record = SubjectRecord::empty(number());
         assert!(decide_contact(&record, contact.clone(), &actor(), now()).is_some());
         record.contact = Some(contact.clone());
         assert!(decide_contact(&record, contact, &actor(), now()).is_none());
+    }
+
+    fn user() -> Subject {
+        Subject::parse("US.13491208655302741918").unwrap()
+    }
+
+    fn link(number: &str, user: &str) -> Link {
+        Link {
+            number: Some(Number::parse(number).unwrap()),
+            user_id: Some(crate::identity::UserId::parse(user).unwrap()),
+            parent_user_id: None,
+            seen_at: now(),
+        }
+    }
+
+    fn linked_record() -> SubjectRecord {
+        let mut record = SubjectRecord::empty(number());
+        record.version = 2;
+        record.links = vec![link("+16505551234", "US.13491208655302741918")];
+        let mut other = SubjectState::empty(user());
+        other.version = 5;
+        other.links = record.links.clone();
+        record.linked = vec![other];
+        record
+    }
+
+    #[test]
+    fn b61_a_block_is_mirrored_onto_every_linked_identity() {
+        let record = linked_record();
+        let BlockDecision::Create { block, change } =
+            decide_block(&record, command(Scope::All), &actor(), now())
+        else {
+            panic!()
+        };
+        assert_eq!(change.linked_states.len(), 1);
+        let mirrored = &change.linked_states[0];
+        assert_eq!(mirrored.subject, user());
+        assert_eq!(mirrored.version, 5, "guarded by the version read");
+        assert_eq!(mirrored.linked_blocks, vec![block.clone()]);
+        // Unblocking removes the mirror again.
+        let mut blocked = record.clone();
+        blocked.blocks = vec![block];
+        blocked.linked[0] = mirrored.clone();
+        let (_, change) = decide_unblock(
+            &blocked,
+            &Scope::All,
+            &Reason::parse("ok").unwrap(),
+            &actor(),
+            now(),
+        )
+        .unwrap();
+        assert_eq!(change.linked_states.len(), 1);
+        assert!(change.linked_states[0].linked_blocks.is_empty());
+    }
+
+    #[test]
+    fn b61_a_link_the_other_side_replaced_is_dropped_not_mirrored() {
+        let mut record = linked_record();
+        record.linked[0].links = vec![link("+16505559999", "US.13491208655302741918")];
+        let BlockDecision::Create { change, .. } =
+            decide_block(&record, command(Scope::All), &actor(), now())
+        else {
+            panic!()
+        };
+        assert!(change.linked_states.is_empty());
+        assert!(change.links.is_empty(), "the stale link is dropped");
+    }
+
+    #[test]
+    fn b61_new_links_copy_each_sides_blocks_and_known_ones_are_skipped() {
+        let mut number_state = SubjectState::empty(number());
+        number_state.version = 3;
+        let blocked = blocked_record(&[Scope::All]);
+        number_state.blocks = blocked.blocks.clone();
+        let states: std::collections::HashMap<Subject, SubjectState> =
+            [(number(), number_state.clone())].into_iter().collect();
+        let observed = vec![link("+16505551234", "US.13491208655302741918")];
+        let decision = decide_links(&observed, &states, now());
+        assert!(decision.ambiguous.is_empty());
+        assert_eq!(decision.changes.len(), 1);
+        let change = &decision.changes[0];
+        assert_eq!(change.event.action, Action::IdentityLinked);
+        let user_state = change.states.iter().find(|s| s.subject == user()).unwrap();
+        assert_eq!(user_state.version, 0, "created");
+        assert_eq!(user_state.linked_blocks, blocked.blocks);
+        let number_next = change
+            .states
+            .iter()
+            .find(|s| s.subject == number())
+            .unwrap();
+        assert_eq!(number_next.version, 3);
+        assert_eq!(number_next.links, observed);
+        // Once stored on both sides, the same link is nothing new.
+        let stored: std::collections::HashMap<Subject, SubjectState> = change
+            .states
+            .iter()
+            .map(|s| (s.subject.clone(), s.clone()))
+            .collect();
+        assert!(decide_links(&observed, &stored, now()).changes.is_empty());
+    }
+
+    #[test]
+    fn b61_one_bsuid_with_two_numbers_in_one_delivery_links_nothing() {
+        let observed = vec![
+            link("+16505551234", "US.13491208655302741918"),
+            link("+16505559876", "US.13491208655302741918"),
+            link("+447700900123", "GB.777"),
+        ];
+        let decision = decide_links(&observed, &Default::default(), now());
+        assert_eq!(decision.changes.len(), 1, "only the unambiguous link");
+        assert_eq!(
+            decision.changes[0].link.user_id.as_ref().unwrap().as_str(),
+            "GB.777"
+        );
+        assert!(decision.ambiguous.contains(&user()));
+        assert!(decision.ambiguous.contains(&number()));
+    }
+
+    #[test]
+    fn b61_a_reissued_bsuid_replaces_the_old_pairing() {
+        let mut user_state = SubjectState::empty(user());
+        user_state.version = 1;
+        user_state.links = vec![link("+16505559999", "US.13491208655302741918")];
+        let mut old = blocked_record(&[Scope::All]).blocks;
+        old[0].subject = Subject::parse("+16505559999").unwrap();
+        user_state.linked_blocks = old;
+        let states = [(user(), user_state)].into_iter().collect();
+        let decision = decide_links(
+            &[link("+16505551234", "US.13491208655302741918")],
+            &states,
+            now(),
+        );
+        let next = decision.changes[0]
+            .states
+            .iter()
+            .find(|s| s.subject == user())
+            .unwrap();
+        assert_eq!(next.links.len(), 1);
+        assert_eq!(
+            next.links[0].number.as_ref().unwrap().as_str(),
+            "+16505551234"
+        );
+        assert!(next.linked_blocks.is_empty(), "the old number's blocks go");
+        assert_eq!(
+            decision.changes[0].event.details["replaced"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn b62_carry_copies_every_scope_once_with_events_on_both_identities() {
+        let blocks = blocked_record(&[Scope::All, Scope::Business(pnid("222"))]).blocks;
+        let new = Subject::parse("+16505559876").unwrap();
+        let mut record = SubjectRecord::empty(new.clone());
+        record.chats = vec![Chat {
+            subject: new.clone(),
+            ..chat("222", ChatStatus::Active, Some(SessionStatus::Open))
+        }];
+        let change = decide_carry(&record, &number(), &blocks, "wamid.X", &actor(), now()).unwrap();
+        assert_eq!(change.put_blocks.len(), 2);
+        assert!(
+            change
+                .put_blocks
+                .iter()
+                .all(|b| b.source == Source::Carried && b.subject == new)
+        );
+        let subjects: Vec<_> = change
+            .events
+            .iter()
+            .map(|e| e.subject.clone().unwrap())
+            .collect();
+        assert_eq!(subjects, vec![number(), new.clone()]);
+        assert!(
+            change
+                .events
+                .iter()
+                .all(|e| e.action == Action::IdentityChanged)
+        );
+        assert_eq!(change.blocked_numbers_delta, 1);
+        assert_eq!(change.chats.len(), 1);
+        assert_eq!(change.chats[0].status, ChatStatus::Blocked);
+        // Already blocked in every scope: nothing to carry.
+        let mut done = record.clone();
+        done.blocks = change.put_blocks.clone();
+        assert!(decide_carry(&done, &number(), &blocks, "wamid.X", &actor(), now()).is_none());
     }
 }

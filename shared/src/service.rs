@@ -6,9 +6,13 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use std::collections::HashMap;
+
+use crate::identity::{Link, Subject};
 use crate::model::{Actor, Block, Contact, Reason, Scope};
-use crate::number::Number;
-use crate::policy::{self, BlockCommand, BlockDecision, NumberChange, NumberRecord};
+use crate::policy::{
+    self, BlockCommand, BlockDecision, SubjectChange, SubjectRecord, SubjectState,
+};
 use crate::store::{Store, StoreError};
 
 /// How often a change is decided again after losing a race.
@@ -28,12 +32,12 @@ pub enum UnblockOutcome {
 
 pub async fn block(
     store: &Store,
-    number: &Number,
+    subject: &Subject,
     command: BlockCommand,
     actor: &Actor,
     now: impl Fn() -> DateTime<Utc>,
 ) -> Result<BlockOutcome, StoreError> {
-    with_retries(store, number, |record| {
+    with_retries(store, subject, |record| {
         match policy::decide_block(record, command.clone(), actor, now()) {
             BlockDecision::Create { block, change } => (BlockOutcome::Created(block), Some(change)),
             BlockDecision::AlreadyBlocked { existing, change } => {
@@ -46,13 +50,13 @@ pub async fn block(
 
 pub async fn unblock(
     store: &Store,
-    number: &Number,
+    subject: &Subject,
     scope: &Scope,
     reason: &Reason,
     actor: &Actor,
     now: impl Fn() -> DateTime<Utc>,
 ) -> Result<UnblockOutcome, StoreError> {
-    with_retries(store, number, |record| {
+    with_retries(store, subject, |record| {
         match policy::decide_unblock(record, scope, reason, actor, now()) {
             Some((removed, change)) => (UnblockOutcome::Unblocked(removed), Some(change)),
             None => (UnblockOutcome::NotBlocked, None),
@@ -68,8 +72,8 @@ pub async fn put_contact(
     actor: &Actor,
     now: impl Fn() -> DateTime<Utc>,
 ) -> Result<Contact, StoreError> {
-    let number = contact.number.clone();
-    with_retries(store, &number, |record| {
+    let subject = contact.subject.clone();
+    with_retries(store, &subject, |record| {
         (
             contact.clone(),
             policy::decide_contact(record, contact.clone(), actor, now()),
@@ -78,14 +82,77 @@ pub async fn put_contact(
     .await
 }
 
+/// B62: carries a blocked person's `blocks` to their new identity `to`.
+/// Returns whether anything was carried (false when `to` was already
+/// blocked in every scope).
+pub async fn carry_blocks(
+    store: &Store,
+    from: &Subject,
+    to: &Subject,
+    blocks: &[Block],
+    message_id: &str,
+    actor: &Actor,
+    now: impl Fn() -> DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    with_retries(store, to, |record| {
+        let change = policy::decide_carry(record, from, blocks, message_id, actor, now());
+        (change.is_some(), change)
+    })
+    .await
+}
+
+/// B61: stores the links among `observed` that are new. `known` holds the
+/// states the caller already read (a webhook's enforcement read), so the
+/// common case writes without reading again; a conflict with a concurrent
+/// change re-reads and decides again. Returns the links written and the
+/// identities left unlinked as ambiguous.
+pub async fn learn_links(
+    store: &Store,
+    observed: &[Link],
+    known: HashMap<Subject, SubjectState>,
+    now: impl Fn() -> DateTime<Utc>,
+) -> Result<(usize, Vec<Subject>), StoreError> {
+    let mut states = known;
+    let mut written = 0;
+    let mut attempt = 0;
+    loop {
+        let decision = policy::decide_links(observed, &states, now());
+        let mut conflicted: Vec<Subject> = Vec::new();
+        for change in &decision.changes {
+            match store.apply_links(change).await {
+                Ok(()) => written += 1,
+                Err(StoreError::Conflict) => conflicted.extend(change.link.subjects()),
+                Err(error) => return Err(error),
+            }
+        }
+        if conflicted.is_empty() {
+            return Ok((written, decision.ambiguous));
+        }
+        attempt += 1;
+        if attempt >= MAX_ATTEMPTS {
+            return Err(StoreError::Conflict);
+        }
+        tokio::time::sleep(backoff(attempt, &conflicted[0])).await;
+        // Decide again on fresh states of every identity involved; links
+        // already written are now known and skipped.
+        let subjects: Vec<Subject> = observed
+            .iter()
+            .flat_map(Link::subjects)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        states = store.subject_states(&subjects).await?;
+    }
+}
+
 async fn with_retries<T>(
     store: &Store,
-    number: &Number,
-    mut decide: impl FnMut(&NumberRecord) -> (T, Option<NumberChange>),
+    subject: &Subject,
+    mut decide: impl FnMut(&SubjectRecord) -> (T, Option<SubjectChange>),
 ) -> Result<T, StoreError> {
     let mut attempt = 0;
     loop {
-        let record = store.load_number(number).await?;
+        let record = store.load_subject(subject).await?;
         let (outcome, change) = decide(&record);
         let Some(change) = change else {
             return Ok(outcome);
@@ -94,7 +161,7 @@ async fn with_retries<T>(
             Ok(()) => return Ok(outcome),
             Err(StoreError::Conflict) if attempt + 1 < MAX_ATTEMPTS => {
                 attempt += 1;
-                tokio::time::sleep(backoff(attempt, number)).await;
+                tokio::time::sleep(backoff(attempt, subject)).await;
             }
             Err(error) => return Err(error),
         }
@@ -102,9 +169,9 @@ async fn with_retries<T>(
 }
 
 /// Exponential backoff with jitter, so that racing writers spread out.
-fn backoff(attempt: u32, number: &Number) -> Duration {
+fn backoff(attempt: u32, subject: &Subject) -> Duration {
     use std::hash::BuildHasher;
-    let jitter = std::collections::hash_map::RandomState::new().hash_one((attempt, number));
+    let jitter = std::collections::hash_map::RandomState::new().hash_one((attempt, subject));
     let base = 5u64 << attempt.min(6);
     Duration::from_millis(base / 2 + jitter % base)
 }

@@ -3,11 +3,11 @@
 use std::collections::HashMap;
 
 use blocklist::http::auth::{Caller, READ, WRITE};
-use blocklist::http::request::{Query, field_number, json_body, path_number};
+use blocklist::http::request::{Query, field_subject, json_body, path_subject};
 use blocklist::http::{ApiError, json};
+use blocklist::identity::{Link, Subject};
 use blocklist::metrics::{self, Counter};
 use blocklist::model::{Block, Chat, Contact, Scope, Source};
-use blocklist::number::Number;
 use blocklist::policy::BlockCommand;
 use blocklist::service::{self, BlockOutcome, UnblockOutcome};
 use blocklist::store::{BlockQuery, Cursor};
@@ -24,7 +24,33 @@ pub const MAX_BATCH: usize = 1000;
 /// Numbers of a batch processed at once.
 const BATCH_CONCURRENCY: usize = 16;
 
-/// B1: `PUT /v1/blocks/{number}`.
+/// The subject of a change: a valid number or BSUID, or (B63) a number
+/// the metadata does not know yet but a webhook has already shown (it has a
+/// chat): anything that can write to the business can be blocked.
+async fn blockable_subject(app: &App, raw: &str, field: &str) -> Result<Subject, ApiError> {
+    let strict = match field {
+        "number" => path_subject(raw),
+        _ => field_subject(raw, field),
+    };
+    let error = match strict {
+        Ok(subject) => return Ok(subject),
+        Err(error) if error.code == "invalid_number" => error,
+        Err(error) => return Err(error),
+    };
+    let decoded = blocklist::http::request::decoded_segment(raw);
+    let Ok(number) = blocklist::Number::from_whatsapp_id(&decoded) else {
+        return Err(error);
+    };
+    let subject = Subject::Number(number);
+    let seen = app.store.load_subject(&subject).await?;
+    if seen.chats.iter().any(|c| c.subject == subject) {
+        Ok(subject)
+    } else {
+        Err(error)
+    }
+}
+
+/// B1: `PUT /v1/blocks/{subject}`.
 pub async fn block(
     app: &App,
     caller: &Caller,
@@ -33,7 +59,7 @@ pub async fn block(
 ) -> Result<Response<Body>, ApiError> {
     caller.require(WRITE)?;
     let actor = caller.actor()?;
-    let number = path_number(number)?;
+    let number = blockable_subject(app, number, "number").await?;
     // No query parameter here: `?scope=` must not silently block in `all`.
     Query::parse(request, &[])?;
     let body: BlockBody = json_body(request)?;
@@ -67,7 +93,7 @@ pub async fn unblock(
 ) -> Result<Response<Body>, ApiError> {
     caller.require(WRITE)?;
     let actor = caller.actor()?;
-    let number = path_number(number)?;
+    let number = path_subject(number)?;
     let query = Query::parse(request, &["scope"])?;
     let body: UnblockBody = json_body(request)?;
     let scope = match (query.get("scope"), body.scope.as_deref()) {
@@ -94,14 +120,20 @@ pub async fn unblock(
 }
 
 #[derive(Serialize)]
-struct NumberView {
-    number: String,
+struct SubjectView {
+    subject: String,
+    /// The number, or null for a BSUID.
+    number: Option<String>,
     blocks: Vec<Block>,
+    /// Active blocks of linked identities, which stop this person too (B61).
+    linked_blocks: Vec<Block>,
+    links: Vec<Link>,
     contact: Option<Contact>,
     chats: Vec<Chat>,
 }
 
-/// B6: `GET /v1/blocks/{number}`: its blocks, contact and chats.
+/// B6, B61: `GET /v1/blocks/{subject}`: its blocks, the identities linked
+/// to it and their blocks, its contact and chats.
 pub async fn get(
     app: &App,
     caller: &Caller,
@@ -109,17 +141,24 @@ pub async fn get(
     number: &str,
 ) -> Result<Response<Body>, ApiError> {
     caller.require(READ)?;
-    let number = path_number(number)?;
+    let subject = path_subject(number)?;
     Query::parse(request, &[])?;
-    let record = app.store.load_number(&number).await?;
+    let record = app.store.load_subject(&subject).await?;
     let now = (app.now)();
-    ok(&NumberView {
-        number: number.to_string(),
+    ok(&SubjectView {
+        subject: subject.to_string(),
+        number: subject.number().map(ToString::to_string),
         blocks: record
             .blocks
             .into_iter()
             .filter(|b| b.is_active(now))
             .collect(),
+        linked_blocks: record
+            .linked_blocks
+            .into_iter()
+            .filter(|b| b.is_active(now))
+            .collect(),
+        links: record.links,
         contact: record.contact,
         chats: record.chats,
     })
@@ -256,10 +295,14 @@ pub async fn batch(
     // the one that blocks (or unblocks) and later ones report
     // `already_blocked` (`not_blocked`), however the tasks interleave.
     let mut results: Vec<Option<BatchResult>> = Vec::with_capacity(body.numbers.len());
-    let mut groups: Vec<(Number, Vec<(usize, String)>)> = Vec::new();
-    let mut group_of: HashMap<Number, usize> = HashMap::new();
+    let mut groups: Vec<(Subject, Vec<(usize, String)>)> = Vec::new();
+    let mut group_of: HashMap<Subject, usize> = HashMap::new();
     for (i, given) in body.numbers.into_iter().enumerate() {
-        match field_number(&given, "numbers") {
+        let subject = match action {
+            BatchAction::Block => blockable_subject(app, &given, "numbers").await,
+            BatchAction::Unblock => field_subject(&given, "numbers"),
+        };
+        match subject {
             Ok(number) => {
                 let group = *group_of.entry(number.clone()).or_insert_with(|| {
                     groups.push((number, Vec::new()));
@@ -320,7 +363,7 @@ struct BatchChange<'a> {
 }
 
 impl BatchChange<'_> {
-    async fn apply(&self, app: &App, number: &Number, given: String) -> BatchResult {
+    async fn apply(&self, app: &App, number: &Subject, given: String) -> BatchResult {
         let outcome = match self.action {
             BatchAction::Block => {
                 let command = BlockCommand {

@@ -3,9 +3,9 @@
 //! silently ignored).
 
 use blocklist::http::ApiError;
-use blocklist::http::request::field_number;
+use blocklist::http::request::{field_number, field_subject};
+use blocklist::identity::Subject;
 use blocklist::model::{Contact, Reason, Scope, Source};
-use blocklist::number::Number;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 
@@ -48,6 +48,8 @@ pub enum BatchAction {
 #[serde(deny_unknown_fields)]
 pub struct ContactBody {
     pub number: Option<String>,
+    /// Accepted so a client can send back what it read.
+    pub subject: Option<String>,
     pub name: Option<String>,
     pub email: Option<String>,
     pub category: Option<String>,
@@ -126,10 +128,10 @@ fn text(value: Option<String>, field: &str, max: usize) -> Result<Option<String>
     }
 }
 
-/// A contact body for `number` (the path or the blocked number).
-pub fn contact(body: ContactBody, number: &Number) -> Result<Contact, ApiError> {
-    if let Some(raw) = &body.number
-        && &field_number(raw, "contact.number")? != number
+/// A contact body for `subject` (the path or the blocked subject).
+pub fn contact(body: ContactBody, subject: &Subject) -> Result<Contact, ApiError> {
+    if let Some(raw) = body.subject.as_ref().or(body.number.as_ref())
+        && &field_subject(raw, "contact.number")? != subject
     {
         return Err(ApiError::invalid(
             "invalid_contact",
@@ -170,7 +172,7 @@ pub fn contact(body: ContactBody, number: &Number) -> Result<Contact, ApiError> 
         .map(|raw| field_number(raw, "contact.secondary_numbers"))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Contact {
-        number: number.clone(),
+        subject: subject.clone(),
         name: text(body.name, "contact.name", 200)?,
         email,
         category: text(body.category, "contact.category", 100)?,

@@ -3,13 +3,13 @@
 //! `{"error":{"message","type","code","error_data":{…}}}`.
 
 use blocklist::http::ApiError;
-use blocklist::number::Number;
+use blocklist::identity::Subject;
 use blocklist::outbound::Refusal;
 use lambda_http::{Body, Response};
 use serde_json::json;
 
 /// B31: a refused recipient, HTTP 403.
-pub fn refusal(recipient: &Number, refusal: &Refusal) -> Response<Body> {
+pub fn refusal(recipient: &Subject, refusal: &Refusal) -> Response<Body> {
     let message = match refusal {
         Refusal::Blocked { scope } => {
             format!("Recipient {recipient} is blocked (scope {scope}); nothing was sent")

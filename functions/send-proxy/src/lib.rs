@@ -16,13 +16,16 @@ use std::time::Duration;
 use blocklist::config::{ConfigError, Env};
 use blocklist::http::ApiError;
 use blocklist::http::auth::{Authenticator, Caller, SEND};
-use blocklist::http::request::{body_bytes, field_number, parse_json, segments};
-use blocklist::inbound::SenderFacts;
+use blocklist::http::request::{body_bytes, field_subject, parse_json, segments};
+use blocklist::identity::{Link, Subject, UserId};
+use blocklist::inbound::{self, SenderFacts};
 use blocklist::metrics::{self, Counter};
 use blocklist::model::{Actor, PhoneNumberId, SettingsTarget};
 use blocklist::number::Number;
 use blocklist::outbound::{self, Refusal};
+use blocklist::policy::SubjectState;
 use blocklist::redact;
+use blocklist::service;
 use blocklist::store::{Store, StoreError};
 use chrono::{DateTime, Utc};
 use lambda_http::{Body, Request, Response};
@@ -159,16 +162,17 @@ async fn allow_unknown(app: &App, business: &PhoneNumberId) -> Result<bool, Stor
     Ok(settings.effective.allow_unknown_numbers)
 }
 
-/// What the decision needs about `numbers` as recipients from `business`,
-/// in one round trip: their blocks and contacts (one batched, strongly
-/// consistent read, B4) and the business number's settings. Fails closed
-/// (B34): an unreadable blocklist is a 503, and nothing is sent.
+/// What the decision needs about `subjects` as recipients from
+/// `business`, in one round trip: their blocks (with those of every linked
+/// identity), contacts and states in one batched, strongly consistent read
+/// (B4, B61), and the business number's settings. Fails closed (B34): an
+/// unreadable blocklist is a 503, and nothing is sent.
 async fn recipient_facts(
     app: &App,
     business: &PhoneNumberId,
-    numbers: impl IntoIterator<Item = Number>,
-) -> Result<(HashMap<Number, SenderFacts>, bool), ApiError> {
-    let senders: HashMap<Number, HashSet<PhoneNumberId>> = numbers
+    subjects: impl IntoIterator<Item = Subject>,
+) -> Result<(HashMap<Subject, SenderFacts>, bool), ApiError> {
+    let senders: HashMap<Subject, HashSet<PhoneNumberId>> = subjects
         .into_iter()
         .map(|n| (n, HashSet::from([business.clone()])))
         .collect();
@@ -189,18 +193,25 @@ async fn recipient_facts(
     }
 }
 
-/// B30–B32, B34: `POST /v1/{phone_number_id}/messages`.
+/// B30–B32, B34, B35: `POST /v1/{phone_number_id}/messages`.
 async fn send(app: &App, request: &Request, business: &str) -> Result<Response<Body>, ApiError> {
     let (_, actor) = authorize(app, request)?;
     let business = business_number(business)?;
     let body = body_bytes(request)?;
-    let recipient = recipient_of(body)?;
+    let addressee = addressee_of(body)?;
 
-    let (facts, allow_unknown) = recipient_facts(app, &business, [recipient.clone()]).await?;
-    let now = (app.now)();
-    let recipient_facts = facts.get(&recipient).cloned().unwrap_or_default();
-    if let Err(refusal) = outbound::decide_send(&recipient_facts, &business, allow_unknown, now) {
-        return refuse(app, &recipient, &business, &refusal, &actor, now).await;
+    let mut checked: Option<(Subject, SenderFacts, HashMap<Subject, SenderFacts>)> = None;
+    if let Addressee::Person(identities) = &addressee {
+        let (facts, allow_unknown) =
+            recipient_facts(app, &business, identities.iter().cloned()).await?;
+        check_same_person(identities, &facts)?;
+        let now = (app.now)();
+        let person = inbound::person_facts(identities, &facts);
+        let primary = identities[0].clone();
+        if let Err(refusal) = outbound::decide_send(&person, &business, allow_unknown, now) {
+            return refuse(app, &primary, &business, &refusal, &actor, now).await;
+        }
+        checked = Some((primary, person, facts));
     }
 
     let url = format!(
@@ -250,14 +261,9 @@ async fn send(app: &App, request: &Request, business: &str) -> Result<Response<B
         Err(_) => Vec::new(),
     };
     if (200..300).contains(&status)
-        && let Err(error) = app
-            .store
-            .record_outbound(&business, &recipient, now, recipient_facts.known_contact)
-            .await
+        && let Some((recipient, person, facts)) = checked
     {
-        // The message is out: never make the caller send it again over a
-        // bookkeeping failure.
-        tracing::error!(error = %error, "last_outbound_at not recorded");
+        record_sent(app, &business, &recipient, &person, facts, &bytes).await;
     }
     // B34: Graph's 5xx is a 502 to the caller, with Graph's body when there
     // is one; anything else passes through unchanged (B30).
@@ -276,15 +282,100 @@ async fn send(app: &App, request: &Request, business: &str) -> Result<Response<B
     Ok(builder.body(Body::Binary(bytes)).unwrap_or_default())
 }
 
-/// The recipient of a send body. Only `to` is read; the body goes to Graph
-/// as it came. A body naming `to` twice is refused: which of the two Graph
-/// would use is not ours to guess, and a blocked number must not slip
-/// through behind an allowed one.
-fn recipient_of(body: &[u8]) -> Result<Number, ApiError> {
+/// What a message went out on, once Graph took it: the chat's
+/// `last_outbound_at`, the message id → recipient record that attributes
+/// its statuses (B64), and the identities Graph's answer shows together
+/// (B61). Bookkeeping only: a failure is logged, never reported, so the
+/// caller never sends the message again.
+async fn record_sent(
+    app: &App,
+    business: &PhoneNumberId,
+    recipient: &Subject,
+    person: &SenderFacts,
+    facts: HashMap<Subject, SenderFacts>,
+    graph_body: &[u8],
+) {
+    let now = (app.now)();
+    let answer: Value = serde_json::from_slice(graph_body).unwrap_or(Value::Null);
+    let message_ids: Vec<&str> = answer
+        .get("messages")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m.get("id").and_then(Value::as_str))
+        .collect();
+    let links: Vec<Link> = answer
+        .get("contacts")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|contact| graph_contact_link(contact, recipient, now))
+        .collect();
+    let known: HashMap<Subject, SubjectState> = facts
+        .into_iter()
+        .filter_map(|(subject, f)| f.state.map(|state| (subject, state)))
+        .collect();
+    let sent = futures::future::try_join_all(
+        message_ids
+            .iter()
+            .map(|id| app.store.record_sent(id, recipient, business, now)),
+    );
+    let (chat, sent, linked) = tokio::join!(
+        app.store
+            .record_outbound(business, recipient, now, person.known_contact),
+        sent,
+        service::learn_links(&app.store, &links, known, app.now),
+    );
+    if let Err(error) = chat {
+        tracing::error!(error = %error, "last_outbound_at not recorded");
+    }
+    if let Err(error) = sent {
+        tracing::error!(error = %error, "message id not recorded; its failures go unattributed");
+    }
+    if let Err(error) = linked {
+        tracing::error!(error = %error, "identities from Graph's answer not linked");
+    }
+}
+
+/// A Graph send answer's `contacts[]` entry (`input`, `wa_id`, and for
+/// BSUID sends `user_id`) as a link.
+fn graph_contact_link(contact: &Value, recipient: &Subject, now: DateTime<Utc>) -> Link {
+    let text = |key| contact.get(key).and_then(Value::as_str);
+    let number = text("wa_id").and_then(|w| Number::from_whatsapp_id(w).ok());
+    let user_id = text("user_id")
+        .and_then(|u| UserId::parse(u).ok())
+        .or_else(|| recipient.user_id().filter(|_| number.is_some()).cloned());
+    Link {
+        number,
+        user_id,
+        parent_user_id: text("parent_user_id").and_then(|u| UserId::parse(u).ok()),
+        seen_at: now,
+    }
+}
+
+/// Who a send body addresses (B35).
+#[derive(Debug)]
+enum Addressee {
+    /// Every identity the body names (`to`, `recipient`), deduplicated.
+    Person(Vec<Subject>),
+    /// Mark-as-read and typing indicators name a message, not a person;
+    /// group sends name a group, which is not a subject: forwarded as they
+    /// are.
+    Nobody,
+}
+
+/// Reads `to` and `recipient` (and `recipient_type`, `status`). The body
+/// goes to Graph as it came. A body naming either field twice is refused:
+/// which of the two Graph would use is not ours to guess, and a blocked
+/// person must not slip through behind an allowed one.
+fn addressee_of(body: &[u8]) -> Result<Addressee, ApiError> {
     #[derive(Deserialize)]
     struct SendBody {
         // serde's derived visitor fails on a repeated field.
         to: Option<Value>,
+        recipient: Option<Value>,
+        recipient_type: Option<Value>,
+        status: Option<Value>,
     }
     let value: Value = parse_json(body)?;
     if !value.is_object() {
@@ -294,30 +385,94 @@ fn recipient_of(body: &[u8]) -> Result<Number, ApiError> {
             "the send body must be a JSON object",
         ));
     }
-    let send: SendBody =
-        parse_json(body).map_err(|error| match error.message.contains("duplicate field") {
-            true => ApiError::invalid("invalid_number", "to", "'to' appears more than once"),
-            false => error,
+    let send: SendBody = parse_json(body).map_err(|error| {
+        if !error.message.contains("duplicate field") {
+            return error;
+        }
+        let field = if error.message.contains("`recipient`") {
+            "recipient"
+        } else {
+            "to"
+        };
+        ApiError::invalid(
+            "invalid_number",
+            field,
+            format!("'{field}' appears more than once"),
+        )
+    })?;
+    if send.recipient_type.as_ref().and_then(Value::as_str) == Some("group") {
+        return Ok(Addressee::Nobody);
+    }
+    let field = |value: Option<Value>, name: &'static str| -> Result<Option<Subject>, ApiError> {
+        let Some(value) = value else { return Ok(None) };
+        let raw = value.as_str().ok_or_else(|| {
+            ApiError::invalid("invalid_number", name, format!("'{name}' must be a string"))
         })?;
-    let to = send
-        .to
-        .ok_or_else(|| ApiError::invalid("missing_recipient", "to", "the send body has no 'to'"))?;
-    let to = to
-        .as_str()
-        .ok_or_else(|| ApiError::invalid("invalid_number", "to", "'to' must be a string"))?;
-    field_number(to, "to")
+        field_subject(raw, name).map(Some)
+    };
+    let to = field(send.to, "to")?;
+    let recipient = field(send.recipient, "recipient")?;
+    let mut identities: Vec<Subject> = to.into_iter().chain(recipient).collect();
+    identities.dedup();
+    if identities.is_empty() {
+        if send.status.is_some() {
+            return Ok(Addressee::Nobody);
+        }
+        return Err(ApiError::invalid(
+            "missing_recipient",
+            "to",
+            "the send body names no recipient ('to' or 'recipient')",
+        ));
+    }
+    Ok(Addressee::Person(identities))
+}
+
+/// A body whose `to` and `recipient` are known to be two different people
+/// is refused: Meta would deliver to `to`, while the caller may have meant
+/// `recipient`. When no link says so, both are checked as one person.
+fn check_same_person(
+    identities: &[Subject],
+    facts: &HashMap<Subject, SenderFacts>,
+) -> Result<(), ApiError> {
+    let [to, recipient] = identities else {
+        return Ok(());
+    };
+    let partners_of = |subject: &Subject| -> Vec<Subject> {
+        facts
+            .get(subject)
+            .and_then(|f| f.state.as_ref())
+            .map(|s| s.linked_subjects())
+            .unwrap_or_default()
+    };
+    let differs = |a: &Subject, b: &Subject| {
+        let partners = partners_of(a);
+        let same_kind: Vec<&Subject> = partners
+            .iter()
+            .filter(|p| std::mem::discriminant(*p) == std::mem::discriminant(b))
+            .filter(|p| p.user_id().is_none_or(|u| !u.is_parent()))
+            .collect();
+        !same_kind.is_empty() && !same_kind.contains(&b)
+    };
+    if differs(to, recipient) || differs(recipient, to) {
+        return Err(ApiError::invalid(
+            "recipient_mismatch",
+            "recipient",
+            "'to' and 'recipient' name two different people",
+        ));
+    }
+    Ok(())
 }
 
 /// B31, B32: refused; recorded; nothing sent.
 async fn refuse(
     app: &App,
-    recipient: &Number,
+    recipient: &Subject,
     business: &PhoneNumberId,
     refusal: &Refusal,
     actor: &Actor,
     now: DateTime<Utc>,
 ) -> Result<Response<Body>, ApiError> {
-    tracing::info!(number = %recipient.masked(), reason = refusal.reason(), "outbound_refused");
+    tracing::info!(recipient = %recipient.masked(), reason = refusal.reason(), "outbound_refused");
     metrics::count(FUNCTION, Counter::OutboundRefused, 1);
     if let Err(error) = app
         .store
@@ -348,12 +503,12 @@ async fn check(app: &App, request: &Request, business: &str) -> Result<Response<
             format!("at most {MAX_CHECK} numbers"),
         ));
     }
-    let parsed: Vec<(String, Option<Number>)> = body
+    let parsed: Vec<(String, Option<Subject>)> = body
         .numbers
         .into_iter()
         .map(|given| {
-            let number = Number::parse(&given).ok();
-            (given, number)
+            let subject = Subject::parse(&given).ok();
+            (given, subject)
         })
         .collect();
     let numbers = parsed.iter().filter_map(|(_, n)| n.clone());
@@ -366,7 +521,7 @@ async fn check(app: &App, request: &Request, business: &str) -> Result<Response<
             refused.push(json!({ "number": given, "reason": "invalid_number" }));
             continue;
         };
-        let recipient = facts.get(&number).cloned().unwrap_or_default();
+        let recipient = inbound::person_facts(std::slice::from_ref(&number), &facts);
         match outbound::decide_send(&recipient, &business, allow_unknown, now) {
             Ok(()) => allowed.push(Value::String(given)),
             Err(refusal) => refused.push(json!({ "number": given, "reason": refusal.reason() })),

@@ -19,14 +19,14 @@
 
 use aws_lambda_events::event::dynamodb::EventRecord;
 use blocklist::autoblock::{self, AutoBlock};
+use blocklist::identity::Subject;
 use blocklist::inbound::DeliveryFailure;
 use blocklist::metrics::{self, Counter};
 use blocklist::model::{Actor, PhoneNumberId, Reason, Scope, SettingsTarget, Source};
-use blocklist::number::Number;
 use blocklist::policy::BlockCommand;
 use blocklist::redact;
 use blocklist::service::{self, BlockOutcome};
-use blocklist::store::{Store, StoreError};
+use blocklist::store::{FailureItem, Store, StoreError};
 use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -108,43 +108,30 @@ enum RecordError {
     Store(#[from] StoreError),
 }
 
-/// The failure item as `webhook-ingress` writes it.
-#[derive(Deserialize)]
-struct FailureImage {
-    kind: String,
-    number: String,
-    #[serde(default)]
-    phone_number_id: String,
-    #[serde(default)]
-    code: i64,
-    #[serde(default)]
-    title: String,
-    message_id: String,
-    at: String,
-}
-
 async fn handle_record(app: &App, raw: &Value) -> Result<&'static str, RecordError> {
     let record: EventRecord = serde_json::from_value(raw.clone())
         .map_err(|e| RecordError::Unreadable(redact::error(&e)))?;
     if record.event_name != "INSERT" && record.event_name != "MODIFY" {
         return Ok("ignored: not a new failure");
     }
-    let image: FailureImage = serde_dynamo::from_item(record.change.new_image)
-        .map_err(|e| RecordError::Unreadable(redact::error(&e)))?;
-    if image.kind != "delivery_failure" {
+    let kind = record
+        .change
+        .new_image
+        .get("kind")
+        .and_then(|v| match v {
+            serde_dynamo::AttributeValue::S(s) => Some(s.as_str()),
+            _ => None,
+        })
+        .unwrap_or_default();
+    if kind != FailureItem::KIND {
         return Ok("ignored: not a delivery failure");
     }
-    let failure = DeliveryFailure {
-        number: Number::parse(&image.number)
-            .map_err(|e| RecordError::Unreadable(redact::error(&e)))?,
-        phone_number_id: PhoneNumberId::parse(&image.phone_number_id).ok(),
-        code: Some(image.code).filter(|c| *c != 0),
-        title: Some(image.title).filter(|t| !t.is_empty()),
-        message_id: image.message_id,
-        at: DateTime::parse_from_rfc3339(&image.at)
-            .map_err(|e| RecordError::Unreadable(redact::error(&e)))?
-            .with_timezone(&Utc),
-    };
+    // The item as `webhook-ingress` writes it (by number or BSUID, B64).
+    let image: FailureItem = serde_dynamo::from_item(record.change.new_image)
+        .map_err(|e| RecordError::Unreadable(redact::error(&e)))?;
+    let failure = image
+        .failure()
+        .map_err(|e| RecordError::Unreadable(e.to_string()))?;
     Ok(consider_failure(app, &failure).await?)
 }
 
@@ -164,8 +151,8 @@ async fn consider_failure(
     }
     let since = now - Duration::days(i64::from(policy.window_days));
     let (recent, unblocked_at) = tokio::try_join!(
-        app.store.failures_since(&failure.number, since),
-        app.store.last_unblocked_at(&failure.number),
+        app.store.failures_since(&failure.subject, since),
+        app.store.last_unblocked_at(&failure.subject),
     )?;
     let Some(decision) = autoblock::decide_auto_block(failure, &recent, &policy, unblocked_at, now)
     else {
@@ -188,7 +175,7 @@ async fn consider_failure(
     });
     auto_block(
         app,
-        &failure.number,
+        &failure.subject,
         scope,
         reason,
         Some(reason_code),
@@ -199,7 +186,7 @@ async fn consider_failure(
 
 async fn auto_block(
     app: &App,
-    number: &Number,
+    number: &Subject,
     scope: Scope,
     reason: Reason,
     reason_code: Option<String>,
@@ -240,8 +227,9 @@ struct WaBlockedEvent {
 async fn handle_wa_blocked(app: &App, event: Value) -> Result<Value, Error> {
     let event: WaBlockedEvent =
         serde_json::from_value(event).map_err(|e| Error::InvalidEvent(redact::error(&e)))?;
+    // A number, or the BSUID of a person whose number is hidden (B60).
     let number =
-        Number::parse(&event.phone).map_err(|e| Error::InvalidEvent(format!("phone: {e}")))?;
+        Subject::parse(&event.phone).map_err(|e| Error::InvalidEvent(format!("phone: {e}")))?;
     let business = event
         .phone_number_id
         .as_deref()

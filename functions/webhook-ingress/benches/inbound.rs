@@ -7,11 +7,11 @@
 use std::collections::HashMap;
 use std::hint::black_box;
 
+use blocklist::identity::Subject;
 use blocklist::inbound::{self, Claim, SenderFacts};
 use blocklist::meta::signature;
 use blocklist::meta::webhook::Delivery;
 use blocklist::model::{Block, Reason, Scope, Source};
-use blocklist::number::Number;
 use chrono::Utc;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::json;
@@ -49,7 +49,7 @@ fn large_delivery() -> Vec<u8> {
 }
 
 /// One pass of the CPU path; returns the number of events decided.
-fn verify_parse_decide(body: &[u8], header: &str, facts: &HashMap<Number, SenderFacts>) -> usize {
+fn verify_parse_decide(body: &[u8], header: &str, facts: &HashMap<Subject, SenderFacts>) -> usize {
     signature::verify(SECRET, body, Some(header)).expect("signed");
     let delivery = Delivery::parse(body).expect("parses");
     let claims: HashMap<String, Claim> = inbound::claim_keys(&delivery)
@@ -57,16 +57,19 @@ fn verify_parse_decide(body: &[u8], header: &str, facts: &HashMap<Number, Sender
         .map(|k| (k, Claim::Claimed))
         .collect();
     let _senders = inbound::senders(&delivery);
-    let plan = inbound::plan_inbound(&delivery, facts, &claims, Utc::now());
+    let _unattributed = inbound::unattributed_status_ids(&delivery);
+    let plan = inbound::plan_inbound(&delivery, facts, &claims, &HashMap::new(), Utc::now());
+    let _links = blocklist::policy::decide_links(&delivery.links, &HashMap::new(), Utc::now());
     let _forward = delivery.filtered(&plan.forward);
     plan.forward.len() + plan.suppressed.len()
 }
 
 fn bench(c: &mut Criterion) {
-    // One blocked sender, so that suppression and filtering are exercised.
-    let blocked = Number::parse("+16505551234").unwrap();
+    // One blocked sender, so that suppression and filtering are exercised;
+    // its BSUID carries the number's block as a linked identity would.
+    let blocked = Subject::parse("+16505551234").unwrap();
     let block = Block {
-        number: blocked.clone(),
+        subject: blocked.clone(),
         scope: Scope::All,
         reason: Reason::parse("spam").unwrap(),
         source: Source::Manual,
@@ -77,13 +80,24 @@ fn bench(c: &mut Criterion) {
         expires_at: None,
         version: 1,
     };
-    let facts: HashMap<Number, SenderFacts> = [(
-        blocked,
-        SenderFacts {
-            blocks: vec![block],
-            known_contact: false,
-        },
-    )]
+    let facts: HashMap<Subject, SenderFacts> = [
+        (
+            blocked,
+            SenderFacts {
+                blocks: vec![block.clone()],
+                known_contact: false,
+                state: None,
+            },
+        ),
+        (
+            Subject::parse("US.13491208655302741918").unwrap(),
+            SenderFacts {
+                blocks: vec![block],
+                known_contact: false,
+                state: None,
+            },
+        ),
+    ]
     .into_iter()
     .collect();
 
@@ -93,6 +107,13 @@ fn bench(c: &mut Criterion) {
         ("inbound-unicode", fixture("inbound-unicode.json")),
         ("inbound-batch", fixture("inbound-batch.json")),
         ("status-failed-131026", fixture("status-failed-131026.json")),
+        ("inbound-bsuid-linked", fixture("inbound-bsuid-linked.json")),
+        ("inbound-bsuid-only", fixture("inbound-bsuid-only.json")),
+        ("status-failed-bsuid", fixture("status-failed-bsuid.json")),
+        (
+            "system-user-changed-number",
+            fixture("system-user-changed-number.json"),
+        ),
         ("synthetic-1000-messages", large_delivery()),
     ];
     for (name, body) in &payloads {

@@ -15,16 +15,21 @@
 //! Any failure of the store or the CRM answers 5xx so that Meta retries
 //! (B26); claims make the retry skip what already succeeded.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use blocklist::config::{ConfigError, Env};
 use blocklist::http::request::{Query, body_bytes};
 use blocklist::http::{ApiError, json};
+use blocklist::identity::Subject;
 use blocklist::inbound::{self, InboundPlan};
 use blocklist::meta::signature;
 use blocklist::meta::webhook::{Delivery, WebhookError};
 use blocklist::metrics::{self, Counter};
+use blocklist::model::{Actor, SettingsTarget};
+use blocklist::policy::SubjectState;
 use blocklist::redact;
+use blocklist::service;
 use blocklist::store::{Store, StoreError};
 use chrono::{DateTime, Utc};
 use lambda_http::{Body, Request, Response};
@@ -32,6 +37,9 @@ use serde_json::json;
 
 /// The `Function` dimension of this crate's metrics outside Lambda.
 const FUNCTION: &str = env!("CARGO_PKG_NAME");
+
+/// The actor of what the webhook changes on its own (B62).
+pub const ACTOR: &str = "webhook-ingress";
 
 /// Settings of the function, read once at init.
 #[derive(Clone)]
@@ -197,14 +205,25 @@ async fn receive(app: &App, request: &Request) -> Result<Response<Body>, ApiErro
     let owner = request_id(request);
     let keys = inbound::claim_keys(&delivery);
     let senders = inbound::senders(&delivery);
-    // Round trip 1: the batched read and the claims, concurrently.
-    let (facts, claims) = futures_join(
+    let unattributed = inbound::unattributed_status_ids(&delivery);
+    // Round trip 1: the batched read of every identity (with the blocks of
+    // their linked identities), the claims, and the records of sends whose
+    // failed statuses name no recipient, concurrently.
+    let (facts, claims, sent) = tokio::join!(
         app.store.sender_facts(&senders),
         app.store.claim(&keys, &owner, now),
-    )
-    .await
-    .map_err(dependency_error)?;
-    let plan = inbound::plan_inbound(&delivery, &facts, &claims, now);
+        app.store.sent_subjects(&unattributed),
+    );
+    let (facts, claims, sent) = (
+        facts.map_err(dependency_error)?,
+        claims.map_err(dependency_error)?,
+        sent.map_err(dependency_error)?,
+    );
+    let plan = inbound::plan_inbound(&delivery, &facts, &claims, &sent, now);
+    let known_states: HashMap<Subject, SubjectState> = facts
+        .into_iter()
+        .filter_map(|(subject, f)| f.state.map(|state| (subject, state)))
+        .collect();
 
     let forwarded = forward(app, &delivery, &plan).await;
     // Round trip 2: record what happened.
@@ -237,29 +256,46 @@ async fn receive(app: &App, request: &Request) -> Result<Response<Body>, ApiErro
         .filter(|k| !failure_keys.contains(k))
         .cloned()
         .collect();
-    let recorded = futures_join4(
-        async {
-            // Counted once recorded: a retry finds these claims done.
-            let recorded = app
-                .store
-                .record_suppressed(&plan.suppressed, &owner, now)
-                .await?;
-            metrics::count(FUNCTION, Counter::InboundSuppressed, recorded as u64);
-            Ok(())
-        },
-        async {
-            app.store.complete_claims(&completed, &owner, now).await?;
-            app.store.release_claims(released, &owner).await
-        },
-        app.store.record_chats(chats),
-        async {
-            app.store.record_failures(failures).await?;
-            app.store.complete_claims(&failure_keys, &owner, now).await
-        },
-    )
-    .await;
+    let identities = async {
+        // B61 and B62 are decided on every delivery, retries included, so
+        // a retry after a failure here redoes them.
+        let (linked, ambiguous) =
+            service::learn_links(&app.store, &delivery.links, known_states, app.now).await?;
+        if linked > 0 || !ambiguous.is_empty() {
+            tracing::info!(
+                linked,
+                ambiguous = ambiguous.len(),
+                "identities linked; ambiguous ones left unlinked"
+            );
+        }
+        carry_blocks(app, &plan.carries).await
+    };
+    let (recorded, identities) = tokio::join!(
+        futures_join4(
+            async {
+                // Counted once recorded: a retry finds these claims done.
+                let recorded = app
+                    .store
+                    .record_suppressed(&plan.suppressed, &owner, now)
+                    .await?;
+                metrics::count(FUNCTION, Counter::InboundSuppressed, recorded as u64);
+                Ok(())
+            },
+            async {
+                app.store.complete_claims(&completed, &owner, now).await?;
+                app.store.release_claims(released, &owner).await
+            },
+            app.store.record_chats(chats),
+            async {
+                app.store.record_failures(failures).await?;
+                app.store.complete_claims(&failure_keys, &owner, now).await
+            },
+        ),
+        identities
+    );
     log_plan(&plan);
     recorded.map_err(dependency_error)?;
+    identities.map_err(dependency_error)?;
     forwarded?;
     if plan.in_flight > 0 {
         // A concurrent duplicate is being handled elsewhere: Meta retries,
@@ -326,12 +362,51 @@ async fn forward(app: &App, delivery: &Delivery, plan: &InboundPlan) -> Result<(
     }
 }
 
+/// B62: carries the blocks of people who changed identity, unless the
+/// business number's settings say not to.
+async fn carry_blocks(app: &App, carries: &[inbound::Carry]) -> Result<(), StoreError> {
+    for carry in carries {
+        let target = carry
+            .phone_number_id
+            .clone()
+            .map_or(SettingsTarget::Default, SettingsTarget::Business);
+        if !app
+            .store
+            .settings(&target)
+            .await?
+            .effective
+            .carry_blocks_on_change
+        {
+            tracing::info!("identity change seen; carrying blocks is off for this business number");
+            continue;
+        }
+        let carried = service::carry_blocks(
+            &app.store,
+            &carry.from,
+            &carry.to,
+            &carry.blocks,
+            &carry.message_id,
+            &Actor::system(ACTOR),
+            app.now,
+        )
+        .await?;
+        if carried {
+            tracing::info!(
+                from = %carry.from.masked(),
+                to = %carry.to.masked(),
+                "identity_changed: blocks carried"
+            );
+        }
+    }
+    Ok(())
+}
+
 fn log_plan(plan: &InboundPlan) {
     // Not the message id: a wamid is the sender's number in base64 (B52).
     // The audit event of the suppression keeps it.
     for suppression in &plan.suppressed {
         tracing::info!(
-            number = %suppression.number.masked(),
+            subject = %suppression.subject.masked(),
             scope = %suppression.block.scope,
             "inbound_suppressed"
         );
@@ -342,6 +417,8 @@ fn log_plan(plan: &InboundPlan) {
         duplicates = plan.duplicates,
         in_flight = plan.in_flight,
         failures = plan.failures.len(),
+        unattributed_failures = plan.unattributed_failures,
+        carries = plan.carries.len(),
         "delivery handled"
     );
 }
@@ -364,14 +441,6 @@ fn request_id(request: &Request) -> String {
         _ => None,
     };
     id.unwrap_or_else(|| blocklist::model::AuditEvent::new_id(Utc::now()))
-}
-
-async fn futures_join<A, B, E>(
-    a: impl Future<Output = Result<A, E>>,
-    b: impl Future<Output = Result<B, E>>,
-) -> Result<(A, B), E> {
-    let (a, b) = tokio::join!(a, b);
-    Ok((a?, b?))
 }
 
 async fn futures_join4<E>(

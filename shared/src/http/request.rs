@@ -5,6 +5,7 @@ use lambda_http::{Body, Request, RequestExt};
 use serde::de::DeserializeOwned;
 
 use super::ApiError;
+use crate::identity::{Subject, SubjectError};
 use crate::model::PhoneNumberId;
 use crate::number::Number;
 
@@ -138,6 +139,34 @@ pub fn path_number(segment: &str) -> Result<Number, ApiError> {
     let decoded = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
     Number::parse(&decoded)
         .map_err(|e| ApiError::invalid("invalid_number", "number", format!("invalid number: {e}")))
+}
+
+/// A path segment, percent-decoded.
+pub fn decoded_segment(segment: &str) -> String {
+    percent_encoding::percent_decode_str(segment)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// A `{subject}` path segment: a number in any of the forms of
+/// [`path_number`], or a BSUID (B60).
+pub fn path_subject(segment: &str) -> Result<Subject, ApiError> {
+    let decoded = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
+    Subject::parse(&decoded).map_err(|e| subject_error(e, "subject"))
+}
+
+/// A subject in a body field.
+pub fn field_subject(raw: &str, field: &str) -> Result<Subject, ApiError> {
+    Subject::parse(raw).map_err(|e| subject_error(e, field))
+}
+
+fn subject_error(error: SubjectError, field: &str) -> ApiError {
+    match error {
+        SubjectError::Number(e) => {
+            ApiError::invalid("invalid_number", field, format!("invalid number: {e}"))
+        }
+        SubjectError::UserId => ApiError::invalid("invalid_user_id", field, error.to_string()),
+    }
 }
 
 /// A number in a body field.

@@ -11,6 +11,7 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+use crate::identity::{Link, Subject, UserId};
 use crate::model::PhoneNumberId;
 use crate::number::Number;
 
@@ -40,14 +41,34 @@ pub enum UpdateKind {
     Status,
 }
 
-/// Who sent an inbound message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Sender {
-    Number(Number),
-    /// Only a business-scoped user id (`from_user_id`): no number to check.
-    UserId(String),
-    /// A `from` that is not a number (kept verbatim for logs, masked).
-    Unreadable(String),
+/// Who sent an inbound message: every identity Meta showed for them
+/// (B60, B61). Since 2026 `from_user_id` is always there and `from` only
+/// when the number is visible; the change's `contacts[]` entry may add a
+/// parent BSUID.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sender {
+    pub number: Option<Number>,
+    pub user_id: Option<UserId>,
+    pub parent_user_id: Option<UserId>,
+    /// A `from` that is not even a lenient number (kept for logs, masked).
+    pub unreadable: Option<String>,
+}
+
+impl Sender {
+    /// Every identity to check against blocks.
+    pub fn identities(&self) -> Vec<Subject> {
+        let mut subjects = Vec::with_capacity(3);
+        subjects.extend(self.number.clone().map(Subject::Number));
+        subjects.extend(self.user_id.clone().map(Subject::User));
+        subjects.extend(self.parent_user_id.clone().map(Subject::User));
+        subjects
+    }
+
+    /// The identity chats and audit events are kept under: the number when
+    /// visible, else the BSUID.
+    pub fn primary(&self) -> Option<Subject> {
+        self.identities().into_iter().next()
+    }
 }
 
 /// One inbound message (B22).
@@ -60,6 +81,9 @@ pub struct InboundMessage {
     /// `text`, `image`, … or whatever Meta sends next.
     pub message_type: String,
     pub timestamp: Option<DateTime<Utc>>,
+    /// A `system` message saying the sender now writes under another
+    /// identity (`user_changed_number`, `user_changed_user_id`, B62).
+    pub changed_to: Option<Subject>,
 }
 
 /// One error of a `failed` status.
@@ -76,9 +100,22 @@ pub struct StatusUpdate {
     pub id: String,
     pub status: String,
     pub phone_number_id: Option<PhoneNumberId>,
+    /// `recipient_id`: absent for sends addressed to a BSUID (B64).
     pub recipient: Option<Number>,
+    /// `recipient_user_id`.
+    pub recipient_user_id: Option<UserId>,
     pub timestamp: Option<DateTime<Utc>>,
     pub errors: Vec<StatusError>,
+}
+
+impl StatusUpdate {
+    /// Who the status is about, when it says: the number, else the BSUID.
+    pub fn recipient_subject(&self) -> Option<Subject> {
+        self.recipient
+            .clone()
+            .map(Subject::Number)
+            .or_else(|| self.recipient_user_id.clone().map(Subject::User))
+    }
 }
 
 /// A parsed delivery.
@@ -87,6 +124,10 @@ pub struct Delivery {
     body: Value,
     pub messages: Vec<InboundMessage>,
     pub statuses: Vec<StatusUpdate>,
+    /// Identities Meta showed together (B61): `contacts[]` entries,
+    /// messages with `from` and `from_user_id`, statuses with both
+    /// recipient ids.
+    pub links: Vec<Link>,
     /// Messages or statuses without an id, or not objects: logged, not
     /// forwarded (they cannot be de-duplicated).
     pub unusable: usize,
@@ -106,6 +147,7 @@ impl Delivery {
             body: Value::Null,
             messages: vec![],
             statuses: vec![],
+            links: vec![],
             unusable: 0,
         };
         for (entry_index, entry) in array(&body, "entry").iter().enumerate() {
@@ -123,15 +165,37 @@ impl Delivery {
                     kind,
                     index,
                 };
+                let contacts: Vec<Sender> =
+                    array(value, "contacts").iter().map(read_contact).collect();
+                let seen_at = |t: Option<DateTime<Utc>>| t.unwrap_or(DateTime::UNIX_EPOCH);
+                for contact in &contacts {
+                    delivery.links.push(link_of(contact, DateTime::UNIX_EPOCH));
+                }
                 for (index, message) in array(value, "messages").iter().enumerate() {
                     match read_message(message, at(UpdateKind::Message, index), &phone_number_id) {
-                        Some(message) => delivery.messages.push(message),
+                        Some(mut message) => {
+                            enrich(&mut message.sender, &contacts);
+                            delivery
+                                .links
+                                .push(link_of(&message.sender, seen_at(message.timestamp)));
+                            delivery.messages.push(message);
+                        }
                         None => delivery.unusable += 1,
                     }
                 }
                 for (index, status) in array(value, "statuses").iter().enumerate() {
                     match read_status(status, at(UpdateKind::Status, index), &phone_number_id) {
-                        Some(status) => delivery.statuses.push(status),
+                        Some(status) => {
+                            let recipient = Sender {
+                                number: status.recipient.clone(),
+                                user_id: status.recipient_user_id.clone(),
+                                ..Sender::default()
+                            };
+                            delivery
+                                .links
+                                .push(link_of(&recipient, seen_at(status.timestamp)));
+                            delivery.statuses.push(status);
+                        }
                         None => delivery.unusable += 1,
                     }
                 }
@@ -179,14 +243,16 @@ impl Delivery {
                         index += 1;
                         let kept = keep.contains(&position);
                         if kind == UpdateKind::Message {
-                            let sender =
-                                item.get("from").and_then(Value::as_str).unwrap_or_default();
                             let set = if kept {
                                 &mut kept_senders
                             } else {
                                 &mut dropped_senders
                             };
-                            set.insert(sender.to_owned());
+                            for key in ["from", "from_user_id"] {
+                                if let Some(id) = item.get(key).and_then(Value::as_str) {
+                                    set.insert(id.to_owned());
+                                }
+                            }
                         }
                         kept
                     });
@@ -195,12 +261,15 @@ impl Delivery {
                     }
                 }
                 if let Some(contacts) = value.get_mut("contacts").and_then(Value::as_array_mut) {
+                    // A suppressed sender's profile (name, username) does not
+                    // reach the CRM, whichever id names it.
                     contacts.retain(|contact| {
-                        let wa_id = contact
-                            .get("wa_id")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default();
-                        kept_senders.contains(wa_id) || !dropped_senders.contains(wa_id)
+                        let ids: Vec<&str> = ["wa_id", "user_id"]
+                            .iter()
+                            .filter_map(|k| contact.get(*k).and_then(Value::as_str))
+                            .collect();
+                        ids.iter().any(|id| kept_senders.contains(*id))
+                            || !ids.iter().any(|id| dropped_senders.contains(*id))
                     });
                     if contacts.is_empty() {
                         value.remove("contacts");
@@ -218,6 +287,47 @@ impl Delivery {
         }
         entries.retain(|e| !e.is_null());
         (!entries.is_empty()).then_some(body)
+    }
+}
+
+/// A `contacts[]` entry's identities.
+fn read_contact(contact: &Value) -> Sender {
+    let text = |key| contact.get(key).and_then(Value::as_str);
+    Sender {
+        number: text("wa_id").and_then(|w| Number::from_whatsapp_id(w).ok()),
+        user_id: text("user_id").and_then(|u| UserId::parse(u).ok()),
+        parent_user_id: text("parent_user_id").and_then(|u| UserId::parse(u).ok()),
+        unreadable: None,
+    }
+}
+
+/// Completes a sender from the change's `contacts[]` entry that names one
+/// of its identities (a parent BSUID, or the BSUID of a number).
+fn enrich(sender: &mut Sender, contacts: &[Sender]) {
+    let matching = contacts.iter().find(|c| {
+        (sender.number.is_some() && c.number == sender.number)
+            || (sender.user_id.is_some() && c.user_id == sender.user_id)
+    });
+    let Some(contact) = matching else { return };
+    // Only fill what is missing: where both name a value and they differ,
+    // the message's own fields are what Meta attributed the message to.
+    if sender.number.is_none() && sender.user_id == contact.user_id {
+        sender.number = contact.number.clone();
+    }
+    if sender.user_id.is_none() && sender.number == contact.number {
+        sender.user_id = contact.user_id.clone();
+    }
+    if sender.parent_user_id.is_none() {
+        sender.parent_user_id = contact.parent_user_id.clone();
+    }
+}
+
+fn link_of(identities: &Sender, seen_at: DateTime<Utc>) -> Link {
+    Link {
+        number: identities.number.clone(),
+        user_id: identities.user_id.clone(),
+        parent_user_id: identities.parent_user_id.clone(),
+        seen_at,
     }
 }
 
@@ -244,29 +354,51 @@ fn read_message(
     phone_number_id: &Option<PhoneNumberId>,
 ) -> Option<InboundMessage> {
     let id = message.get("id")?.as_str()?.to_owned();
-    let sender = match (
-        message.get("from").and_then(Value::as_str),
-        message.get("from_user_id").and_then(Value::as_str),
-    ) {
-        (Some(from), _) => match Number::parse(from) {
-            Ok(number) => Sender::Number(number),
-            Err(_) => Sender::Unreadable(from.to_owned()),
-        },
-        (None, Some(user_id)) => Sender::UserId(user_id.to_owned()),
-        (None, None) => Sender::Unreadable(String::new()),
-    };
+    let mut sender = Sender::default();
+    if let Some(from) = message.get("from").and_then(Value::as_str) {
+        // B63: a `from` the metadata does not know yet is still a number.
+        match Number::from_whatsapp_id(from) {
+            Ok(number) => sender.number = Some(number),
+            Err(_) => sender.unreadable = Some(from.to_owned()),
+        }
+    }
+    sender.user_id = message
+        .get("from_user_id")
+        .and_then(Value::as_str)
+        .and_then(|u| UserId::parse(u).ok());
+    let message_type = message
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("unknown")
+        .to_owned();
+    let changed_to = (message_type == "system")
+        .then(|| changed_identity(message.get("system")?))
+        .flatten();
     Some(InboundMessage {
         position,
         id,
         phone_number_id: phone_number_id.clone(),
         sender,
-        message_type: message
-            .get("type")
-            .and_then(Value::as_str)
-            .unwrap_or("unknown")
-            .to_owned(),
+        message_type,
         timestamp: unix_seconds(message.get("timestamp")),
+        changed_to,
     })
+}
+
+/// B62: the new identity of a `user_changed_number` (`system.wa_id`) or
+/// `user_changed_user_id` (`system.user_id`) system message.
+fn changed_identity(system: &Value) -> Option<Subject> {
+    let text = |key| system.get(key).and_then(Value::as_str);
+    match text("type")? {
+        "user_changed_number" => text("wa_id")
+            .and_then(|w| Number::from_whatsapp_id(w).ok())
+            .map(Subject::Number),
+        "user_changed_user_id" => text("user_id")
+            .or_else(|| text("new_user_id"))
+            .and_then(|u| UserId::parse(u).ok())
+            .map(Subject::User),
+        _ => None,
+    }
 }
 
 fn read_status(
@@ -296,7 +428,11 @@ fn read_status(
         recipient: status
             .get("recipient_id")
             .and_then(Value::as_str)
-            .and_then(|r| Number::parse(r).ok()),
+            .and_then(|r| Number::from_whatsapp_id(r).ok()),
+        recipient_user_id: status
+            .get("recipient_user_id")
+            .and_then(Value::as_str)
+            .and_then(|u| UserId::parse(u).ok()),
         timestamp: unix_seconds(status.get("timestamp")),
         errors,
     })
@@ -332,8 +468,8 @@ mod tests {
             Some("106540352242923")
         );
         assert_eq!(
-            delivery.messages[0].sender,
-            Sender::Number(Number::parse("+16505551234").unwrap())
+            delivery.messages[0].sender.number,
+            Some(Number::parse("+16505551234").unwrap())
         );
         assert_eq!(
             delivery.messages[0].timestamp.unwrap().timestamp(),
@@ -364,8 +500,12 @@ mod tests {
             "statuses":"not a list"}}, {"field":"x"}]}, {"id":"2"}], "extra": 1}"#;
         let delivery = Delivery::parse(body).unwrap();
         assert_eq!(delivery.messages.len(), 2);
-        assert_eq!(delivery.messages[0].sender, Sender::UserId("US.1".into()));
-        assert!(matches!(delivery.messages[1].sender, Sender::Unreadable(_)));
+        assert_eq!(
+            delivery.messages[0].sender.user_id,
+            Some(UserId::parse("US.1").unwrap())
+        );
+        assert!(delivery.messages[0].sender.number.is_none());
+        assert!(delivery.messages[1].sender.unreadable.is_some());
         assert_eq!(delivery.unusable, 2);
         assert!(matches!(
             Delivery::parse(b"{"),

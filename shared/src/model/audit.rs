@@ -2,7 +2,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::time_format;
-use crate::number::Number;
+use crate::identity::{Subject, subject_fields};
 
 /// What an audit event records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -17,6 +17,11 @@ pub enum Action {
     InboundSuppressed,
     OutboundRefused,
     SettingsChanged,
+    /// Meta showed two identities of one person together (B61).
+    IdentityLinked,
+    /// WhatsApp reported a changed number or user id, and blocks were
+    /// carried to the new identity (B62).
+    IdentityChanged,
 }
 
 impl Action {
@@ -31,6 +36,8 @@ impl Action {
             Action::InboundSuppressed => "inbound_suppressed",
             Action::OutboundRefused => "outbound_refused",
             Action::SettingsChanged => "settings_changed",
+            Action::IdentityLinked => "identity_linked",
+            Action::IdentityChanged => "identity_changed",
         }
     }
 
@@ -44,7 +51,8 @@ impl Action {
 pub struct AuditEvent {
     /// A ULID: unique, and ordered by creation time.
     pub event_id: String,
-    pub number: Option<Number>,
+    #[serde(flatten, with = "subject_fields::option")]
+    pub subject: Option<Subject>,
     pub scope: Option<String>,
     pub action: Action,
     pub actor: String,

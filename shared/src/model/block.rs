@@ -2,12 +2,13 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{Reason, Scope, Source, time_format};
-use crate::number::Number;
+use crate::identity::{Subject, subject_fields};
 
-/// One block of one number in one scope (SPEC section 4).
+/// One block of one subject (number or BSUID) in one scope (SPEC section 4).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Block {
-    pub number: Number,
+    #[serde(flatten, with = "subject_fields")]
+    pub subject: Subject,
     pub scope: Scope,
     pub reason: Reason,
     pub source: Source,

@@ -2,7 +2,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{PhoneNumberId, time_format};
-use crate::number::Number;
+use crate::identity::{Subject, subject_fields};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -40,7 +40,8 @@ pub enum SessionStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Chat {
     pub phone_number_id: PhoneNumberId,
-    pub number: Number,
+    #[serde(flatten, with = "subject_fields")]
+    pub subject: Subject,
     pub status: ChatStatus,
     pub session_status: Option<SessionStatus>,
     #[serde(with = "time_format::option", default)]

@@ -14,7 +14,9 @@ mod values;
 pub use audit::{Action, AuditEvent};
 pub use block::Block;
 pub use chat::{Chat, ChatStatus, SessionStatus};
-pub use contact::{Contact, search_text as contact_search_text};
+pub use contact::{
+    Contact, search_terms as contact_search_terms, search_text as contact_search_text,
+};
 pub use settings::{AutoBlockPolicy, Settings, SettingsPatch, SettingsTarget};
 pub use stats::{DayStats, StatCounter, Stats};
 pub use values::{Actor, PhoneNumberId, Reason, Scope, Source, ValueError};

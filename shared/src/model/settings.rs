@@ -52,6 +52,14 @@ pub struct Settings {
     pub phone_number_id: String,
     pub allow_unknown_numbers: bool,
     pub auto_block: AutoBlockPolicy,
+    /// B62: when WhatsApp reports that a blocked person changed number or
+    /// user id, the blocks follow them to the new identity.
+    #[serde(default = "carry_blocks_default")]
+    pub carry_blocks_on_change: bool,
+}
+
+fn carry_blocks_default() -> bool {
+    true
 }
 
 impl Settings {
@@ -61,6 +69,7 @@ impl Settings {
             phone_number_id: target.as_str().to_owned(),
             allow_unknown_numbers: true,
             auto_block: AutoBlockPolicy::default(),
+            carry_blocks_on_change: true,
         }
     }
 
@@ -69,6 +78,9 @@ impl Settings {
         let mut next = self.clone();
         if let Some(allow) = patch.allow_unknown_numbers {
             next.allow_unknown_numbers = allow;
+        }
+        if let Some(carry) = patch.carry_blocks_on_change {
+            next.carry_blocks_on_change = carry;
         }
         if let Some(auto) = &patch.auto_block {
             if let Some(enabled) = auto.enabled {
@@ -96,6 +108,7 @@ pub struct SettingsPatch {
     pub phone_number_id: Option<String>,
     pub allow_unknown_numbers: Option<bool>,
     pub auto_block: Option<AutoBlockPatch>,
+    pub carry_blocks_on_change: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]

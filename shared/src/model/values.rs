@@ -12,7 +12,7 @@ pub enum ValueError {
     Scope,
     #[error("phone_number_id must be 1 to 32 digits")]
     PhoneNumberId,
-    #[error("source must be one of manual, notification, bulk, import, auto")]
+    #[error("source must be one of manual, notification, bulk, import, auto, carried")]
     Source,
 }
 
@@ -138,6 +138,9 @@ pub enum Source {
     Bulk,
     Import,
     Auto,
+    /// Carried over from a person's previous identity when WhatsApp
+    /// reported a changed number or user id (B62).
+    Carried,
 }
 
 impl Source {
@@ -148,6 +151,7 @@ impl Source {
             "bulk" => Ok(Source::Bulk),
             "import" => Ok(Source::Import),
             "auto" => Ok(Source::Auto),
+            "carried" => Ok(Source::Carried),
             _ => Err(ValueError::Source),
         }
     }
@@ -159,6 +163,7 @@ impl Source {
             Source::Bulk => "bulk",
             Source::Import => "import",
             Source::Auto => "auto",
+            Source::Carried => "carried",
         }
     }
 }
@@ -218,7 +223,14 @@ mod tests {
 
     #[test]
     fn source_names_round_trip() {
-        for s in ["manual", "notification", "bulk", "import", "auto"] {
+        for s in [
+            "manual",
+            "notification",
+            "bulk",
+            "import",
+            "auto",
+            "carried",
+        ] {
             assert_eq!(Source::parse(s).unwrap().as_str(), s);
         }
         assert_eq!(Source::parse("robot"), Err(ValueError::Source));

@@ -11,11 +11,15 @@ use chrono::{DateTime, Duration, Utc};
 use futures::{StreamExt, TryStreamExt};
 use serde_json::json;
 
-use super::items::{BlockItem, CONTACT, block_sk, number_pk};
+use super::items::{
+    BlockItem, CONTACT, FailureItem, SENT, STATE, SentItem, block_sk, failure_pk, sent_pk,
+    subject_pk,
+};
+use super::number::{state_from_item, subject_of_pk};
 use super::{Item, Store, StoreError, n, s, shard_of};
+use crate::identity::Subject;
 use crate::inbound::{Claim, DeliveryFailure, SenderFacts, Suppression};
 use crate::model::{Action, AuditEvent, ChatStatus, PhoneNumberId, StatCounter};
-use crate::number::Number;
 
 /// DynamoDB's limit of keys in one `BatchGetItem`.
 const BATCH_GET_KEYS: usize = 100;
@@ -32,16 +36,20 @@ const DONE_CLAIM_DAYS: i64 = 8;
 const FAILURE_DAYS: i64 = 400;
 
 impl Store {
-    /// Blocks (`all` and the given business numbers) and contact presence
-    /// of every sender: one strongly consistent batched read (B4, B22).
+    /// Everything enforcement needs about every identity of a delivery or a
+    /// send, in one strongly consistent batched read (B4, B22, B61): blocks
+    /// in `all` and in the given business numbers, contact presence, and
+    /// the `STATE` item, which carries the blocks of every linked identity.
+    /// A person whose message shows only their BSUID is thus stopped by a
+    /// block of their number in the same round trip.
     pub async fn sender_facts(
         &self,
-        senders: &HashMap<Number, HashSet<PhoneNumberId>>,
-    ) -> Result<HashMap<Number, SenderFacts>, StoreError> {
+        senders: &HashMap<Subject, HashSet<PhoneNumberId>>,
+    ) -> Result<HashMap<Subject, SenderFacts>, StoreError> {
         let mut keys: Vec<Item> = Vec::new();
-        for (number, businesses) in senders {
-            let pk = number_pk(number);
-            let sort_keys = ["B#all".to_owned(), CONTACT.to_owned()]
+        for (subject, businesses) in senders {
+            let pk = subject_pk(subject);
+            let sort_keys = ["B#all".to_owned(), CONTACT.to_owned(), STATE.to_owned()]
                 .into_iter()
                 .chain(businesses.iter().map(|b| block_sk(b.as_str())));
             for sk in sort_keys {
@@ -60,32 +68,64 @@ impl Store {
                 .collect(),
         )
         .await?;
-        let mut facts: HashMap<Number, SenderFacts> = senders
+        let mut facts: HashMap<Subject, SenderFacts> = senders
             .keys()
             .map(|n| (n.clone(), SenderFacts::default()))
             .collect();
         for item in items.into_iter().flatten() {
-            let sk = item
-                .get("sk")
-                .and_then(|v| v.as_s().ok())
-                .cloned()
-                .unwrap_or_default();
+            let text = |key: &str| item.get(key).and_then(|v| v.as_s().ok()).cloned();
+            let sk = text("sk").unwrap_or_default();
+            let Some(subject) = text("pk").and_then(|pk| subject_of_pk(&pk)) else {
+                continue;
+            };
+            let Some(f) = facts.get_mut(&subject) else {
+                continue;
+            };
             if sk == CONTACT {
-                let number = item
-                    .get("number")
-                    .and_then(|v| v.as_s().ok())
-                    .and_then(|n| Number::parse(n).ok());
-                if let Some(f) = number.and_then(|n| facts.get_mut(&n)) {
-                    f.known_contact = true;
-                }
+                f.known_contact = true;
+            } else if sk == STATE {
+                let state = state_from_item(&subject, item)?;
+                f.blocks.extend(state.linked_blocks.iter().cloned());
+                f.state = Some(state);
             } else {
                 let block: BlockItem = serde_dynamo::from_item(item)?;
-                if let Some(f) = facts.get_mut(&block.block.number) {
-                    f.blocks.push(block.block);
-                }
+                f.blocks.push(block.block);
             }
         }
         Ok(facts)
+    }
+
+    /// B64: who the send proxy sent each of these message ids to (records
+    /// kept 30 days), in batched reads.
+    pub async fn sent_subjects(
+        &self,
+        message_ids: &[String],
+    ) -> Result<HashMap<String, Subject>, StoreError> {
+        let keys: Vec<Item> = message_ids
+            .iter()
+            .map(|id| {
+                [
+                    ("pk".to_owned(), s(sent_pk(id))),
+                    ("sk".to_owned(), s(SENT)),
+                ]
+                .into_iter()
+                .collect()
+            })
+            .collect();
+        let chunks: Vec<Vec<Item>> = keys.chunks(BATCH_GET_KEYS).map(<[Item]>::to_vec).collect();
+        let items = run_all(
+            chunks
+                .into_iter()
+                .map(|c| self.batch_get(&self.tables.blocklist, c))
+                .collect(),
+        )
+        .await?;
+        let mut sent = HashMap::new();
+        for item in items.into_iter().flatten() {
+            let record: SentItem = serde_dynamo::from_item(item)?;
+            sent.insert(record.message_id, record.subject);
+        }
+        Ok(sent)
     }
 
     /// A strongly consistent `BatchGetItem` of up to 100 keys; unprocessed
@@ -312,11 +352,11 @@ impl Store {
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             actions.push(TransactWriteItem::builder().update(claim).build());
             actions.push(self.audit_put(
-                number_pk(&suppression.number),
+                subject_pk(&suppression.subject),
                 &suppression_event(suppression, now),
             )?);
             *counts
-                .entry(shard_of(suppression.number.as_str()))
+                .entry(shard_of(suppression.subject.as_str()))
                 .or_default() += 1;
         }
         for (shard, count) in counts {
@@ -392,7 +432,7 @@ impl Store {
                 .map(|chat| {
                     self.record_inbound(
                         &chat.phone_number_id,
-                        &chat.number,
+                        &chat.subject,
                         chat.at,
                         ChatStatus::Active,
                         chat.known_contact,
@@ -418,77 +458,47 @@ impl Store {
     }
 
     async fn record_failure(&self, failure: &DeliveryFailure) -> Result<(), StoreError> {
-        let ttl = (failure.at + Duration::days(FAILURE_DAYS)).timestamp();
         self.client
             .put_item()
             .table_name(&self.tables.blocklist)
-            .item("pk", s(format!("F#{}", failure.number)))
-            .item(
-                "sk",
-                s(format!(
-                    "{}#{}",
-                    crate::model::format_time(failure.at),
-                    failure.message_id
-                )),
-            )
-            .item("kind", s("delivery_failure"))
-            .item("number", s(failure.number.as_str()))
-            .item(
-                "phone_number_id",
-                s(failure.phone_number_id.as_ref().map_or("", |p| p.as_str())),
-            )
-            .item("code", n(failure.code.unwrap_or(0)))
-            .item("title", s(failure.title.clone().unwrap_or_default()))
-            .item("message_id", s(&failure.message_id))
-            .item("at", s(crate::model::format_time(failure.at)))
-            .item("ttl", n(ttl))
+            .set_item(Some(serde_dynamo::to_item(FailureItem::new(
+                failure,
+                FAILURE_DAYS,
+            ))?))
             .send()
             .await?;
         Ok(())
     }
 
-    /// The delivery failures of a number since `since`, oldest first.
+    /// The delivery failures of a subject since `since`, oldest first.
     pub async fn failures_since(
         &self,
-        number: &Number,
+        subject: &Subject,
         since: DateTime<Utc>,
     ) -> Result<Vec<DeliveryFailure>, StoreError> {
-        let out = self
-            .client
-            .query()
-            .table_name(&self.tables.blocklist)
-            .key_condition_expression("pk = :pk AND sk >= :since")
-            .expression_attribute_values(":pk", s(format!("F#{number}")))
-            .expression_attribute_values(":since", s(crate::model::format_time(since)))
-            .consistent_read(true)
-            .send()
-            .await?;
         let mut failures = Vec::new();
-        for item in out.items.unwrap_or_default() {
-            let text = |k: &str| {
-                item.get(k)
-                    .and_then(|v| v.as_s().ok())
-                    .cloned()
-                    .unwrap_or_default()
-            };
-            let at = DateTime::parse_from_rfc3339(&text("at"))
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?
-                .with_timezone(&Utc);
-            let pnid = text("phone_number_id");
-            failures.push(DeliveryFailure {
-                number: number.clone(),
-                phone_number_id: PhoneNumberId::parse(&pnid).ok(),
-                code: item
-                    .get("code")
-                    .and_then(|v| v.as_n().ok())
-                    .and_then(|c| c.parse().ok())
-                    .filter(|c| *c != 0),
-                title: Some(text("title")).filter(|t| !t.is_empty()),
-                message_id: text("message_id"),
-                at,
-            });
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.tables.blocklist)
+                .key_condition_expression("pk = :pk AND sk >= :since")
+                .expression_attribute_values(":pk", s(failure_pk(subject)))
+                .expression_attribute_values(":since", s(crate::model::format_time(since)))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await?;
+            for item in out.items.unwrap_or_default() {
+                let item: FailureItem = serde_dynamo::from_item(item)?;
+                failures.push(item.failure()?);
+            }
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(failures),
+            }
         }
-        Ok(failures)
     }
 }
 
@@ -526,7 +536,7 @@ fn suppression_event(suppression: &Suppression, now: DateTime<Utc>) -> AuditEven
     let message = &suppression.message;
     AuditEvent {
         event_id: AuditEvent::new_id(now),
-        number: Some(suppression.number.clone()),
+        subject: Some(suppression.subject.clone()),
         scope: Some(suppression.block.scope.to_string()),
         action: Action::InboundSuppressed,
         actor: "webhook-ingress".to_owned(),

@@ -3,8 +3,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::identity::{Link, Subject};
 use crate::model::{AuditEvent, Block, Chat, Contact, Settings, format_time};
-use crate::number::Number;
 
 pub const STATE: &str = "STATE";
 pub const CONTACT: &str = "CONTACT";
@@ -13,8 +13,13 @@ pub const CHATS_PARTITION: &str = "CHATS";
 pub const SETTINGS_PARTITION: &str = "SETTINGS";
 pub const STATS_PARTITION: &str = "STATS";
 
-pub fn number_pk(number: &Number) -> String {
-    format!("N#{number}")
+/// The partition of everything about one subject: `N#<number>` or
+/// `U#<bsuid>`.
+pub fn subject_pk(subject: &Subject) -> String {
+    match subject {
+        Subject::Number(number) => format!("N#{number}"),
+        Subject::User(id) => format!("U#{id}"),
+    }
 }
 
 pub fn block_sk(scope: &str) -> String {
@@ -37,6 +42,15 @@ pub struct StateItem {
     pub scopes: Vec<String>,
     #[serde(default)]
     pub unblocked_at: Option<String>,
+    /// A copy of the subject's own blocks, so that linking it to another
+    /// identity can mirror them without reading every block item.
+    #[serde(default)]
+    pub blocks: Vec<Block>,
+    #[serde(default)]
+    pub links: Vec<Link>,
+    /// Blocks of linked identities (B61), read by every enforcement path.
+    #[serde(default)]
+    pub linked_blocks: Vec<Block>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -56,17 +70,17 @@ pub struct BlockItem {
 impl BlockItem {
     pub fn new(block: &Block, contact: Option<&Contact>) -> Self {
         BlockItem {
-            pk: number_pk(&block.number),
+            pk: subject_pk(&block.subject),
             sk: block_sk(block.scope.as_str()),
             gsi1pk: BLOCKS_PARTITION.to_owned(),
             gsi1sk: format!(
                 "{}#{}#{}",
                 format_time(block.blocked_at),
-                block.number,
+                block.subject,
                 block.scope
             ),
             block: block.clone(),
-            search: crate::model::contact_search_text(&block.number, contact),
+            search: crate::model::contact_search_text(&block.subject, contact),
             category: contact.and_then(|c| c.category.clone()),
             groups: contact.map(|c| c.groups.clone()).unwrap_or_default(),
         }
@@ -91,20 +105,20 @@ pub struct ChatItem {
     pub chat: Chat,
 }
 
-pub fn chat_gsi1sk(status: &str, phone_number_id: &str, number: &Number) -> String {
-    format!("{status}#{phone_number_id}#{number}")
+pub fn chat_gsi1sk(status: &str, phone_number_id: &str, subject: &Subject) -> String {
+    format!("{status}#{phone_number_id}#{subject}")
 }
 
 impl ChatItem {
     pub fn new(chat: &Chat) -> Self {
         ChatItem {
-            pk: number_pk(&chat.number),
+            pk: subject_pk(&chat.subject),
             sk: chat.phone_number_id.to_string(),
             gsi1pk: CHATS_PARTITION.to_owned(),
             gsi1sk: chat_gsi1sk(
                 chat.status.as_str(),
                 chat.phone_number_id.as_str(),
-                &chat.number,
+                &chat.subject,
             ),
             chat: chat.clone(),
         }
@@ -122,7 +136,7 @@ pub struct AuditItem {
 }
 
 impl AuditItem {
-    /// `partition` is `N#<number>` or `S#<settings id>`.
+    /// `partition` is a subject's (`N#…`, `U#…`) or `S#<settings id>`.
     pub fn new(partition: String, event: &AuditEvent) -> Self {
         AuditItem {
             pk: partition,
@@ -141,4 +155,86 @@ pub struct SettingsItem {
     pub version: u64,
     #[serde(flatten)]
     pub settings: Settings,
+}
+
+/// Failures of a subject, sorted by time (`F#<subject>`; the stream filter
+/// feeding `wa-blocked` matches the `F#` prefix).
+pub fn failure_pk(subject: &Subject) -> String {
+    format!("F#{subject}")
+}
+
+/// A delivery failure (B25), as `wa-blocked` reads it from the stream.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct FailureItem {
+    pub pk: String,
+    pub sk: String,
+    /// Always `delivery_failure`: what the stream consumer checks.
+    pub kind: String,
+    #[serde(flatten, with = "crate::identity::subject_fields")]
+    pub subject: Subject,
+    /// Empty when the status named no business number.
+    #[serde(default)]
+    pub phone_number_id: String,
+    /// 0 when the status carried no code.
+    #[serde(default)]
+    pub code: i64,
+    #[serde(default)]
+    pub title: String,
+    pub message_id: String,
+    pub at: String,
+    pub ttl: i64,
+}
+
+impl FailureItem {
+    pub const KIND: &'static str = "delivery_failure";
+
+    pub fn new(failure: &crate::inbound::DeliveryFailure, keep_days: i64) -> Self {
+        FailureItem {
+            pk: failure_pk(&failure.subject),
+            sk: format!("{}#{}", format_time(failure.at), failure.message_id),
+            kind: Self::KIND.to_owned(),
+            subject: failure.subject.clone(),
+            phone_number_id: failure
+                .phone_number_id
+                .as_ref()
+                .map_or_else(String::new, |p| p.to_string()),
+            code: failure.code.unwrap_or(0),
+            title: failure.title.clone().unwrap_or_default(),
+            message_id: failure.message_id.clone(),
+            at: format_time(failure.at),
+            ttl: (failure.at + chrono::Duration::days(keep_days)).timestamp(),
+        }
+    }
+
+    pub fn failure(self) -> Result<crate::inbound::DeliveryFailure, super::StoreError> {
+        let at = DateTime::parse_from_rfc3339(&self.at)
+            .map_err(|e| super::StoreError::Corrupt(e.to_string()))?
+            .with_timezone(&Utc);
+        Ok(crate::inbound::DeliveryFailure {
+            subject: self.subject,
+            phone_number_id: crate::model::PhoneNumberId::parse(&self.phone_number_id).ok(),
+            code: Some(self.code).filter(|c| *c != 0),
+            title: Some(self.title).filter(|t| !t.is_empty()),
+            message_id: self.message_id,
+            at,
+        })
+    }
+}
+
+pub const SENT: &str = "SENT";
+
+/// B64: which subject a message sent through the proxy went to.
+pub fn sent_pk(message_id: &str) -> String {
+    format!("O#{message_id}")
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SentItem {
+    pub pk: String,
+    pub sk: String,
+    pub message_id: String,
+    #[serde(flatten, with = "crate::identity::subject_fields")]
+    pub subject: Subject,
+    pub phone_number_id: String,
+    pub ttl: i64,
 }

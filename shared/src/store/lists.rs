@@ -7,11 +7,11 @@ use serde::de::DeserializeOwned;
 use super::cursor::Cursor;
 use super::items::*;
 use super::{Item, Store, StoreError, s};
+use crate::identity::Subject;
 use crate::model::{
     Action, AuditEvent, Block, Chat, ChatStatus, DayStats, PhoneNumberId, Scope, Source, Stats,
     format_time,
 };
-use crate::number::Number;
 
 /// One page of a listing.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,7 +40,8 @@ pub struct BlockQuery {
     pub until: Option<DateTime<Utc>>,
     pub category: Option<String>,
     pub group: Option<String>,
-    /// Matched case-insensitively against number, contact name and email.
+    /// Matched against subject (in any number form, B65), contact name and
+    /// email, case-insensitively.
     pub q: Option<String>,
     /// Blocks that expired before this are left out.
     pub now: DateTime<Utc>,
@@ -118,11 +119,20 @@ impl Store {
                 .expression_attribute_names("#groups", "groups")
                 .expression_attribute_values(":group", s(group));
         }
+        let mut search = String::new();
         if let Some(q) = &query.q {
-            filters.push("contains(#search, :q)");
-            request = request
-                .expression_attribute_names("#search", "search")
-                .expression_attribute_values(":q", s(q.to_lowercase()));
+            let terms = crate::model::contact_search_terms(q);
+            let alternatives: Vec<String> = (0..terms.len())
+                .map(|i| format!("contains(#search, :q{i})"))
+                .collect();
+            search = format!("({})", alternatives.join(" OR "));
+            request = request.expression_attribute_names("#search", "search");
+            for (i, term) in terms.into_iter().enumerate() {
+                request = request.expression_attribute_values(format!(":q{i}"), s(term));
+            }
+        }
+        if !search.is_empty() {
+            filters.push(&search);
         }
         request = request.filter_expression(filters.join(" AND "));
         let start = query.cursor.as_ref().map(Cursor::to_key);
@@ -174,7 +184,7 @@ impl Store {
     /// B8: the audit events of one number, newest first.
     pub async fn history(
         &self,
-        number: &Number,
+        subject: &Subject,
         limit: usize,
         cursor: Option<&Cursor>,
     ) -> Result<Page<AuditEvent>, StoreError> {
@@ -183,7 +193,7 @@ impl Store {
             .query()
             .table_name(&self.tables.audit)
             .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", s(number_pk(number)))
+            .expression_attribute_values(":pk", s(subject_pk(subject)))
             .scan_index_forward(false);
         let start = cursor.map(Cursor::to_key);
         let (items, next) = self

@@ -63,6 +63,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 pub use cursor::{Cursor, CursorError};
+pub use items::{FailureItem, subject_pk as subject_partition};
 pub use lists::{AuditQuery, BlockQuery, ChatQuery, Page};
 pub use settings::StoredSettings;
 

@@ -1,5 +1,5 @@
 //! Reading and changing one number: the enforcement read and the
-//! transactional write of a [`NumberChange`] (B3, B4).
+//! transactional write of a [`SubjectChange`] (B3, B4).
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
@@ -7,23 +7,25 @@ use chrono::{DateTime, Utc};
 
 use super::items::*;
 use super::{Item, Store, StoreError, n, s, shard_of};
+use crate::identity::Subject;
 use crate::model::{Chat, ChatStatus, Contact, PhoneNumberId, SessionStatus, format_time};
-use crate::number::Number;
-use crate::policy::{NumberChange, NumberRecord};
+use crate::policy::{LinkChange, SubjectChange, SubjectRecord, SubjectState};
 
 /// DynamoDB's limit of actions in one `TransactWriteItems`.
 const MAX_TRANSACTION_ITEMS: usize = 100;
 
 impl Store {
-    /// Everything about a number, strongly consistent (B4): two queries, run
-    /// concurrently.
-    pub async fn load_number(&self, number: &Number) -> Result<NumberRecord, StoreError> {
-        let pk = number_pk(number);
+    /// Everything about a subject, strongly consistent (B4): its partition
+    /// in Blocklist and in Chats, queried concurrently, then the states and
+    /// chats of the identities it is linked to (B61), which a change must
+    /// update with it.
+    pub async fn load_subject(&self, subject: &Subject) -> Result<SubjectRecord, StoreError> {
+        let pk = subject_pk(subject);
         let (own, chats) = futures::try_join!(
             self.query_partition(&self.tables.blocklist, &pk),
             self.query_partition(&self.tables.chats, &pk),
         )?;
-        let mut record = NumberRecord::empty(number.clone());
+        let mut record = SubjectRecord::empty(subject.clone());
         for item in own {
             let sk = item
                 .get("sk")
@@ -31,12 +33,11 @@ impl Store {
                 .cloned()
                 .unwrap_or_default();
             if sk == STATE {
-                let state: StateItem = serde_dynamo::from_item(item)?;
+                let state = state_from_item(subject, item)?;
                 record.version = state.version;
-                record.last_unblocked_at = state
-                    .unblocked_at
-                    .and_then(|at| chrono::DateTime::parse_from_rfc3339(&at).ok())
-                    .map(|at| at.with_timezone(&Utc));
+                record.last_unblocked_at = state.unblocked_at;
+                record.links = state.links;
+                record.linked_blocks = state.linked_blocks;
             } else if sk == CONTACT {
                 let contact: ContactItem = serde_dynamo::from_item(item)?;
                 record.contact = Some(contact.contact);
@@ -49,7 +50,73 @@ impl Store {
             let chat: ChatItem = serde_dynamo::from_item(item)?;
             record.chats.push(chat.chat);
         }
+        let linked: Vec<Subject> = record
+            .links
+            .iter()
+            .flat_map(crate::identity::Link::subjects)
+            .filter(|s| s != subject)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if !linked.is_empty() {
+            let partitions: Vec<String> = linked.iter().map(subject_pk).collect();
+            let chats_of = partitions
+                .iter()
+                .map(|pk| self.query_partition(&self.tables.chats, pk));
+            let (states, chats) = futures::try_join!(
+                self.subject_states(&linked),
+                futures::future::try_join_all(chats_of),
+            )?;
+            record.linked = linked
+                .iter()
+                .map(|other| {
+                    states
+                        .get(other)
+                        .cloned()
+                        .unwrap_or_else(|| SubjectState::empty(other.clone()))
+                })
+                .collect();
+            for item in chats.into_iter().flatten() {
+                let chat: ChatItem = serde_dynamo::from_item(item)?;
+                record.chats.push(chat.chat);
+            }
+        }
         Ok(record)
+    }
+
+    /// The `STATE` items of `subjects`, strongly consistent, in batches.
+    pub async fn subject_states(
+        &self,
+        subjects: &[Subject],
+    ) -> Result<std::collections::HashMap<Subject, SubjectState>, StoreError> {
+        let keys: Vec<Item> = subjects
+            .iter()
+            .map(|subject| {
+                [
+                    ("pk".to_owned(), s(subject_pk(subject))),
+                    ("sk".to_owned(), s(STATE)),
+                ]
+                .into_iter()
+                .collect()
+            })
+            .collect();
+        let reads = keys
+            .chunks(100)
+            .map(|chunk| self.batch_get(&self.tables.blocklist, chunk.to_vec()));
+        let items = futures::future::try_join_all(reads).await?;
+        let mut states = std::collections::HashMap::new();
+        for item in items.into_iter().flatten() {
+            let Some(subject) = item
+                .get("pk")
+                .and_then(|v| v.as_s().ok())
+                .and_then(|pk| subject_of_pk(pk))
+            else {
+                continue;
+            };
+            let state = state_from_item(&subject, item)?;
+            states.insert(subject, state);
+        }
+        Ok(states)
     }
 
     async fn query_partition(&self, table: &str, pk: &str) -> Result<Vec<Item>, StoreError> {
@@ -80,14 +147,14 @@ impl Store {
     /// decide again. A number with more chats than fit in one transaction
     /// (over ~90 business numbers) gets the remaining chat updates right after
     /// the commit; enforcement never depends on chat status.
-    pub async fn apply_change(&self, change: &NumberChange) -> Result<(), StoreError> {
+    pub async fn apply_change(&self, change: &SubjectChange) -> Result<(), StoreError> {
         let mut actions = self.change_actions(change)?;
         let room = MAX_TRANSACTION_ITEMS.saturating_sub(actions.len());
         let mut chats = change.chats.iter();
         for update in chats.by_ref().take(room) {
             actions.push(
                 TransactWriteItem::builder()
-                    .update(self.chat_update(change, update)?)
+                    .update(self.chat_update(update)?)
                     .build(),
             );
         }
@@ -98,28 +165,13 @@ impl Store {
             .send()
             .await;
         if let Err(error) = result {
-            return Err(match error.as_service_error() {
-                Some(TransactWriteItemsError::TransactionCanceledException(cancel))
-                    if cancel.cancellation_reasons().iter().any(|r| {
-                        matches!(
-                            r.code(),
-                            Some("ConditionalCheckFailed" | "TransactionConflict")
-                        )
-                    }) =>
-                {
-                    StoreError::Conflict
-                }
-                Some(TransactWriteItemsError::TransactionInProgressException(_)) => {
-                    StoreError::Conflict
-                }
-                _ => error.into(),
-            });
+            return Err(guarded_write_error(error));
         }
         // The change is committed: a failed chat update after it is logged,
         // not reported as a failed change (enforcement never reads chat
         // status, and a retry of the call would find nothing to do).
         for update in chats {
-            let update = self.chat_update(change, update)?;
+            let update = self.chat_update(update)?;
             let result = self
                 .client
                 .update_item()
@@ -141,36 +193,28 @@ impl Store {
         Ok(())
     }
 
-    fn change_actions(&self, change: &NumberChange) -> Result<Vec<TransactWriteItem>, StoreError> {
-        let pk = number_pk(&change.number);
+    fn change_actions(&self, change: &SubjectChange) -> Result<Vec<TransactWriteItem>, StoreError> {
+        let pk = subject_pk(&change.subject);
         let bl = &self.tables.blocklist;
         let mut actions = Vec::new();
 
-        // The version guard: every change of a number rewrites its state.
-        let state = StateItem {
-            pk: pk.clone(),
-            sk: STATE.to_owned(),
-            version: change.expected_version + 1,
-            scopes: change.scopes_after.iter().map(|s| s.to_string()).collect(),
-            unblocked_at: change.unblocked_at.map(format_time),
+        // The version guard: every change of a subject rewrites its state.
+        let state = SubjectState {
+            subject: change.subject.clone(),
+            version: change.expected_version,
+            blocks: change.blocks_after.clone(),
+            unblocked_at: change.unblocked_at,
+            links: change.links.clone(),
+            linked_blocks: change.linked_blocks.clone(),
         };
-        let mut put_state = Put::builder()
-            .table_name(bl)
-            .set_item(Some(serde_dynamo::to_item(state)?));
-        put_state = if change.expected_version == 0 {
-            put_state.condition_expression("attribute_not_exists(pk)")
-        } else {
-            put_state
-                .condition_expression("version = :expected")
-                .expression_attribute_values(":expected", n(change.expected_version))
-        };
-        actions.push(
-            TransactWriteItem::builder()
-                .put(build(put_state.build())?)
-                .build(),
-        );
+        actions.push(self.state_put(&state)?);
+        // Linked identities whose mirror of these blocks changes (B61),
+        // each under its own version guard.
+        for linked in &change.linked_states {
+            actions.push(self.state_put(linked)?);
+        }
 
-        if let Some(removed) = &change.remove_block {
+        for removed in &change.remove_blocks {
             let delete = Delete::builder()
                 .table_name(bl)
                 .key("pk", s(&pk))
@@ -181,7 +225,7 @@ impl Store {
                     .build(),
             );
         }
-        if let Some(block) = &change.put_block {
+        for block in &change.put_blocks {
             let item = serde_dynamo::to_item(BlockItem::new(block, change.contact_after.as_ref()))?;
             let put = Put::builder().table_name(bl).set_item(Some(item));
             actions.push(
@@ -231,9 +275,13 @@ impl Store {
             );
         }
         for event in &change.events {
-            actions.push(self.audit_put(pk.clone(), event)?);
+            let partition = event
+                .subject
+                .as_ref()
+                .map_or_else(|| pk.clone(), subject_pk);
+            actions.push(self.audit_put(partition, event)?);
         }
-        let shard = shard_of(change.number.as_str());
+        let shard = shard_of(change.subject.as_str());
         for counter in &change.counters {
             actions.push(self.counter_update(change.at, shard, counter.attribute(), 1)?);
         }
@@ -251,6 +299,33 @@ impl Store {
             );
         }
         Ok(actions)
+    }
+
+    /// Writes a subject's `STATE` as `state.version + 1`, on condition that
+    /// it is still at `state.version` (absent for 0).
+    pub(super) fn state_put(&self, state: &SubjectState) -> Result<TransactWriteItem, StoreError> {
+        let item = StateItem {
+            pk: subject_pk(&state.subject),
+            sk: STATE.to_owned(),
+            version: state.version + 1,
+            scopes: state.blocks.iter().map(|b| b.scope.to_string()).collect(),
+            unblocked_at: state.unblocked_at.map(format_time),
+            blocks: state.blocks.clone(),
+            links: state.links.clone(),
+            linked_blocks: state.linked_blocks.clone(),
+        };
+        let mut put = Put::builder()
+            .table_name(&self.tables.blocklist)
+            .set_item(Some(serde_dynamo::to_item(item)?));
+        put = if state.version == 0 {
+            put.condition_expression("attribute_not_exists(pk)")
+        } else {
+            put.condition_expression("version = :expected")
+                .expression_attribute_values(":expected", n(state.version))
+        };
+        Ok(TransactWriteItem::builder()
+            .put(build(put.build())?)
+            .build())
     }
 
     /// An append-only audit write (B53): never overwrites an event.
@@ -292,16 +367,12 @@ impl Store {
             .build())
     }
 
-    fn chat_update(
-        &self,
-        change: &NumberChange,
-        update: &crate::policy::ChatUpdate,
-    ) -> Result<Update, StoreError> {
+    fn chat_update(&self, update: &crate::policy::ChatUpdate) -> Result<Update, StoreError> {
         let session = serde_dynamo::to_attribute_value(update.session_status)?;
         build(
             Update::builder()
                 .table_name(&self.tables.chats)
-                .key("pk", s(number_pk(&change.number)))
+                .key("pk", s(subject_pk(&update.subject)))
                 .key("sk", s(update.phone_number_id.as_str()))
                 .update_expression(
                     "SET #status = :status, session_status = :session, gsi1sk = :gsi1sk, \
@@ -317,7 +388,7 @@ impl Store {
                     s(chat_gsi1sk(
                         update.status.as_str(),
                         update.phone_number_id.as_str(),
-                        &change.number,
+                        &update.subject,
                     )),
                 )
                 .build(),
@@ -330,14 +401,14 @@ impl Store {
     pub async fn record_inbound(
         &self,
         business: &PhoneNumberId,
-        number: &Number,
+        subject: &Subject,
         at: DateTime<Utc>,
         status_if_new: ChatStatus,
         known_contact: bool,
     ) -> Result<(), StoreError> {
         let new_chat = Chat {
             phone_number_id: business.clone(),
-            number: number.clone(),
+            subject: subject.clone(),
             status: status_if_new,
             session_status: Some(SessionStatus::Open),
             last_inbound_at: Some(at),
@@ -352,21 +423,24 @@ impl Store {
             .key("sk", s(item.sk))
             .update_expression(
                 "SET last_inbound_at = :at, known_contact = :known, \
-                 phone_number_id = :pnid, #number = :number, gsi1pk = :gsi1pk, \
+                 phone_number_id = :pnid, #subject = :subject, #number = :number, \
+                 gsi1pk = :gsi1pk, \
                  #status = if_not_exists(#status, :status), \
                  gsi1sk = if_not_exists(gsi1sk, :gsi1sk), \
                  session_status = if_not_exists(session_status, :open), \
                  last_outbound_at = if_not_exists(last_outbound_at, :null)",
             )
+            .expression_attribute_names("#subject", "subject")
             .expression_attribute_names("#number", "number")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":at", s(format_time(at)))
+            .expression_attribute_values(":subject", s(subject.as_str()))
+            .expression_attribute_values(":number", number_attribute(subject))
             .expression_attribute_values(
                 ":known",
                 aws_sdk_dynamodb::types::AttributeValue::Bool(known_contact),
             )
             .expression_attribute_values(":pnid", s(business.as_str()))
-            .expression_attribute_values(":number", s(number.as_str()))
             .expression_attribute_values(":gsi1pk", s(item.gsi1pk))
             .expression_attribute_values(":status", s(status_if_new.as_str()))
             .expression_attribute_values(":gsi1sk", s(item.gsi1sk))
@@ -380,13 +454,13 @@ impl Store {
         Ok(())
     }
 
-    /// The contact of a number, if the CRM synced one.
-    pub async fn get_contact(&self, number: &Number) -> Result<Option<Contact>, StoreError> {
+    /// The contact of a subject, if the CRM synced one.
+    pub async fn get_contact(&self, subject: &Subject) -> Result<Option<Contact>, StoreError> {
         let out = self
             .client
             .get_item()
             .table_name(&self.tables.blocklist)
-            .key("pk", s(number_pk(number)))
+            .key("pk", s(subject_pk(subject)))
             .key("sk", s(CONTACT))
             .consistent_read(true)
             .send()
@@ -403,13 +477,13 @@ impl Store {
     pub async fn get_chat(
         &self,
         business: &PhoneNumberId,
-        number: &Number,
+        subject: &Subject,
     ) -> Result<Option<Chat>, StoreError> {
         let out = self
             .client
             .get_item()
             .table_name(&self.tables.chats)
-            .key("pk", s(number_pk(number)))
+            .key("pk", s(subject_pk(subject)))
             .key("sk", s(business.as_str()))
             .consistent_read(true)
             .send()
@@ -421,6 +495,56 @@ impl Store {
     }
 }
 
+/// A cancelled guarded transaction: a condition failed or another
+/// transaction touched the same items. Either way the facts moved, so the
+/// caller reads and decides again.
+fn guarded_write_error(
+    error: aws_sdk_dynamodb::error::SdkError<
+        TransactWriteItemsError,
+        aws_sdk_dynamodb::config::http::HttpResponse,
+    >,
+) -> StoreError {
+    match error.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(cancel))
+            if cancel.cancellation_reasons().iter().any(|r| {
+                matches!(
+                    r.code(),
+                    Some("ConditionalCheckFailed" | "TransactionConflict")
+                )
+            }) =>
+        {
+            StoreError::Conflict
+        }
+        Some(TransactWriteItemsError::TransactionInProgressException(_)) => StoreError::Conflict,
+        _ => error.into(),
+    }
+}
+
+impl Store {
+    /// B61: writes a link on every identity it names and its audit event,
+    /// in one transaction guarded by each identity's version.
+    pub async fn apply_links(&self, change: &LinkChange) -> Result<(), StoreError> {
+        let mut actions = Vec::with_capacity(change.states.len() + 1);
+        for state in &change.states {
+            actions.push(self.state_put(state)?);
+        }
+        let partition = change
+            .event
+            .subject
+            .as_ref()
+            .map(subject_pk)
+            .unwrap_or_default();
+        actions.push(self.audit_put(partition, &change.event)?);
+        self.client
+            .transact_write_items()
+            .set_transact_items(Some(actions))
+            .send()
+            .await
+            .map_err(guarded_write_error)?;
+        Ok(())
+    }
+}
+
 /// Builder errors only happen when a required field is missing, which is a
 /// bug in this module; report it as corrupt rather than panic.
 fn build<T>(built: Result<T, aws_sdk_dynamodb::error::BuildError>) -> Result<T, StoreError> {
@@ -428,27 +552,62 @@ fn build<T>(built: Result<T, aws_sdk_dynamodb::error::BuildError>) -> Result<T, 
 }
 
 impl Store {
-    /// When the number was last unblocked, if ever (strongly consistent).
+    /// When the subject was last unblocked, if ever (strongly consistent).
     pub async fn last_unblocked_at(
         &self,
-        number: &Number,
+        subject: &Subject,
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
         let out = self
             .client
             .get_item()
             .table_name(&self.tables.blocklist)
-            .key("pk", s(number_pk(number)))
+            .key("pk", s(subject_pk(subject)))
             .key("sk", s(STATE))
             .consistent_read(true)
             .send()
             .await?;
-        let Some(item) = out.item else {
-            return Ok(None);
-        };
-        let state: StateItem = serde_dynamo::from_item(item)?;
-        Ok(state
-            .unblocked_at
-            .and_then(|at| DateTime::parse_from_rfc3339(&at).ok())
-            .map(|at| at.with_timezone(&Utc)))
+        match out.item {
+            Some(item) => Ok(state_from_item(subject, item)?.unblocked_at),
+            None => Ok(None),
+        }
+    }
+}
+
+/// The `number` attribute written beside `subject`: the number, or null
+/// for a BSUID (see `identity::subject_fields`).
+pub(super) fn number_attribute(subject: &Subject) -> AttributeValue {
+    match subject.number() {
+        Some(number) => s(number.as_str()),
+        None => AttributeValue::Null(true),
+    }
+}
+
+/// A `STATE` item as the pure [`SubjectState`].
+pub(super) fn state_from_item(subject: &Subject, item: Item) -> Result<SubjectState, StoreError> {
+    let state: StateItem = serde_dynamo::from_item(item)?;
+    let unblocked_at = match state.unblocked_at {
+        Some(at) => Some(
+            DateTime::parse_from_rfc3339(&at)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?
+                .with_timezone(&Utc),
+        ),
+        None => None,
+    };
+    Ok(SubjectState {
+        subject: subject.clone(),
+        version: state.version,
+        blocks: state.blocks,
+        unblocked_at,
+        links: state.links,
+        linked_blocks: state.linked_blocks,
+    })
+}
+
+/// The subject a partition key names (`N#…` or `U#…`).
+pub(super) fn subject_of_pk(pk: &str) -> Option<Subject> {
+    let (kind, raw) = pk.split_once('#')?;
+    match kind {
+        "N" | "U" => serde_json::from_value(serde_json::Value::String(raw.to_owned())).ok(),
+        _ => None,
     }
 }

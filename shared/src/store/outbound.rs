@@ -4,18 +4,23 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::items::{CHATS_PARTITION, chat_gsi1sk, number_pk};
+use super::items::{CHATS_PARTITION, SENT, SentItem, chat_gsi1sk, sent_pk, subject_pk};
+use super::number::number_attribute;
 use super::{Store, StoreError, s, shard_of};
+use crate::identity::Subject;
 use crate::model::{Action, Actor, AuditEvent, PhoneNumberId, StatCounter, format_time};
-use crate::number::Number;
 use crate::outbound::Refusal;
+
+/// B64: sends are remembered for 30 days, longer than Meta keeps sending
+/// statuses of a message.
+pub const SENT_RECORD_DAYS: i64 = 30;
 
 impl Store {
     /// B31: an `outbound_refused` audit event and the day's counter, in one
     /// transaction.
     pub async fn record_outbound_refused(
         &self,
-        number: &Number,
+        subject: &Subject,
         business: &PhoneNumberId,
         refusal: &Refusal,
         actor: &Actor,
@@ -23,7 +28,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let event = AuditEvent {
             event_id: AuditEvent::new_id(now),
-            number: Some(number.clone()),
+            subject: Some(subject.clone()),
             scope: refusal.scope().map(ToString::to_string),
             action: Action::OutboundRefused,
             actor: actor.actor.clone(),
@@ -33,10 +38,10 @@ impl Store {
             at: now,
             details: json!({ "phone_number_id": business, "reason": refusal.reason() }),
         };
-        let audit = self.audit_put(number_pk(number), &event)?;
+        let audit = self.audit_put(subject_pk(subject), &event)?;
         let counter = self.counter_update(
             now,
-            shard_of(number.as_str()),
+            shard_of(subject.as_str()),
             StatCounter::OutboundRefused.attribute(),
             1,
         )?;
@@ -55,35 +60,65 @@ impl Store {
     pub async fn record_outbound(
         &self,
         business: &PhoneNumberId,
-        number: &Number,
+        subject: &Subject,
         at: DateTime<Utc>,
         known_contact: bool,
     ) -> Result<(), StoreError> {
         self.client
             .update_item()
             .table_name(&self.tables.chats)
-            .key("pk", s(number_pk(number)))
+            .key("pk", s(subject_pk(subject)))
             .key("sk", s(business.as_str()))
             .update_expression(
-                "SET last_outbound_at = :at, phone_number_id = :pnid, #number = :number, \
+                "SET last_outbound_at = :at, phone_number_id = :pnid, #subject = :subject, \
+                 #number = :number, \
                  gsi1pk = :gsi1pk, #status = if_not_exists(#status, :active), \
                  gsi1sk = if_not_exists(gsi1sk, :gsi1sk), \
                  last_inbound_at = if_not_exists(last_inbound_at, :null), \
                  known_contact = :known",
             )
+            .expression_attribute_names("#subject", "subject")
             .expression_attribute_names("#number", "number")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":at", s(format_time(at)))
             .expression_attribute_values(":pnid", s(business.as_str()))
-            .expression_attribute_values(":number", s(number.as_str()))
+            .expression_attribute_values(":subject", s(subject.as_str()))
+            .expression_attribute_values(":number", number_attribute(subject))
             .expression_attribute_values(":gsi1pk", s(CHATS_PARTITION))
             .expression_attribute_values(":active", s("active"))
             .expression_attribute_values(
                 ":gsi1sk",
-                s(chat_gsi1sk("active", business.as_str(), number)),
+                s(chat_gsi1sk("active", business.as_str(), subject)),
             )
             .expression_attribute_values(":null", AttributeValue::Null(true))
             .expression_attribute_values(":known", AttributeValue::Bool(known_contact))
+            .send()
+            .await?;
+        Ok(())
+    }
+
+    /// B64: remembers who a sent message went to, so that a `failed`
+    /// status naming neither `recipient_id` nor `recipient_user_id` is
+    /// still counted for the right person.
+    pub async fn record_sent(
+        &self,
+        message_id: &str,
+        subject: &Subject,
+        business: &PhoneNumberId,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let item = SentItem {
+            pk: sent_pk(message_id),
+            sk: SENT.to_owned(),
+            message_id: message_id.to_owned(),
+            subject: subject.clone(),
+            phone_number_id: business.to_string(),
+            ttl: (now + chrono::Duration::days(SENT_RECORD_DAYS)).timestamp(),
+        };
+        self.client
+            .put_item()
+            .table_name(&self.tables.blocklist)
+            .set_item(Some(serde_dynamo::to_item(item)?))
             .send()
             .await?;
         Ok(())

@@ -87,7 +87,7 @@ impl Store {
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let event = AuditEvent {
             event_id: AuditEvent::new_id(now),
-            number: None,
+            subject: None,
             scope: Some(target.as_str().to_owned()),
             action: Action::SettingsChanged,
             actor: actor.actor.clone(),

@@ -1,7 +1,7 @@
 //! B1, B2, B3, B4: blocking and unblocking.
 
+use blocklist::Subject;
 use blocklist::model::{ChatStatus, PhoneNumberId};
-use blocklist::number::Number;
 use chrono::Utc;
 use serde_json::json;
 
@@ -101,7 +101,7 @@ async fn b2_unblock_returns_removed_record_then_404() {
 #[tokio::test]
 async fn b3_block_audit_and_chats_commit_together() {
     let api = Api::new().await;
-    let number = Number::parse("+16505551234").unwrap();
+    let number = Subject::parse("+16505551234").unwrap();
     let line_a = PhoneNumberId::parse("106540352242922").unwrap();
     let line_b = PhoneNumberId::parse("106540352242923").unwrap();
     for line in [&line_a, &line_b] {
@@ -203,7 +203,7 @@ async fn b4_block_is_visible_to_the_next_read_at_once() {
     let record = api
         .stack
         .store
-        .load_number(&Number::parse("+16505551234").unwrap())
+        .load_subject(&Subject::parse("+16505551234").unwrap())
         .await
         .unwrap();
     assert_eq!(record.blocks.len(), 1);
@@ -216,7 +216,7 @@ async fn b4_block_is_visible_to_the_next_read_at_once() {
     let record = api
         .stack
         .store
-        .load_number(&Number::parse("+16505551234").unwrap())
+        .load_subject(&Subject::parse("+16505551234").unwrap())
         .await
         .unwrap();
     assert!(record.blocks.is_empty());

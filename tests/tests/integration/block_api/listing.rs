@@ -3,8 +3,8 @@
 
 use std::collections::BTreeSet;
 
+use blocklist::Subject;
 use blocklist::model::{ChatStatus, PhoneNumberId};
-use blocklist::number::Number;
 use chrono::{DateTime, TimeZone, Utc};
 use integration_tests::{ApiRequest, ApiResponse, token};
 use serde_json::{Value, json};
@@ -286,7 +286,7 @@ async fn b5_batch_in_one_business_scope_with_explicit_source() {
 #[tokio::test]
 async fn b6_get_number_shows_every_block_its_contact_and_chats() {
     let api = Api::new().await;
-    let number = Number::parse("+16505551234").unwrap();
+    let number = Subject::parse("+16505551234").unwrap();
     let line_a = PhoneNumberId::parse(LINE_A).unwrap();
     let line_b = PhoneNumberId::parse(LINE_B).unwrap();
     for line in [&line_a, &line_b] {
@@ -362,6 +362,7 @@ async fn b6_get_number_shows_every_block_its_contact_and_chats() {
             "reason_code",
             "scope",
             "source",
+            "subject",
             "version"
         ]
         .into_iter()
@@ -401,7 +402,8 @@ async fn b6_get_never_blocked_number_is_200_with_no_blocks() {
         assert_eq!(view.status, 200, "{form}: {:?}", view.body);
         assert_eq!(
             view.body,
-            json!({"number": "+447700900123", "blocks": [], "contact": null, "chats": []}),
+            json!({"subject": "+447700900123", "number": "+447700900123", "blocks": [],
+                   "linked_blocks": [], "links": [], "contact": null, "chats": []}),
             "{form}"
         );
     }

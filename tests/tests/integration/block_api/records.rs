@@ -2,8 +2,8 @@
 
 use std::collections::BTreeSet;
 
+use blocklist::Subject;
 use blocklist::model::{ChatStatus, PhoneNumberId};
-use blocklist::number::Number;
 use chrono::{DateTime, TimeZone, Utc};
 use integration_tests::{ApiRequest, ApiResponse, token};
 use serde_json::{Value, json};
@@ -179,6 +179,7 @@ async fn b10_contact_put_creates_then_updates_and_get_reads_it() {
         .await;
     assert_eq!(created.status, 201, "{:?}", created.body);
     let expected = json!({
+        "subject": "+16505551234",
         "number": "+16505551234",
         "name": "Sheena Nelson",
         "email": "sheena@example.com",
@@ -271,8 +272,11 @@ async fn b10_blocking_and_unblocking_never_change_the_contact() {
         .call("PUT", "/v1/contacts/+447700900123", Some(contact.clone()))
         .await;
     assert_eq!(created.status, 201, "{:?}", created.body);
-    assert_eq!(created.body, contact);
+    let mut stored = contact.clone();
+    stored["subject"] = stored["number"].clone();
+    assert_eq!(created.body, stored);
 
+    let contact = stored;
     let unchanged = |step: &'static str| {
         let api = &api;
         let contact = contact.clone();
@@ -353,7 +357,7 @@ async fn seeded_chats() -> Api {
             .store
             .record_inbound(
                 &PhoneNumberId::parse(line).unwrap(),
-                &Number::parse(number).unwrap(),
+                &Subject::parse(number).unwrap(),
                 Utc::now(),
                 ChatStatus::Active,
                 false,
@@ -534,7 +538,8 @@ fn settings(
     json!({
         "phone_number_id": id,
         "allow_unknown_numbers": allow,
-        "auto_block": {"enabled": enabled, "error_codes": codes, "threshold": threshold, "window_days": days}
+        "auto_block": {"enabled": enabled, "error_codes": codes, "threshold": threshold, "window_days": days},
+        "carry_blocks_on_change": true
     })
 }
 
@@ -680,7 +685,7 @@ async fn b12_invalid_settings_are_refused_and_change_nothing() {
 #[tokio::test]
 async fn b10_a_new_contact_marks_the_numbers_chats_known_in_the_same_change() {
     let api = Api::new().await;
-    let number = Number::parse("+16505551234").unwrap();
+    let number = Subject::parse("+16505551234").unwrap();
     let line = PhoneNumberId::parse("106540352242922").unwrap();
     api.stack
         .store

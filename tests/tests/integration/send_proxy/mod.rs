@@ -8,9 +8,9 @@ mod sending;
 
 use std::time::Duration;
 
+use blocklist::Subject;
 use blocklist::http::auth::Authenticator;
 use blocklist::model::PhoneNumberId;
-use blocklist::number::Number;
 use blocklist::store::Store;
 use integration_tests::{ApiRequest, JWT_SECRET, TestStack, token};
 use send_proxy::{App, Config};
@@ -283,7 +283,7 @@ impl Proxy {
             .store
             .get_chat(
                 &PhoneNumberId::parse(business).unwrap(),
-                &Number::parse(number).unwrap(),
+                &Subject::parse(number).unwrap(),
             )
             .await
             .expect("chat readable")

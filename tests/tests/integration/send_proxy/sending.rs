@@ -66,7 +66,7 @@ async fn assert_forwarded_unchanged(request_fixture: &str) {
     );
     assert_eq!(chat.status, ChatStatus::Active);
     assert_eq!(chat.phone_number_id.as_str(), LINE_A);
-    assert_eq!(chat.number.as_str(), RECIPIENT);
+    assert_eq!(chat.subject.as_str(), RECIPIENT);
     assert!(proxy.refusals(RECIPIENT).await.is_empty());
 }
 

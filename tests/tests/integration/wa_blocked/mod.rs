@@ -2,9 +2,9 @@
 //! source mapping feeds it: DynamoDB Stream records of the failure items
 //! that webhook-ingress wrote.
 
+use blocklist::Subject;
 use blocklist::inbound::DeliveryFailure;
 use blocklist::model::PhoneNumberId;
-use blocklist::number::Number;
 use chrono::{DateTime, Duration, Utc};
 use integration_tests::TestStack;
 use serde_json::{Value, json};
@@ -16,7 +16,7 @@ const NUMBER: &str = "+16505551234";
 
 fn failure(code: i64, at: DateTime<Utc>, message_id: &str) -> DeliveryFailure {
     DeliveryFailure {
-        number: Number::parse(NUMBER).unwrap(),
+        subject: Subject::parse(NUMBER).unwrap(),
         phone_number_id: PhoneNumberId::parse(LINE).ok(),
         code: Some(code),
         title: Some("Message undeliverable".into()),
@@ -40,7 +40,7 @@ async fn stored(stack: &TestStack, failure: &DeliveryFailure, sequence: &str) ->
         .key_condition_expression("pk = :pk")
         .expression_attribute_values(
             ":pk",
-            aws_sdk_dynamodb::types::AttributeValue::S(format!("F#{}", failure.number)),
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("F#{}", failure.subject)),
         )
         .send()
         .await
@@ -207,7 +207,7 @@ async fn b40_other_error_codes_are_recorded_but_never_block() {
     let since = Utc::now() - Duration::days(1);
     let recorded = stack
         .store
-        .failures_since(&Number::parse(NUMBER).unwrap(), since)
+        .failures_since(&Subject::parse(NUMBER).unwrap(), since)
         .await
         .unwrap();
     assert_eq!(recorded.len(), 3, "the failures stay recorded");

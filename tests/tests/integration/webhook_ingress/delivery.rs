@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
+use blocklist::Subject;
 use blocklist::meta::signature;
 use blocklist::model::{ChatStatus, PhoneNumberId};
-use blocklist::number::Number;
 use chrono::Utc;
 use integration_tests::{ApiRequest, dynamodb_client};
 use serde_json::json;
@@ -79,7 +79,7 @@ async fn b21_missing_malformed_or_wrong_signature_is_401_and_records_nothing() {
         .store
         .get_chat(
             &PhoneNumberId::parse(LINE_A).unwrap(),
-            &Number::parse("+16505551234").unwrap(),
+            &Subject::parse("+16505551234").unwrap(),
         )
         .await
         .unwrap();
@@ -188,7 +188,7 @@ async fn b23_block_on_one_business_number_does_not_suppress_on_another() {
     let mut ids = ingress.forwarded_message_ids().await;
     ids.sort();
     assert_eq!(ids, vec!["wamid.BATCH0002", "wamid.BATCH0003"]);
-    let number = Number::parse("+16505551234").unwrap();
+    let number = Subject::parse("+16505551234").unwrap();
     let on_b = ingress
         .stack
         .store
@@ -208,7 +208,7 @@ async fn b23_block_on_one_business_number_does_not_suppress_on_another() {
 #[tokio::test]
 async fn b23_chat_of_a_blocked_number_stays_blocked() {
     let ingress = Ingress::new(200).await;
-    let number = Number::parse("+16505551234").unwrap();
+    let number = Subject::parse("+16505551234").unwrap();
     let line = PhoneNumberId::parse(LINE_A).unwrap();
     ingress
         .stack
@@ -377,7 +377,7 @@ async fn b24_forwarded_message_updates_the_chat() {
         .store
         .get_chat(
             &PhoneNumberId::parse(LINE_A).unwrap(),
-            &Number::parse("+16505551234").unwrap(),
+            &Subject::parse("+16505551234").unwrap(),
         )
         .await
         .unwrap()
@@ -401,7 +401,7 @@ async fn b25_statuses_are_forwarded_and_failures_recorded() {
         "failed"
     );
 
-    let number = Number::parse("+16505551234").unwrap();
+    let number = Subject::parse("+16505551234").unwrap();
     let since = chrono::DateTime::from_timestamp(0, 0).unwrap();
     let failures = ingress
         .stack
@@ -453,7 +453,7 @@ async fn b24_without_crm_url_updates_are_recorded_only() {
         .store
         .get_chat(
             &PhoneNumberId::parse(LINE_A).unwrap(),
-            &Number::parse("+16505551234").unwrap(),
+            &Subject::parse("+16505551234").unwrap(),
         )
         .await
         .unwrap();
