@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use blocklist::config::{ConfigError, Env};
-use blocklist::http::request::{Query, body_bytes};
+use blocklist::http::request::{Query, webhook_body_bytes};
 use blocklist::http::{ApiError, json};
 use blocklist::identity::Subject;
 use blocklist::inbound::{self, InboundPlan};
@@ -169,7 +169,7 @@ fn verify_subscription(app: &App, request: &Request) -> Result<Response<Body>, A
 
 /// B21–B27: one delivery.
 async fn receive(app: &App, request: &Request) -> Result<Response<Body>, ApiError> {
-    let body = body_bytes(request)?;
+    let body = webhook_body_bytes(request)?;
     let header = request
         .headers()
         .get("x-hub-signature-256")

@@ -53,11 +53,17 @@ impl ApiError {
         Self::new(404, code, message)
     }
 
+    /// A body over the `/v1/` limit (B50).
     pub fn too_large() -> Self {
+        Self::too_large_for("1 MiB")
+    }
+
+    /// A body over `limit`, as people read it ("1 MiB").
+    pub fn too_large_for(limit: &str) -> Self {
         Self::new(
             413,
             "payload_too_large",
-            "request body is larger than 1 MiB",
+            format!("request body is larger than {limit}"),
         )
     }
 

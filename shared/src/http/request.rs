@@ -9,20 +9,54 @@ use crate::identity::{Subject, SubjectError};
 use crate::model::PhoneNumberId;
 use crate::number::Number;
 
-/// Bodies larger than this get 413 (B50).
+/// `/v1/` bodies larger than this get 413 (B50).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
+/// Webhook bodies larger than this get 413 (B28). Meta documents deliveries
+/// of up to 3 MB, and a delivery we refuse is retried for 7 days and then
+/// lost, so the limit is not Meta's figure but the largest body that can
+/// reach the function at all: Lambda's 6 MB synchronous invocation payload
+/// (the HTTP API's own 10 MB is looser). The limit applies to the decoded
+/// body. The event that carries a body is larger than the body (JSON
+/// escaping, base64, headers), so on AWS Lambda refuses such an event a
+/// little before this limit; the check here holds where nothing in front
+/// does, as in the local stack.
+pub const MAX_WEBHOOK_BODY_BYTES: usize = 6 * 1024 * 1024;
+
+/// The body of a `/v1/` request, at most [`MAX_BODY_BYTES`].
 pub fn body_bytes(request: &Request) -> Result<&[u8], ApiError> {
-    let bytes: &[u8] = match request.body() {
-        Body::Empty => &[],
-        Body::Text(text) => text.as_bytes(),
-        Body::Binary(bytes) => bytes,
-        _ => &[],
-    };
+    let bytes = body_of(request);
     if bytes.len() > MAX_BODY_BYTES {
         return Err(ApiError::too_large());
     }
     Ok(bytes)
+}
+
+/// The body of a webhook delivery (B21, B28), at most
+/// [`MAX_WEBHOOK_BODY_BYTES`]: the bytes Meta signed.
+///
+/// API Gateway hands the function some bodies base64-encoded
+/// (`isBase64Encoded: true`); `lambda_http` decodes those while building the
+/// request (`Body::from_maybe_encoded`), so the body here is already the
+/// decoded bytes, and both the signature and the limit apply to them. The
+/// flag itself does not survive into the request, so decoding again here
+/// would corrupt bodies that merely look like base64. (`lambda_http` panics
+/// on a flagged body that is not base64; API Gateway never sends one.)
+pub fn webhook_body_bytes(request: &Request) -> Result<&[u8], ApiError> {
+    let bytes = body_of(request);
+    if bytes.len() > MAX_WEBHOOK_BODY_BYTES {
+        return Err(ApiError::too_large_for("6 MiB"));
+    }
+    Ok(bytes)
+}
+
+fn body_of(request: &Request) -> &[u8] {
+    match request.body() {
+        Body::Empty => &[],
+        Body::Text(text) => text.as_bytes(),
+        Body::Binary(bytes) => bytes,
+        _ => &[],
+    }
 }
 
 /// Parses a JSON body into `T`. Broken JSON is 400 `malformed_json`; JSON of
@@ -193,6 +227,88 @@ pub fn segments(request: &Request) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A POST as API Gateway (HTTP API, payload 2.0) delivers it.
+    fn api_gateway_post(path: &str, body: &str, is_base64_encoded: bool) -> Request {
+        let event = serde_json::json!({
+            "version": "2.0",
+            "routeKey": "$default",
+            "rawPath": path,
+            "rawQueryString": "",
+            "headers": {},
+            "requestContext": {
+                "accountId": "123456789012",
+                "apiId": "api",
+                "domainName": "localhost",
+                "domainPrefix": "localhost",
+                "http": {
+                    "method": "POST",
+                    "path": path,
+                    "protocol": "HTTP/1.1",
+                    "sourceIp": "127.0.0.1",
+                    "userAgent": ""
+                },
+                "requestId": "request-1",
+                "routeKey": "$default",
+                "stage": "$default",
+                "time": "01/Jan/2026:00:00:00 +0000",
+                "timeEpoch": 0
+            },
+            "body": body,
+            "isBase64Encoded": is_base64_encoded
+        });
+        lambda_http::request::from_str(&event.to_string()).expect("API Gateway event")
+    }
+
+    fn with_body(bytes: Vec<u8>) -> Request {
+        // `Body` in this module is the test's own struct.
+        Request::new(lambda_http::Body::Binary(bytes))
+    }
+
+    #[test]
+    fn b28_base64_webhook_bodies_arrive_decoded() {
+        use base64::Engine;
+        let raw = "{\"object\":\"whatsapp_business_account\",\"text\":\"olá 👋\"}";
+        let encoded = base64::engine::general_purpose::STANDARD.encode(raw);
+        let request = api_gateway_post("/webhook", &encoded, true);
+        assert_eq!(webhook_body_bytes(&request).unwrap(), raw.as_bytes());
+        let plain = api_gateway_post("/webhook", raw, false);
+        assert_eq!(webhook_body_bytes(&plain).unwrap(), raw.as_bytes());
+        // Text that happens to be valid base64 is not decoded twice.
+        let looks_encoded = api_gateway_post("/webhook", "e30=", false);
+        assert_eq!(webhook_body_bytes(&looks_encoded).unwrap(), b"e30=");
+    }
+
+    #[test]
+    fn b28_webhook_limit_is_6_mib_of_decoded_bytes() {
+        use base64::Engine;
+        let at_limit = with_body(vec![b' '; MAX_WEBHOOK_BODY_BYTES]);
+        assert_eq!(
+            webhook_body_bytes(&at_limit).unwrap().len(),
+            MAX_WEBHOOK_BODY_BYTES
+        );
+        let over = with_body(vec![b' '; MAX_WEBHOOK_BODY_BYTES + 1]);
+        let over = webhook_body_bytes(&over).unwrap_err();
+        assert_eq!((over.status, over.code), (413, "payload_too_large"));
+        // Its base64 text is a third larger than the limit; the decoded
+        // bytes are what counts.
+        let encoded =
+            base64::engine::general_purpose::STANDARD.encode(vec![b' '; MAX_WEBHOOK_BODY_BYTES]);
+        assert!(encoded.len() > MAX_WEBHOOK_BODY_BYTES);
+        let request = api_gateway_post("/webhook", &encoded, true);
+        assert_eq!(
+            webhook_body_bytes(&request).unwrap().len(),
+            MAX_WEBHOOK_BODY_BYTES
+        );
+    }
+
+    #[test]
+    fn b50_api_limit_stays_1_mib() {
+        assert!(body_bytes(&with_body(vec![b' '; MAX_BODY_BYTES])).is_ok());
+        let over = body_bytes(&with_body(vec![b' '; MAX_BODY_BYTES + 1])).unwrap_err();
+        assert_eq!((over.status, over.code), (413, "payload_too_large"));
+        assert!(over.message.contains("1 MiB"), "{}", over.message);
+    }
 
     #[derive(Debug, serde::Deserialize)]
     #[serde(deny_unknown_fields)]

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use blocklist::config::Env;
+use blocklist::http::request::MAX_WEBHOOK_BODY_BYTES;
 use blocklist::meta::signature;
 use integration_tests::{JWT_SECRET, token};
 use serde_json::{Value, json};
@@ -506,14 +507,14 @@ impl Probe {
 }
 
 /// The local stack on a free port, on its own tables.
-struct Server {
-    base: String,
+pub(crate) struct Server {
+    pub(crate) base: String,
     shutdown: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Server {
-    async fn start() -> Server {
+    pub(crate) async fn start() -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local address").to_string();
         let nanos = std::time::SystemTime::now()
@@ -549,7 +550,7 @@ impl Server {
         }
     }
 
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
@@ -867,7 +868,7 @@ async fn every_documented_operation_answers_as_documented() {
     )
     .await;
 
-    // B20–B27: the webhook.
+    // B20–B28: the webhook.
     api.expect(
         req(
             "GET",
@@ -909,7 +910,7 @@ async fn every_documented_operation_answers_as_documented() {
     api.expect(req("POST", "/webhook").signed(b"not json"), 400)
         .await;
     api.expect(
-        req("POST", "/webhook").raw(vec![b' '; 1024 * 1024 + 1]),
+        req("POST", "/webhook").raw(vec![b' '; MAX_WEBHOOK_BODY_BYTES + 1]),
         413,
     )
     .await;
