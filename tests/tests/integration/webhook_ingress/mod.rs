@@ -1,6 +1,7 @@
-//! webhook-ingress (B20–B27) against DynamoDB Local and a CRM fake served
+//! webhook-ingress (B20–B28) against DynamoDB Local and a CRM fake served
 //! by wiremock on a real socket.
 
+mod body_size;
 mod delivery;
 
 use std::time::Duration;
