@@ -186,7 +186,7 @@ pub fn decoded_segment(segment: &str) -> String {
 /// [`path_number`], or a BSUID (B60).
 pub fn path_subject(segment: &str) -> Result<Subject, ApiError> {
     let decoded = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
-    Subject::parse(&decoded).map_err(|e| subject_error(e, "subject"))
+    Subject::parse(&decoded).map_err(|e| subject_error(e, "number"))
 }
 
 /// A subject in a body field.

@@ -372,6 +372,7 @@ async fn b6_get_number_shows_every_block_its_contact_and_chats() {
     assert_eq!(
         view["contact"],
         json!({
+            "subject": "+16505551234",
             "number": "+16505551234",
             "name": "Sheena Nelson",
             "email": "sheena@example.com",

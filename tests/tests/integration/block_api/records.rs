@@ -204,6 +204,7 @@ async fn b10_contact_put_creates_then_updates_and_get_reads_it() {
         .await;
     assert_eq!(updated.status, 200, "{:?}", updated.body);
     let expected = json!({
+        "subject": "+16505551234",
         "number": "+16505551234",
         "name": "Sheena Ortiz",
         "email": null,
@@ -551,7 +552,8 @@ async fn b12_settings_defaults_partial_updates_and_fallback() {
         json!({
             "phone_number_id": "default",
             "allow_unknown_numbers": true,
-            "auto_block": {"enabled": true, "error_codes": [131026], "threshold": 1, "window_days": 30}
+            "auto_block": {"enabled": true, "error_codes": [131026], "threshold": 1, "window_days": 30},
+            "carry_blocks_on_change": true
         })
     );
     assert_eq!(
