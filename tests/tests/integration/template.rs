@@ -400,14 +400,14 @@ const EXPECTED_GRANTS: &[(&str, &str, &[&str])] = &[
     (
         "webhook-ingress",
         "BlocklistTable.Arn",
-        &["BatchGetItem", "PutItem", "UpdateItem", "DeleteItem"],
+        &["Query", "BatchGetItem", "PutItem", "UpdateItem", "DeleteItem"],
     ),
-    ("webhook-ingress", "ChatsTable.Arn", &["UpdateItem"]),
+    ("webhook-ingress", "ChatsTable.Arn", &["Query", "UpdateItem"]),
     ("webhook-ingress", "AuditTable.Arn", &["PutItem"]),
     (
         "send-proxy",
         "BlocklistTable.Arn",
-        &["BatchGetItem", "UpdateItem"],
+        &["BatchGetItem", "PutItem", "UpdateItem"],
     ),
     ("send-proxy", "ChatsTable.Arn", &["UpdateItem"]),
     ("send-proxy", "AuditTable.Arn", &["PutItem"]),
