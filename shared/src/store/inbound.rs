@@ -60,19 +60,12 @@ impl Store {
                 );
             }
         }
-        let chunks: Vec<Vec<Item>> = keys.chunks(BATCH_GET_KEYS).map(<[Item]>::to_vec).collect();
-        let items = run_all(
-            chunks
-                .into_iter()
-                .map(|c| self.batch_get(&self.tables.blocklist, c))
-                .collect(),
-        )
-        .await?;
+        let items = self.batch_get_blocklist(keys).await?;
         let mut facts: HashMap<Subject, SenderFacts> = senders
             .keys()
             .map(|n| (n.clone(), SenderFacts::default()))
             .collect();
-        for item in items.into_iter().flatten() {
+        for item in items {
             let text = |key: &str| item.get(key).and_then(|v| v.as_s().ok()).cloned();
             let sk = text("sk").unwrap_or_default();
             let Some(subject) = text("pk").and_then(|pk| subject_of_pk(&pk)) else {
@@ -112,6 +105,18 @@ impl Store {
                 .collect()
             })
             .collect();
+        let items = self.batch_get_blocklist(keys).await?;
+        let mut sent = HashMap::new();
+        for item in items {
+            let record: SentItem = serde_dynamo::from_item(item)?;
+            sent.insert(record.message_id, record.subject);
+        }
+        Ok(sent)
+    }
+
+    /// Any number of Blocklist keys, strongly consistent, in concurrent
+    /// batches of 100.
+    pub(super) async fn batch_get_blocklist(&self, keys: Vec<Item>) -> Result<Vec<Item>, StoreError> {
         let chunks: Vec<Vec<Item>> = keys.chunks(BATCH_GET_KEYS).map(<[Item]>::to_vec).collect();
         let items = run_all(
             chunks
@@ -120,12 +125,7 @@ impl Store {
                 .collect(),
         )
         .await?;
-        let mut sent = HashMap::new();
-        for item in items.into_iter().flatten() {
-            let record: SentItem = serde_dynamo::from_item(item)?;
-            sent.insert(record.message_id, record.subject);
-        }
-        Ok(sent)
+        Ok(items.into_iter().flatten().collect())
     }
 
     /// A strongly consistent `BatchGetItem` of up to 100 keys; unprocessed

@@ -100,12 +100,9 @@ impl Store {
                 .collect()
             })
             .collect();
-        let reads = keys
-            .chunks(100)
-            .map(|chunk| self.batch_get(&self.tables.blocklist, chunk.to_vec()));
-        let items = futures::future::try_join_all(reads).await?;
+        let items = self.batch_get_blocklist(keys).await?;
         let mut states = std::collections::HashMap::new();
-        for item in items.into_iter().flatten() {
+        for item in items {
             let Some(subject) = item
                 .get("pk")
                 .and_then(|v| v.as_s().ok())
