@@ -116,7 +116,10 @@ impl Store {
 
     /// Any number of Blocklist keys, strongly consistent, in concurrent
     /// batches of 100.
-    pub(super) async fn batch_get_blocklist(&self, keys: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+    pub(super) async fn batch_get_blocklist(
+        &self,
+        keys: Vec<Item>,
+    ) -> Result<Vec<Item>, StoreError> {
         let chunks: Vec<Vec<Item>> = keys.chunks(BATCH_GET_KEYS).map(<[Item]>::to_vec).collect();
         let items = run_all(
             chunks

@@ -400,9 +400,19 @@ const EXPECTED_GRANTS: &[(&str, &str, &[&str])] = &[
     (
         "webhook-ingress",
         "BlocklistTable.Arn",
-        &["Query", "BatchGetItem", "PutItem", "UpdateItem", "DeleteItem"],
+        &[
+            "Query",
+            "BatchGetItem",
+            "PutItem",
+            "UpdateItem",
+            "DeleteItem",
+        ],
     ),
-    ("webhook-ingress", "ChatsTable.Arn", &["Query", "UpdateItem"]),
+    (
+        "webhook-ingress",
+        "ChatsTable.Arn",
+        &["Query", "UpdateItem"],
+    ),
     ("webhook-ingress", "AuditTable.Arn", &["PutItem"]),
     (
         "send-proxy",
