@@ -63,6 +63,9 @@ check "walkthrough: the send is refused" grep -q 'recipient_blocked' "$out"
 check "walkthrough: 131026 auto-blocks" grep -q '"source": *"auto"' "$out"
 check "walkthrough: history shows the block and the suppression" \
   bash -c "grep -q '\"action\": *\"blocked\"' '$out' && grep -q '\"action\": *\"inbound_suppressed\"' '$out'"
+check "walkthrough: the BSUID-only message is suppressed too" \
+  test "$(grep -c '"suppressed": *1' "$out")" -eq 2
+check "walkthrough: the BSUID shows the linked number's block" grep -q '"linked_blocks": \[$' "$out"
 
 export PATH="${CARGO_TARGET_DIR:-$ROOT/target}/debug:$PATH"
 token=$(wa-cli token --scope all)

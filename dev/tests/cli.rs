@@ -459,3 +459,80 @@ fn api_errors_exit_1_and_a_missing_token_exits_2() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("401"), "{}", stderr(&out));
 }
+
+#[test]
+fn bsuids_are_taken_wherever_a_number_is() {
+    let local = Local::start();
+    let token = local.token(&["all"]);
+    let user = "US.16505550801";
+    let webhook = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--app-secret", APP_SECRET]);
+        let out = local.run("", &all);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        exchange(&out).1
+    };
+    let inbound = |args: &[&str]| {
+        let mut all = vec!["inbound"];
+        all.extend_from_slice(args);
+        webhook(&all)
+    };
+
+    // Meta shows the number and the BSUID together: linked, forwarded.
+    let shown = inbound(&["--from", "+16505550801", "--user-id", user]);
+    assert_eq!(shown["forwarded"], 1, "{shown}");
+    local.json(&token, &["block", "+16505550801", "--reason", "abusive"]);
+    // The number hidden: the BSUID alone is suppressed all the same.
+    let hidden = inbound(&["--user-id", user, "--text", "number hidden"]);
+    assert_eq!(hidden["suppressed"], 1, "{hidden}");
+
+    let view = local.json(&token, &["get", user]);
+    assert_eq!(view["subject"], user, "{view}");
+    assert_eq!(view["number"], Value::Null, "{view}");
+    assert_eq!(view["links"][0]["number"], "+16505550801", "{view}");
+    assert_eq!(
+        view["linked_blocks"][0]["subject"], "+16505550801",
+        "{view}"
+    );
+    let history = local.json(&token, &["history", user]);
+    assert_eq!(
+        history["items"][0]["action"], "inbound_suppressed",
+        "{history}"
+    );
+
+    // A BSUID argument is sent as `recipient`, and refused for the person.
+    let out = local.run(&token, &["send", user, "--text", "hi"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let (status, body) = exchange(&out);
+    assert!(status.starts_with("HTTP 403"), "{status}");
+    assert_eq!(body["error"]["error_data"]["recipient"], user, "{body}");
+    let out = local.run(
+        &token,
+        &[
+            "send",
+            "+16505550802",
+            "--recipient",
+            "US.16505550802",
+            "--text",
+            "hi",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+
+    // A BSUID blocked and unblocked directly; a malformed one refused.
+    let block = local.json(&token, &["block", "US.ENT.16505550899", "--reason", "spam"]);
+    assert_eq!(block["subject"], "US.ENT.16505550899", "{block}");
+    assert_eq!(block["number"], Value::Null, "{block}");
+    let removed = local.json(
+        &token,
+        &["unblock", "US.ENT.16505550899", "--reason", "resolved"],
+    );
+    assert_eq!(removed["subject"], "US.ENT.16505550899", "{removed}");
+    let out = local.run(&token, &["get", "US.1650-555"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("invalid_user_id"), "{}", stderr(&out));
+
+    // A failed status naming only the BSUID is accepted.
+    let status = webhook(&["status", "--user-id", user, "--status", "failed"]);
+    assert_eq!(status["status"], "ok", "{status}");
+}

@@ -176,6 +176,34 @@ pub fn unattributed_status_ids(delivery: &Delivery) -> Vec<String> {
     ids
 }
 
+/// Every active block of a person, in every scope: the enforcement read
+/// only fetches the scopes of the delivery, but each identity's state holds
+/// a copy of all its blocks and of its linked identities' (B62 carries them
+/// all).
+fn every_block(
+    identities: &[Subject],
+    facts: &HashMap<Subject, SenderFacts>,
+    now: DateTime<Utc>,
+) -> Vec<Block> {
+    let mut blocks: Vec<Block> = Vec::new();
+    for f in identities.iter().filter_map(|i| facts.get(i)) {
+        let stored = f
+            .state
+            .iter()
+            .flat_map(|s| s.blocks.iter().chain(&s.linked_blocks));
+        for block in f.blocks.iter().chain(stored) {
+            if block.is_active(now)
+                && !blocks
+                    .iter()
+                    .any(|b| b.subject == block.subject && b.scope == block.scope)
+            {
+                blocks.push(block.clone());
+            }
+        }
+    }
+    blocks
+}
+
 /// The block that stops a message from a person, if any.
 fn blocking<'a>(
     message: &InboundMessage,
@@ -219,12 +247,7 @@ pub fn plan_inbound(
             plan.carries.push(Carry {
                 from,
                 to: to.clone(),
-                blocks: person
-                    .blocks
-                    .iter()
-                    .filter(|b| b.is_active(now))
-                    .cloned()
-                    .collect(),
+                blocks: every_block(&identities, senders, now),
                 phone_number_id: message.phone_number_id.clone(),
                 message_id: message.id.clone(),
             });

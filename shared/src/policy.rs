@@ -500,6 +500,8 @@ pub fn blocking_block<'a>(
 #[derive(Debug, Clone, PartialEq)]
 pub struct LinkChange {
     pub link: Link,
+    /// Stored links this one contradicts and replaces.
+    pub replaced: Vec<Link>,
     pub states: Vec<SubjectState>,
     pub event: AuditEvent,
 }
@@ -529,6 +531,7 @@ pub struct LinkDecision {
 pub fn decide_links(
     observed: &[Link],
     states: &std::collections::HashMap<Subject, SubjectState>,
+    actor: &str,
     now: DateTime<Utc>,
 ) -> LinkDecision {
     let (merged, ambiguous) = merge_links(observed);
@@ -571,13 +574,29 @@ pub fn decide_links(
             }
             next_states.push(next);
         }
+        // The identities a replaced link leaves behind drop it, and their
+        // mirror of the blocks of identities they are no longer linked to,
+        // when their state was read (see `partners_left`).
+        for left in partners_left(&link, &replaced) {
+            let Some(state) = states.get(&left) else {
+                continue;
+            };
+            let mut next = state.clone();
+            next.links
+                .retain(|stored| !replaced.iter().any(|r| r.same_identities(stored)));
+            let linked = next.linked_subjects();
+            next.linked_blocks.retain(|b| linked.contains(&b.subject));
+            if next != *state {
+                next_states.push(next);
+            }
+        }
         let primary = subjects[0].clone();
         let event = AuditEvent {
             event_id: AuditEvent::new_id(now),
             subject: Some(primary),
             scope: None,
             action: Action::IdentityLinked,
-            actor: "webhook-ingress".to_owned(),
+            actor: actor.to_owned(),
             client: None,
             reason: None,
             source: None,
@@ -586,11 +605,25 @@ pub fn decide_links(
         };
         changes.push(LinkChange {
             link,
+            replaced,
             states: next_states,
             event,
         });
     }
     LinkDecision { changes, ambiguous }
+}
+
+/// Identities named by links that `link` replaced but not by `link`
+/// itself: their states must drop the replaced link too.
+pub fn partners_left(link: &Link, replaced: &[Link]) -> Vec<Subject> {
+    let mut left: Vec<Subject> = replaced
+        .iter()
+        .flat_map(Link::subjects)
+        .filter(|s| !link.names(s))
+        .collect();
+    left.sort();
+    left.dedup();
+    left
 }
 
 /// Whether two links disagree: they share an identity but name different
@@ -1108,7 +1141,7 @@ mod tests {
         let states: std::collections::HashMap<Subject, SubjectState> =
             [(number(), number_state.clone())].into_iter().collect();
         let observed = vec![link("+16505551234", "US.13491208655302741918")];
-        let decision = decide_links(&observed, &states, now());
+        let decision = decide_links(&observed, &states, "webhook-ingress", now());
         assert!(decision.ambiguous.is_empty());
         assert_eq!(decision.changes.len(), 1);
         let change = &decision.changes[0];
@@ -1129,7 +1162,11 @@ mod tests {
             .iter()
             .map(|s| (s.subject.clone(), s.clone()))
             .collect();
-        assert!(decide_links(&observed, &stored, now()).changes.is_empty());
+        assert!(
+            decide_links(&observed, &stored, "webhook-ingress", now())
+                .changes
+                .is_empty()
+        );
     }
 
     #[test]
@@ -1139,7 +1176,7 @@ mod tests {
             link("+16505559876", "US.13491208655302741918"),
             link("+447700900123", "GB.777"),
         ];
-        let decision = decide_links(&observed, &Default::default(), now());
+        let decision = decide_links(&observed, &Default::default(), "webhook-ingress", now());
         assert_eq!(decision.changes.len(), 1, "only the unambiguous link");
         assert_eq!(
             decision.changes[0].link.user_id.as_ref().unwrap().as_str(),
@@ -1161,6 +1198,7 @@ mod tests {
         let decision = decide_links(
             &[link("+16505551234", "US.13491208655302741918")],
             &states,
+            "webhook-ingress",
             now(),
         );
         let next = decision.changes[0]

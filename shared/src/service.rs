@@ -101,46 +101,80 @@ pub async fn carry_blocks(
     .await
 }
 
+/// Link changes per transaction: each writes at most four items (three
+/// states and an event), well inside DynamoDB's 100 actions.
+const LINKS_PER_TRANSACTION: usize = 20;
+
 /// B61: stores the links among `observed` that are new. `known` holds the
 /// states the caller already read (a webhook's enforcement read), so the
-/// common case writes without reading again; a conflict with a concurrent
-/// change re-reads and decides again. Returns the links written and the
-/// identities left unlinked as ambiguous.
+/// common case writes without reading again, in one transaction per 20
+/// links, all at once. A link that replaces another needs the state of the
+/// identity it leaves behind: that is read first (only on a re-issue). A
+/// conflict with a concurrent change re-reads and decides again. Returns
+/// the links written and the identities left unlinked as ambiguous.
 pub async fn learn_links(
     store: &Store,
     observed: &[Link],
     known: HashMap<Subject, SubjectState>,
+    actor: &str,
     now: impl Fn() -> DateTime<Utc>,
 ) -> Result<(usize, Vec<Subject>), StoreError> {
     let mut states = known;
-    let mut written = 0;
     let mut attempt = 0;
     loop {
-        let decision = policy::decide_links(observed, &states, now());
-        let mut conflicted: Vec<Subject> = Vec::new();
-        for change in &decision.changes {
-            match store.apply_links(change).await {
-                Ok(()) => written += 1,
-                Err(StoreError::Conflict) => conflicted.extend(change.link.subjects()),
+        let mut decision = policy::decide_links(observed, &states, actor, now());
+        let missing: Vec<Subject> = decision
+            .changes
+            .iter()
+            .flat_map(|c| policy::partners_left(&c.link, &c.replaced))
+            .filter(|s| !states.contains_key(s))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if !missing.is_empty() {
+            let mut read = store.subject_states(&missing).await?;
+            for subject in missing {
+                let state = read
+                    .remove(&subject)
+                    .unwrap_or_else(|| SubjectState::empty(subject.clone()));
+                states.insert(subject, state);
+            }
+            decision = policy::decide_links(observed, &states, actor, now());
+        }
+        let writes = decision
+            .changes
+            .chunks(LINKS_PER_TRANSACTION)
+            .map(|group| store.apply_links(group));
+        let results = futures::future::join_all(writes).await;
+        let mut conflicted = false;
+        let mut written = 0;
+        for (result, group) in results
+            .into_iter()
+            .zip(decision.changes.chunks(LINKS_PER_TRANSACTION))
+        {
+            match result {
+                Ok(()) => written += group.len(),
+                Err(StoreError::Conflict) => conflicted = true,
                 Err(error) => return Err(error),
             }
         }
-        if conflicted.is_empty() {
+        if !conflicted {
             return Ok((written, decision.ambiguous));
         }
         attempt += 1;
         if attempt >= MAX_ATTEMPTS {
             return Err(StoreError::Conflict);
         }
-        tokio::time::sleep(backoff(attempt, &conflicted[0])).await;
-        // Decide again on fresh states of every identity involved; links
-        // already written are now known and skipped.
         let subjects: Vec<Subject> = observed
             .iter()
             .flat_map(Link::subjects)
+            .chain(states.keys().cloned())
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .collect();
+        tokio::time::sleep(backoff(attempt, &subjects[0])).await;
+        // Decide again on fresh states; links already written are now known
+        // and skipped.
         states = store.subject_states(&subjects).await?;
     }
 }

@@ -5,6 +5,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use blocklist::identity::{Subject, SubjectError};
 use blocklist::meta::signature;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -42,7 +43,9 @@ Examples:
   export WA_TOKEN=$(wa-cli token --scope all)
   wa-cli block +16505551234 --reason 'abusive messages'
   wa-cli get +16505551234
+  wa-cli block US.13491208655302741918 --reason 'abusive messages'
   wa-cli inbound --from +16505551234 --text 'hello?'
+  wa-cli inbound --user-id US.13491208655302741918 --text 'number hidden'
   wa-cli list --source manual --all | jq '.items | length'
   wa-cli --base-url http://127.0.0.1:3001 history +16505551234";
 
@@ -155,16 +158,26 @@ Prints the HTTP status, then the response body, e.g.
 Examples:
   wa-cli inbound --from +16505551234
   wa-cli inbound --from 16505551234 --text 'Does it come in another color?'
-  wa-cli inbound --from +16505551234 --id wamid.SAME   # twice: the second is a duplicate")]
+  wa-cli inbound --from +16505551234 --id wamid.SAME   # twice: the second is a duplicate
+  wa-cli inbound --from +16505551234 --user-id US.13491208655302741918   # links the two
+  wa-cli inbound --user-id US.13491208655302741918                       # number hidden")]
 /// Simulate Meta delivering an inbound text message to POST /webhook.
 ///
 /// Builds a webhook delivery shaped like Meta's (one entry, one change, one
 /// text message), signs it with X-Hub-Signature-256 under the app secret,
-/// and posts it to {base-url}/webhook. No token is needed.
+/// and posts it to {base-url}/webhook. No token is needed. A sender given
+/// by number and business-scoped user id (BSUID) shows both, as
+/// `from`/`wa_id` and `from_user_id`/`user_id`; one given by BSUID only
+/// has its number hidden, as with a WhatsApp username.
 struct InboundArgs {
     /// Sender's number; `+` and separators are dropped, as Meta writes it.
-    #[arg(long)]
-    from: String,
+    #[arg(long, value_name = "NUMBER", required_unless_present = "user_id")]
+    from: Option<String>,
+
+    /// Sender's BSUID, e.g. US.13491208655302741918; without --from the
+    /// number is hidden.
+    #[arg(long, value_name = "BSUID")]
+    user_id: Option<String>,
 
     /// Message text.
     #[arg(long, default_value = "Hello from wa-cli")]
@@ -202,15 +215,21 @@ auto-blocks the recipient.
 Examples:
   wa-cli status --to +16505551234 --status delivered
   wa-cli status --to +16505551234 --status failed
-  wa-cli status --to +16505551234 --status failed --code 131049 --title 'Meta chose not to deliver'")]
+  wa-cli status --to +16505551234 --status failed --code 131049 --title 'Meta chose not to deliver'
+  wa-cli status --user-id US.13491208655302741918 --status failed")]
 /// Simulate Meta delivering a message status update to POST /webhook.
 ///
 /// Same signing and posting as `inbound`, with one entry in `statuses[]`
 /// instead of `messages[]`; `errors[]` is present only for `failed`.
 struct StatusArgs {
-    /// Recipient of the original message (recipient_id).
-    #[arg(long)]
-    to: String,
+    /// Recipient's number (recipient_id).
+    #[arg(long, value_name = "NUMBER", required_unless_present = "user_id")]
+    to: Option<String>,
+
+    /// Recipient's BSUID (recipient_user_id), as for a send addressed by
+    /// `recipient`; without --to the status names no number.
+    #[arg(long, value_name = "BSUID")]
+    user_id: Option<String>,
 
     /// The delivery status.
     #[arg(long, value_enum)]
@@ -235,13 +254,17 @@ Prints the block record (201 when created, 200 when it already existed).
 Examples:
   wa-cli block +16505551234 --reason 'abusive messages'
   wa-cli block +16505551234 --reason 'spam on this line' --scope 106540352242922
-  wa-cli block 16505551234 --reason 'asked to stop' --expires-at 2030-01-01T00:00:00Z")]
-/// Block a number: PUT /v1/blocks/{number}.
+  wa-cli block 16505551234 --reason 'asked to stop' --expires-at 2030-01-01T00:00:00Z
+  wa-cli block US.13491208655302741918 --reason 'abusive messages'")]
+/// Block a number or BSUID: PUT /v1/blocks/{subject}.
 ///
 /// Needs the blocklist:write scope. Blocking in a scope that already holds
-/// a block of that number changes nothing and records no second audit event.
+/// a block of that subject changes nothing and records no second audit
+/// event. The block also stops the identities linked to it.
 struct BlockArgs {
-    /// The number, e.g. +16505551234.
+    /// The number or business-scoped user id, e.g. +16505551234 or
+    /// US.13491208655302741918.
+    #[arg(value_name = "SUBJECT")]
     number: String,
 
     /// Why the number is blocked (kept in the audit trail).
@@ -272,13 +295,17 @@ Prints the removed block; a number not blocked in that scope exits with 1
 
 Examples:
   wa-cli unblock +16505551234 --reason 'customer called, verified'
-  wa-cli unblock +16505551234 --reason 'resolved' --scope 106540352242922")]
-/// Unblock a number: DELETE /v1/blocks/{number}?scope=…
+  wa-cli unblock +16505551234 --reason 'resolved' --scope 106540352242922
+  wa-cli unblock US.13491208655302741918 --reason 'resolved'")]
+/// Unblock a number or BSUID: DELETE /v1/blocks/{subject}?scope=…
 ///
 /// Needs the blocklist:write scope. Inbound and outbound traffic are
-/// restored at once.
+/// restored at once, unless a block of a linked identity still stops the
+/// person (see `linked_blocks` of `wa-cli get`).
 struct UnblockArgs {
-    /// The number, e.g. +16505551234.
+    /// The number or business-scoped user id, e.g. +16505551234 or
+    /// US.13491208655302741918.
+    #[arg(value_name = "SUBJECT")]
     number: String,
 
     /// Why the number is unblocked (kept in the audit trail).
@@ -294,13 +321,18 @@ struct UnblockArgs {
 #[command(after_long_help = "\
 Examples:
   wa-cli get +16505551234
-  wa-cli get +16505551234 | jq '.blocks[].scope'")]
-/// Show a number's blocks, contact and chats: GET /v1/blocks/{number}.
+  wa-cli get +16505551234 | jq '.blocks[].scope'
+  wa-cli get US.13491208655302741918 | jq '.links, .linked_blocks'")]
+/// Show a number's or BSUID's blocks, links, contact and chats:
+/// GET /v1/blocks/{subject}.
 ///
-/// Needs the blocklist:read scope. A number that is not blocked gives
-/// `\"blocks\": []`, not an error.
+/// Needs the blocklist:read scope. A subject that is not blocked gives
+/// `"blocks": []`, not an error; `linked_blocks` lists the blocks of
+/// linked identities that stop the person too.
 struct GetArgs {
-    /// The number, e.g. +16505551234.
+    /// The number or business-scoped user id, e.g. +16505551234 or
+    /// US.13491208655302741918.
+    #[arg(value_name = "SUBJECT")]
     number: String,
 }
 
@@ -342,7 +374,8 @@ struct ListArgs {
     #[arg(long)]
     source: Option<String>,
 
-    /// Text matched against number, contact name or email.
+    /// Text matched against the number (any form, or its last digits) or
+    /// BSUID, contact name or email.
     #[arg(long)]
     q: Option<String>,
 
@@ -370,13 +403,16 @@ struct ListArgs {
 #[command(after_long_help = "\
 Examples:
   wa-cli history +16505551234
+  wa-cli history US.13491208655302741918
   wa-cli history +16505551234 --all | jq -r '.items[] | \"\\(.at) \\(.action) \\(.actor)\"'")]
-/// Show a number's audit events, newest first:
-/// GET /v1/numbers/{number}/history.
+/// Show a number's or BSUID's audit events, newest first:
+/// GET /v1/numbers/{subject}/history.
 ///
 /// Needs the blocklist:read scope.
 struct HistoryArgs {
-    /// The number, e.g. +16505551234.
+    /// The number or business-scoped user id, e.g. +16505551234 or
+    /// US.13491208655302741918.
+    #[arg(value_name = "SUBJECT")]
     number: String,
 
     #[command(flatten)]
@@ -391,15 +427,24 @@ with error_data.reason recipient_blocked or recipient_unknown, exit code 1).
 Examples:
   export WA_TOKEN=$(wa-cli token --scope messages:send)
   wa-cli send +16505551234 --text 'Your order has shipped'
-  wa-cli send +16505551234 --text hi --phone-number-id 106540352242922")]
+  wa-cli send +16505551234 --text hi --phone-number-id 106540352242922
+  wa-cli send US.13491208655302741918 --text hi          # as \"recipient\"
+  wa-cli send +16505551234 --recipient US.13491208655302741918 --text hi")]
 /// Send a text message through the send proxy:
 /// POST /v1/{phone_number_id}/messages.
 ///
-/// Needs the messages:send scope. The body is the Graph API's text message;
-/// a blocked recipient is refused and nothing is sent.
+/// Needs the messages:send scope. The body is the Graph API's text message,
+/// addressed by `to` (a number) and/or `recipient` (a BSUID); a blocked
+/// recipient is refused and nothing is sent.
 struct SendArgs {
-    /// Recipient, e.g. +16505551234.
-    number: String,
+    /// Recipient: a number (sent as `to`), e.g. +16505551234, or a
+    /// business-scoped user id (sent as `recipient`).
+    #[arg(value_name = "RECIPIENT", required_unless_present = "recipient")]
+    number: Option<String>,
+
+    /// A BSUID to address as `recipient`, alone or beside a number.
+    #[arg(long, value_name = "BSUID")]
+    recipient: Option<String>,
 
     /// Message text.
     #[arg(long)]
@@ -445,11 +490,18 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Inbound(args) => {
-            let from = wa_digits(&args.from, "--from")?;
+            let from = args
+                .from
+                .as_deref()
+                .map(|from| wa_digits(from, "--from"))
+                .transpose()?;
             let id = args.webhook.id.clone().unwrap_or_else(fresh_wamid);
             let payload = inbound_payload(
                 &args.webhook.phone_number_id,
-                &from,
+                Sender {
+                    number: from.as_deref(),
+                    user_id: args.user_id.as_deref(),
+                },
                 &id,
                 &args.text,
                 &now(),
@@ -457,7 +509,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             api.webhook(&args.webhook.app_secret, &payload).await
         }
         Command::Status(args) => {
-            let to = wa_digits(&args.to, "--to")?;
+            let to = args
+                .to
+                .as_deref()
+                .map(|to| wa_digits(to, "--to"))
+                .transpose()?;
             if args.status != DeliveryStatus::Failed
                 && (args.code.is_some() || args.title.is_some())
             {
@@ -476,7 +532,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let id = args.webhook.id.clone().unwrap_or_else(fresh_wamid);
             let payload = status_payload(
                 &args.webhook.phone_number_id,
-                &to,
+                Sender {
+                    number: to.as_deref(),
+                    user_id: args.user_id.as_deref(),
+                },
                 &id,
                 args.status,
                 error,
@@ -536,13 +595,29 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Send(args) => {
-            let body = json!({
+            let mut body = json!({
                 "messaging_product": "whatsapp",
                 "recipient_type": "individual",
-                "to": args.number,
                 "type": "text",
                 "text": { "preview_url": false, "body": args.text },
             });
+            let mut recipient = args.recipient;
+            if let Some(given) = args.number {
+                if !is_user_id_shaped(&given) {
+                    body["to"] = Value::String(given);
+                } else if recipient.is_none() {
+                    recipient = Some(given);
+                } else {
+                    return Err(Failure::Usage(
+                        "give the BSUID either as the recipient argument or with --recipient, \
+                         and a number beside it"
+                            .into(),
+                    ));
+                }
+            }
+            if let Some(recipient) = recipient {
+                body["recipient"] = Value::String(recipient);
+            }
             let path = format!("/v1/{}/messages", encode(&args.phone_number_id));
             let token = api.token()?;
             let request = api
@@ -813,6 +888,16 @@ fn wa_digits(number: &str, flag: &str) -> Result<String, Failure> {
     Ok(digits)
 }
 
+/// Whether `given` is meant as a BSUID (two letters and a dot, as the API
+/// tells them apart), valid or not: the API judges it, so that its
+/// `invalid_user_id` can be seen from here.
+fn is_user_id_shaped(given: &str) -> bool {
+    matches!(
+        Subject::parse(given),
+        Ok(Subject::User(_)) | Err(SubjectError::UserId)
+    )
+}
+
 fn fresh_wamid() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -839,31 +924,45 @@ fn envelope(phone_number_id: &str, value: Value) -> Value {
     })
 }
 
+/// The identities Meta shows for a person: the number (digits, as Meta
+/// writes it) when visible, and the BSUID.
+#[derive(Clone, Copy)]
+struct Sender<'a> {
+    number: Option<&'a str>,
+    user_id: Option<&'a str>,
+}
+
 fn inbound_payload(
     phone_number_id: &str,
-    from: &str,
+    sender: Sender<'_>,
     id: &str,
     text: &str,
     timestamp: &str,
 ) -> Value {
+    let mut contact = json!({ "profile": { "name": "wa-cli" } });
+    let mut message = json!({
+        "id": id,
+        "timestamp": timestamp,
+        "type": "text",
+        "text": { "body": text },
+    });
+    if let Some(number) = sender.number {
+        contact["wa_id"] = json!(number);
+        message["from"] = json!(number);
+    }
+    if let Some(user_id) = sender.user_id {
+        contact["user_id"] = json!(user_id);
+        message["from_user_id"] = json!(user_id);
+    }
     envelope(
         phone_number_id,
-        json!({
-            "contacts": [{ "profile": { "name": "wa-cli" }, "wa_id": from }],
-            "messages": [{
-                "from": from,
-                "id": id,
-                "timestamp": timestamp,
-                "type": "text",
-                "text": { "body": text },
-            }],
-        }),
+        json!({ "contacts": [contact], "messages": [message] }),
     )
 }
 
 fn status_payload(
     phone_number_id: &str,
-    to: &str,
+    recipient: Sender<'_>,
     id: &str,
     status: DeliveryStatus,
     error: Option<(i64, String)>,
@@ -873,8 +972,13 @@ fn status_payload(
         "id": id,
         "status": status.as_str(),
         "timestamp": timestamp,
-        "recipient_id": to,
     });
+    if let Some(number) = recipient.number {
+        update["recipient_id"] = json!(number);
+    }
+    if let Some(user_id) = recipient.user_id {
+        update["recipient_user_id"] = json!(user_id);
+    }
     if let Some((code, title)) = error {
         update["errors"] = json!([{
             "code": code,

@@ -3,7 +3,9 @@
 use std::collections::HashMap;
 
 use blocklist::http::auth::{Caller, READ, WRITE};
-use blocklist::http::request::{Query, field_subject, json_body, path_subject};
+use blocklist::http::request::{
+    Query, field_subject, field_subject_as_seen, json_body, path_subject, path_subject_as_seen,
+};
 use blocklist::http::{ApiError, json};
 use blocklist::identity::{Link, Subject};
 use blocklist::metrics::{self, Counter};
@@ -93,7 +95,7 @@ pub async fn unblock(
 ) -> Result<Response<Body>, ApiError> {
     caller.require(WRITE)?;
     let actor = caller.actor()?;
-    let number = path_subject(number)?;
+    let number = path_subject_as_seen(number)?;
     let query = Query::parse(request, &["scope"])?;
     let body: UnblockBody = json_body(request)?;
     let scope = match (query.get("scope"), body.scope.as_deref()) {
@@ -141,7 +143,7 @@ pub async fn get(
     number: &str,
 ) -> Result<Response<Body>, ApiError> {
     caller.require(READ)?;
-    let subject = path_subject(number)?;
+    let subject = path_subject_as_seen(number)?;
     Query::parse(request, &[])?;
     let record = app.store.load_subject(&subject).await?;
     let now = (app.now)();
@@ -300,7 +302,7 @@ pub async fn batch(
     for (i, given) in body.numbers.into_iter().enumerate() {
         let subject = match action {
             BatchAction::Block => blockable_subject(app, &given, "numbers").await,
-            BatchAction::Unblock => field_subject(&given, "numbers"),
+            BatchAction::Unblock => field_subject_as_seen(&given, "numbers"),
         };
         match subject {
             Ok(number) => {

@@ -72,10 +72,13 @@ pub fn scope(raw: Option<&str>) -> Result<Scope, ApiError> {
 pub fn source(raw: Option<&str>, default: Source) -> Result<Source, ApiError> {
     let Some(raw) = raw else { return Ok(default) };
     match Source::parse(raw) {
-        Ok(Source::Auto) => Err(ApiError::invalid(
+        Ok(reserved @ (Source::Auto | Source::Carried)) => Err(ApiError::invalid(
             "invalid_source",
             "source",
-            "source 'auto' is reserved for automatic blocking",
+            format!(
+                "source '{}' is reserved for blocks the product makes itself",
+                reserved.as_str()
+            ),
         )),
         Ok(source) => Ok(source),
         Err(e) => Err(ApiError::invalid("invalid_source", "source", e.to_string())),

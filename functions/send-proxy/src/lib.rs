@@ -16,7 +16,7 @@ use std::time::Duration;
 use blocklist::config::{ConfigError, Env};
 use blocklist::http::ApiError;
 use blocklist::http::auth::{Authenticator, Caller, SEND};
-use blocklist::http::request::{body_bytes, field_subject, parse_json, segments};
+use blocklist::http::request::{body_bytes, field_subject_as_seen, parse_json, segments};
 use blocklist::identity::{Link, Subject, UserId};
 use blocklist::inbound::{self, SenderFacts};
 use blocklist::metrics::{self, Counter};
@@ -324,7 +324,7 @@ async fn record_sent(
         app.store
             .record_outbound(business, recipient, now, person.known_contact),
         sent,
-        service::learn_links(&app.store, &links, known, app.now),
+        service::learn_links(&app.store, &links, known, FUNCTION, app.now),
     );
     if let Err(error) = chat {
         tracing::error!(error = %error, "last_outbound_at not recorded");
@@ -408,7 +408,7 @@ fn addressee_of(body: &[u8]) -> Result<Addressee, ApiError> {
         let raw = value.as_str().ok_or_else(|| {
             ApiError::invalid("invalid_number", name, format!("'{name}' must be a string"))
         })?;
-        field_subject(raw, name).map(Some)
+        field_subject_as_seen(raw, name).map(Some)
     };
     let to = field(send.to, "to")?;
     let recipient = field(send.recipient, "recipient")?;
@@ -507,7 +507,7 @@ async fn check(app: &App, request: &Request, business: &str) -> Result<Response<
         .numbers
         .into_iter()
         .map(|given| {
-            let subject = Subject::parse(&given).ok();
+            let subject = field_subject_as_seen(&given, "numbers").ok();
             (given, subject)
         })
         .collect();

@@ -260,7 +260,7 @@ async fn receive(app: &App, request: &Request) -> Result<Response<Body>, ApiErro
         // B61 and B62 are decided on every delivery, retries included, so
         // a retry after a failure here redoes them.
         let (linked, ambiguous) =
-            service::learn_links(&app.store, &delivery.links, known_states, app.now).await?;
+            service::learn_links(&app.store, &delivery.links, known_states, ACTOR, app.now).await?;
         if linked > 0 || !ambiguous.is_empty() {
             tracing::info!(
                 linked,

@@ -279,8 +279,17 @@ impl Store {
             actions.push(self.audit_put(partition, event)?);
         }
         let shard = shard_of(change.subject.as_str());
+        // All of a change's counters live on one item (its day and shard),
+        // which one transaction may name only once: one update adds them all.
+        let mut counts: Vec<(&str, u64)> = Vec::new();
         for counter in &change.counters {
-            actions.push(self.counter_update(change.at, shard, counter.attribute(), 1)?);
+            match counts.iter_mut().find(|(a, _)| *a == counter.attribute()) {
+                Some((_, by)) => *by += 1,
+                None => counts.push((counter.attribute(), 1)),
+            }
+        }
+        if !counts.is_empty() {
+            actions.push(self.counters_update(change.at, shard, &counts)?);
         }
         if change.blocked_numbers_delta != 0 {
             let update = Update::builder()
@@ -349,16 +358,30 @@ impl Store {
         attribute: &str,
         by: u64,
     ) -> Result<TransactWriteItem, StoreError> {
+        self.counters_update(at, shard, &[(attribute, by)])
+    }
+
+    /// Adds to several counters of one day shard in one update.
+    pub(super) fn counters_update(
+        &self,
+        at: DateTime<Utc>,
+        shard: u32,
+        counts: &[(&str, u64)],
+    ) -> Result<TransactWriteItem, StoreError> {
         let day = day_of(at);
-        let update = Update::builder()
+        let adds: Vec<String> = (0..counts.len()).map(|i| format!("#c{i} :b{i}")).collect();
+        let mut update = Update::builder()
             .table_name(&self.tables.blocklist)
             .key("pk", s(STATS_PARTITION))
             .key("sk", s(format!("D#{day}#{shard:02}")))
-            .update_expression("SET #date = :date ADD #counter :by")
+            .update_expression(format!("SET #date = :date ADD {}", adds.join(", ")))
             .expression_attribute_names("#date", "date")
-            .expression_attribute_names("#counter", attribute)
-            .expression_attribute_values(":date", s(day))
-            .expression_attribute_values(":by", n(by));
+            .expression_attribute_values(":date", s(day));
+        for (i, (attribute, by)) in counts.iter().enumerate() {
+            update = update
+                .expression_attribute_names(format!("#c{i}"), *attribute)
+                .expression_attribute_values(format!(":b{i}"), n(by));
+        }
         Ok(TransactWriteItem::builder()
             .update(build(update.build())?)
             .build())
@@ -518,20 +541,42 @@ fn guarded_write_error(
 }
 
 impl Store {
-    /// B61: writes a link on every identity it names and its audit event,
-    /// in one transaction guarded by each identity's version.
-    pub async fn apply_links(&self, change: &LinkChange) -> Result<(), StoreError> {
-        let mut actions = Vec::with_capacity(change.states.len() + 1);
-        for state in &change.states {
-            actions.push(self.state_put(state)?);
+    /// B61: writes links on every identity they name, with their audit
+    /// events, in one transaction guarded by each identity's version. The
+    /// links of one decision name disjoint identities, so no item is
+    /// written twice.
+    pub async fn apply_links(&self, changes: &[LinkChange]) -> Result<(), StoreError> {
+        // An identity left behind by two replaced links at once would be
+        // written twice, which one transaction refuses: one at a time then.
+        let mut written: Vec<&Subject> = changes
+            .iter()
+            .flat_map(|c| c.states.iter().map(|s| &s.subject))
+            .collect();
+        let count = written.len();
+        written.sort();
+        written.dedup();
+        if written.len() < count && changes.len() > 1 {
+            for change in changes {
+                Box::pin(self.apply_links(std::slice::from_ref(change))).await?;
+            }
+            return Ok(());
         }
-        let partition = change
-            .event
-            .subject
-            .as_ref()
-            .map(subject_pk)
-            .unwrap_or_default();
-        actions.push(self.audit_put(partition, &change.event)?);
+        let mut actions = Vec::new();
+        for change in changes {
+            for state in &change.states {
+                actions.push(self.state_put(state)?);
+            }
+            let partition = change
+                .event
+                .subject
+                .as_ref()
+                .map(subject_pk)
+                .unwrap_or_default();
+            actions.push(self.audit_put(partition, &change.event)?);
+        }
+        if actions.is_empty() {
+            return Ok(());
+        }
         self.client
             .transact_write_items()
             .set_transact_items(Some(actions))

@@ -2,6 +2,7 @@
 //! Test names start with the SPEC behaviour they prove.
 
 mod block_api;
+mod identity;
 mod openapi;
 mod send_proxy;
 mod template;

@@ -584,6 +584,41 @@ fn inbound(message_id: &str, from: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// A text message from a person Meta names by BSUID, and by number when
+/// `from` is visible (the shapes of `inbound-bsuid-linked.json` and
+/// `inbound-bsuid-only.json`).
+fn inbound_as(message_id: &str, from: Option<&str>, user_id: &str) -> Vec<u8> {
+    let mut contact = json!({ "profile": { "name": "Sheena" }, "user_id": user_id });
+    let mut message = json!({
+        "from_user_id": user_id,
+        "id": message_id,
+        "timestamp": chrono::Utc::now().timestamp().to_string(),
+        "type": "text",
+        "text": { "body": "Hi, it's me" }
+    });
+    if let Some(from) = from {
+        contact["wa_id"] = json!(from);
+        message["from"] = json!(from);
+    }
+    json!({
+        "object": "whatsapp_business_account",
+        "entry": [{
+            "id": "1",
+            "changes": [{
+                "field": "messages",
+                "value": {
+                    "messaging_product": "whatsapp",
+                    "metadata": { "display_phone_number": "15550000000", "phone_number_id": LINE },
+                    "contacts": [contact],
+                    "messages": [message]
+                }
+            }]
+        }]
+    })
+    .to_string()
+    .into_bytes()
+}
+
 fn text_to(to: &str) -> Value {
     json!({
         "messaging_product": "whatsapp",
@@ -915,6 +950,183 @@ async fn every_documented_operation_answers_as_documented() {
     )
     .await;
 
+    // B60–B62, B35: subjects. A delivery shows a number and its BSUID
+    // together (B61); the number is blocked; a message carrying only the
+    // BSUID is suppressed, and the BSUID's view shows the link and the
+    // number's block. Then BSUIDs on the other routes and in sends.
+    let linked_number = "+16505551250";
+    let linked_user = "US.13491208655302741918";
+    api.expect(
+        req("POST", "/webhook").signed(&inbound_as(
+            "wamid.OPENAPIBSUID1",
+            Some("16505551250"),
+            linked_user,
+        )),
+        200,
+    )
+    .await;
+    api.expect(
+        req("PUT", format!("/v1/blocks/{linked_number}"))
+            .bearer(&writer)
+            .json(json!({ "reason": "abusive messages" })),
+        201,
+    )
+    .await;
+    let ack = api
+        .expect(
+            req("POST", "/webhook").signed(&inbound_as("wamid.OPENAPIBSUID2", None, linked_user)),
+            200,
+        )
+        .await;
+    assert_eq!(ack["suppressed"], 1, "{ack}");
+    let view = api
+        .expect(
+            req("GET", format!("/v1/blocks/{linked_user}")).bearer(&reader),
+            200,
+        )
+        .await;
+    assert_eq!(view["number"], Value::Null, "{view}");
+    assert_eq!(view["linked_blocks"][0]["subject"], linked_number, "{view}");
+    assert_eq!(view["links"][0]["user_id"], linked_user, "{view}");
+    api.expect(
+        req("GET", format!("/v1/blocks/{linked_number}")).bearer(&reader),
+        200,
+    )
+    .await;
+    api.expect(
+        req("GET", format!("/v1/numbers/{linked_user}/history")).bearer(&reader),
+        200,
+    )
+    .await;
+    let bad_user = api
+        .expect(req("GET", "/v1/blocks/US.13-49").bearer(&reader), 422)
+        .await;
+    assert_eq!(bad_user["error"]["code"], "invalid_user_id", "{bad_user}");
+
+    let blocked_user = "US.ENT.11815799212886844830";
+    let block = api
+        .expect(
+            req("PUT", format!("/v1/blocks/{blocked_user}"))
+                .bearer(&writer)
+                .json(json!({ "reason": "spam", "scope": LINE })),
+            201,
+        )
+        .await;
+    assert_eq!(block["subject"], blocked_user, "{block}");
+    api.expect(
+        req("PUT", format!("/v1/contacts/{blocked_user}"))
+            .bearer(&writer)
+            .json(json!({ "subject": blocked_user, "name": "Sheena Nelson" })),
+        201,
+    )
+    .await;
+    api.expect(
+        req("POST", "/v1/blocks:batch").bearer(&writer).json(json!({
+            "action": "block",
+            "numbers": ["BR.abcDEF123", "US.13 49", "+16505551251"],
+            "reason": "spam campaign"
+        })),
+        200,
+    )
+    .await;
+
+    // B35: `recipient` sends, checked like `to`; mark-as-read forwarded.
+    let recipient_to = |recipient: &str| {
+        json!({
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "recipient": recipient,
+            "type": "text",
+            "text": { "body": "Your order has shipped" }
+        })
+    };
+    api.expect(
+        req("POST", &messages)
+            .bearer(&sender)
+            .json(recipient_to("US.16505551252")),
+        200,
+    )
+    .await;
+    let refused = api
+        .expect(
+            req("POST", &messages)
+                .bearer(&sender)
+                .json(recipient_to(linked_user)),
+            403,
+        )
+        .await;
+    assert_eq!(
+        refused["error"]["error_data"]["recipient"], linked_user,
+        "{refused}"
+    );
+    api.expect(
+        req("POST", &messages)
+            .bearer(&sender)
+            .json(recipient_to(blocked_user)),
+        403,
+    )
+    .await;
+    let mismatch = api
+        .expect(
+            req("POST", &messages).bearer(&sender).json(json!({
+                "messaging_product": "whatsapp",
+                "to": linked_number,
+                "recipient": "US.99999999",
+                "type": "text",
+                "text": { "body": "Hello" }
+            })),
+            422,
+        )
+        .await;
+    assert_eq!(
+        mismatch["error"]["error_data"]["reason"], "recipient_mismatch",
+        "{mismatch}"
+    );
+    api.expect(
+        req("POST", &messages)
+            .bearer(&sender)
+            .json(recipient_to("US.bad-id")),
+        422,
+    )
+    .await;
+    let read = api
+        .expect(
+            req("POST", &messages).bearer(&sender).json(json!({
+                "messaging_product": "whatsapp",
+                "status": "read",
+                "message_id": "wamid.OPENAPIBSUID1",
+                "typing_indicator": { "type": "text" }
+            })),
+            200,
+        )
+        .await;
+    assert_eq!(read["success"], true, "{read}");
+    api.expect(
+        req("POST", &check).bearer(&sender).json(json!({
+            "numbers": [linked_user, blocked_user, "US.16505551252", "US.13-49"]
+        })),
+        200,
+    )
+    .await;
+
+    // B62: carry_blocks_on_change, read and changed.
+    let carry = api
+        .expect(
+            req("PUT", "/v1/settings/default")
+                .bearer(&admin)
+                .json(json!({ "carry_blocks_on_change": false })),
+            200,
+        )
+        .await;
+    assert_eq!(carry["carry_blocks_on_change"], false, "{carry}");
+    api.expect(
+        req("PUT", "/v1/settings/default")
+            .bearer(&admin)
+            .json(json!({ "carry_blocks_on_change": "no" })),
+        422,
+    )
+    .await;
+
     // B11: chats (made by the send and the webhook above).
     api.expect(req("GET", "/v1/chats").bearer(&reader), 200)
         .await;
@@ -1109,6 +1321,7 @@ async fn every_documented_operation_answers_as_documented() {
         "inbound_suppressed",
         "outbound_refused",
         "settings_changed",
+        "identity_linked",
     ] {
         if !actions.contains(action) {
             api.problems.push(format!(
@@ -1158,7 +1371,7 @@ async fn every_documented_operation_answers_as_documented() {
         .unwrap_or_default();
     for path in paths {
         let concrete = path
-            .replace("{number}", "+16505551234")
+            .replace("{subject}", "+16505551234")
             .replace("{phone_number_id}", LINE);
         api.expect_method_not_allowed(&path, &concrete).await;
     }
