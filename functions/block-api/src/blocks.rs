@@ -3,9 +3,7 @@
 use std::collections::HashMap;
 
 use blocklist::http::auth::{Caller, READ, WRITE};
-use blocklist::http::request::{
-    Query, field_subject, field_subject_as_seen, json_body, path_subject, path_subject_as_seen,
-};
+use blocklist::http::request::{Query, field_subject, json_body, path_subject};
 use blocklist::http::{ApiError, json};
 use blocklist::identity::{Link, Subject};
 use blocklist::metrics::{self, Counter};
@@ -26,10 +24,12 @@ pub const MAX_BATCH: usize = 1000;
 /// Numbers of a batch processed at once.
 const BATCH_CONCURRENCY: usize = 16;
 
-/// The subject of a change: a valid number or BSUID, or (B63) a number
-/// the metadata does not know yet but a webhook has already shown (it has a
-/// chat): anything that can write to the business can be blocked.
-async fn blockable_subject(app: &App, raw: &str, field: &str) -> Result<Subject, ApiError> {
+/// The subject a path or batch entry names: a valid number or BSUID, or
+/// (B63) a number the metadata does not know yet but the product has
+/// already seen (a webhook made a chat for it, or it holds a block):
+/// anything that can write to the business can be blocked, read and
+/// unblocked. A lenient number never seen stays `invalid_number`.
+pub async fn seen_subject(app: &App, raw: &str, field: &str) -> Result<Subject, ApiError> {
     let strict = match field {
         "number" => path_subject(raw),
         _ => field_subject(raw, field),
@@ -44,8 +44,9 @@ async fn blockable_subject(app: &App, raw: &str, field: &str) -> Result<Subject,
         return Err(error);
     };
     let subject = Subject::Number(number);
-    let seen = app.store.load_subject(&subject).await?;
-    if seen.chats.iter().any(|c| c.subject == subject) {
+    // Boxed: the read is rare here, and its future is large.
+    let seen = Box::pin(app.store.load_subject(&subject)).await?;
+    if seen.chats.iter().any(|c| c.subject == subject) || !seen.blocks.is_empty() {
         Ok(subject)
     } else {
         Err(error)
@@ -61,7 +62,7 @@ pub async fn block(
 ) -> Result<Response<Body>, ApiError> {
     caller.require(WRITE)?;
     let actor = caller.actor()?;
-    let number = blockable_subject(app, number, "number").await?;
+    let number = seen_subject(app, number, "number").await?;
     // No query parameter here: `?scope=` must not silently block in `all`.
     Query::parse(request, &[])?;
     let body: BlockBody = json_body(request)?;
@@ -95,7 +96,7 @@ pub async fn unblock(
 ) -> Result<Response<Body>, ApiError> {
     caller.require(WRITE)?;
     let actor = caller.actor()?;
-    let number = path_subject_as_seen(number)?;
+    let number = seen_subject(app, number, "number").await?;
     let query = Query::parse(request, &["scope"])?;
     let body: UnblockBody = json_body(request)?;
     let scope = match (query.get("scope"), body.scope.as_deref()) {
@@ -143,7 +144,7 @@ pub async fn get(
     number: &str,
 ) -> Result<Response<Body>, ApiError> {
     caller.require(READ)?;
-    let subject = path_subject_as_seen(number)?;
+    let subject = seen_subject(app, number, "number").await?;
     Query::parse(request, &[])?;
     let record = app.store.load_subject(&subject).await?;
     let now = (app.now)();
@@ -301,8 +302,7 @@ pub async fn batch(
     let mut group_of: HashMap<Subject, usize> = HashMap::new();
     for (i, given) in body.numbers.into_iter().enumerate() {
         let subject = match action {
-            BatchAction::Block => blockable_subject(app, &given, "numbers").await,
-            BatchAction::Unblock => field_subject_as_seen(&given, "numbers"),
+            BatchAction::Block | BatchAction::Unblock => seen_subject(app, &given, "numbers").await,
         };
         match subject {
             Ok(number) => {

@@ -1,7 +1,7 @@
 //! B8–B12: history, audit feed, stats, contacts, chats, settings.
 
 use blocklist::http::auth::{ADMIN, Caller, READ, WRITE};
-use blocklist::http::request::{Query, json_body, path_phone_number_id, path_subject_as_seen};
+use blocklist::http::request::{Query, json_body, path_phone_number_id};
 use blocklist::http::{ApiError, json};
 use blocklist::model::{Action, ChatStatus, SettingsPatch, SettingsTarget};
 use blocklist::service;
@@ -24,7 +24,7 @@ pub async fn history(
     number: &str,
 ) -> Result<Response<Body>, ApiError> {
     caller.require(READ)?;
-    let number = path_subject_as_seen(number)?;
+    let number = crate::blocks::seen_subject(app, number, "number").await?;
     let query = Query::parse(request, &["limit", "cursor"])?;
     let limit = query.limit()?;
     let cursor = cursor_param(
@@ -133,7 +133,7 @@ pub async fn put_contact(
 ) -> Result<Response<Body>, ApiError> {
     caller.require(WRITE)?;
     let actor = caller.actor()?;
-    let number = path_subject_as_seen(number)?;
+    let number = crate::blocks::seen_subject(app, number, "number").await?;
     Query::parse(request, &[])?;
     let body: ContactBody = json_body(request)?;
     let contact = wire::contact(body, &number)?;
@@ -150,7 +150,7 @@ pub async fn get_contact(
     number: &str,
 ) -> Result<Response<Body>, ApiError> {
     caller.require(READ)?;
-    let number = path_subject_as_seen(number)?;
+    let number = crate::blocks::seen_subject(app, number, "number").await?;
     Query::parse(request, &[])?;
     match app.store.get_contact(&number).await? {
         Some(contact) => ok(&contact),
@@ -214,7 +214,7 @@ pub async fn get_chat(
 ) -> Result<Response<Body>, ApiError> {
     caller.require(READ)?;
     let business = path_phone_number_id(business)?;
-    let number = path_subject_as_seen(number)?;
+    let number = crate::blocks::seen_subject(app, number, "number").await?;
     Query::parse(request, &[])?;
     match app.store.get_chat(&business, &number).await? {
         Some(chat) => ok(&chat),

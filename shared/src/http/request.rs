@@ -189,13 +189,6 @@ pub fn path_subject(segment: &str) -> Result<Subject, ApiError> {
     Subject::parse(&decoded).map_err(|e| subject_error(e, "number"))
 }
 
-/// A `{subject}` path segment to read or remove: also a number only
-/// WhatsApp's lenient form accepts (B63), which may have been blocked once a
-/// webhook showed it.
-pub fn path_subject_as_seen(segment: &str) -> Result<Subject, ApiError> {
-    field_subject_as_seen(&decoded_segment(segment), "number")
-}
-
 /// A subject in a body field, a lenient WhatsApp number included (B63): a
 /// reply to anyone who wrote in must be checked, not refused as invalid.
 pub fn field_subject_as_seen(raw: &str, field: &str) -> Result<Subject, ApiError> {
