@@ -209,7 +209,21 @@ async fn send(app: &App, request: &Request, business: &str) -> Result<Response<B
         let person = inbound::person_facts(identities, &facts);
         let primary = identities[0].clone();
         if let Err(refusal) = outbound::decide_send(&person, &business, allow_unknown, now) {
-            return refuse(app, &primary, &business, &refusal, &actor, now).await;
+            // Name the identity the block was found under, so the caller
+            // and the audit trail see which one is blocked.
+            let refused = refusal
+                .scope()
+                .and_then(|scope| {
+                    identities.iter().find(|i| {
+                        facts.get(*i).is_some_and(|f| {
+                            f.blocks
+                                .iter()
+                                .any(|b| b.is_active(now) && &b.scope == scope)
+                        })
+                    })
+                })
+                .unwrap_or(&primary);
+            return refuse(app, refused, &business, &refusal, &actor, now).await;
         }
         checked = Some((primary, person, facts));
     }
@@ -415,7 +429,9 @@ fn addressee_of(body: &[u8]) -> Result<Addressee, ApiError> {
     let mut identities: Vec<Subject> = to.into_iter().chain(recipient).collect();
     identities.dedup();
     if identities.is_empty() {
-        if send.status.is_some() {
+        // Mark-as-read, with or without a typing indicator: Graph's only
+        // messages body that names a message instead of a person.
+        if send.status.as_ref().and_then(Value::as_str) == Some("read") {
             return Ok(Addressee::Nobody);
         }
         return Err(ApiError::invalid(
@@ -518,7 +534,12 @@ async fn check(app: &App, request: &Request, business: &str) -> Result<Response<
     let mut refused = Vec::new();
     for (given, number) in parsed {
         let Some(number) = number else {
-            refused.push(json!({ "number": given, "reason": "invalid_number" }));
+            // The same codes as the API's: a malformed BSUID or a number.
+            let reason = match field_subject_as_seen(&given, "numbers") {
+                Err(error) => error.code,
+                Ok(_) => "invalid_number",
+            };
+            refused.push(json!({ "number": given, "reason": reason }));
             continue;
         };
         let recipient = inbound::person_facts(std::slice::from_ref(&number), &facts);

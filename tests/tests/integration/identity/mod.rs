@@ -215,6 +215,15 @@ impl World {
         self.send_on(LINE_A, body).await
     }
 
+    /// `POST /v1/{LINE_A}/recipients:check` with `body` as is.
+    pub async fn check(&self, body: &str) -> RawResponse {
+        let request = ApiRequest::new("POST", &format!("/v1/{LINE_A}/recipients:check"))
+            .bearer(&self.send_token)
+            .header("content-type", "application/json")
+            .raw_body(body);
+        raw(send_proxy::handle(&self.proxy, request.to_lambda()).await)
+    }
+
     pub async fn send_on(&self, line: &str, body: &str) -> RawResponse {
         let request = ApiRequest::new("POST", &format!("/v1/{line}/messages"))
             .bearer(&self.send_token)

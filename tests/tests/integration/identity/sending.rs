@@ -77,9 +77,13 @@ async fn b35_recipient_bsuid_blocked_is_refused_audited_and_counted() {
 async fn b35_to_and_recipient_are_both_checked() {
     let world = World::new().await;
     world.block(BSUID, "all").await;
-    // `to` is fine, `recipient` is blocked: refused.
+    // `to` is fine, `recipient` is blocked: refused, naming the blocked one
+    // in the answer and in the audit trail.
     let response = world.send(&text_to(Some(NUMBER), Some(BSUID))).await;
-    assert_blocked(&response);
+    let error_data = assert_blocked(&response);
+    assert_eq!(error_data["recipient"], BSUID, "{error_data}");
+    assert_eq!(world.events(BSUID, "outbound_refused").await.len(), 1);
+    assert!(world.events(NUMBER, "outbound_refused").await.is_empty());
     // `to` is blocked, `recipient` is fine: refused.
     world.block(OTHER_NUMBER, "all").await;
     let response = world
@@ -197,4 +201,34 @@ async fn b35_malformed_recipient_bsuid_is_422_invalid_user_id() {
         );
     }
     assert!(world.graph_requests().await.is_empty());
+}
+
+#[tokio::test]
+async fn b35_a_status_other_than_read_without_recipient_is_422_missing_recipient() {
+    let world = World::new().await;
+    let body =
+        json!({"messaging_product": "whatsapp", "status": "delivered", "message_id": "wamid.X"});
+    let response = world.send(&body.to_string()).await;
+    assert_graph_error(&response, 422, "missing_recipient");
+    assert!(world.graph_requests().await.is_empty(), "nothing sent");
+}
+
+#[tokio::test]
+async fn b60_recipients_check_names_a_malformed_bsuid_invalid_user_id() {
+    let world = World::new().await;
+    world.block(BSUID, "all").await;
+    let body = json!({"numbers": [BSUID, "US.13-49", "not a number", "+16505550100"]});
+    let response = world.check(&body.to_string()).await;
+    assert_eq!(response.status, 200, "{:?}", response.json());
+    assert_eq!(
+        response.json(),
+        json!({
+            "allowed": ["+16505550100"],
+            "refused": [
+                {"number": BSUID, "reason": "recipient_blocked"},
+                {"number": "US.13-49", "reason": "invalid_user_id"},
+                {"number": "not a number", "reason": "invalid_number"}
+            ]
+        })
+    );
 }
