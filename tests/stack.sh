@@ -60,7 +60,6 @@ else
 fi
 check "walkthrough: inbound from the blocked number is suppressed" grep -q '"suppressed": *1' "$out"
 check "walkthrough: the send is refused" grep -q 'recipient_blocked' "$out"
-check "walkthrough: 131026 auto-blocks" grep -q '"source": *"auto"' "$out"
 check "walkthrough: history shows the block and the suppression" \
   bash -c "grep -q '\"action\": *\"blocked\"' '$out' && grep -q '\"action\": *\"inbound_suppressed\"' '$out'"
 check "walkthrough: the BSUID-only message is suppressed too" \
@@ -69,10 +68,64 @@ check "walkthrough: the BSUID shows the linked number's block" grep -q '"linked_
 
 export PATH="${CARGO_TARGET_DIR:-$ROOT/target}/debug:$PATH"
 token=$(wa-cli token --scope all)
-blocked_in() { # blocked_in PORT NUMBER: the number has a block on that stack
-  curl -s "http://127.0.0.1:$1/v1/blocks/$2" -H "Authorization: Bearer $token" | grep -q '"scope"'
+# blocks_of PORT SUBJECT: GET /v1/blocks/SUBJECT on that stack (SUBJECT as
+# in a URL, e.g. %2B16505551234); prints the active blocks, one JSON line
+# each. Fails, saying why, unless the answer is a 200 with the subject view
+# of that very subject: a 401, a 404 or a dead stack is no answer.
+blocks_of() {
+  local out status body
+  out=$(curl -s -w '\n%{http_code}' "http://127.0.0.1:$1/v1/blocks/$2" \
+    -H "Authorization: Bearer $token") || { echo "GET /v1/blocks/$2 on :$1: no answer" >&2; return 1; }
+  status=${out##*$'\n'}; body=${out%$'\n'*}
+  [ "$status" = 200 ] || { echo "GET /v1/blocks/$2 on :$1 answered $status: $body" >&2; return 1; }
+  python3 - "$body" "$2" <<'PY'
+import json, sys, urllib.parse
+body, subject = sys.argv[1], urllib.parse.unquote(sys.argv[2])
+try:
+    view = json.loads(body)
+    assert isinstance(view, dict), "not an object"
+    for key in ("blocks", "linked_blocks", "links", "chats"):
+        assert isinstance(view.get(key), list), f"{key} is not a list"
+    assert "contact" in view and "number" in view, "no contact or number"
+    assert view.get("subject") == subject, f"subject {view.get('subject')!r}, not {subject!r}"
+    for block in view["blocks"]:
+        assert block.get("subject") == subject, f"a block of {block.get('subject')!r}"
+        assert isinstance(block.get("scope"), str) and isinstance(block.get("source"), str), block
+except (ValueError, AssertionError) as e:
+    sys.exit(f"not a subject view of {subject} ({e}): {body}")
+for block in view["blocks"]:
+    print(json.dumps(block))
+PY
 }
-not_blocked_in() { ! blocked_in "$@"; }
+blocked_in() { # blocked_in PORT SUBJECT: the subject has a block on that stack
+  local blocks; blocks=$(blocks_of "$@") && [ -n "$blocks" ]
+}
+not_blocked_in() { # not_blocked_in PORT SUBJECT: the stack answers, with no block
+  local blocks; blocks=$(blocks_of "$@") && [ -z "$blocks" ]
+}
+# auto_blocked_in PORT SUBJECT CODE: the stack shows an automatic block of
+# the subject by wa-blocked for error CODE, within a deadline (the failure
+# webhook and the stream poller run after the send that caused them).
+auto_blocked_in() {
+  local deadline=$((SECONDS + 30)) blocks=""
+  while :; do
+    if blocks=$(blocks_of "$1" "$2") && printf '%s\n' "$blocks" | python3 -c '
+import json, sys
+code = sys.argv[1]
+sys.exit(not any(b.get("source") == "auto" and b.get("reason_code") == code and b.get("actor") == "wa-blocked"
+                 for b in map(json.loads, filter(None, sys.stdin.read().splitlines()))))' "$3"; then
+      return 0
+    fi
+    [ "$SECONDS" -lt "$deadline" ] || break
+    sleep 0.2
+  done
+  echo "no automatic block of $2 for $3 on :$1 within 30 s; blocks: ${blocks:-none}" >&2
+  return 1
+}
+
+check "walkthrough: 131026 auto-blocks" auto_blocked_in "$port_a" "%2B447700900123" 131026
+check "walkthrough: the blocked number shows its block" blocked_in "$port_a" "%2B16505551234"
+check "walkthrough: a number never blocked shows none" not_blocked_in "$port_a" "%2B16505550000"
 
 stop_last_stack
 start_stack a "$port_a"

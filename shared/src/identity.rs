@@ -186,6 +186,9 @@ impl<'de> Deserialize<'de> for Subject {
         // Stored subjects were validated on the way in; a number that only
         // the lenient WhatsApp form accepted (B63) must read back as well.
         if raw.starts_with('+') {
+            if let Some(number) = Number::stored(&raw) {
+                return Ok(Subject::Number(number));
+            }
             return Number::from_whatsapp_id(&raw)
                 .map(Subject::Number)
                 .map_err(serde::de::Error::custom);

@@ -143,9 +143,7 @@ pub fn claim_keys(delivery: &Delivery) -> Vec<String> {
 }
 
 /// Every identity whose facts the decision needs, with the business
-/// numbers whose blocks apply: every identity of every sender, and every
-/// identity a link of the delivery names (its state is needed to learn the
-/// link).
+/// numbers whose blocks apply: every identity of every sender.
 pub fn senders(delivery: &Delivery) -> HashMap<Subject, HashSet<PhoneNumberId>> {
     let mut senders: HashMap<Subject, HashSet<PhoneNumberId>> = HashMap::new();
     for message in &delivery.messages {
@@ -154,12 +152,23 @@ pub fn senders(delivery: &Delivery) -> HashMap<Subject, HashSet<PhoneNumberId>> 
             scopes.extend(message.phone_number_id.clone());
         }
     }
-    for link in &delivery.links {
-        for identity in link.subjects() {
-            senders.entry(identity).or_default();
-        }
-    }
     senders
+}
+
+/// Identities that only links of the delivery name (a status's recipient
+/// ids, say): their states are needed to learn the link, nothing more.
+pub fn link_identities(delivery: &Delivery) -> Vec<Subject> {
+    let senders = senders(delivery);
+    let mut subjects: Vec<Subject> = delivery
+        .links
+        .iter()
+        .filter(|l| l.is_link())
+        .flat_map(|l| l.subjects())
+        .filter(|s| !senders.contains_key(s))
+        .collect();
+    subjects.sort();
+    subjects.dedup();
+    subjects
 }
 
 /// Message ids of `failed` statuses that name no recipient: the send
@@ -242,15 +251,30 @@ pub fn plan_inbound(
         // must carry again (carrying twice changes nothing).
         if let (Some(_), Some(to), Some(from)) =
             (blocked_by, &message.changed_to, message.sender.primary())
-            && !identities.contains(to)
         {
-            plan.carries.push(Carry {
-                from,
-                to: to.clone(),
-                blocks: every_block(&identities, senders, now),
-                phone_number_id: message.phone_number_id.clone(),
-                message_id: message.id.clone(),
-            });
+            // The new identity, and a BSUID Meta already issued for it: when
+            // the system message names previous ids, `from_user_id` is the
+            // new one.
+            let mut targets = vec![to.clone()];
+            let renewed = message.sender.user_id.clone().map(Subject::User);
+            if let Some(renewed) = renewed
+                && message.sender.also.iter().any(|a| a.user_id().is_some())
+                && !message.sender.also.contains(&renewed)
+            {
+                targets.push(renewed);
+            }
+            let blocks = every_block(&identities, senders, now);
+            for target in targets {
+                if target != from && !blocks.iter().all(|b| b.subject == target) {
+                    plan.carries.push(Carry {
+                        from: from.clone(),
+                        to: target,
+                        blocks: blocks.clone(),
+                        phone_number_id: message.phone_number_id.clone(),
+                        message_id: message.id.clone(),
+                    });
+                }
+            }
         }
         let key = message_key(&message.id);
         match claims.get(&key).copied().unwrap_or(Claim::InFlight) {

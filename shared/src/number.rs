@@ -165,6 +165,17 @@ impl Number {
         canonicalise(&fold_whatsapp_quirks(&digits))
     }
 
+    /// A number exactly as stored (`+` and 7 to 15 digits, not starting
+    /// with 0), without folding: a key written under a form an earlier
+    /// release kept must read back, and be removable, under that same key.
+    pub fn stored(raw: &str) -> Option<Number> {
+        let digits = raw.strip_prefix('+')?;
+        ((7..=MAX_DIGITS).contains(&digits.len())
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && !digits.starts_with('0'))
+        .then(|| Number(raw.to_owned()))
+    }
+
     /// The number of an id that WhatsApp itself shows (webhook `from`,
     /// `wa_id`, `recipient_id`): the canonical number when
     /// [`Number::parse`] accepts it, otherwise, when the id is 7 to 15
@@ -485,8 +496,12 @@ impl Serialize for Number {
 impl<'de> Deserialize<'de> for Number {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let raw = String::deserialize(deserializer)?;
-        // A stored `+<digits>` may be a number only WhatsApp's lenient form
-        // accepted (B63): it must read back as it was written.
+        // A stored `+<digits>` reads back as it was written: it may be a
+        // number only WhatsApp's lenient form accepted (B63), or one an
+        // earlier release kept in another form, whose key must not move.
+        if let Some(number) = Number::stored(&raw) {
+            return Ok(number);
+        }
         match Number::parse(&raw) {
             Ok(number) => Ok(number),
             Err(error) if raw.starts_with('+') => {

@@ -29,6 +29,10 @@ pub struct SubjectState {
     pub links: Vec<Link>,
     /// Blocks of linked identities (each names its own subject).
     pub linked_blocks: Vec<Block>,
+    /// Written before states kept a copy of their blocks: `blocks` is
+    /// empty though the subject has some, which must be read before they
+    /// are mirrored anywhere.
+    pub blocks_unknown: bool,
 }
 
 impl SubjectState {
@@ -40,6 +44,7 @@ impl SubjectState {
             unblocked_at: None,
             links: vec![],
             linked_blocks: vec![],
+            blocks_unknown: false,
         }
     }
 
@@ -495,15 +500,20 @@ pub fn blocking_block<'a>(
 }
 
 /// A link between identities to write (B61): the new state of every
-/// identity it names, each guarded by the version it was read at
+/// identity of the person, each guarded by the version it was read at
 /// (`SubjectState::version`), and its audit event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LinkChange {
     pub link: Link,
-    /// Stored links this one contradicts and replaces.
-    pub replaced: Vec<Link>,
     pub states: Vec<SubjectState>,
     pub event: AuditEvent,
+}
+
+impl LinkChange {
+    /// Items its transaction writes: the states and the event.
+    pub fn actions(&self) -> usize {
+        self.states.len() + 1
+    }
 }
 
 /// What [`decide_links`] found.
@@ -517,17 +527,43 @@ pub struct LinkDecision {
     pub ambiguous: Vec<Subject>,
 }
 
+/// The identities of the person each new link of `observed` belongs to:
+/// its own and every identity they are already linked to. Those whose
+/// state is not in `states` must be read before [`decide_links`].
+pub fn link_persons(
+    observed: &[Link],
+    states: &std::collections::HashMap<Subject, SubjectState>,
+) -> Vec<std::collections::BTreeSet<Subject>> {
+    let (merged, _) = merge_links(observed);
+    merged
+        .iter()
+        .map(|link| {
+            let mut person: std::collections::BTreeSet<Subject> =
+                link.subjects().into_iter().collect();
+            for subject in link.subjects() {
+                if let Some(state) = states.get(&subject) {
+                    person.extend(state.linked_subjects());
+                }
+            }
+            person
+        })
+        .collect()
+}
+
 /// B61: which of the `observed` links are new, given the states of every
-/// identity they name. Links of one delivery that share an identity are
-/// merged (a `contacts[]` entry and its message); links that contradict
-/// each other are dropped as ambiguous.
+/// identity of the persons they belong to ([`link_persons`]). Links of one
+/// delivery that share an identity are merged (a `contacts[]` entry and its
+/// message); links that contradict each other in one delivery are dropped
+/// as ambiguous.
 ///
-/// A link that contradicts a stored one (the BSUID was re-issued to a
-/// different number, or the number now shows a different BSUID) replaces it
-/// on the identities this link names: the most recent pairing Meta showed is
-/// the true one. The identity left behind keeps its mirror of the replaced
-/// partner's blocks until its own next change drops the stale link, so a
-/// replacement can only make enforcement stricter, never looser.
+/// Links accumulate: a person is every identity Meta ever showed together,
+/// and each of them holds all of the person's links and a mirror of the
+/// blocks of all the others. So one read of any identity sees every block
+/// of the person, however and in whatever order the links were learned
+/// (a number and its BSUID from a status, the BSUID and a parent from a
+/// later message). A re-issued BSUID adds an identity to the person and
+/// never takes one away: no pairing Meta shows can unblock anyone, and a
+/// later unblock of any identity is mirrored to all the others.
 pub fn decide_links(
     observed: &[Link],
     states: &std::collections::HashMap<Subject, SubjectState>,
@@ -535,16 +571,16 @@ pub fn decide_links(
     now: DateTime<Utc>,
 ) -> LinkDecision {
     let (merged, ambiguous) = merge_links(observed);
+    let persons = link_persons(observed, states);
+    let state_of = |s: &Subject| {
+        states
+            .get(s)
+            .cloned()
+            .unwrap_or_else(|| SubjectState::empty(s.clone()))
+    };
     let mut changes = Vec::new();
-    for link in merged {
-        let subjects = link.subjects();
-        let state_of = |s: &Subject| {
-            states
-                .get(s)
-                .cloned()
-                .unwrap_or_else(|| SubjectState::empty(s.clone()))
-        };
-        let known = subjects.iter().all(|s| {
+    for (link, person) in merged.into_iter().zip(persons) {
+        let known = person.iter().all(|s| {
             state_of(s)
                 .links
                 .iter()
@@ -553,44 +589,31 @@ pub fn decide_links(
         if known {
             continue;
         }
-        let mut replaced: Vec<Link> = Vec::new();
-        let mut next_states = Vec::with_capacity(subjects.len());
-        for subject in &subjects {
+        let mut links: Vec<Link> = Vec::new();
+        for stored in person
+            .iter()
+            .flat_map(|s| state_of(s).links)
+            .chain([link.clone()])
+        {
+            if !links.iter().any(|l| l.same_identities(&stored)) {
+                links.push(stored);
+            }
+        }
+        let mut next_states = Vec::with_capacity(person.len());
+        for subject in &person {
             let state = state_of(subject);
             let mut next = state.clone();
-            next.links.retain(|stored| {
-                let keep = !stored.same_identities(&link) && !contradicts(stored, &link);
-                if !keep && !stored.same_identities(&link) && !replaced.contains(stored) {
-                    replaced.push(stored.clone());
-                }
-                keep
-            });
-            next.links.push(link.clone());
-            let linked = next.linked_subjects();
-            next.linked_blocks.retain(|b| linked.contains(&b.subject));
-            for other in subjects.iter().filter(|o| *o != subject) {
-                next.linked_blocks.retain(|b| &b.subject != other);
-                next.linked_blocks.extend(state_of(other).blocks);
-            }
-            next_states.push(next);
-        }
-        // The identities a replaced link leaves behind drop it, and their
-        // mirror of the blocks of identities they are no longer linked to,
-        // when their state was read (see `partners_left`).
-        for left in partners_left(&link, &replaced) {
-            let Some(state) = states.get(&left) else {
-                continue;
-            };
-            let mut next = state.clone();
-            next.links
-                .retain(|stored| !replaced.iter().any(|r| r.same_identities(stored)));
-            let linked = next.linked_subjects();
-            next.linked_blocks.retain(|b| linked.contains(&b.subject));
-            if next != *state {
+            next.links = links.clone();
+            next.linked_blocks = person
+                .iter()
+                .filter(|other| *other != subject)
+                .flat_map(|other| state_of(other).blocks)
+                .collect();
+            if next != state {
                 next_states.push(next);
             }
         }
-        let primary = subjects[0].clone();
+        let primary = link.subjects()[0].clone();
         let event = AuditEvent {
             event_id: AuditEvent::new_id(now),
             subject: Some(primary),
@@ -601,29 +624,15 @@ pub fn decide_links(
             reason: None,
             source: None,
             at: now,
-            details: json!({ "link": link, "replaced": replaced }),
+            details: json!({ "link": link, "identities": person }),
         };
         changes.push(LinkChange {
             link,
-            replaced,
             states: next_states,
             event,
         });
     }
     LinkDecision { changes, ambiguous }
-}
-
-/// Identities named by links that `link` replaced but not by `link`
-/// itself: their states must drop the replaced link too.
-pub fn partners_left(link: &Link, replaced: &[Link]) -> Vec<Subject> {
-    let mut left: Vec<Subject> = replaced
-        .iter()
-        .flat_map(Link::subjects)
-        .filter(|s| !link.names(s))
-        .collect();
-    left.sort();
-    left.dedup();
-    left
 }
 
 /// Whether two links disagree: they share an identity but name different
@@ -1187,38 +1196,41 @@ mod tests {
     }
 
     #[test]
-    fn b61_a_reissued_bsuid_replaces_the_old_pairing() {
+    fn b61_a_reissued_bsuid_joins_the_person_and_unblocks_no_one() {
+        // The BSUID was linked to an old number, which is blocked.
+        let old_number = Subject::parse("+16505559999").unwrap();
+        let mut old_block = blocked_record(&[Scope::All]).blocks;
+        old_block[0].subject = old_number.clone();
         let mut user_state = SubjectState::empty(user());
         user_state.version = 1;
         user_state.links = vec![link("+16505559999", "US.13491208655302741918")];
-        let mut old = blocked_record(&[Scope::All]).blocks;
-        old[0].subject = Subject::parse("+16505559999").unwrap();
-        user_state.linked_blocks = old;
-        let states = [(user(), user_state)].into_iter().collect();
-        let decision = decide_links(
-            &[link("+16505551234", "US.13491208655302741918")],
-            &states,
-            "webhook-ingress",
-            now(),
-        );
-        let next = decision.changes[0]
-            .states
-            .iter()
-            .find(|s| s.subject == user())
-            .unwrap();
-        assert_eq!(next.links.len(), 1);
+        user_state.linked_blocks = old_block.clone();
+        let mut old_state = SubjectState::empty(old_number.clone());
+        old_state.version = 4;
+        old_state.links = user_state.links.clone();
+        old_state.blocks = old_block.clone();
+        let states: std::collections::HashMap<Subject, SubjectState> =
+            [(user(), user_state), (old_number.clone(), old_state)]
+                .into_iter()
+                .collect();
+        let observed = [link("+16505551234", "US.13491208655302741918")];
+        // The person now reaches the old number too: its state is needed.
+        let persons = link_persons(&observed, &states);
         assert_eq!(
-            next.links[0].number.as_ref().unwrap().as_str(),
-            "+16505551234"
+            persons[0].iter().cloned().collect::<Vec<_>>(),
+            vec![number(), old_number.clone(), user()]
         );
-        assert!(next.linked_blocks.is_empty(), "the old number's blocks go");
-        assert_eq!(
-            decision.changes[0].event.details["replaced"]
-                .as_array()
-                .unwrap()
-                .len(),
-            1
-        );
+        let decision = decide_links(&observed, &states, "webhook-ingress", now());
+        let change = &decision.changes[0];
+        let state_of = |s: &Subject| change.states.iter().find(|n| &n.subject == s).unwrap();
+        // The new number is stopped by the old number's block, and every
+        // identity holds both links.
+        assert_eq!(state_of(&number()).linked_blocks, old_block);
+        for subject in [number(), user(), old_number.clone()] {
+            assert_eq!(state_of(&subject).links.len(), 2, "{subject:?}");
+        }
+        assert_eq!(state_of(&user()).linked_blocks, old_block, "kept");
+        assert_eq!(state_of(&old_number).version, 4, "guarded as read");
     }
 
     #[test]

@@ -101,57 +101,55 @@ pub async fn carry_blocks(
     .await
 }
 
-/// Link changes per transaction: each writes at most four items (three
-/// states and an event), well inside DynamoDB's 100 actions.
-const LINKS_PER_TRANSACTION: usize = 20;
+/// DynamoDB's limit of actions in one transaction.
+const MAX_TRANSACTION_ACTIONS: usize = 100;
+/// Links per transaction at most: a larger transaction conflicts with more
+/// concurrent writers and, cancelled, redoes more work.
+const MAX_LINKS_PER_TRANSACTION: usize = 20;
 
 /// B61: stores the links among `observed` that are new. `known` holds the
 /// states the caller already read (a webhook's enforcement read), so the
-/// common case writes without reading again, in one transaction per 20
-/// links, all at once. A link that replaces another needs the state of the
-/// identity it leaves behind: that is read first (only on a re-issue). A
-/// conflict with a concurrent change re-reads and decides again. Returns
-/// the links written and the identities left unlinked as ambiguous.
+/// common case writes without reading again: all new links in as few
+/// transactions as fit 100 actions, written at once. A new link of a person
+/// who already has other identities needs their states too, and a state
+/// written before states kept a copy of their blocks needs its blocks:
+/// those are read first (once per person and per old state). A conflict
+/// with a concurrent change re-reads and decides again. `attempts` bounds
+/// the tries. Returns the links written and the identities left unlinked as
+/// ambiguous.
 pub async fn learn_links(
     store: &Store,
     observed: &[Link],
     known: HashMap<Subject, SubjectState>,
     actor: &str,
+    attempts: u32,
     now: impl Fn() -> DateTime<Utc>,
 ) -> Result<(usize, Vec<Subject>), StoreError> {
     let mut states = known;
     let mut attempt = 0;
     loop {
-        let mut decision = policy::decide_links(observed, &states, actor, now());
-        let missing: Vec<Subject> = decision
-            .changes
-            .iter()
-            .flat_map(|c| policy::partners_left(&c.link, &c.replaced))
-            .filter(|s| !states.contains_key(s))
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        if !missing.is_empty() {
-            let mut read = store.subject_states(&missing).await?;
-            for subject in missing {
-                let state = read
-                    .remove(&subject)
-                    .unwrap_or_else(|| SubjectState::empty(subject.clone()));
-                states.insert(subject, state);
+        complete_states(store, observed, &mut states).await?;
+        let decision = policy::decide_links(observed, &states, actor, now());
+        let mut groups: Vec<&[policy::LinkChange]> = Vec::new();
+        let mut start = 0;
+        let mut actions = 0;
+        for (i, change) in decision.changes.iter().enumerate() {
+            if actions + change.actions() > MAX_TRANSACTION_ACTIONS
+                || i - start == MAX_LINKS_PER_TRANSACTION
+            {
+                groups.push(&decision.changes[start..i]);
+                start = i;
+                actions = 0;
             }
-            decision = policy::decide_links(observed, &states, actor, now());
+            actions += change.actions();
         }
-        let writes = decision
-            .changes
-            .chunks(LINKS_PER_TRANSACTION)
-            .map(|group| store.apply_links(group));
-        let results = futures::future::join_all(writes).await;
+        if start < decision.changes.len() {
+            groups.push(&decision.changes[start..]);
+        }
+        let results = futures::future::join_all(groups.iter().map(|g| store.apply_links(g))).await;
         let mut conflicted = false;
         let mut written = 0;
-        for (result, group) in results
-            .into_iter()
-            .zip(decision.changes.chunks(LINKS_PER_TRANSACTION))
-        {
+        for (result, group) in results.into_iter().zip(&groups) {
             match result {
                 Ok(()) => written += group.len(),
                 Err(StoreError::Conflict) => conflicted = true,
@@ -162,7 +160,7 @@ pub async fn learn_links(
             return Ok((written, decision.ambiguous));
         }
         attempt += 1;
-        if attempt >= MAX_ATTEMPTS {
+        if attempt >= attempts {
             return Err(StoreError::Conflict);
         }
         let subjects: Vec<Subject> = observed
@@ -177,6 +175,52 @@ pub async fn learn_links(
         // and skipped.
         states = store.subject_states(&subjects).await?;
     }
+}
+
+/// Reads what [`policy::decide_links`] needs beyond `states`: the states
+/// of every identity of the persons the links join, and the blocks of
+/// states that do not hold a copy of them.
+async fn complete_states(
+    store: &Store,
+    observed: &[Link],
+    states: &mut HashMap<Subject, SubjectState>,
+) -> Result<(), StoreError> {
+    // A person's identities all hold all of its links, so one more read
+    // reaches every identity; a second pass only follows links learned
+    // concurrently.
+    for _ in 0..3 {
+        let missing: Vec<Subject> = policy::link_persons(observed, states)
+            .into_iter()
+            .flatten()
+            .filter(|s| !states.contains_key(s))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        let mut read = store.subject_states(&missing).await?;
+        for subject in missing {
+            let state = read
+                .remove(&subject)
+                .unwrap_or_else(|| SubjectState::empty(subject.clone()));
+            states.insert(subject, state);
+        }
+    }
+    let involved: std::collections::BTreeSet<Subject> = policy::link_persons(observed, states)
+        .into_iter()
+        .flatten()
+        .collect();
+    for subject in involved {
+        if states.get(&subject).is_some_and(|s| s.blocks_unknown) {
+            let record = Box::pin(store.load_subject(&subject)).await?;
+            if let Some(state) = states.get_mut(&subject) {
+                state.blocks = record.blocks;
+                state.blocks_unknown = false;
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn with_retries<T>(

@@ -4,13 +4,19 @@
 //!
 //! `scripts/test` starts DynamoDB Local and sets `AWS_ENDPOINT_URL_DYNAMODB`.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+mod relay;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use blocklist::http::auth::Authenticator;
 use blocklist::store::{Store, Tables};
+use chrono::{DateTime, Utc};
 use serde_json::Value;
+
+pub use relay::{DynamoCall, DynamoRelay, Rewrite, TableAccess};
 
 pub const JWT_SECRET: &[u8] = b"test-jwt-secret";
 
@@ -40,6 +46,50 @@ impl TestStack {
     /// tokens signed with [`JWT_SECRET`].
     pub fn block_api(&self) -> block_api::App {
         block_api::App::new(self.store.clone(), Authenticator::local_hs256(JWT_SECRET))
+    }
+
+    /// A store on these tables whose calls go through `relay`.
+    pub fn store_via(&self, relay: &DynamoRelay) -> Store {
+        Store::new(dynamodb_client(relay.url()), self.tables.clone())
+    }
+
+    /// Every item of every table, by table (`Blocklist`, `Audit`,
+    /// `Chats`), each item as DynamoDB JSON, sorted: a full `Scan`, fine
+    /// for a test's own tables. Two snapshots are equal when no table
+    /// changed in between.
+    pub async fn raw_items(&self) -> BTreeMap<&'static str, Vec<Value>> {
+        let mut out = BTreeMap::new();
+        for (name, table) in [
+            ("Blocklist", &self.tables.blocklist),
+            ("Audit", &self.tables.audit),
+            ("Chats", &self.tables.chats),
+        ] {
+            let mut items = Vec::new();
+            let mut start = None;
+            loop {
+                let page = self
+                    .client
+                    .scan()
+                    .table_name(table)
+                    .consistent_read(true)
+                    .set_exclusive_start_key(start)
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("scan {table}: {e:?}"));
+                for item in page.items.unwrap_or_default() {
+                    items.push(
+                        serde_json::to_value(serde_dynamo::Item::from(item)).expect("item JSON"),
+                    );
+                }
+                match page.last_evaluated_key {
+                    Some(key) if !key.is_empty() => start = Some(key),
+                    _ => break,
+                }
+            }
+            items.sort_by_key(Value::to_string);
+            out.insert(name, items);
+        }
+        out
     }
 }
 
@@ -185,4 +235,47 @@ pub fn read_response(response: lambda_http::Response<lambda_http::Body>) -> ApiR
 /// Sends `request` to the block API.
 pub async fn call_block_api(app: &block_api::App, request: ApiRequest) -> ApiResponse {
     read_response(block_api::handle(app, request.to_lambda()).await)
+}
+
+/// Offsets of the [`TestClock`]s, in milliseconds.
+static CLOCK_OFFSETS: [AtomicI64; 8] = [const { AtomicI64::new(0) }; 8];
+
+/// A clock for the apps' `now: fn() -> DateTime<Utc>` field that a test
+/// moves instead of sleeping: `TestClock::<SLOT>::now` is a plain fn that
+/// reads the wall clock plus its slot's offset. Tests run in parallel in
+/// one process, so each test that moves a clock takes a slot of its own
+/// (in use: 0 `block_api::records`, 1 `send_proxy::sending`).
+pub struct TestClock<const SLOT: usize>;
+
+impl<const SLOT: usize> TestClock<SLOT> {
+    /// For `app.now`.
+    pub fn now() -> DateTime<Utc> {
+        Utc::now() + chrono::Duration::milliseconds(CLOCK_OFFSETS[SLOT].load(Ordering::SeqCst))
+    }
+
+    /// The clock reads `at` now, and runs on from there.
+    pub fn set(at: DateTime<Utc>) {
+        let offset = (at - Utc::now()).num_milliseconds();
+        CLOCK_OFFSETS[SLOT].store(offset, Ordering::SeqCst);
+    }
+
+    /// Moves the clock on by `by`.
+    pub fn advance(by: chrono::Duration) {
+        CLOCK_OFFSETS[SLOT].fetch_add(by.num_milliseconds(), Ordering::SeqCst);
+    }
+}
+
+/// The sum of `counter` over every day of a `GET /v1/stats` answer: the
+/// count of a test's own tables whatever day (UTC) its events fell on.
+pub fn stats_total(stats: &Value, counter: &str) -> u64 {
+    let days = stats["days"]
+        .as_array()
+        .unwrap_or_else(|| panic!("a stats answer expected, got {stats}"));
+    days.iter()
+        .map(|day| {
+            day[counter]
+                .as_u64()
+                .unwrap_or_else(|| panic!("no {counter} count in {day}"))
+        })
+        .sum()
 }

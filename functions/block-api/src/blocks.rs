@@ -96,6 +96,7 @@ pub async fn unblock(
 ) -> Result<Response<Body>, ApiError> {
     caller.require(WRITE)?;
     let actor = caller.actor()?;
+    let given = blocklist::http::request::decoded_segment(number);
     let number = seen_subject(app, number, "number").await?;
     let query = Query::parse(request, &["scope"])?;
     let body: UnblockBody = json_body(request)?;
@@ -110,7 +111,18 @@ pub async fn unblock(
         (a, b) => wire::scope(a.or(b))?,
     };
     let reason = wire::reason(&body.reason)?;
-    match service::unblock(&app.store, &number, &scope, &reason, &actor, app.now).await? {
+    let mut outcome =
+        service::unblock(&app.store, &number, &scope, &reason, &actor, app.now).await?;
+    // A block an earlier release stored under a form now folded into
+    // another key (see DEPLOY.md) is removed by the form it is listed as.
+    if outcome == UnblockOutcome::NotBlocked
+        && let Some(as_stored) = blocklist::Number::stored(given.trim()).map(Subject::Number)
+        && as_stored != number
+    {
+        outcome =
+            service::unblock(&app.store, &as_stored, &scope, &reason, &actor, app.now).await?;
+    }
+    match outcome {
         UnblockOutcome::Unblocked(removed) => {
             metrics::count(FUNCTION, Counter::Unblocked, 1);
             ok(&removed)
@@ -301,10 +313,8 @@ pub async fn batch(
     let mut groups: Vec<(Subject, Vec<(usize, String)>)> = Vec::new();
     let mut group_of: HashMap<Subject, usize> = HashMap::new();
     for (i, given) in body.numbers.into_iter().enumerate() {
-        let subject = match action {
-            BatchAction::Block | BatchAction::Unblock => seen_subject(app, &given, "numbers").await,
-        };
-        match subject {
+        // Only an entry the metadata refuses costs a read here.
+        match seen_subject(app, &given, "numbers").await {
             Ok(number) => {
                 let group = *group_of.entry(number.clone()).or_insert_with(|| {
                     groups.push((number, Vec::new()));
@@ -313,6 +323,8 @@ pub async fn batch(
                 groups[group].1.push((i, given));
                 results.push(None);
             }
+            // The store failing is not this entry's fault: the call fails.
+            Err(error) if error.status >= 500 => return Err(error),
             Err(error) => results.push(Some(BatchResult {
                 number: given,
                 status: "invalid_number",

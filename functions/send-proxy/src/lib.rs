@@ -177,7 +177,7 @@ async fn recipient_facts(
         .map(|n| (n, HashSet::from([business.clone()])))
         .collect();
     let (facts, allow) = tokio::join!(
-        app.store.sender_facts(&senders),
+        app.store.sender_facts(&senders, &[]),
         allow_unknown(app, business)
     );
     match (facts, allow) {
@@ -327,7 +327,14 @@ async fn record_sent(
         .collect();
     let known: HashMap<Subject, SubjectState> = facts
         .into_iter()
-        .filter_map(|(subject, f)| f.state.map(|state| (subject, state)))
+        // Read and absent is known too: an identity without a state has
+        // none to read again.
+        .map(|(subject, f)| {
+            let state = f
+                .state
+                .unwrap_or_else(|| SubjectState::empty(subject.clone()));
+            (subject, state)
+        })
         .collect();
     let sent = futures::future::try_join_all(
         message_ids
@@ -338,7 +345,10 @@ async fn record_sent(
         app.store
             .record_outbound(business, recipient, now, person.known_contact),
         sent,
-        service::learn_links(&app.store, &links, known, FUNCTION, app.now),
+        // One try: the message is out, and the caller must get its answer
+        // well inside the function's time (links are learned again from the
+        // next webhook).
+        service::learn_links(&app.store, &links, known, FUNCTION, 1, app.now),
     );
     if let Err(error) = chat {
         tracing::error!(error = %error, "last_outbound_at not recorded");

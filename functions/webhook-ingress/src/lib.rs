@@ -205,12 +205,13 @@ async fn receive(app: &App, request: &Request) -> Result<Response<Body>, ApiErro
     let owner = request_id(request);
     let keys = inbound::claim_keys(&delivery);
     let senders = inbound::senders(&delivery);
+    let link_only = inbound::link_identities(&delivery);
     let unattributed = inbound::unattributed_status_ids(&delivery);
     // Round trip 1: the batched read of every identity (with the blocks of
     // their linked identities), the claims, and the records of sends whose
     // failed statuses name no recipient, concurrently.
     let (facts, claims, sent) = tokio::join!(
-        app.store.sender_facts(&senders),
+        app.store.sender_facts(&senders, &link_only),
         app.store.claim(&keys, &owner, now),
         app.store.sent_subjects(&unattributed),
     );
@@ -222,7 +223,14 @@ async fn receive(app: &App, request: &Request) -> Result<Response<Body>, ApiErro
     let plan = inbound::plan_inbound(&delivery, &facts, &claims, &sent, now);
     let known_states: HashMap<Subject, SubjectState> = facts
         .into_iter()
-        .filter_map(|(subject, f)| f.state.map(|state| (subject, state)))
+        // Read and absent is known too: an identity without a state has
+        // none to read again.
+        .map(|(subject, f)| {
+            let state = f
+                .state
+                .unwrap_or_else(|| SubjectState::empty(subject.clone()));
+            (subject, state)
+        })
         .collect();
 
     let forwarded = forward(app, &delivery, &plan).await;
@@ -259,8 +267,15 @@ async fn receive(app: &App, request: &Request) -> Result<Response<Body>, ApiErro
     let identities = async {
         // B61 and B62 are decided on every delivery, retries included, so
         // a retry after a failure here redoes them.
-        let (linked, ambiguous) =
-            service::learn_links(&app.store, &delivery.links, known_states, ACTOR, app.now).await?;
+        let (linked, ambiguous) = service::learn_links(
+            &app.store,
+            &delivery.links,
+            known_states,
+            ACTOR,
+            12,
+            app.now,
+        )
+        .await?;
         if linked > 0 || !ambiguous.is_empty() {
             tracing::info!(
                 linked,

@@ -50,6 +50,11 @@ pub struct Sender {
     pub number: Option<Number>,
     pub user_id: Option<UserId>,
     pub parent_user_id: Option<UserId>,
+    /// Identities a matching `contacts[]` entry names beyond the message's
+    /// own (the entry and the message disagree), and a system message's
+    /// previous ids: checked too, so a disagreement never lets a blocked
+    /// identity through.
+    pub also: Vec<Subject>,
     /// A `from` that is not even a lenient number (kept for logs, masked).
     pub unreadable: Option<String>,
 }
@@ -61,6 +66,11 @@ impl Sender {
         subjects.extend(self.number.clone().map(Subject::Number));
         subjects.extend(self.user_id.clone().map(Subject::User));
         subjects.extend(self.parent_user_id.clone().map(Subject::User));
+        for other in &self.also {
+            if !subjects.contains(other) {
+                subjects.push(other.clone());
+            }
+        }
         subjects
     }
 
@@ -297,6 +307,7 @@ fn read_contact(contact: &Value) -> Sender {
         number: text("wa_id").and_then(|w| Number::from_whatsapp_id(w).ok()),
         user_id: text("user_id").and_then(|u| UserId::parse(u).ok()),
         parent_user_id: text("parent_user_id").and_then(|u| UserId::parse(u).ok()),
+        also: vec![],
         unreadable: None,
     }
 }
@@ -319,6 +330,11 @@ fn enrich(sender: &mut Sender, contacts: &[Sender]) {
     }
     if sender.parent_user_id.is_none() {
         sender.parent_user_id = contact.parent_user_id.clone();
+    }
+    for other in contact.identities() {
+        if !sender.identities().contains(&other) {
+            sender.also.push(other);
+        }
     }
 }
 
@@ -371,9 +387,21 @@ fn read_message(
         .and_then(Value::as_str)
         .unwrap_or("unknown")
         .to_owned();
-    let changed_to = (message_type == "system")
-        .then(|| changed_identity(message.get("system")?))
-        .flatten();
+    let system = message.get("system").filter(|_| message_type == "system");
+    let changed_to = system.and_then(changed_identity);
+    if let Some(system) = system {
+        // Meta names the ids the person had before the change: they are the
+        // person too (and may be the ones that are blocked).
+        for key in ["previous_user_id", "previous_parent_user_id"] {
+            if let Some(previous) = system
+                .get(key)
+                .and_then(Value::as_str)
+                .and_then(|u| UserId::parse(u).ok())
+            {
+                sender.also.push(Subject::User(previous));
+            }
+        }
+    }
     Some(InboundMessage {
         position,
         id,

@@ -42,11 +42,25 @@ impl Store {
     /// the `STATE` item, which carries the blocks of every linked identity.
     /// A person whose message shows only their BSUID is thus stopped by a
     /// block of their number in the same round trip.
+    ///
+    /// `state_only` identities (named only by links) get their `STATE`
+    /// read, nothing else.
     pub async fn sender_facts(
         &self,
         senders: &HashMap<Subject, HashSet<PhoneNumberId>>,
+        state_only: &[Subject],
     ) -> Result<HashMap<Subject, SenderFacts>, StoreError> {
         let mut keys: Vec<Item> = Vec::new();
+        for subject in state_only.iter().filter(|s| !senders.contains_key(*s)) {
+            keys.push(
+                [
+                    ("pk".to_owned(), s(subject_pk(subject))),
+                    ("sk".to_owned(), s(STATE)),
+                ]
+                .into_iter()
+                .collect(),
+            );
+        }
         for (subject, businesses) in senders {
             let pk = subject_pk(subject);
             let sort_keys = ["B#all".to_owned(), CONTACT.to_owned(), STATE.to_owned()]
@@ -63,6 +77,7 @@ impl Store {
         let items = self.batch_get_blocklist(keys).await?;
         let mut facts: HashMap<Subject, SenderFacts> = senders
             .keys()
+            .chain(state_only)
             .map(|n| (n.clone(), SenderFacts::default()))
             .collect();
         for item in items {

@@ -7,24 +7,43 @@
 //! string partition key `pk`, a string sort key `sk` and one global secondary
 //! index `gsi1` (`gsi1pk`, `gsi1sk`, all attributes projected).
 //!
+//! A subject (B60) is a number or a BSUID; `<subject pk>` below is
+//! `N#<number>` or `U#<bsuid>`, and both kinds have the same items.
+//!
 //! | table     | entity            | pk                 | sk                      | gsi1pk         | gsi1sk                          |
 //! |-----------|-------------------|--------------------|-------------------------|----------------|---------------------------------|
-//! | Blocklist | number state      | `N#<number>`       | `STATE`                 |                |                                 |
-//! | Blocklist | block             | `N#<number>`       | `B#<scope>`             | `BLOCKS`       | `<blocked_at>#<number>#<scope>` |
-//! | Blocklist | contact           | `N#<number>`       | `CONTACT`               |                |                                 |
+//! | Blocklist | subject state     | `<subject pk>`     | `STATE`                 |                |                                 |
+//! | Blocklist | block             | `<subject pk>`     | `B#<scope>`             | `BLOCKS`       | `<blocked_at>#<subject>#<scope>` |
+//! | Blocklist | contact           | `<subject pk>`     | `CONTACT`               |                |                                 |
 //! | Blocklist | settings          | `SETTINGS`         | `<phone_number_id>`/`default` |          |                                 |
 //! | Blocklist | day stats shard   | `STATS`            | `D#<yyyy-mm-dd>#<shard>`|                |                                 |
 //! | Blocklist | blocked-count shard | `STATS`          | `C#<shard>`             |                |                                 |
 //! | Blocklist | idempotency claim | `W#<update key>`   | `W`                     |                |                                 |
-//! | Blocklist | delivery failure  | `F#<number>`       | `<at>#<status id>`      |                |                                 |
-//! | Audit     | event of a number | `N#<number>`       | `<event_id>` (ULID)     | `D#<yyyy-mm-dd>` | `<event_id>`                  |
+//! | Blocklist | delivery failure  | `F#<subject>`      | `<at>#<status id>`      |                |                                 |
+//! | Blocklist | sent message      | `O#<message id>`   | `SENT`                  |                |                                 |
+//! | Audit     | event of a subject | `<subject pk>`    | `<event_id>` (ULID)     | `D#<yyyy-mm-dd>` | `<event_id>`                  |
 //! | Audit     | settings event    | `S#<settings id>`  | `<event_id>`            | `D#<yyyy-mm-dd>` | `<event_id>`                  |
-//! | Chats     | chat              | `N#<number>`       | `<phone_number_id>`     | `CHATS`        | `<status>#<phone_number_id>#<number>` |
+//! | Chats     | chat              | `<subject pk>`     | `<phone_number_id>`     | `CHATS`        | `<status>#<phone_number_id>#<subject>` |
+//!
+//! The `STATE` item is the version guard of every change of a subject and
+//! holds a copy of its blocks, its links to the other identities of the
+//! person (B61) and a mirror of their blocks. Every writer of a `STATE`
+//! reads it first and writes it under `version = <read>`, so a block and a
+//! link learned at the same time cannot both commit on stale facts. Sent
+//! messages (`O#`, B64) and failures expire by `ttl` (30 and 400 days).
+//!
+//! Items are not migrated: `STATE` items written before they kept a copy of
+//! their blocks are read as "blocks unknown" and their blocks are loaded
+//! before being mirrored; blocks stored under a number form this release
+//! folds differently (Argentina `+54` + 10 digits, Viet Nam's old mobile
+//! codes, Benin's 8 digits, Gabon's old prefixes) keep their old key and
+//! must be blocked again under the canonical form (see DEPLOY.md).
 //!
 //! Access patterns:
-//! - Everything the enforcement and change paths need about a number is one
-//!   strongly consistent `Query` on `N#<number>` in Blocklist (state, blocks,
-//!   contact) and one in Chats (its chats), run concurrently (B4).
+//! - Everything a change needs about a subject is one strongly consistent
+//!   `Query` on its partition in Blocklist (state, blocks, contact) and one
+//!   in Chats (its chats), run concurrently (B4), then the states and chats
+//!   of its linked identities.
 //! - Every change to a number writes the `STATE` item with a condition on its
 //!   `version` (optimistic concurrency): two concurrent changes cannot both
 //!   commit on the same facts; the loser re-reads and decides again.
@@ -41,7 +60,10 @@
 //!   `<status>#<phone_number_id>#`.
 //!
 //! - Webhook deliveries (B22–B25): one consistent `BatchGetItem` for the
-//!   blocks (`B#all`, `B#<business number>`) and contacts of every sender,
+//!   blocks (`B#all`, `B#<business number>`), contacts and states (with the
+//!   mirrored blocks of linked identities, B61) of every identity of every
+//!   sender, the states of identities only links name, and the `O#` records
+//!   of failed statuses that name no recipient (B64),
 //!   together with one conditional put per update claiming its idempotency
 //!   key `W#…` (expired by the `ttl` attribute). Delivery failures for
 //!   `wa-blocked` live under `F#<number>`, sorted by time.

@@ -203,6 +203,7 @@ impl Store {
             unblocked_at: change.unblocked_at,
             links: change.links.clone(),
             linked_blocks: change.linked_blocks.clone(),
+            blocks_unknown: false,
         };
         actions.push(self.state_put(&state)?);
         // Linked identities whose mirror of these blocks changes (B61),
@@ -638,6 +639,7 @@ pub(super) fn state_from_item(subject: &Subject, item: Item) -> Result<SubjectSt
     Ok(SubjectState {
         subject: subject.clone(),
         version: state.version,
+        blocks_unknown: state.blocks.is_empty() && !state.scopes.is_empty(),
         blocks: state.blocks,
         unblocked_at,
         links: state.links,

@@ -1,11 +1,18 @@
 //! B1, B2, B3, B4: blocking and unblocking.
 
 use blocklist::Subject;
+use blocklist::http::auth::Authenticator;
 use blocklist::model::{ChatStatus, PhoneNumberId};
+use blocklist::store::Tables;
 use chrono::Utc;
-use serde_json::json;
+use futures::future::join_all;
+use integration_tests::{ApiRequest, DynamoRelay, JWT_SECRET, call_block_api, endpoint};
+use serde_json::{Value, json};
 
 use super::{Api, error_code};
+
+const NUMBER: &str = "+16505551234";
+const LINE_A: &str = "106540352242922";
 
 #[tokio::test]
 async fn b1_block_creates_then_is_idempotent() {
@@ -168,22 +175,25 @@ async fn b3_a_failed_transaction_writes_nothing() {
     // a missing table makes the transaction itself fail on its audit put,
     // after the block, stats and state actions were already part of it.
     let api = Api::new().await;
+    let before = api.stack.raw_items().await;
     let mut tables = api.stack.tables.clone();
     tables.audit = format!("{}-missing", tables.audit);
     let broken = blocklist::store::Store::new(api.stack.client.clone(), tables);
-    let app = block_api::App::new(
-        broken,
-        blocklist::http::auth::Authenticator::local_hs256(integration_tests::JWT_SECRET),
-    );
-    let response = integration_tests::call_block_api(
+    let app = block_api::App::new(broken, Authenticator::local_hs256(JWT_SECRET));
+    let response = call_block_api(
         &app,
-        integration_tests::ApiRequest::new("PUT", "/v1/blocks/+16505551234")
+        ApiRequest::new("PUT", "/v1/blocks/+16505551234")
             .bearer(&api.token)
             .json(json!({"reason": "spam"})),
     )
     .await;
     assert_eq!(response.status, 503, "{:?}", response.body);
     assert_eq!(error_code(&response), "store_unavailable");
+    assert_eq!(
+        api.stack.raw_items().await,
+        before,
+        "no item of any table changed"
+    );
     let view = api.call("GET", "/v1/blocks/+16505551234", None).await;
     assert_eq!(
         view.body["blocks"],
@@ -193,6 +203,227 @@ async fn b3_a_failed_transaction_writes_nothing() {
     assert!(api.history("+16505551234").await.is_empty());
     let stats = api.call("GET", "/v1/stats", None).await;
     assert_eq!(stats.body["currently_blocked"], 0);
+}
+
+/// The writes of a block or unblock transaction, by what they write (B3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Write {
+    /// The subject's `STATE` put, guarded by its version.
+    State,
+    /// The block item's put.
+    BlockPut,
+    /// The block item's delete (an unblock).
+    BlockDelete,
+    /// The contact put of a block with a contact.
+    Contact,
+    /// An audit event's put.
+    Audit,
+    /// The day counters' update (`blocked`, `unblocked`, …).
+    DayCounters,
+    /// The currently-blocked count's update.
+    BlockedCount,
+    /// A chat's status update.
+    Chat,
+}
+
+/// What one action of a `TransactWriteItems` body writes.
+fn write_of(action: &Value, tables: &Tables) -> Option<Write> {
+    let (kind, body) = action.as_object()?.iter().next()?;
+    let table = body["TableName"].as_str()?;
+    let sk = body["Item"]["sk"]["S"]
+        .as_str()
+        .or_else(|| body["Key"]["sk"]["S"].as_str())
+        .unwrap_or_default();
+    let blocklist = table == tables.blocklist;
+    Some(match kind.as_str() {
+        "Put" if blocklist && sk == "STATE" => Write::State,
+        "Put" if blocklist && sk.starts_with("B#") => Write::BlockPut,
+        "Put" if blocklist && sk == "CONTACT" => Write::Contact,
+        "Delete" if blocklist && sk.starts_with("B#") => Write::BlockDelete,
+        "Update" if blocklist && sk.starts_with("D#") => Write::DayCounters,
+        "Update" if blocklist && sk.starts_with("C#") => Write::BlockedCount,
+        "Put" if table == tables.audit => Write::Audit,
+        "Update" if table == tables.chats => Write::Chat,
+        _ => return None,
+    })
+}
+
+/// Gives the first action of a transaction that writes `target` a
+/// condition no item meets, so that DynamoDB cancels the transaction on
+/// that action. Returns whether there was one.
+fn fail_first(body: &mut Value, tables: &Tables, target: Write) -> bool {
+    let Some(actions) = body["TransactItems"].as_array_mut() else {
+        return false;
+    };
+    let Some(action) = actions
+        .iter_mut()
+        .find(|a| write_of(a, tables) == Some(target))
+    else {
+        return false;
+    };
+    let Some((_, action)) = action.as_object_mut().and_then(|a| a.iter_mut().next()) else {
+        return false;
+    };
+    let never = "attribute_exists(pk) AND attribute_not_exists(pk)";
+    let condition = match action["ConditionExpression"].as_str() {
+        Some(existing) => format!("({existing}) AND {never}"),
+        None => never.to_owned(),
+    };
+    action["ConditionExpression"] = json!(condition);
+    true
+}
+
+/// Runs `request` with the transaction's write `target` failing in
+/// DynamoDB on every attempt, and checks that the call fails, that the
+/// failing transaction held all of `writes`, and that no item of any table
+/// changed; then runs it again without the failure and returns its answer.
+async fn fail_each_attempt_on(
+    api: &Api,
+    target: Write,
+    writes: &[Write],
+    request: ApiRequest,
+) -> integration_tests::ApiResponse {
+    let before = api.stack.raw_items().await;
+    let relay = DynamoRelay::start(&endpoint());
+    let tables = api.stack.tables.clone();
+    relay.rewrite(move |operation, body| {
+        operation == "TransactWriteItems" && fail_first(body, &tables, target)
+    });
+    let app = block_api::App::new(
+        api.stack.store_via(&relay),
+        Authenticator::local_hs256(JWT_SECRET),
+    );
+    let response = call_block_api(&app, request.clone()).await;
+    assert_eq!(response.status, 409, "{target:?}: {:?}", response.body);
+    assert_eq!(error_code(&response), "conflict", "{target:?}");
+
+    let transactions: Vec<_> = relay
+        .calls()
+        .into_iter()
+        .filter(|c| c.operation == "TransactWriteItems")
+        .collect();
+    assert!(
+        !transactions.is_empty(),
+        "{target:?}: the change wrote no transaction"
+    );
+    for transaction in &transactions {
+        assert!(
+            transaction.rewritten,
+            "{target:?}: a transaction without that write: {:?}",
+            transaction.body
+        );
+        let mut held: Vec<Write> = transaction.body["TransactItems"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| write_of(a, &api.stack.tables))
+            .collect();
+        held.sort();
+        held.dedup();
+        assert_eq!(
+            held, writes,
+            "{target:?}: every write of the change in the one transaction"
+        );
+    }
+    assert_eq!(
+        api.stack.raw_items().await,
+        before,
+        "{target:?} failed: no item of any table changed"
+    );
+
+    // Without the failure the same call goes through: it was the only
+    // obstacle.
+    relay.stop_rewriting();
+    let response = call_block_api(&app, request).await;
+    assert_ne!(
+        api.stack.raw_items().await,
+        before,
+        "{target:?}: the call without the failure writes"
+    );
+    response
+}
+
+/// A number with a chat on line A and none blocked yet, on fresh tables.
+async fn number_with_a_chat() -> Api {
+    let api = Api::new().await;
+    api.stack
+        .store
+        .record_inbound(
+            &PhoneNumberId::parse(LINE_A).unwrap(),
+            &Subject::parse(NUMBER).unwrap(),
+            Utc::now(),
+            ChatStatus::Active,
+            false,
+        )
+        .await
+        .unwrap();
+    api
+}
+
+#[tokio::test]
+async fn b3_any_write_of_a_block_failing_writes_nothing_in_any_table() {
+    const WRITES: [Write; 7] = [
+        Write::State,
+        Write::BlockPut,
+        Write::Contact,
+        Write::Audit,
+        Write::DayCounters,
+        Write::BlockedCount,
+        Write::Chat,
+    ];
+    // Each write failing in turn, each on its own tables, concurrently.
+    join_all(WRITES.map(|target| async move {
+        let api = number_with_a_chat().await;
+        let request = ApiRequest::new("PUT", &format!("/v1/blocks/{NUMBER}"))
+            .bearer(&api.token)
+            .json(json!({
+                "reason": "spam",
+                "scope": LINE_A,
+                "contact": {"name": "Sheena Nelson"}
+            }));
+        let response = fail_each_attempt_on(&api, target, &WRITES, request).await;
+        assert_eq!(response.status, 201, "{target:?}: {:?}", response.body);
+        let actions: Vec<Value> = api
+            .history(NUMBER)
+            .await
+            .iter()
+            .map(|e| e["action"].clone())
+            .collect();
+        assert_eq!(actions.len(), 2, "{target:?}: {actions:?}");
+        assert!(
+            actions.contains(&json!("blocked")) && actions.contains(&json!("contact_updated")),
+            "{target:?}: {actions:?}"
+        );
+    }))
+    .await;
+}
+
+#[tokio::test]
+async fn b3_any_write_of_an_unblock_failing_writes_nothing_in_any_table() {
+    const WRITES: [Write; 6] = [
+        Write::State,
+        Write::BlockDelete,
+        Write::Audit,
+        Write::DayCounters,
+        Write::BlockedCount,
+        Write::Chat,
+    ];
+    join_all(WRITES.map(|target| async move {
+        let api = number_with_a_chat().await;
+        let blocked = api
+            .block(NUMBER, json!({"reason": "spam", "scope": LINE_A}))
+            .await;
+        assert_eq!(blocked.status, 201, "{:?}", blocked.body);
+        let request = ApiRequest::new("DELETE", &format!("/v1/blocks/{NUMBER}?scope={LINE_A}"))
+            .bearer(&api.token)
+            .json(json!({"reason": "resolved"}));
+        let response = fail_each_attempt_on(&api, target, &WRITES, request).await;
+        assert_eq!(response.status, 200, "{target:?}: {:?}", response.body);
+        let history = api.history(NUMBER).await;
+        assert_eq!(history.len(), 2, "{target:?}: {history:?}");
+        assert_eq!(history[0]["action"], "unblocked", "{target:?}");
+    }))
+    .await;
 }
 
 #[tokio::test]

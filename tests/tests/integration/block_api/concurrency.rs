@@ -4,9 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{NaiveDate, Utc};
 use futures::future::join_all;
-use integration_tests::{ApiRequest, ApiResponse};
+use integration_tests::{ApiRequest, ApiResponse, stats_total};
 use serde_json::{Value, json};
 
 use super::Api;
@@ -15,26 +15,28 @@ use super::bad_input::assert_error;
 const NUMBER: &str = "+16505551234";
 const CALLS: usize = 50;
 
-/// Today's entry of `GET /v1/stats` and `currently_blocked`.
-async fn stats_today(api: &Api) -> (Value, u64) {
-    let stats = api.call("GET", "/v1/stats", None).await;
+/// The `blocked` and `unblocked` counts of `GET /v1/stats` over every day
+/// from `start` to now (UTC), and `currently_blocked`: the whole count of
+/// the test, even when it runs across midnight.
+async fn stats_since(api: &Api, start: NaiveDate) -> (u64, u64, u64) {
+    let end = Utc::now().date_naive();
+    let stats = api
+        .call("GET", &format!("/v1/stats?from={start}&to={end}"), None)
+        .await;
     assert_eq!(stats.status, 200, "{:?}", stats.body);
-    let today = Utc::now().date_naive().format("%Y-%m-%d").to_string();
-    let day = stats.body["days"]
-        .as_array()
-        .expect("days")
-        .iter()
-        .find(|d| d["date"] == today.as_str())
-        .unwrap_or_else(|| panic!("no entry for {today}: {:?}", stats.body))
-        .clone();
     let current = stats.body["currently_blocked"]
         .as_u64()
         .expect("currently_blocked");
-    (day, current)
+    (
+        stats_total(&stats.body, "blocked"),
+        stats_total(&stats.body, "unblocked"),
+        current,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn b3_concurrent_blocks_and_unblocks_of_one_number_stay_consistent() {
+    let start = Utc::now().date_naive();
     let api = Arc::new(Api::new().await);
     // Alternating block and unblock calls, all in flight together; each
     // carries a unique reason so its effect can be traced in the audit. The
@@ -177,14 +179,15 @@ async fn b3_concurrent_blocks_and_unblocks_of_one_number_stay_consistent() {
         Some(usize::from(blocked))
     );
 
-    let (today, currently_blocked) = stats_today(api).await;
+    let (blocks, unblocks, currently_blocked) = stats_since(api, start).await;
     assert_eq!(currently_blocked, u64::from(blocked));
-    assert_eq!(today["blocked"], created.len());
-    assert_eq!(today["unblocked"], removed.len());
+    assert_eq!(blocks, created.len() as u64);
+    assert_eq!(unblocks, removed.len() as u64);
 }
 
 #[tokio::test]
 async fn b3_b9_concurrent_blocks_of_different_numbers_all_succeed_and_count() {
+    let start = Utc::now().date_naive();
     let api = Api::new().await;
     let api = &api;
     let numbers: Vec<String> = (0..CALLS)
@@ -200,9 +203,9 @@ async fn b3_b9_concurrent_blocks_of_different_numbers_all_succeed_and_count() {
         assert_eq!(response.body["number"], number.as_str());
     }
 
-    let (today, currently_blocked) = stats_today(api).await;
-    assert_eq!(today["blocked"], CALLS, "{today:?}");
-    assert_eq!(today["unblocked"], 0, "{today:?}");
+    let (blocks, unblocks, currently_blocked) = stats_since(api, start).await;
+    assert_eq!(blocks, CALLS as u64);
+    assert_eq!(unblocks, 0);
     assert_eq!(currently_blocked, CALLS as u64);
 
     let listed = api.call("GET", "/v1/blocks?limit=200", None).await;

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use blocklist::Subject;
 use blocklist::model::{ChatStatus, PhoneNumberId};
 use chrono::{DateTime, TimeZone, Utc};
-use integration_tests::{ApiRequest, ApiResponse, token};
+use integration_tests::{ApiRequest, ApiResponse, TestClock, token};
 use serde_json::{Value, json};
 
 use super::listing::{ADMIN, assert_event_shape, items, pages};
@@ -94,8 +94,18 @@ async fn b9_stats_count_per_day_and_currently_blocked_numbers() {
 
 #[tokio::test]
 async fn b9_stats_for_today_count_numbers_not_blocks() {
-    let api = Api::new().await;
-    let today = Utc::now().date_naive().format("%Y-%m-%d").to_string();
+    // Noon of today on the API's clock: every change of the test falls on
+    // the day the stats are asked for, even at midnight.
+    type Clock = TestClock<0>;
+    let noon = Utc::now()
+        .date_naive()
+        .and_hms_opt(12, 0, 0)
+        .unwrap()
+        .and_utc();
+    Clock::set(noon);
+    let mut api = Api::new().await;
+    api.app.now = Clock::now;
+    let today = noon.format("%Y-%m-%d").to_string();
     let uri = format!("/v1/stats?from={today}&to={today}");
     let stats = api.call("GET", &uri, None).await;
     assert_eq!(stats.status, 200, "{:?}", stats.body);

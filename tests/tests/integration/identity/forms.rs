@@ -209,3 +209,52 @@ async fn b63_reply_to_a_number_unknown_to_metadata_is_checked_and_sent() {
     assert_eq!(error_data["recipient"], UNKNOWN_SUBJECT);
     assert_eq!(world.graph_requests().await.len(), 1, "nothing more sent");
 }
+
+#[tokio::test]
+async fn b63_a_block_kept_under_a_form_now_folded_is_listed_and_removed_by_that_form() {
+    use blocklist::model::{Actor, Reason, Scope, Source};
+    use blocklist::policy::BlockCommand;
+    let world = World::new().await;
+    // A block an earlier release stored under Argentina's 12-digit form,
+    // which this release folds into `+549…`.
+    let old_key = blocklist::Subject::Number(blocklist::Number::stored("+541123456789").unwrap());
+    let command = BlockCommand {
+        scope: Scope::All,
+        reason: Reason::parse("spam").unwrap(),
+        source: Source::Manual,
+        reason_code: None,
+        expires_at: None,
+        contact: None,
+        details: json!({}),
+    };
+    blocklist::service::block(
+        &world.ingress.stack.store,
+        &old_key,
+        command,
+        &Actor::system("earlier-release"),
+        chrono::Utc::now,
+    )
+    .await
+    .unwrap();
+    let listed = world.api.call("GET", "/v1/blocks?q=1123456789", None).await;
+    assert_eq!(listed.status, 200, "{:?}", listed.body);
+    let subjects: Vec<&str> = listed.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["subject"].as_str().unwrap())
+        .collect();
+    assert_eq!(subjects, ["+541123456789"], "listed under its stored key");
+    let removed = world
+        .api
+        .call(
+            "DELETE",
+            "/v1/blocks/+541123456789?scope=all",
+            Some(json!({"reason": "re-blocked under the current form"})),
+        )
+        .await;
+    assert_eq!(removed.status, 200, "{:?}", removed.body);
+    assert_eq!(removed.body["subject"], "+541123456789");
+    let listed = world.api.call("GET", "/v1/blocks?q=1123456789", None).await;
+    assert_eq!(listed.body["items"], json!([]));
+}

@@ -412,7 +412,7 @@ async fn b61_block_of_a_parent_bsuid_stops_the_person() {
 }
 
 #[tokio::test]
-async fn b61_old_bsuid_of_a_relinked_number_is_released_when_the_number_is_unblocked() {
+async fn b61_a_relinked_number_keeps_both_bsuids_and_an_unblock_reaches_both() {
     let world = World::new().await;
     let new_bsuid = "US.88811112222333344445";
     world.deliver(&fixture("inbound-bsuid-linked.json")).await;
@@ -429,7 +429,20 @@ async fn b61_old_bsuid_of_a_relinked_number_is_released_when_the_number_is_unblo
     );
     let response = world.deliver(&relinked).await;
     assert_eq!(response.body["suppressed"], 1, "{:?}", response.body);
-    assert_eq!(linked_user_ids(&world.view(NUMBER).await), vec![new_bsuid]);
+    // Links accumulate: both BSUIDs are the person's, both stay stopped.
+    assert_eq!(
+        linked_user_ids(&world.view(NUMBER).await),
+        vec![BSUID, new_bsuid]
+    );
+    for user in [BSUID, new_bsuid] {
+        assert!(
+            !world.view(user).await["linked_blocks"]
+                .as_array()
+                .unwrap()
+                .is_empty(),
+            "{user} is stopped by the number's block"
+        );
+    }
 
     // The number is unblocked: no identity of the person is blocked any
     // more, so nothing of them may stay suppressed.

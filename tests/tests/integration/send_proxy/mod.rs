@@ -142,6 +142,8 @@ pub struct Proxy {
     pub graph: MockServer,
     /// A token with `messages:send`.
     pub token: String,
+    /// The day (UTC) the proxy was made: its counts run from there.
+    pub since: chrono::NaiveDate,
 }
 
 impl Proxy {
@@ -150,6 +152,7 @@ impl Proxy {
     }
 
     pub async fn with_timeout(graph_timeout: Duration) -> Proxy {
+        let since = chrono::Utc::now().date_naive();
         let stack = TestStack::new().await;
         let graph = MockServer::start().await;
         let app = app_for(stack.store.clone(), config(&graph.uri(), graph_timeout));
@@ -158,6 +161,7 @@ impl Proxy {
             app,
             graph,
             token: token("crm", &["messages:send"]),
+            since,
         };
         proxy
             .graph_answers(
@@ -261,20 +265,20 @@ impl Proxy {
             .collect()
     }
 
-    /// Today's `outbound_refused` count in `GET /v1/stats`.
-    pub async fn refused_today(&self) -> u64 {
+    /// The `outbound_refused` count of `GET /v1/stats` since the proxy was
+    /// made: every refusal of the test, even across midnight (UTC).
+    pub async fn refused_so_far(&self) -> u64 {
         let today = chrono::Utc::now().date_naive();
         let stats = self
             .api()
-            .call("GET", &format!("/v1/stats?from={today}&to={today}"), None)
+            .call(
+                "GET",
+                &format!("/v1/stats?from={}&to={today}", self.since),
+                None,
+            )
             .await;
         assert_eq!(stats.status, 200, "{:?}", stats.body);
-        let days = stats.body["days"].as_array().expect("days");
-        let day = days
-            .iter()
-            .find(|d| d["date"] == today.to_string())
-            .unwrap_or_else(|| panic!("no entry for {today}: {:?}", stats.body));
-        day["outbound_refused"].as_u64().expect("a count")
+        integration_tests::stats_total(&stats.body, "outbound_refused")
     }
 
     /// The chat of `number` on `business`, if any.

@@ -2,7 +2,7 @@
 
 use blocklist::model::ChatStatus;
 use chrono::Utc;
-use integration_tests::ApiRequest;
+use integration_tests::{ApiRequest, TestClock};
 use serde_json::json;
 use wiremock::ResponseTemplate;
 
@@ -108,7 +108,7 @@ async fn b30_graph_400_error_is_passed_through_unchanged() {
 async fn assert_blocked_refused(scope: &str) {
     let proxy = Proxy::new().await;
     proxy.block(RECIPIENT, scope).await;
-    let refused_before = proxy.refused_today().await;
+    let refused_before = proxy.refused_so_far().await;
 
     let response = proxy
         .send_message(LINE_A, &fixture_text("graph-send-text.request.json"))
@@ -130,7 +130,7 @@ async fn assert_blocked_refused(scope: &str) {
     assert_eq!(event["actor"], "crm");
     assert_eq!(event["reason"], "recipient_blocked");
     assert_eq!(event["details"]["phone_number_id"], LINE_A);
-    assert_eq!(proxy.refused_today().await, refused_before + 1);
+    assert_eq!(proxy.refused_so_far().await, refused_before + 1);
 
     let chat = proxy.chat(LINE_A, RECIPIENT).await;
     assert!(
@@ -172,7 +172,7 @@ async fn b31_recipient_in_another_form_of_a_blocked_number_is_refused() {
             proxy.block(block_as, "all").await;
         }
     }
-    let refused_before = proxy.refused_today().await;
+    let refused_before = proxy.refused_so_far().await;
     for (block_as, to, canonical) in cases {
         let response = proxy.send_message(LINE_A, &text_send_to(to)).await;
         let error_data = assert_graph_error(&response, 403, "recipient_blocked");
@@ -184,7 +184,7 @@ async fn b31_recipient_in_another_form_of_a_blocked_number_is_refused() {
     }
     assert!(proxy.graph_requests().await.is_empty(), "nothing sent");
     assert_eq!(
-        proxy.refused_today().await,
+        proxy.refused_so_far().await,
         refused_before + cases.len() as u64
     );
     assert_eq!(proxy.refusals("+16505551234").await.len(), 3);
@@ -216,7 +216,7 @@ async fn b32_unknown_recipient_is_refused_when_unknown_numbers_are_not_allowed()
     let proxy = Proxy::new().await;
     proxy.allow_unknown(LINE_A, false).await;
     let body = fixture_text("graph-send-text.request.json");
-    let refused_before = proxy.refused_today().await;
+    let refused_before = proxy.refused_so_far().await;
 
     let response = proxy.send_message(LINE_A, &body).await;
     let error_data = assert_graph_error(&response, 403, "recipient_unknown");
@@ -230,7 +230,7 @@ async fn b32_unknown_recipient_is_refused_when_unknown_numbers_are_not_allowed()
     assert_eq!(refusals.len(), 1, "{refusals:?}");
     assert_eq!(refusals[0]["reason"], "recipient_unknown");
     assert_eq!(refusals[0]["details"]["phone_number_id"], LINE_A);
-    assert_eq!(proxy.refused_today().await, refused_before + 1);
+    assert_eq!(proxy.refused_so_far().await, refused_before + 1);
 
     // Another line keeps the default (allowed).
     let other = proxy.send_message(LINE_B, &body).await;
@@ -350,8 +350,12 @@ async fn b2_b4_unblock_lets_the_next_send_through() {
 
 #[tokio::test]
 async fn b13_expired_temporary_block_no_longer_refuses_the_send() {
-    let proxy = Proxy::new().await;
-    let expires_at = Utc::now() + chrono::Duration::seconds(2);
+    // The proxy's clock is moved past the expiry instead of waiting for it.
+    type Clock = TestClock<1>;
+    Clock::set(Utc::now());
+    let mut proxy = Proxy::new().await;
+    proxy.app.now = Clock::now;
+    let expires_at = Utc::now() + chrono::Duration::hours(1);
     let response = proxy
         .api()
         .block(
@@ -369,16 +373,17 @@ async fn b13_expired_temporary_block_no_longer_refuses_the_send() {
     let body = fixture_text("graph-send-text.request.json");
 
     let refused = proxy.send_message(LINE_A, &body).await;
-    assert!(
-        Utc::now() < expires_at,
-        "the test ran too slowly to prove anything"
-    );
     let error_data = assert_graph_error(&refused, 403, "recipient_blocked");
     assert_eq!(error_data["scope"], "all");
+    // A minute before the expiry: still refused.
+    Clock::set(expires_at - chrono::Duration::minutes(1));
+    let refused = proxy.send_message(LINE_A, &body).await;
+    let error_data = assert_graph_error(&refused, 403, "recipient_blocked");
+    assert_eq!(error_data["scope"], "all");
+    assert!(proxy.graph_requests().await.is_empty());
 
-    let wait = (expires_at - Utc::now()).to_std().unwrap_or_default();
-    tokio::time::sleep(wait + std::time::Duration::from_millis(200)).await;
-
+    // A second after it: the send goes out.
+    Clock::set(expires_at + chrono::Duration::seconds(1));
     let response = proxy.send_message(LINE_A, &body).await;
     assert_eq!(response.status, 200, "{:?}", response.json());
     assert_eq!(proxy.graph_requests().await.len(), 1);

@@ -14,7 +14,7 @@ use crate::block_api::Api;
 const LINE: &str = "106540352242922";
 const NUMBER: &str = "+16505551234";
 
-fn failure(code: i64, at: DateTime<Utc>, message_id: &str) -> DeliveryFailure {
+pub(crate) fn failure(code: i64, at: DateTime<Utc>, message_id: &str) -> DeliveryFailure {
     DeliveryFailure {
         subject: Subject::parse(NUMBER).unwrap(),
         phone_number_id: PhoneNumberId::parse(LINE).ok(),
@@ -27,7 +27,7 @@ fn failure(code: i64, at: DateTime<Utc>, message_id: &str) -> DeliveryFailure {
 
 /// Stores `failure` as webhook-ingress does and returns the stream record
 /// DynamoDB Streams would deliver for that write.
-async fn stored(stack: &TestStack, failure: &DeliveryFailure, sequence: &str) -> Value {
+pub(crate) async fn stored(stack: &TestStack, failure: &DeliveryFailure, sequence: &str) -> Value {
     stack
         .store
         .record_failures(std::slice::from_ref(failure))
@@ -90,6 +90,13 @@ async fn deliver(stack: &TestStack, records: Vec<Value>) -> Value {
         .expect("stream batches always answer")
 }
 
+/// Delivers `records` and checks that every one of them was handled: no
+/// item is reported failed (B43).
+async fn deliver_ok(stack: &TestStack, records: Vec<Value>) {
+    let answer = deliver(stack, records).await;
+    assert_eq!(answer, json!({"batchItemFailures": []}));
+}
+
 async fn set_threshold(api: &Api, threshold: u32) {
     let admin = integration_tests::token(
         "ops",
@@ -135,8 +142,9 @@ async fn b40_first_131026_with_threshold_one_auto_blocks() {
     assert_eq!(history[0]["action"], "auto_blocked");
     assert_eq!(history[0]["details"]["message_id"], "wamid.F1");
     let stats = api.call("GET", "/v1/stats", None).await;
+    assert_eq!(stats.status, 200, "{:?}", stats.body);
     assert_eq!(
-        stats.body["days"].as_array().unwrap().last().unwrap()["auto_blocked"],
+        integration_tests::stats_total(&stats.body, "auto_blocked"),
         1
     );
 }
@@ -155,7 +163,7 @@ async fn b40_threshold_three_blocks_on_the_third_failure_inside_the_window() {
             "1",
         )
         .await;
-        deliver(&stack, vec![record]).await;
+        deliver_ok(&stack, vec![record]).await;
     }
     let first = stored(
         &stack,
@@ -163,21 +171,21 @@ async fn b40_threshold_three_blocks_on_the_third_failure_inside_the_window() {
         "10",
     )
     .await;
-    deliver(&stack, vec![first]).await;
+    deliver_ok(&stack, vec![first]).await;
     let second = stored(
         &stack,
         &failure(131026, now - Duration::days(1), "wamid.N2"),
         "11",
     )
     .await;
-    deliver(&stack, vec![second]).await;
+    deliver_ok(&stack, vec![second]).await;
     assert!(
         blocks(&api).await.is_empty(),
         "two failures in the window: not yet"
     );
 
     let third = stored(&stack, &failure(131026, now, "wamid.N3"), "12").await;
-    deliver(&stack, vec![third]).await;
+    deliver_ok(&stack, vec![third]).await;
     let blocks = blocks(&api).await;
     assert_eq!(blocks.len(), 1);
     assert_eq!(blocks[0]["source"], "auto");
@@ -202,7 +210,7 @@ async fn b40_other_error_codes_are_recorded_but_never_block() {
         );
     }
     let answer = deliver(&stack, records).await;
-    assert_eq!(answer["batchItemFailures"], json!([]));
+    assert_eq!(answer, json!({"batchItemFailures": []}));
     assert!(blocks(&api).await.is_empty());
     let since = Utc::now() - Duration::days(1);
     let recorded = stack
@@ -224,7 +232,7 @@ async fn b42_existing_manual_block_is_untouched() {
         assert_eq!(response.status, 201);
     }
     let record = stored(&stack, &failure(131026, Utc::now(), "wamid.M1"), "30").await;
-    deliver(&stack, vec![record]).await;
+    deliver_ok(&stack, vec![record]).await;
     let blocks = blocks(&api).await;
     assert_eq!(blocks.len(), 2);
     assert!(
@@ -246,7 +254,7 @@ async fn b42_manual_block_for_all_keeps_auto_block_away() {
     api.block(NUMBER, json!({"reason": "manual decision", "scope": "all"}))
         .await;
     let record = stored(&stack, &failure(131026, Utc::now(), "wamid.M2"), "31").await;
-    deliver(&stack, vec![record]).await;
+    deliver_ok(&stack, vec![record]).await;
     let blocks = blocks(&api).await;
     assert_eq!(
         blocks.len(),
@@ -262,8 +270,8 @@ async fn b43_the_same_record_twice_counts_once() {
     let api = Api::on(&stack);
     set_threshold(&api, 2).await;
     let record = stored(&stack, &failure(131026, Utc::now(), "wamid.D1"), "40").await;
-    deliver(&stack, vec![record.clone()]).await;
-    deliver(&stack, vec![record.clone(), record]).await;
+    deliver_ok(&stack, vec![record.clone()]).await;
+    deliver_ok(&stack, vec![record.clone(), record]).await;
     assert!(
         blocks(&api).await.is_empty(),
         "one failure, delivered three times"
@@ -281,12 +289,28 @@ async fn b43_one_corrupt_record_fails_alone() {
     let mut garbage =
         json!({"eventName": "INSERT", "dynamodb": {"SequenceNumber": "52", "NewImage": 7}});
     garbage["awsRegion"] = json!("us-east-1");
+
+    // One bad record before a good one: exactly the bad one is reported.
+    let answer = deliver(&stack, vec![corrupt.clone(), good.clone()]).await;
+    assert_eq!(
+        answer,
+        json!({"batchItemFailures": [{"itemIdentifier": "50"}]})
+    );
+    assert_eq!(blocks(&api).await.len(), 1, "the good record was handled");
+    // One after a good one (redelivered, already handled): the same.
+    let answer = deliver(&stack, vec![good.clone(), garbage.clone()]).await;
+    assert_eq!(
+        answer,
+        json!({"batchItemFailures": [{"itemIdentifier": "52"}]})
+    );
+    // Two among three: both, in the batch's order, the good one not.
     let answer = deliver(&stack, vec![corrupt, good, garbage]).await;
     assert_eq!(
         answer,
         json!({"batchItemFailures": [{"itemIdentifier": "50"}, {"itemIdentifier": "52"}]})
     );
-    assert_eq!(blocks(&api).await.len(), 1, "the good record was handled");
+    assert_eq!(blocks(&api).await.len(), 1, "still one block");
+    assert_eq!(api.history(NUMBER).await.len(), 1, "one auto_blocked event");
 }
 
 #[tokio::test]
@@ -306,7 +330,26 @@ async fn b41_wa_blocked_event_auto_blocks() {
     assert_eq!(block["source"], "auto");
     assert_eq!(block["reason_code"], "302");
     assert_eq!(block["scope"], LINE);
+    assert_eq!(block["actor"], "wa-blocked");
     assert!(block["reason"].as_str().unwrap().contains("Invalid number"));
+
+    // The audit event: who, what, and the event's own facts.
+    let history = api.history("+16505550100").await;
+    assert_eq!(history.len(), 1, "{history:?}");
+    let audit = &history[0];
+    assert_eq!(audit["action"], "auto_blocked", "{audit}");
+    assert_eq!(audit["actor"], "wa-blocked", "{audit}");
+    assert_eq!(audit["client"], Value::Null, "{audit}");
+    assert_eq!(audit["source"], "auto", "{audit}");
+    assert_eq!(audit["scope"], LINE, "{audit}");
+    assert_eq!(audit["subject"], "+16505550100", "{audit}");
+    assert_eq!(audit["reason"], block["reason"], "{audit}");
+    let details = &audit["details"];
+    assert_eq!(details["after"]["reason_code"], "302", "{audit}");
+    assert_eq!(details["after"]["source"], "auto", "{audit}");
+    assert_eq!(details["after"]["scope"], LINE, "{audit}");
+    assert_eq!(details["event_timestamp"], event["timestamp"], "{audit}");
+    assert_eq!(details["sender"], event["sender"], "{audit}");
     // Delivered again: nothing new.
     assert_eq!(
         wa_blocked::handle(&app, event).await.unwrap()["status"],
@@ -407,7 +450,7 @@ async fn b42_auto_block_still_applies_under_a_temporary_block_for_all() {
         .await;
     assert_eq!(response.status, 201);
     let record = stored(&stack, &failure(131026, Utc::now(), "wamid.T1"), "60").await;
-    deliver(&stack, vec![record]).await;
+    deliver_ok(&stack, vec![record]).await;
     let blocks = blocks(&api).await;
     assert_eq!(
         blocks.len(),
@@ -437,7 +480,7 @@ async fn b40_failures_before_a_manual_unblock_no_longer_count() {
         "70",
     )
     .await;
-    deliver(&stack, vec![first.clone()]).await;
+    deliver_ok(&stack, vec![first.clone()]).await;
     // An operator blocks and then unblocks the number: a fresh start.
     api.block(NUMBER, json!({"reason": "check", "scope": LINE}))
         .await;
@@ -455,13 +498,13 @@ async fn b40_failures_before_a_manual_unblock_no_longer_count() {
         "71",
     )
     .await;
-    deliver(&stack, vec![second]).await;
+    deliver_ok(&stack, vec![second]).await;
     assert!(
         blocks(&api).await.is_empty(),
         "one failure since the unblock, threshold 2"
     );
     // The old record redelivered does not re-block either.
-    deliver(&stack, vec![first]).await;
+    deliver_ok(&stack, vec![first]).await;
     assert!(blocks(&api).await.is_empty());
     let third = stored(
         &stack,
@@ -469,7 +512,7 @@ async fn b40_failures_before_a_manual_unblock_no_longer_count() {
         "72",
     )
     .await;
-    deliver(&stack, vec![third]).await;
+    deliver_ok(&stack, vec![third]).await;
     assert_eq!(
         blocks(&api).await.len(),
         1,
