@@ -268,10 +268,13 @@ fn international_digits(input: &str) -> Result<String, NumberError> {
 /// The canonical number of folded international digits, as the metadata
 /// sees them.
 fn canonicalise(digits: &str) -> Result<Number, NumberError> {
+    // Argentina's `9`, trunk `0` and `15` written together run past 15
+    // digits before the metadata strips the national prefixes.
+    let digits = argentina_mobile_as_dialled_at_home(digits);
     if digits.len() > MAX_DIGITS {
         return Err(NumberError::TooLong);
     }
-    let e164 = format!("+{}", argentina_mobile_as_dialled_at_home(digits));
+    let e164 = format!("+{digits}");
     let parsed = phonenumber::parse(None, &e164).map_err(|error| match error {
         phonenumber::ParseError::TooShortNsn | phonenumber::ParseError::TooShortAfterIdd => {
             NumberError::TooShort
@@ -304,6 +307,11 @@ fn kept_without_metadata(digits: &str) -> Number {
 /// around the metadata instead: see [`argentina_mobile_as_dialled_at_home`]
 /// and [`fold_argentina_mobile`].
 fn fold_whatsapp_quirks(digits: &str) -> String {
+    // Brazil: a trunk `0` before the area code (`+55 (011) …`) is not part
+    // of the number; without it the folds below see the real length.
+    if digits.len() == 13 && digits.starts_with("550") {
+        return fold_whatsapp_quirks(&format!("55{}", &digits[3..]));
+    }
     // Brazil: 55 + 2-digit area code + 8-digit subscriber whose first digit is
     // 6-9 (the mobile ranges before the ninth digit was added).
     if digits.len() == 12 && digits.starts_with("55") {

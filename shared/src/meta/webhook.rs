@@ -328,7 +328,16 @@ fn enrich(sender: &mut Sender, contacts: &[Sender]) {
     if sender.user_id.is_none() && sender.number == contact.number {
         sender.user_id = contact.user_id.clone();
     }
-    if sender.parent_user_id.is_none() {
+    // A contact that names another BSUID (or number) than the message is
+    // someone else's or contradicts it: its parent is not the sender's,
+    // though its identities are still checked (below).
+    fn agrees<T: PartialEq>(ours: &Option<T>, theirs: &Option<T>) -> bool {
+        ours.is_none() || theirs.is_none() || ours == theirs
+    }
+    if sender.parent_user_id.is_none()
+        && agrees(&sender.user_id, &contact.user_id)
+        && agrees(&sender.number, &contact.number)
+    {
         sender.parent_user_id = contact.parent_user_id.clone();
     }
     for other in contact.identities() {

@@ -30,7 +30,8 @@ pub struct Cursor {
 
 impl Cursor {
     pub fn encode(&self) -> String {
-        URL_SAFE_NO_PAD.encode(serde_json::to_vec(self).unwrap_or_default())
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        format!("{}{}", URL_SAFE_NO_PAD.encode(&json), checksum(&json))
     }
 
     /// Decodes a cursor of `kind` whose key has exactly `attributes`.
@@ -38,7 +39,17 @@ impl Cursor {
         if raw.len() > 2048 {
             return Err(CursorError);
         }
-        let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| CursorError)?;
+        // A cursor is opaque: a checksum over its content makes any edit of
+        // it (a typo, a truncated copy, a changed key value) a 400 rather
+        // than a page of some other listing or a store error.
+        if raw.len() <= CHECKSUM_CHARS || !raw.is_ascii() {
+            return Err(CursorError);
+        }
+        let (body, sum) = raw.split_at(raw.len() - CHECKSUM_CHARS);
+        let bytes = URL_SAFE_NO_PAD.decode(body).map_err(|_| CursorError)?;
+        if checksum(&bytes) != sum {
+            return Err(CursorError);
+        }
         let cursor: Cursor = serde_json::from_slice(&bytes).map_err(|_| CursorError)?;
         // DynamoDB refuses empty key values: such a cursor was forged.
         let same_attributes = cursor.key.len() == attributes.len()
@@ -135,4 +146,13 @@ mod tests {
         assert_eq!(cursor().expect("pk", "N#+2"), Err(CursorError));
         assert_eq!(cursor().expect("pk", "N#+1"), Ok(()));
     }
+}
+
+/// Hex characters of the checksum at the end of an encoded cursor.
+const CHECKSUM_CHARS: usize = 16;
+
+/// The first 8 bytes of the content's SHA-256, in hex.
+fn checksum(content: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(content)[..8])
 }
