@@ -95,6 +95,15 @@ impl Cursor {
     }
 }
 
+/// Hex characters of the checksum at the end of an encoded cursor.
+const CHECKSUM_CHARS: usize = 16;
+
+/// The first 8 bytes of the content's SHA-256, in hex.
+fn checksum(content: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(content)[..8])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,13 +155,4 @@ mod tests {
         assert_eq!(cursor().expect("pk", "N#+2"), Err(CursorError));
         assert_eq!(cursor().expect("pk", "N#+1"), Ok(()));
     }
-}
-
-/// Hex characters of the checksum at the end of an encoded cursor.
-const CHECKSUM_CHARS: usize = 16;
-
-/// The first 8 bytes of the content's SHA-256, in hex.
-fn checksum(content: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(&sha2::Sha256::digest(content)[..8])
 }
