@@ -1556,6 +1556,9 @@ fn key(pairs: &[(&str, String)]) -> BTreeMap<String, String> {
 /// A cursor as the store writes it for one of the listings the block API
 /// reads back (`blocks`, `chats`, `history`, `audit`), with the key
 /// attributes the API decodes it with.
+/// The filters fingerprint the generated cursors are bound to.
+const FILTERS: &str = "5f2b8c1d9e0a7364";
+
 fn listing_cursor() -> impl Strategy<Value = (Cursor, &'static [&'static str])> {
     let time = "20[0-9]{2}-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:[0-5][0-9]\\.[0-9]{3}Z";
     let ulid = "[0-9A-HJKMNP-TV-Z]{26}";
@@ -1572,6 +1575,7 @@ fn listing_cursor() -> impl Strategy<Value = (Cursor, &'static [&'static str])> 
                     ("gsi1pk", "BLOCKS".into()),
                     ("gsi1sk", format!("{at}#{subject}#{scope}")),
                 ]),
+                filters: FILTERS.into(),
             };
             (cursor, GSI_KEY)
         }),
@@ -1587,6 +1591,7 @@ fn listing_cursor() -> impl Strategy<Value = (Cursor, &'static [&'static str])> 
                         ("gsi1pk", "CHATS".into()),
                         ("gsi1sk", format!("{status}#{pnid}#{subject}")),
                     ]),
+                    filters: FILTERS.into(),
                 };
                 (cursor, GSI_KEY)
             }
@@ -1596,6 +1601,7 @@ fn listing_cursor() -> impl Strategy<Value = (Cursor, &'static [&'static str])> 
                 kind: "history".into(),
                 day: None,
                 key: key(&[("pk", pk), ("sk", id)]),
+                filters: FILTERS.into(),
             };
             (cursor, TABLE_KEY)
         }),
@@ -1609,6 +1615,7 @@ fn listing_cursor() -> impl Strategy<Value = (Cursor, &'static [&'static str])> 
                     ("gsi1pk", format!("D#{day}")),
                     ("gsi1sk", id),
                 ]),
+                filters: FILTERS.into(),
             };
             (cursor, GSI_KEY)
         }),
@@ -1617,6 +1624,7 @@ fn listing_cursor() -> impl Strategy<Value = (Cursor, &'static [&'static str])> 
                 kind: "audit".into(),
                 day: Some(day),
                 key: BTreeMap::new(),
+                filters: FILTERS.into(),
             };
             (cursor, &[][..])
         }),
@@ -1692,10 +1700,12 @@ proptest! {
     fn b7_cursor_round_trips((cursor, attributes) in listing_cursor()) {
         let encoded = cursor.encode();
         prop_assert!(encoded.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
-        prop_assert_eq!(Cursor::decode(&encoded, &cursor.kind, attributes), Ok(cursor.clone()));
+        prop_assert_eq!(Cursor::decode(&encoded, &cursor.kind, FILTERS, attributes), Ok(cursor.clone()));
         for other in ["blocks", "chats", "history", "audit"].iter().filter(|k| **k != cursor.kind) {
-            prop_assert!(Cursor::decode(&encoded, other, attributes).is_err());
+            prop_assert!(Cursor::decode(&encoded, other, FILTERS, attributes).is_err());
         }
+        // Bound to its filters: another listing's filters refuse it.
+        prop_assert!(Cursor::decode(&encoded, &cursor.kind, "0123456789abcdef", attributes).is_err());
     }
 
     /// B7: a cursor that was tampered with is refused; decoding never
@@ -1710,7 +1720,7 @@ proptest! {
             return Ok(());
         };
         prop_assume!(tampered != encoded);
-        if let Ok(decoded) = Cursor::decode(&tampered, &cursor.kind, attributes) {
+        if let Ok(decoded) = Cursor::decode(&tampered, &cursor.kind, FILTERS, attributes) {
             prop_assert_eq!(
                 &decoded, &cursor,
                 "tampered cursor {:?} (from {:?}) accepted", tampered, encoded
@@ -1737,7 +1747,7 @@ proptest! {
                 ("history", TABLE_KEY),
                 ("audit", &[][..]),
             ] {
-                if let Ok(decoded) = Cursor::decode(&input, kind, attributes) {
+                if let Ok(decoded) = Cursor::decode(&input, kind, FILTERS, attributes) {
                     prop_assert_eq!(&decoded.kind, kind);
                     let mut names: Vec<&str> = decoded.key.keys().map(String::as_str).collect();
                     let mut wanted = attributes.to_vec();
@@ -1762,6 +1772,7 @@ fn b7_tampered_cursor_with_another_key_value_is_refused() {
             ("pk", "N#+16505551234".into()),
             ("sk", "01JD0000000000000000000000".into()),
         ]),
+        filters: FILTERS.into(),
     };
     let encoded = cursor.encode();
     // Change the last digit of the ULID in the sort key ("0" to "1"),
@@ -1779,7 +1790,7 @@ fn b7_tampered_cursor_with_another_key_value_is_refused() {
     ) + checksum;
     assert_ne!(forged, encoded);
     assert_eq!(
-        Cursor::decode(&forged, "history", TABLE_KEY).ok(),
+        Cursor::decode(&forged, "history", FILTERS, TABLE_KEY).ok(),
         None,
         "a cursor with another sort key was accepted"
     );

@@ -248,11 +248,12 @@ pub async fn list(
             cursor,
         })
         .await?;
-    crate::page(page)
+    crate::page(page, &query)
 }
 
-/// The `cursor` parameter of a listing: one of `kind` with exactly
-/// `attributes`, inside the listed partition (`attribute` = `expected`).
+/// The `cursor` parameter of a listing: one of `kind`, issued under the same
+/// filters, with exactly `attributes`, inside the listed partition
+/// (`attribute` = `expected`).
 pub fn cursor_param(
     query: &Query,
     kind: &str,
@@ -262,7 +263,8 @@ pub fn cursor_param(
     let Some(raw) = query.get("cursor") else {
         return Ok(None);
     };
-    let cursor = Cursor::decode(raw, kind, attributes).map_err(|_| invalid_cursor())?;
+    let cursor =
+        Cursor::decode(raw, kind, &query.filters(), attributes).map_err(|_| invalid_cursor())?;
     cursor
         .expect(attribute, expected)
         .map_err(|_| invalid_cursor())?;

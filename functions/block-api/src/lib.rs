@@ -10,7 +10,7 @@ mod records;
 mod wire;
 
 use blocklist::http::auth::{Authenticator, Caller};
-use blocklist::http::request::segments;
+use blocklist::http::request::{Query, segments};
 use blocklist::http::{ApiError, json};
 use blocklist::store::Store;
 use chrono::{DateTime, Utc};
@@ -140,6 +140,13 @@ fn ok<T: serde::Serialize>(value: &T) -> Result<Response<Body>, ApiError> {
 }
 
 /// A listing's answer: `{"items":[…],"next_cursor":…}` (SPEC section 4).
-fn page<T: serde::Serialize>(page: blocklist::store::Page<T>) -> Result<Response<Body>, ApiError> {
-    ok(&serde_json::json!({ "items": page.items, "next_cursor": page.next_cursor }))
+/// `next_cursor` is bound to the filters of `query`, so it resumes only the
+/// listing it came from.
+fn page<T: serde::Serialize>(
+    page: blocklist::store::Page<T>,
+    query: &Query,
+) -> Result<Response<Body>, ApiError> {
+    let filters = query.filters();
+    let next_cursor = page.next.map(|cursor| cursor.bound_to(&filters).encode());
+    ok(&serde_json::json!({ "items": page.items, "next_cursor": next_cursor }))
 }

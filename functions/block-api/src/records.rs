@@ -34,7 +34,7 @@ pub async fn history(
         ("pk", &blocklist::store::subject_partition(&number)),
     )?;
     let page = app.store.history(&number, limit, cursor.as_ref()).await?;
-    crate::page(page)
+    crate::page(page, &query)
 }
 
 /// B8: `GET /v1/audit?since=&until=&action=`, the compliance feed.
@@ -73,8 +73,9 @@ pub async fn audit(
         .map(|raw| {
             // A cursor resumes inside a day (full key) or at the start of
             // one (empty key); either way it names a valid day.
-            Cursor::decode(raw, "audit", &["pk", "sk", "gsi1pk", "gsi1sk"])
-                .or_else(|_| Cursor::decode(raw, "audit", &[]))
+            let filters = query.filters();
+            Cursor::decode(raw, "audit", &filters, &["pk", "sk", "gsi1pk", "gsi1sk"])
+                .or_else(|_| Cursor::decode(raw, "audit", &filters, &[]))
                 .ok()
                 .filter(|c| {
                     c.day.as_deref().is_some_and(|day| {
@@ -95,7 +96,7 @@ pub async fn audit(
             cursor,
         })
         .await?;
-    crate::page(page)
+    crate::page(page, &query)
 }
 
 /// B9: `GET /v1/stats?from=&to=`.
@@ -201,7 +202,7 @@ pub async fn list_chats(
             cursor,
         })
         .await?;
-    crate::page(page)
+    crate::page(page, &query)
 }
 
 /// B11: `GET /v1/chats/{phone_number_id}/{number}`.

@@ -142,6 +142,11 @@ impl Query {
         Ok(Query { pairs })
     }
 
+    /// The fingerprint of this listing's filters, which its cursors carry.
+    pub fn filters(&self) -> String {
+        crate::store::filters_fingerprint(self.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    }
+
     pub fn get(&self, key: &str) -> Option<&str> {
         self.pairs
             .iter()

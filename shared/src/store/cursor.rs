@@ -2,8 +2,8 @@
 //! tagged with the listing it belongs to.
 //!
 //! A cursor is checked on the way back in: it must decode, belong to the same
-//! listing, carry exactly that listing's key attributes, and stay inside the
-//! partition being listed. Anything else is `invalid_cursor` (400), so a
+//! listing with the same filters, carry exactly that listing's key attributes,
+//! and stay inside the partition being listed. Anything else is `invalid_cursor` (400), so a
 //! tampered cursor can neither crash a handler nor read outside the query.
 
 use std::collections::{BTreeMap, HashMap};
@@ -26,6 +26,12 @@ pub struct Cursor {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub day: Option<String>,
     pub key: BTreeMap<String, String>,
+    /// Fingerprint of the listing's filters ([`filters_fingerprint`]). A
+    /// page key is only meaningful under the key condition that produced
+    /// it: resumed under other filters (another `since`, another status)
+    /// DynamoDB refuses the start key, so the cursor is refused first.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub filters: String,
 }
 
 impl Cursor {
@@ -34,8 +40,20 @@ impl Cursor {
         format!("{}{}", URL_SAFE_NO_PAD.encode(&json), checksum(&json))
     }
 
-    /// Decodes a cursor of `kind` whose key has exactly `attributes`.
-    pub fn decode(raw: &str, kind: &str, attributes: &[&str]) -> Result<Cursor, CursorError> {
+    /// This cursor, bound to the listing's `filters` fingerprint.
+    pub fn bound_to(mut self, filters: &str) -> Cursor {
+        filters.clone_into(&mut self.filters);
+        self
+    }
+
+    /// Decodes a cursor of `kind` issued under `filters` whose key has
+    /// exactly `attributes`.
+    pub fn decode(
+        raw: &str,
+        kind: &str,
+        filters: &str,
+        attributes: &[&str],
+    ) -> Result<Cursor, CursorError> {
         if raw.len() > 2048 {
             return Err(CursorError);
         }
@@ -56,7 +74,7 @@ impl Cursor {
             && attributes
                 .iter()
                 .all(|a| cursor.key.get(*a).is_some_and(|v| !v.is_empty()));
-        if cursor.kind != kind || !same_attributes {
+        if cursor.kind != kind || cursor.filters != filters || !same_attributes {
             return Err(CursorError);
         }
         Ok(cursor)
@@ -91,8 +109,22 @@ impl Cursor {
             kind: kind.to_owned(),
             day,
             key,
+            filters: String::new(),
         }
     }
+}
+
+/// A fingerprint of a listing's filters: the query parameters other than
+/// `cursor` and `limit` (a client may change the page size between pages),
+/// in any order.
+pub fn filters_fingerprint<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let mut pairs: Vec<(&str, &str)> = pairs
+        .into_iter()
+        .filter(|(k, _)| !matches!(*k, "cursor" | "limit"))
+        .collect();
+    pairs.sort_unstable();
+    let canonical = serde_json::to_vec(&pairs).unwrap_or_default();
+    checksum(&canonical)
 }
 
 /// Hex characters of the checksum at the end of an encoded cursor.
@@ -118,14 +150,16 @@ mod tests {
             ]
             .into_iter()
             .collect(),
+            filters: String::new(),
         }
+        .bound_to("f1")
     }
 
     #[test]
     fn round_trips() {
         let encoded = cursor().encode();
         assert_eq!(
-            Cursor::decode(&encoded, "history", &["pk", "sk"]),
+            Cursor::decode(&encoded, "history", "f1", &["pk", "sk"]),
             Ok(cursor())
         );
     }
@@ -134,25 +168,52 @@ mod tests {
     fn rejects_tampering_and_other_listings() {
         let encoded = cursor().encode();
         assert_eq!(
-            Cursor::decode(&encoded, "blocks", &["pk", "sk"]),
+            Cursor::decode(&encoded, "blocks", "f1", &["pk", "sk"]),
             Err(CursorError)
         );
         assert_eq!(
-            Cursor::decode(&encoded, "history", &["pk", "sk", "gsi1pk"]),
+            Cursor::decode(&encoded, "history", "f1", &["pk", "sk", "gsi1pk"]),
             Err(CursorError)
         );
         assert_eq!(
-            Cursor::decode("not base64!", "history", &["pk", "sk"]),
+            Cursor::decode("not base64!", "history", "f1", &["pk", "sk"]),
             Err(CursorError)
         );
         let mut flipped = encoded.into_bytes();
         flipped[3] ^= 0x01;
         let flipped = String::from_utf8(flipped).unwrap();
         assert_eq!(
-            Cursor::decode(&flipped, "history", &["pk", "sk"]),
+            Cursor::decode(&flipped, "history", "f1", &["pk", "sk"]),
             Err(CursorError)
+        );
+        assert_eq!(
+            Cursor::decode(&cursor().encode(), "history", "f2", &["pk", "sk"]),
+            Err(CursorError),
+            "issued under other filters"
         );
         assert_eq!(cursor().expect("pk", "N#+2"), Err(CursorError));
         assert_eq!(cursor().expect("pk", "N#+1"), Ok(()));
+    }
+
+    #[test]
+    fn fingerprint_ignores_order_cursor_and_limit_but_not_values() {
+        let a = filters_fingerprint([("since", "2026-01-01"), ("scope", "global")]);
+        let b = filters_fingerprint([
+            ("scope", "global"),
+            ("limit", "5"),
+            ("since", "2026-01-01"),
+            ("cursor", "x"),
+        ]);
+        assert_eq!(a, b);
+        assert_ne!(
+            a,
+            filters_fingerprint([("since", "2026-01-02"), ("scope", "global")])
+        );
+        assert_ne!(a, filters_fingerprint([("since", "2026-01-01")]));
+        // Pairs are not concatenated: a value cannot pose as a next key.
+        assert_ne!(
+            filters_fingerprint([("q", "a"), ("scope", "b")]),
+            filters_fingerprint([("q", "a\",\"scope"), ("", "b")])
+        );
     }
 }

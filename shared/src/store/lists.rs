@@ -13,11 +13,12 @@ use crate::model::{
     format_time,
 };
 
-/// One page of a listing.
+/// One page of a listing. `next` is where the next page starts; the caller
+/// binds it to the listing's filters before handing it out.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page<T> {
     pub items: Vec<T>,
-    pub next_cursor: Option<String>,
+    pub next: Option<Cursor>,
 }
 
 /// How many DynamoDB pages one request may read while filling a filtered
@@ -141,7 +142,7 @@ impl Store {
             .await?;
         Ok(Page {
             items: items.into_iter().map(|i| i.block).collect(),
-            next_cursor: next.map(|key| Cursor::from_key("blocks", None, &key).encode()),
+            next: next.map(|key| Cursor::from_key("blocks", None, &key)),
         })
     }
 
@@ -177,7 +178,7 @@ impl Store {
             .await?;
         Ok(Page {
             items: items.into_iter().map(|i| i.chat).collect(),
-            next_cursor: next.map(|key| Cursor::from_key("chats", None, &key).encode()),
+            next: next.map(|key| Cursor::from_key("chats", None, &key)),
         })
     }
 
@@ -201,7 +202,7 @@ impl Store {
             .await?;
         Ok(Page {
             items: items.into_iter().map(|i| i.event).collect(),
-            next_cursor: next.map(|key| Cursor::from_key("history", None, &key).encode()),
+            next: next.map(|key| Cursor::from_key("history", None, &key)),
         })
     }
 
@@ -259,7 +260,7 @@ impl Store {
                 let cursor = Cursor::from_key("audit", Some(day_name), &key);
                 return Ok(Page {
                     items: events,
-                    next_cursor: Some(cursor.encode()),
+                    next: Some(cursor),
                 });
             }
             day -= Duration::days(1);
@@ -267,23 +268,21 @@ impl Store {
             if events.len() == query.limit || walked == MAX_FEED_DAYS {
                 // Continue at the start of the previous day.
                 let more = day >= first_day;
-                let cursor = more.then(|| {
-                    Cursor {
-                        kind: "audit".into(),
-                        day: Some(day.format("%Y-%m-%d").to_string()),
-                        key: Default::default(),
-                    }
-                    .encode()
+                let cursor = more.then(|| Cursor {
+                    kind: "audit".into(),
+                    day: Some(day.format("%Y-%m-%d").to_string()),
+                    key: Default::default(),
+                    filters: String::new(),
                 });
                 return Ok(Page {
                     items: events,
-                    next_cursor: cursor,
+                    next: cursor,
                 });
             }
         }
         Ok(Page {
             items: events,
-            next_cursor: None,
+            next: None,
         })
     }
 

@@ -84,7 +84,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 
-pub use cursor::{Cursor, CursorError};
+pub use cursor::{Cursor, CursorError, filters_fingerprint};
 pub use items::{FailureItem, subject_pk as subject_partition};
 pub use lists::{AuditQuery, BlockQuery, ChatQuery, Page};
 pub use settings::StoredSettings;

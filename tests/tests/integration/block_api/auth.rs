@@ -77,6 +77,7 @@ async fn b51_expired_or_wrongly_signed_tokens_are_401() {
         kind: "blocks".into(),
         day: None,
         key: [("pk".to_owned(), "N#+16505551234".to_owned())].into(),
+        filters: String::new(),
     };
     let encoded = probe.encode();
     assert_eq!(

@@ -686,8 +686,14 @@ async fn b7_b8_tampered_or_foreign_cursors_are_400_invalid_cursor() {
     assert_ne!(second.body["items"][0], first.body["items"][0]);
 
     let before = stored_items(&api).await;
-    let decoded = Cursor::decode(&cursor, "blocks", &["pk", "sk", "gsi1pk", "gsi1sk"])
-        .expect("the API's own cursor decodes");
+    let filters = blocklist::store::filters_fingerprint([]);
+    let decoded = Cursor::decode(
+        &cursor,
+        "blocks",
+        &filters,
+        &["pk", "sk", "gsi1pk", "gsi1sk"],
+    )
+    .expect("the API's own cursor decodes");
     let forged = |edit: &dyn Fn(&mut Cursor)| {
         let mut cursor = decoded.clone();
         edit(&mut cursor);

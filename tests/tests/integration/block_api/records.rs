@@ -449,6 +449,72 @@ async fn b11_chats_filter_by_status_and_business_number() {
     assert_eq!(error_code(&bad), "invalid_parameter");
 }
 
+/// B7, B8, B11: a cursor resumes only the listing it came from, filters
+/// included. Resumed under other filters, DynamoDB refuses its start key
+/// (a 503 before): now a 400 `invalid_cursor`, while the same filters, in
+/// any order and with another page size, still resume.
+#[tokio::test]
+async fn b7_b8_b11_cursor_reused_with_other_filters_is_400_invalid_cursor() {
+    let api = seeded_chats().await;
+    let first_of = |page: &ApiResponse| {
+        assert_eq!(page.status, 200, "{:?}", page.body);
+        page.body["next_cursor"]
+            .as_str()
+            .expect("a next_cursor with limit=1")
+            .to_owned()
+    };
+    let chats = first_of(
+        &api.call("GET", "/v1/chats?status=blocked&limit=1", None)
+            .await,
+    );
+    let blocks = first_of(
+        &api.call("GET", "/v1/blocks?since=2020-01-01T00:00:00Z&limit=1", None)
+            .await,
+    );
+    let until = (Utc::now() + chrono::Duration::hours(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let since =
+        (Utc::now() - chrono::Duration::days(2)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let audit_query = format!("since={since}&until={until}");
+    let audit = first_of(
+        &api.call("GET", &format!("/v1/audit?{audit_query}&limit=1"), None)
+            .await,
+    );
+
+    let refused = [
+        format!("/v1/chats?status=active&cursor={chats}"),
+        format!("/v1/chats?cursor={chats}"),
+        format!("/v1/chats?status=blocked&phone_number_id={LINE_A}&cursor={chats}"),
+        format!("/v1/blocks?since=2030-01-01T00:00:00Z&cursor={blocks}"),
+        format!("/v1/blocks?cursor={blocks}"),
+        format!("/v1/blocks?since=2020-01-01T00:00:00Z&scope=all&cursor={blocks}"),
+        format!("/v1/audit?since={since}&cursor={audit}"),
+        format!("/v1/audit?since={since}&until=2030-01-01T00:00:00Z&cursor={audit}"),
+        format!("/v1/audit?{audit_query}&action=blocked&cursor={audit}"),
+    ];
+    for uri in &refused {
+        let response = api.call("GET", uri, None).await;
+        assert_eq!(
+            (response.status, error_code(&response).as_str()),
+            (400, "invalid_cursor"),
+            "{uri}: {:?}",
+            response.body
+        );
+    }
+    for uri in [
+        format!("/v1/chats?limit=5&status=blocked&cursor={chats}"),
+        format!("/v1/blocks?limit=2&cursor={blocks}&since=2020-01-01T00:00:00Z"),
+        format!("/v1/audit?until={until}&since={since}&limit=3&cursor={audit}"),
+    ] {
+        let response = api.call("GET", &uri, None).await;
+        assert_eq!(response.status, 200, "{uri}: {:?}", response.body);
+        assert!(
+            !response.body["items"].as_array().expect("items").is_empty(),
+            "{uri} resumes the listing"
+        );
+    }
+}
+
 #[tokio::test]
 async fn b11_get_one_chat_and_blocked_chats_stay_readable() {
     let api = seeded_chats().await;
