@@ -246,10 +246,44 @@ async fn with_retries<T>(
     }
 }
 
+/// Runs `write` until it succeeds or `deadline` passes, backing off between
+/// attempts; the last error when time runs out. For writes that must not be
+/// left undone once an effect outside the store has happened (a forward
+/// the CRM acknowledged): giving up there turns a store blip into a
+/// duplicate on Meta's retry. `write` must be idempotent.
+pub async fn retry_until<T, F, Fut>(
+    deadline: tokio::time::Instant,
+    mut write: F,
+) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let mut attempt = 0;
+    loop {
+        let error = match tokio::time::timeout_at(deadline, write()).await {
+            Ok(Ok(written)) => return Ok(written),
+            Ok(Err(error)) => error,
+            Err(_) => {
+                return Err(StoreError::Unavailable(
+                    "no answer before the deadline".into(),
+                ));
+            }
+        };
+        attempt += 1;
+        let pause = backoff(attempt, &deadline);
+        if tokio::time::Instant::now() + pause >= deadline {
+            return Err(error);
+        }
+        tracing::warn!(attempt, %error, "write failed; retrying");
+        tokio::time::sleep(pause).await;
+    }
+}
+
 /// Exponential backoff with jitter, so that racing writers spread out.
-fn backoff(attempt: u32, subject: &Subject) -> Duration {
+fn backoff(attempt: u32, key: &impl std::hash::Hash) -> Duration {
     use std::hash::BuildHasher;
-    let jitter = std::collections::hash_map::RandomState::new().hash_one((attempt, subject));
+    let jitter = std::collections::hash_map::RandomState::new().hash_one((attempt, key));
     let base = 5u64 << attempt.min(6);
     Duration::from_millis(base / 2 + jitter % base)
 }

@@ -13,7 +13,9 @@
 //!    (B25).
 //!
 //! Any failure of the store or the CRM answers 5xx so that Meta retries
-//! (B26); claims make the retry skip what already succeeded.
+//! (B26); claims make the retry skip what already succeeded. Once the CRM
+//! acknowledged a forward, marking its claims done is retried until written
+//! (within [`ANSWER_WITHIN`]), so a store blip does not become a duplicate.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -40,6 +42,11 @@ const FUNCTION: &str = env!("CARGO_PKG_NAME");
 
 /// The actor of what the webhook changes on its own (B62).
 pub const ACTOR: &str = "webhook-ingress";
+
+/// A delivery is answered within this, inside the function's 29 s timeout
+/// and the HTTP API's 30 s: the time the writes that must follow a
+/// forward the CRM acknowledged may take, retries included.
+const ANSWER_WITHIN: Duration = Duration::from_secs(25);
 
 /// Settings of the function, read once at init.
 #[derive(Clone)]
@@ -169,6 +176,7 @@ fn verify_subscription(app: &App, request: &Request) -> Result<Response<Body>, A
 
 /// B21–B27: one delivery.
 async fn receive(app: &App, request: &Request) -> Result<Response<Body>, ApiError> {
+    let deadline = tokio::time::Instant::now() + ANSWER_WITHIN;
     let body = webhook_body_bytes(request)?;
     let header = request
         .headers()
@@ -297,7 +305,14 @@ async fn receive(app: &App, request: &Request) -> Result<Response<Body>, ApiErro
                 Ok(())
             },
             async {
-                app.store.complete_claims(&completed, &owner, now).await?;
+                // B22: once the CRM has the messages, their claims must be
+                // marked done, or Meta's retry of a 503 forwards them again
+                // when the lease runs out. A store blip (a restart, a few
+                // seconds of throttling) is waited out, not answered.
+                service::retry_until(deadline, || {
+                    app.store.complete_claims(&completed, &owner, now)
+                })
+                .await?;
                 app.store.release_claims(released, &owner).await
             },
             app.store.record_chats(chats),

@@ -6,7 +6,7 @@ use blocklist::Subject;
 use blocklist::meta::signature;
 use blocklist::model::{ChatStatus, PhoneNumberId};
 use chrono::Utc;
-use integration_tests::{ApiRequest, dynamodb_client, stats_total};
+use integration_tests::{ApiRequest, DynamoRelay, dynamodb_client, endpoint, stats_total};
 use serde_json::json;
 
 use super::{APP_SECRET, CRM_SECRET, Ingress, VERIFY_TOKEN, app_for, fixture};
@@ -475,6 +475,60 @@ async fn b26_crm_failure_is_5xx_and_the_retry_forwards_without_duplicates() {
     assert_eq!(suppressed, 1);
     assert_eq!(retried.body["suppressed"], 0);
     assert_eq!(retried.body["duplicates"], 1);
+}
+
+/// B22, B26: the store fails right after the CRM acknowledged a forward.
+/// Answering 503 then left the claim pending, and Meta's retry forwarded
+/// the message again once its lease ran out. Now the claim's completion is
+/// retried until written: the delivery is answered 200, and a redelivery
+/// is a duplicate the CRM never sees.
+#[tokio::test]
+async fn b22_b26_store_failing_after_the_crm_ack_does_not_forward_twice() {
+    let ingress = Ingress::new(200).await;
+    let relay = DynamoRelay::start(&endpoint());
+    let failures = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let failed = failures.clone();
+    // The first three attempts to mark a claim done name a table that does
+    // not exist, which DynamoDB refuses.
+    relay.rewrite(move |operation, body| {
+        let completes_claim = operation == "UpdateItem"
+            && body["Key"]["pk"]["S"]
+                .as_str()
+                .is_some_and(|pk| pk.starts_with("W#"))
+            && body["ExpressionAttributeValues"][":done"]["S"] == "done";
+        if completes_claim && failed.load(std::sync::atomic::Ordering::SeqCst) < 3 {
+            failed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            body["TableName"] = json!("no-such-table");
+            return true;
+        }
+        false
+    });
+    let flaky = app_for(
+        ingress.stack.store_via(&relay),
+        Some(format!("{}/crm", ingress.crm.uri())),
+    );
+    let body = fixture("inbound-text.json");
+    let request = ApiRequest::new("POST", "/webhook")
+        .header(
+            "x-hub-signature-256",
+            &signature::sign(APP_SECRET.as_bytes(), body.as_bytes()),
+        )
+        .raw_body(&body);
+    let first = integration_tests::read_response(
+        webhook_ingress::handle(&flaky, request.to_lambda()).await,
+    );
+    assert_eq!(failures.load(std::sync::atomic::Ordering::SeqCst), 3);
+    assert_eq!(first.status, 200, "{:?}", first.body);
+    assert_eq!(ingress.forwarded_message_ids().await.len(), 1);
+
+    let retry = ingress.deliver(&body).await;
+    assert_eq!(retry.status, 200, "{:?}", retry.body);
+    assert_eq!(retry.body["duplicates"], 1, "{:?}", retry.body);
+    assert_eq!(
+        ingress.forwarded_message_ids().await.len(),
+        1,
+        "forwarded once"
+    );
 }
 
 #[tokio::test]
