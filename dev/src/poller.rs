@@ -17,7 +17,8 @@ use crate::server::Stack;
 
 const POLL_EVERY: Duration = Duration::from_millis(500);
 const BATCH_SIZE: usize = 100;
-const MAX_RETRIES: u32 = 3;
+/// The template's `MaximumRetryAttempts` of the mapping to wa-blocked.
+const MAX_RETRIES: u32 = 5;
 
 /// Runs until the task is dropped.
 pub async fn run(stack: Arc<Stack>) {
@@ -279,4 +280,26 @@ async fn deliver(stack: &Arc<Stack>, mut batch: Vec<Value>) {
         records = batch.len(),
         "stream records failed after retries; dropped (AWS: on-failure destination)"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    /// The local stack retries failed records as often as the deployed
+    /// mapping does.
+    #[test]
+    fn retries_as_often_as_the_template_mapping() {
+        let template = include_str!("../../template.yaml");
+        let mapping = template
+            .split("\n  WaBlockedDeliveryFailures:")
+            .nth(1)
+            .expect("the wa-blocked event source mapping");
+        let retries: u32 = mapping
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("MaximumRetryAttempts:"))
+            .expect("MaximumRetryAttempts")
+            .trim()
+            .parse()
+            .expect("a number");
+        assert_eq!(super::MAX_RETRIES, retries);
+    }
 }

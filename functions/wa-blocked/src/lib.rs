@@ -77,8 +77,16 @@ pub async fn handle(app: &App, event: Value) -> Result<Value, Error> {
     Err(Error::UnknownEvent)
 }
 
+/// How long one stream batch may retry store calls that failed, inside the
+/// function's 60 s timeout. A record that cannot be handled in that time is
+/// reported and comes back with Lambda's retries (`MaximumRetryAttempts`),
+/// so a store outage of a few minutes loses no automatic block, while an
+/// unreadable record fails at once and reaches the dead-letter queue.
+const STREAM_BUDGET: std::time::Duration = std::time::Duration::from_secs(50);
+
 /// B40, B43: every record on its own; the ones that failed are reported.
 async fn handle_stream(app: &App, records: &[Value]) -> Value {
+    let deadline = tokio::time::Instant::now() + STREAM_BUDGET;
     let mut failures = Vec::new();
     for raw in records {
         let sequence = raw
@@ -86,7 +94,7 @@ async fn handle_stream(app: &App, records: &[Value]) -> Value {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
-        match handle_record(app, raw).await {
+        match handle_record(app, raw, deadline).await {
             Ok(outcome) => tracing::info!(sequence = %sequence, outcome, "record handled"),
             Err(error) => {
                 tracing::error!(sequence = %sequence, error = %error, "record failed");
@@ -108,7 +116,11 @@ enum RecordError {
     Store(#[from] StoreError),
 }
 
-async fn handle_record(app: &App, raw: &Value) -> Result<&'static str, RecordError> {
+async fn handle_record(
+    app: &App,
+    raw: &Value,
+    deadline: tokio::time::Instant,
+) -> Result<&'static str, RecordError> {
     let record: EventRecord = serde_json::from_value(raw.clone())
         .map_err(|e| RecordError::Unreadable(redact::error(&e)))?;
     if record.event_name != "INSERT" && record.event_name != "MODIFY" {
@@ -132,7 +144,9 @@ async fn handle_record(app: &App, raw: &Value) -> Result<&'static str, RecordErr
     let failure = image
         .failure()
         .map_err(|e| RecordError::Unreadable(e.to_string()))?;
-    Ok(consider_failure(app, &failure).await?)
+    // Counting and blocking are idempotent (B43), so a store error is
+    // retried here rather than left to the stream's few retries.
+    Ok(service::retry_until(deadline, || consider_failure(app, &failure)).await?)
 }
 
 /// B40: counts the failure against the policy of its business number.

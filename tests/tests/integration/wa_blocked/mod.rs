@@ -313,6 +313,44 @@ async fn b43_one_corrupt_record_fails_alone() {
     assert_eq!(api.history(NUMBER).await.len(), 1, "one auto_blocked event");
 }
 
+/// B40, B43: a store that fails for a moment while a record is handled
+/// (DynamoDB restarting, throttling) delays the automatic block but does
+/// not lose it: the record is retried within the invocation, not handed
+/// back to the stream's few retries and then to the dead-letter queue.
+#[tokio::test]
+async fn b40_b43_a_store_blip_does_not_lose_the_automatic_block() {
+    let stack = TestStack::new().await;
+    let api = Api::on(&stack);
+    set_threshold(&api, 1).await;
+    let record = stored(&stack, &failure(131026, Utc::now(), "wamid.BLIP"), "60").await;
+    let relay = integration_tests::DynamoRelay::start(&integration_tests::endpoint());
+    let failures = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let failed = failures.clone();
+    // The first four reads of the person's failures go to a table that
+    // does not exist, which DynamoDB refuses.
+    relay.rewrite(move |operation, body| {
+        let reads_failures = operation == "Query"
+            && body["ExpressionAttributeValues"][":pk"]["S"]
+                .as_str()
+                .is_some_and(|pk| pk.starts_with("F#"));
+        if reads_failures && failed.load(std::sync::atomic::Ordering::SeqCst) < 4 {
+            failed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            body["TableName"] = json!("no-such-table");
+            return true;
+        }
+        false
+    });
+    let app = wa_blocked::App::new(stack.store_via(&relay));
+    let answer = wa_blocked::handle(&app, json!({ "Records": [record] }))
+        .await
+        .expect("stream batches always answer");
+    assert_eq!(failures.load(std::sync::atomic::Ordering::SeqCst), 4);
+    assert_eq!(answer, json!({"batchItemFailures": []}));
+    let blocks = blocks(&api).await;
+    assert_eq!(blocks.len(), 1, "{blocks:?}");
+    assert_eq!(blocks[0]["source"], "auto");
+}
+
 #[tokio::test]
 async fn b41_wa_blocked_event_auto_blocks() {
     let stack = TestStack::new().await;
