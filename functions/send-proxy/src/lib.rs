@@ -20,7 +20,7 @@ use blocklist::http::request::{body_bytes, field_subject_as_seen, parse_json, se
 use blocklist::identity::{Link, Subject, UserId};
 use blocklist::inbound::{self, SenderFacts};
 use blocklist::metrics::{self, Counter};
-use blocklist::model::{Actor, PhoneNumberId, SettingsTarget};
+use blocklist::model::{Actor, AuditEvent, PhoneNumberId, SettingsTarget};
 use blocklist::number::Number;
 use blocklist::outbound::{self, Refusal};
 use blocklist::policy::SubjectState;
@@ -92,7 +92,13 @@ pub struct App {
     http: reqwest::Client,
     /// The clock, replaceable in tests.
     pub now: fn() -> DateTime<Utc>,
+    /// How long a refusal's audit event may take to write, retries
+    /// included, before the send fails 503 instead (S3).
+    pub record_refusal_within: Duration,
 }
+
+/// See [`App::record_refusal_within`]: well inside the 29 s timeout.
+const RECORD_REFUSAL_WITHIN: Duration = Duration::from_secs(10);
 
 impl App {
     pub fn new(store: Store, auth: Authenticator, config: Config) -> Result<App, reqwest::Error> {
@@ -107,6 +113,7 @@ impl App {
             config,
             http,
             now: Utc::now,
+            record_refusal_within: RECORD_REFUSAL_WITHIN,
         })
     }
 }
@@ -489,7 +496,9 @@ fn check_same_person(
     Ok(())
 }
 
-/// B31, B32: refused; recorded; nothing sent.
+/// B31, B32: refused; recorded; nothing sent. The audit event is retried
+/// until written (S3); if it cannot be, the send fails 503, still unsent,
+/// and the caller's retry is refused and recorded again.
 async fn refuse(
     app: &App,
     recipient: &Subject,
@@ -499,15 +508,22 @@ async fn refuse(
     now: DateTime<Utc>,
 ) -> Result<Response<Body>, ApiError> {
     tracing::info!(recipient = %recipient.masked(), reason = refusal.reason(), "outbound_refused");
-    metrics::count(FUNCTION, Counter::OutboundRefused, 1);
-    if let Err(error) = app
-        .store
-        .record_outbound_refused(recipient, business, refusal, actor, now)
-        .await
-    {
-        // Still refused: an unrecorded refusal is better than a sent message.
-        tracing::error!(error = %error, "outbound_refused not recorded");
+    let event_id = AuditEvent::new_id(now);
+    let deadline = tokio::time::Instant::now() + app.record_refusal_within;
+    let recorded = service::retry_until(deadline, || {
+        app.store
+            .record_outbound_refused(&event_id, recipient, business, refusal, actor, now)
+    })
+    .await;
+    if let Err(error) = recorded {
+        tracing::error!(error = %error, "outbound_refused not recorded; nothing was sent");
+        return Err(ApiError::new(
+            503,
+            "refusal_not_recorded",
+            "the recipient is refused, but the refusal could not be recorded; nothing was sent",
+        ));
     }
+    metrics::count(FUNCTION, Counter::OutboundRefused, 1);
     Ok(errors::refusal(recipient, refusal))
 }
 

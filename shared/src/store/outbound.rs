@@ -16,10 +16,11 @@ use crate::outbound::Refusal;
 pub const SENT_RECORD_DAYS: i64 = 30;
 
 impl Store {
-    /// B31: an `outbound_refused` audit event and the day's counter, in one
-    /// transaction.
+    /// B31: an `outbound_refused` audit event (`event_id`, made once per
+    /// refusal) and the day's counter, in one transaction.
     pub async fn record_outbound_refused(
         &self,
+        event_id: &str,
         subject: &Subject,
         business: &PhoneNumberId,
         refusal: &Refusal,
@@ -27,7 +28,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let event = AuditEvent {
-            event_id: AuditEvent::new_id(now),
+            event_id: event_id.to_owned(),
             subject: Some(subject.clone()),
             scope: refusal.scope().map(ToString::to_string),
             action: Action::OutboundRefused,
@@ -49,6 +50,10 @@ impl Store {
             .transact_write_items()
             .transact_items(audit)
             .transact_items(counter)
+            // The same on every attempt of one refusal: a retry of a write
+            // that landed without its answer is not written (or counted)
+            // twice.
+            .client_request_token(event_id)
             .send()
             .await?;
         Ok(())

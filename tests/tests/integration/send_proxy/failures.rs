@@ -128,3 +128,88 @@ async fn b34_unreadable_blocklist_refuses_the_send_with_503_and_sends_nothing() 
         "never sent unchecked"
     );
 }
+
+/// A proxy on the test's tables whose `TransactWriteItems` go to a table
+/// that does not exist the first `failing` times (all of them for
+/// `usize::MAX`); the count of refused writes.
+fn with_failing_transactions(
+    proxy: &Proxy,
+    relay: &integration_tests::DynamoRelay,
+    failing: usize,
+) -> (
+    send_proxy::App,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::Ordering;
+    let refused = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = refused.clone();
+    relay.rewrite(move |operation, body| {
+        if operation != "TransactWriteItems" || count.load(Ordering::SeqCst) >= failing {
+            return false;
+        }
+        count.fetch_add(1, Ordering::SeqCst);
+        for item in body["TransactItems"].as_array_mut().into_iter().flatten() {
+            for write in item
+                .as_object_mut()
+                .into_iter()
+                .flat_map(|w| w.values_mut())
+            {
+                write["TableName"] = serde_json::json!("no-such-table");
+            }
+        }
+        true
+    });
+    let mut app = app_for(
+        proxy.stack.store_via(relay),
+        config(&proxy.graph.uri(), Duration::from_secs(5)),
+    );
+    app.record_refusal_within = Duration::from_secs(1);
+    (app, refused)
+}
+
+async fn refused_events(proxy: &Proxy) -> usize {
+    proxy
+        .api()
+        .history(RECIPIENT)
+        .await
+        .iter()
+        .filter(|e| e["action"] == "outbound_refused")
+        .count()
+}
+
+/// B31, S3: a refusal's audit event is retried until written. A store that
+/// fails for a moment still gives the 403 with its one event; one that
+/// keeps failing gives 503 (the send is not made, and not answered as a
+/// recorded refusal). Before, the 403 went out with no event.
+#[tokio::test]
+async fn b31_s3_refusal_is_answered_only_once_its_audit_event_is_written() {
+    let proxy = Proxy::new().await;
+    proxy.block(RECIPIENT, "all").await;
+    let relay = integration_tests::DynamoRelay::start(&integration_tests::endpoint());
+    let request = || {
+        ApiRequest::new("POST", &format!("/v1/{LINE_A}/messages"))
+            .bearer(&proxy.token)
+            .header("content-type", "application/json")
+            .raw_body(&fixture_text("graph-send-text.request.json"))
+    };
+
+    let (app, refused) = with_failing_transactions(&proxy, &relay, 2);
+    let response = raw(send_proxy::handle(&app, request().to_lambda()).await);
+    assert_graph_error(&response, 403, "recipient_blocked");
+    assert_eq!(refused.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert_eq!(
+        refused_events(&proxy).await,
+        1,
+        "written once, on the third try"
+    );
+
+    let (app, refused) = with_failing_transactions(&proxy, &relay, usize::MAX);
+    let response = raw(send_proxy::handle(&app, request().to_lambda()).await);
+    assert_graph_error(&response, 503, "refusal_not_recorded");
+    assert!(
+        refused.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+        "retried"
+    );
+    assert_eq!(refused_events(&proxy).await, 1, "nothing more written");
+    assert!(proxy.graph_requests().await.is_empty(), "nothing sent");
+}
