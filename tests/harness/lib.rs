@@ -205,15 +205,25 @@ impl ApiRequest {
     }
 }
 
-/// A handler's answer: status and JSON body (`Value::Null` when empty).
+/// A handler's answer: status, headers and JSON body (`Value::Null` when
+/// empty).
 #[derive(Debug, Clone)]
 pub struct ApiResponse {
     pub status: u16,
+    pub headers: lambda_http::http::HeaderMap,
     pub body: Value,
+}
+
+impl ApiResponse {
+    /// The header `name`, when present and text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
 }
 
 pub fn read_response(response: lambda_http::Response<lambda_http::Body>) -> ApiResponse {
     let status = response.status().as_u16();
+    let headers = response.headers().clone();
     let bytes: Vec<u8> = match response.into_body() {
         lambda_http::Body::Text(text) => text.into_bytes(),
         lambda_http::Body::Binary(bytes) => bytes,
@@ -229,7 +239,11 @@ pub fn read_response(response: lambda_http::Response<lambda_http::Body>) -> ApiR
             )
         })
     };
-    ApiResponse { status, body }
+    ApiResponse {
+        status,
+        headers,
+        body,
+    }
 }
 
 /// Sends `request` to the block API.

@@ -110,25 +110,25 @@ async fn dispatch(
         (["settings", target], "PUT") => {
             records::put_settings(app, &caller(app, request)?, request, target).await
         }
-        (
-            ["blocks"]
-            | ["blocks:batch"]
-            | ["blocks", _]
-            | ["numbers", _, "history"]
-            | ["audit"]
-            | ["stats"]
-            | ["contacts", _]
-            | ["chats"]
-            | ["chats", _, _]
-            | ["settings", _],
-            _,
-        ) => Err(ApiError::new(
-            405,
-            "method_not_allowed",
-            format!("{method} is not allowed here"),
-        )),
-        _ => Err(ApiError::not_found("not_found", "no such route")),
+        (route, _) => match allowed_methods(route) {
+            Some(allow) => Err(ApiError::method_not_allowed(method, allow)),
+            None => Err(ApiError::not_found("not_found", "no such route")),
+        },
     }
+}
+
+/// The methods of each route of [`dispatch`], for a 405's `Allow` header;
+/// `None` for no such route.
+fn allowed_methods(route: &[&str]) -> Option<&'static str> {
+    Some(match route {
+        ["blocks" | "audit" | "stats" | "chats"] | ["numbers", _, "history"] | ["chats", _, _] => {
+            "GET"
+        }
+        ["blocks:batch"] => "POST",
+        ["blocks", _] => "GET, PUT, DELETE",
+        ["contacts", _] | ["settings", _] => "GET, PUT",
+        _ => return None,
+    })
 }
 
 fn caller(app: &App, request: &Request) -> Result<Caller, ApiError> {

@@ -40,10 +40,17 @@ pub fn graph_error(error: ApiError) -> Response<Body> {
     if let Some(field) = &error.field {
         error_data["field"] = json!(field);
     }
-    respond(
+    let mut response = respond(
         error.status,
         json!({ "message": error.message, "type": kind, "code": error.status, "error_data": error_data }),
-    )
+    );
+    if let Some(allow) = error.allow {
+        response.headers_mut().insert(
+            lambda_http::http::header::ALLOW,
+            lambda_http::http::HeaderValue::from_static(allow),
+        );
+    }
+    response
 }
 
 fn respond(status: u16, error: serde_json::Value) -> Response<Body> {

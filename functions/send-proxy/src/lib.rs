@@ -127,11 +127,9 @@ pub async fn handle(app: &App, request: Request) -> Response<Body> {
     let result = match (parts.as_slice(), method.as_str()) {
         (["v1", business, "messages"], "POST") => send(app, &request, business).await,
         (["v1", business, "recipients:check"], "POST") => check(app, &request, business).await,
-        (["v1", _, "messages" | "recipients:check"], _) => Err(ApiError::new(
-            405,
-            "method_not_allowed",
-            format!("{method} is not allowed here"),
-        )),
+        (["v1", _, "messages" | "recipients:check"], _) => {
+            Err(ApiError::method_not_allowed(&method, "POST"))
+        }
         _ => Err(ApiError::not_found("not_found", "no such route")),
     };
     let response = result.unwrap_or_else(graph_error);

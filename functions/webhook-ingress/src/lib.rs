@@ -142,11 +142,7 @@ pub async fn handle(app: &App, request: Request) -> Response<Body> {
     let response = match method.as_str() {
         "GET" => verify_subscription(app, &request),
         "POST" => receive(app, &request).await,
-        _ => Err(ApiError::new(
-            405,
-            "method_not_allowed",
-            format!("{method} is not allowed here"),
-        )),
+        _ => Err(ApiError::method_not_allowed(&method, "GET, POST")),
     };
     let response = response.unwrap_or_else(ApiError::into_response);
     tracing::info!(method = %method, route = "/webhook", status = response.status().as_u16(), "request");

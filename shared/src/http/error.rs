@@ -13,6 +13,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub field: Option<String>,
+    /// The methods the resource has, for the `Allow` header of a 405.
+    pub allow: Option<&'static str>,
 }
 
 impl ApiError {
@@ -22,6 +24,20 @@ impl ApiError {
             code,
             message: message.into(),
             field: None,
+            allow: None,
+        }
+    }
+
+    /// 405 for `method` on a resource that has the `allow` methods
+    /// (`"GET, PUT"`), which the answer's `Allow` header lists (RFC 9110).
+    pub fn method_not_allowed(method: &str, allow: &'static str) -> Self {
+        ApiError {
+            allow: Some(allow),
+            ..Self::new(
+                405,
+                "method_not_allowed",
+                format!("{method} is not allowed here; allowed: {allow}"),
+            )
         }
     }
 
@@ -76,9 +92,13 @@ impl ApiError {
         if let Some(field) = self.field {
             error["field"] = json!(field);
         }
-        Response::builder()
+        let mut response = Response::builder()
             .status(self.status)
-            .header("content-type", "application/json")
+            .header("content-type", "application/json");
+        if let Some(allow) = self.allow {
+            response = response.header("allow", allow);
+        }
+        response
             .body(Body::Text(json!({ "error": error }).to_string()))
             .unwrap_or_default()
     }

@@ -941,21 +941,26 @@ async fn b50_unknown_route_is_404_and_wrong_method_is_405() {
         let response = api.call("GET", uri, None).await;
         assert_error(&response, 404, "not_found");
     }
-    for (method, uri) in [
-        ("PATCH", format!("/v1/blocks/{NUMBER}")),
-        ("POST", format!("/v1/blocks/{NUMBER}")),
-        ("POST", "/v1/blocks".to_owned()),
-        ("DELETE", "/v1/blocks".to_owned()),
-        ("GET", "/v1/blocks:batch".to_owned()),
-        ("DELETE", format!("/v1/numbers/{NUMBER}/history")),
-        ("DELETE", "/v1/audit".to_owned()),
-        ("PUT", "/v1/stats".to_owned()),
-        ("DELETE", "/v1/settings/default".to_owned()),
+    // Every 405 names the methods the resource has (RFC 9110 `Allow`).
+    for (method, uri, allow) in [
+        ("PATCH", format!("/v1/blocks/{NUMBER}"), "GET, PUT, DELETE"),
+        ("POST", format!("/v1/blocks/{NUMBER}"), "GET, PUT, DELETE"),
+        ("POST", "/v1/blocks".to_owned(), "GET"),
+        ("DELETE", "/v1/blocks".to_owned(), "GET"),
+        ("GET", "/v1/blocks:batch".to_owned(), "POST"),
+        ("DELETE", format!("/v1/numbers/{NUMBER}/history"), "GET"),
+        ("DELETE", "/v1/audit".to_owned(), "GET"),
+        ("PUT", "/v1/stats".to_owned(), "GET"),
+        ("DELETE", "/v1/settings/default".to_owned(), "GET, PUT"),
+        ("POST", format!("/v1/contacts/{NUMBER}"), "GET, PUT"),
+        ("POST", "/v1/chats".to_owned(), "GET"),
+        ("PUT", format!("/v1/chats/106540352242922/{NUMBER}"), "GET"),
     ] {
         let response = api
             .call(method, &uri, Some(json!({"reason": "spam"})))
             .await;
         assert_error(&response, 405, "method_not_allowed");
+        assert_eq!(response.header("allow"), Some(allow), "{method} {uri}");
     }
     assert_nothing_written(&api, &[NUMBER]).await;
 }

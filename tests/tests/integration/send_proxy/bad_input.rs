@@ -234,6 +234,7 @@ async fn b50_wrong_method_or_route_is_graph_shaped_4xx() {
         .send(ApiRequest::new("GET", &format!("/v1/{LINE_A}/messages")).bearer(&proxy.token))
         .await;
     assert_graph_error(&get, 405, "method_not_allowed");
+    assert_eq!(get.allow.as_deref(), Some("POST"));
     let other = proxy
         .send(
             ApiRequest::new("POST", &format!("/v1/{LINE_A}/media"))

@@ -55,6 +55,8 @@ pub fn text_send_to(to: &str) -> String {
 pub struct RawResponse {
     pub status: u16,
     pub content_type: Option<String>,
+    /// The `Allow` header of a 405.
+    pub allow: Option<String>,
     pub bytes: Vec<u8>,
 }
 
@@ -76,6 +78,11 @@ pub fn raw(response: lambda_http::Response<lambda_http::Body>) -> RawResponse {
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let allow = response
+        .headers()
+        .get("allow")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let bytes = match response.into_body() {
         lambda_http::Body::Text(text) => text.into_bytes(),
         lambda_http::Body::Binary(bytes) => bytes,
@@ -84,6 +91,7 @@ pub fn raw(response: lambda_http::Response<lambda_http::Body>) -> RawResponse {
     RawResponse {
         status,
         content_type,
+        allow,
         bytes,
     }
 }

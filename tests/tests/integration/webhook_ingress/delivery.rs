@@ -47,6 +47,13 @@ async fn b20_handshake_echoes_the_challenge_only_for_the_right_token() {
         let response = ingress.send(ApiRequest::new("GET", bad)).await;
         assert_eq!(response.status, 403, "{bad}");
     }
+    // Only the handshake and deliveries: other methods are 405 with Allow.
+    for method in ["PUT", "DELETE", "PATCH"] {
+        let response = ingress.send(ApiRequest::new(method, "/webhook")).await;
+        assert_eq!(response.status, 405, "{method}");
+        assert_eq!(response.body["error"]["code"], "method_not_allowed");
+        assert_eq!(response.header("allow"), Some("GET, POST"), "{method}");
+    }
 }
 
 #[tokio::test]
