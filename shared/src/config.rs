@@ -62,9 +62,52 @@ pub fn authenticator(env: &Env) -> Authenticator {
 
 /// The DynamoDB client, built once. `AWS_ENDPOINT_URL_DYNAMODB` (standard
 /// SDK variable) points it at DynamoDB Local.
+///
+/// Lambda hands a function its role's credentials in the environment
+/// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`).
+/// When they are there, they are used directly: building the SDK's default
+/// chain (profile files, SSO, web identity, ECS, IMDS, each with its own
+/// HTTPS client) is most of the init time of a function and finds the same
+/// credentials. Elsewhere (a developer's shell) the default chain applies.
 pub async fn dynamodb_client() -> aws_sdk_dynamodb::Client {
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    aws_sdk_dynamodb::Client::new(&sdk)
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if std::env::var_os("AWS_ACCESS_KEY_ID").is_some()
+        && std::env::var_os("AWS_SECRET_ACCESS_KEY").is_some()
+    {
+        loader = loader.credentials_provider(
+            aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
+        );
+    }
+    if let Some(region) = std::env::var_os("AWS_REGION").and_then(|r| r.into_string().ok()) {
+        loader = loader.region(aws_config::Region::new(region));
+    }
+    aws_sdk_dynamodb::Client::new(&loader.load().await)
+}
+
+/// A builder of the HTTPS client for Graph and the CRM: rustls, trusting
+/// the Mozilla root programme's CAs compiled into the binary
+/// (`webpki-roots`). reqwest's default reads and parses the system store
+/// when the client is built, which cost a function about as much init
+/// time as everything else together; Graph and any CRM on the public
+/// internet present certificates of those CAs.
+pub fn https_client_builder() -> reqwest::ClientBuilder {
+    let roots = web_roots();
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    match rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions()
+    {
+        Ok(tls) => reqwest::Client::builder().tls_backend_preconfigured(
+            tls.with_root_certificates(roots).with_no_client_auth(),
+        ),
+        // The provider supports the default versions; should that ever
+        // change, reqwest's own configuration still verifies certificates.
+        Err(_) => reqwest::Client::builder(),
+    }
+}
+
+fn web_roots() -> rustls::RootCertStore {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    roots
 }
 
 /// JSON logs for Lambda (B52) on stdout, at `RUST_LOG` (default `info`);
@@ -132,6 +175,27 @@ fn within_dependency_cap(metadata: &tracing::Metadata<'_>) -> bool {
 mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
+
+    /// The compiled-in store holds the roots that Graph's and the usual
+    /// public CAs' chains end in; an empty or foreign store would refuse
+    /// every send.
+    #[test]
+    fn https_roots_include_the_public_cas_graph_chains_to() {
+        let roots = web_roots();
+        assert!(roots.len() > 100, "{} roots", roots.len());
+        let has = |name: &[u8]| {
+            roots
+                .roots
+                .iter()
+                .any(|anchor| anchor.subject.windows(name.len()).any(|w| w == name))
+        };
+        // Meta's chain ends in DigiCert Global Root G2; Let's Encrypt's in
+        // ISRG Root X1.
+        for name in [&b"DigiCert Global Root G2"[..], b"ISRG Root X1"] {
+            assert!(has(name), "{}", String::from_utf8_lossy(name));
+        }
+        assert!(https_client_builder().build().is_ok());
+    }
 
     /// Collects what the subscriber writes.
     #[derive(Clone, Default)]

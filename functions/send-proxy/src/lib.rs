@@ -103,7 +103,7 @@ const RECORD_REFUSAL_WITHIN: Duration = Duration::from_secs(10);
 impl App {
     pub fn new(store: Store, auth: Authenticator, config: Config) -> Result<App, reqwest::Error> {
         // No redirects: a send goes to Graph's endpoint or nowhere.
-        let http = reqwest::Client::builder()
+        let http = blocklist::config::https_client_builder()
             .timeout(config.graph_timeout)
             .redirect(reqwest::redirect::Policy::none())
             .build()?;

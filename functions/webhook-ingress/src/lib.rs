@@ -122,7 +122,7 @@ impl App {
             .map_or(Duration::from_secs(5), |c| c.timeout);
         // No redirects: a 3xx would turn the POST into a body-less GET whose
         // 2xx would mark messages delivered that the CRM never got.
-        let http = reqwest::Client::builder()
+        let http = blocklist::config::https_client_builder()
             .timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
