@@ -93,11 +93,11 @@ pub async fn dynamodb_client() -> aws_sdk_dynamodb::Client {
 pub fn https_client_builder() -> reqwest::ClientBuilder {
     let roots = web_roots();
     let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    match rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions()
+    match rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
     {
-        Ok(tls) => reqwest::Client::builder().tls_backend_preconfigured(
-            tls.with_root_certificates(roots).with_no_client_auth(),
-        ),
+        Ok(tls) => reqwest::Client::builder()
+            .tls_backend_preconfigured(tls.with_root_certificates(roots).with_no_client_auth()),
         // The provider supports the default versions; should that ever
         // change, reqwest's own configuration still verifies certificates.
         Err(_) => reqwest::Client::builder(),

@@ -311,7 +311,9 @@ async fn receive(app: &App, request: &Request) -> Result<Response<Body>, ApiErro
                 .await?;
                 app.store.release_claims(released, &owner).await
             },
-            app.store.record_chats(chats),
+            // S3: a retry would find the messages done and not touch their
+            // chats again, so the chats are written now or never.
+            service::retry_until(deadline, || app.store.record_chats(chats)),
             async {
                 app.store.record_failures(failures).await?;
                 app.store.complete_claims(&failure_keys, &owner, now).await

@@ -538,6 +538,54 @@ async fn b22_b26_store_failing_after_the_crm_ack_does_not_forward_twice() {
     );
 }
 
+/// B24, S3: a chat update that fails after the messages were forwarded
+/// would be lost for good (Meta's retry finds the messages done and skips
+/// them), so it is retried until written.
+#[tokio::test]
+async fn b24_s3_chat_update_failing_after_the_forward_is_retried_not_lost() {
+    let ingress = Ingress::new(200).await;
+    let relay = DynamoRelay::start(&endpoint());
+    let failures = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let failed = failures.clone();
+    let chats_table = ingress.stack.tables.chats.clone();
+    relay.rewrite(move |operation, body| {
+        let touches_chat = operation == "UpdateItem" && body["TableName"] == chats_table.as_str();
+        if touches_chat && failed.load(std::sync::atomic::Ordering::SeqCst) < 2 {
+            failed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            body["TableName"] = json!("no-such-table");
+            return true;
+        }
+        false
+    });
+    let flaky = app_for(
+        ingress.stack.store_via(&relay),
+        Some(format!("{}/crm", ingress.crm.uri())),
+    );
+    let body = fixture("inbound-text.json");
+    let request = ApiRequest::new("POST", "/webhook")
+        .header(
+            "x-hub-signature-256",
+            &signature::sign(APP_SECRET.as_bytes(), body.as_bytes()),
+        )
+        .raw_body(&body);
+    let answer = integration_tests::read_response(
+        webhook_ingress::handle(&flaky, request.to_lambda()).await,
+    );
+    assert_eq!(failures.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    let chat = ingress
+        .stack
+        .store
+        .get_chat(
+            &PhoneNumberId::parse(LINE_A).unwrap(),
+            &Subject::parse("+16505551234").unwrap(),
+        )
+        .await
+        .unwrap()
+        .expect("the chat was written");
+    assert!(chat.last_inbound_at.is_some());
+}
+
 #[tokio::test]
 async fn b26_unreachable_dynamodb_is_5xx_and_forwards_nothing() {
     let ingress = Ingress::new(200).await;
