@@ -2,7 +2,9 @@
 //! transactional write of a [`SubjectChange`] (B3, B4).
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem, Update,
+};
 use chrono::{DateTime, Utc};
 
 use super::items::*;
@@ -13,6 +15,9 @@ use crate::policy::{LinkChange, SubjectChange, SubjectRecord, SubjectState};
 
 /// DynamoDB's limit of actions in one `TransactWriteItems`.
 const MAX_TRANSACTION_ITEMS: usize = 100;
+/// How long the chat updates that did not fit in a change's transaction
+/// may be retried after it committed.
+const OVERFLOW_CHATS_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Store {
     /// Everything about a subject, strongly consistent (B4): its partition
@@ -143,51 +148,115 @@ impl Store {
     /// `Conflict` means the number changed since it was read: read again and
     /// decide again. A number with more chats than fit in one transaction
     /// (over ~90 business numbers) gets the remaining chat updates right after
-    /// the commit; enforcement never depends on chat status.
+    /// the commit, in further transactions under the version the change
+    /// wrote (S3): once a newer change has committed, its own chat updates
+    /// are the ones that count, and the stale rest is dropped. Enforcement
+    /// never depends on chat status, so these are retried for a while and
+    /// then logged rather than reported as a failed change.
     pub async fn apply_change(&self, change: &SubjectChange) -> Result<(), StoreError> {
         let mut actions = self.change_actions(change)?;
         let room = MAX_TRANSACTION_ITEMS.saturating_sub(actions.len());
         let mut chats = change.chats.iter();
-        for update in chats.by_ref().take(room) {
-            actions.push(
-                TransactWriteItem::builder()
-                    .update(self.chat_update(update)?)
-                    .build(),
-            );
-        }
-        let result = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(actions))
-            .send()
-            .await;
-        if let Err(error) = result {
+        actions.extend(self.chat_actions(chats.by_ref().take(room))?);
+        if let Err(error) = self.transact(actions).await {
             return Err(guarded_write_error(error));
         }
-        // The change is committed: a failed chat update after it is logged,
-        // not reported as a failed change (enforcement never reads chat
-        // status, and a retry of the call would find nothing to do).
-        for update in chats {
-            let update = self.chat_update(update)?;
-            let result = self
-                .client
-                .update_item()
-                .table_name(update.table_name())
-                .set_key(Some(update.key().clone()))
-                .update_expression(update.update_expression())
-                .set_condition_expression(update.condition_expression().map(str::to_owned))
-                .set_expression_attribute_names(update.expression_attribute_names().cloned())
-                .set_expression_attribute_values(update.expression_attribute_values().cloned())
-                .send()
-                .await;
-            if let Err(error) = result {
-                tracing::error!(
-                    error = %aws_sdk_dynamodb::error::DisplayErrorContext(error),
-                    "chat status not updated after a committed change"
-                );
+        let rest: Vec<&crate::policy::ChatUpdate> = chats.collect();
+        let committed = change.expected_version + 1;
+        for batch in rest.chunks(MAX_TRANSACTION_ITEMS - 1) {
+            let deadline = tokio::time::Instant::now() + OVERFLOW_CHATS_WITHIN;
+            let written = crate::service::retry_until(deadline, || {
+                self.overflow_chats(&change.subject, committed, batch)
+            })
+            .await;
+            match written {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::info!("chat updates superseded by a newer change");
+                    return Ok(());
+                }
+                Err(error) => {
+                    tracing::error!(
+                        error = %error,
+                        "chat status not updated after a committed change"
+                    );
+                    return Ok(());
+                }
             }
         }
         Ok(())
+    }
+
+    fn chat_actions<'a>(
+        &self,
+        updates: impl Iterator<Item = &'a crate::policy::ChatUpdate>,
+    ) -> Result<Vec<TransactWriteItem>, StoreError> {
+        updates
+            .map(|update| {
+                Ok(TransactWriteItem::builder()
+                    .update(self.chat_update(update)?)
+                    .build())
+            })
+            .collect()
+    }
+
+    async fn transact(
+        &self,
+        actions: Vec<TransactWriteItem>,
+    ) -> Result<
+        (),
+        aws_sdk_dynamodb::error::SdkError<
+            TransactWriteItemsError,
+            aws_sdk_dynamodb::config::http::HttpResponse,
+        >,
+    > {
+        self.client
+            .transact_write_items()
+            .set_transact_items(Some(actions))
+            .send()
+            .await
+            .map(|_| ())
+    }
+
+    /// Chat updates beyond a change's transaction, on condition that the
+    /// subject's `STATE` is still at `version`; `false` when it is not.
+    async fn overflow_chats(
+        &self,
+        subject: &Subject,
+        version: u64,
+        updates: &[&crate::policy::ChatUpdate],
+    ) -> Result<bool, StoreError> {
+        let guard = ConditionCheck::builder()
+            .table_name(&self.tables.blocklist)
+            .key("pk", s(subject_pk(subject)))
+            .key("sk", s(STATE))
+            .condition_expression("version = :version")
+            .expression_attribute_values(":version", n(version));
+        let mut actions = vec![
+            TransactWriteItem::builder()
+                .condition_check(build(guard.build())?)
+                .build(),
+        ];
+        actions.extend(self.chat_actions(updates.iter().copied())?);
+        let error = match self.transact(actions).await {
+            Ok(_) => return Ok(true),
+            Err(error) => error,
+        };
+        // Superseded only when the guard itself failed; a conflict with a
+        // concurrent transaction (or a chat gone) is worth another try.
+        if let Some(TransactWriteItemsError::TransactionCanceledException(cancel)) =
+            error.as_service_error()
+            && cancel
+                .cancellation_reasons()
+                .first()
+                .is_some_and(|r| r.code() == Some("ConditionalCheckFailed"))
+        {
+            return Ok(false);
+        }
+        Err(match guarded_write_error(error) {
+            StoreError::Conflict => StoreError::Unavailable("chat update conflicted".into()),
+            other => other,
+        })
     }
 
     fn change_actions(&self, change: &SubjectChange) -> Result<Vec<TransactWriteItem>, StoreError> {

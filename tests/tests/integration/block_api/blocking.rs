@@ -452,3 +452,102 @@ async fn b4_block_is_visible_to_the_next_read_at_once() {
         .unwrap();
     assert!(record.blocks.is_empty());
 }
+
+/// Chats of `number` on `count` business numbers, all active.
+async fn chats_on_many_lines(api: &Api, number: &str, count: u64) -> Vec<PhoneNumberId> {
+    let lines: Vec<PhoneNumberId> = (0..count)
+        .map(|i| PhoneNumberId::parse(&format!("{}", 106_540_352_240_000 + i)).unwrap())
+        .collect();
+    let subject = Subject::parse(number).unwrap();
+    join_all(lines.iter().map(|line| {
+        api.stack
+            .store
+            .record_inbound(line, &subject, Utc::now(), ChatStatus::Active, false)
+    }))
+    .await
+    .into_iter()
+    .for_each(|r| r.unwrap());
+    lines
+}
+
+async fn chat_statuses(api: &Api, number: &str, lines: &[PhoneNumberId]) -> Vec<ChatStatus> {
+    let subject = Subject::parse(number).unwrap();
+    let mut statuses = Vec::new();
+    for line in lines {
+        let chat = api.stack.store.get_chat(line, &subject).await.unwrap();
+        statuses.push(chat.expect("chat").status);
+    }
+    statuses
+}
+
+/// B3, S3: a number with more chats than one transaction holds (150 here)
+/// has every chat follow its block and unblock; the chat updates beyond the
+/// transaction are written under the version the change wrote, and are
+/// dropped (the newer change's own updates count) when that guard fails.
+#[tokio::test]
+async fn b3_s3_chats_beyond_one_transaction_follow_the_change_under_its_version() {
+    let api = Api::new().await;
+    let number = "+16505551234";
+    let lines = chats_on_many_lines(&api, number, 150).await;
+    block_and_expect_every_chat_blocked(&api, number, &lines).await;
+
+    // The unblock's overflow transaction finds another version: its chat
+    // updates are not written.
+    let relay = DynamoRelay::start(&endpoint());
+    let guards = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = guards.clone();
+    relay.rewrite(move |operation, body| {
+        let Some(first) = body["TransactItems"].get_mut(0) else {
+            return false;
+        };
+        if operation != "TransactWriteItems" || first.get("ConditionCheck").is_none() {
+            return false;
+        }
+        seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        first["ConditionCheck"]["ExpressionAttributeValues"][":version"] = json!({"N": "999"});
+        true
+    });
+    let app = block_api::App::new(
+        api.stack.store_via(&relay),
+        Authenticator::local_hs256(JWT_SECRET),
+    );
+    let unblock = call_block_api(
+        &app,
+        ApiRequest::new("DELETE", &format!("/v1/blocks/{number}"))
+            .bearer(&integration_tests::token(
+                "ops",
+                &["blocklist:read", "blocklist:write"],
+            ))
+            .json(json!({"reason": "resolved"})),
+    )
+    .await;
+    assert_eq!(unblock.status, 200, "{:?}", unblock.body);
+    assert_eq!(
+        guards.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one overflow batch"
+    );
+    let statuses = chat_statuses(&api, number, &lines).await;
+    let active = statuses
+        .iter()
+        .filter(|s| **s == ChatStatus::Active)
+        .count();
+    assert!(
+        (90..100).contains(&active),
+        "the transaction's chats follow, the guarded rest does not: {active} of 150"
+    );
+
+    // Without the interference, the rest follows too (the unblocked chats
+    // included).
+    block_and_expect_every_chat_blocked(&api, number, &lines).await;
+}
+
+async fn block_and_expect_every_chat_blocked(api: &Api, number: &str, lines: &[PhoneNumberId]) {
+    let put = api.block(number, json!({"reason": "spam"})).await;
+    assert_eq!(put.status, 201, "{:?}", put.body);
+    let statuses = chat_statuses(api, number, lines).await;
+    assert!(
+        statuses.iter().all(|s| *s == ChatStatus::Blocked),
+        "{statuses:?}"
+    );
+}
