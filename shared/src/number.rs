@@ -288,6 +288,16 @@ fn canonicalise(digits: &str) -> Result<Number, NumberError> {
     // metadata knows about (Argentina's `0` and `15`) are applied the same
     // way for every input.
     let canonical = parsed.format().mode(phonenumber::Mode::E164).to_string();
+    // A trunk prefix the metadata stripped (`+84 0…`) is kept when what is
+    // left is no valid number either: stripping again on the next read
+    // would give yet another number (`+84 00…` to `+84 0…` to `+84 …`), so
+    // a stored number would not read back as itself.
+    if canonical.len() < e164.len()
+        && !digits.starts_with("54")
+        && !is_valid_in_metadata(&canonical[1..])
+    {
+        return Ok(Number(e164));
+    }
     Ok(Number(format!(
         "+{}",
         fold_argentina_mobile(&canonical[1..])

@@ -1761,6 +1761,20 @@ proptest! {
     }
 }
 
+/// B63 finding, pinned: Viet Nam's trunk `0` after the country code was
+/// stripped once per read, so `+84 00…` read back as `+84 0…` and then as
+/// `+84 …`. A number left invalid by the stripping keeps its digits.
+#[test]
+fn b63_a_stripped_trunk_prefix_that_leaves_no_valid_number_is_kept() {
+    for id in ["8400000000001", "84000000001"] {
+        let once = parsed(id).expect("a possible number");
+        assert_eq!(parsed(&once), Ok(once.clone()), "{id}");
+        assert_eq!(from_id(id), Ok(once.clone()), "{id}");
+    }
+    // A trunk `0` before a valid number is still dropped.
+    assert_eq!(parsed("+84 0912 345 678"), Ok("+84912345678".to_owned()));
+}
+
 /// B7 finding, pinned: one character of a cursor changed gives another
 /// valid cursor, which `decode` accepts.
 #[test]
