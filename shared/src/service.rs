@@ -246,10 +246,11 @@ async fn with_retries<T>(
     }
 }
 
-/// Runs `write` until it succeeds or `deadline` passes, backing off between
-/// attempts; the last error when time runs out. For writes that must not be
-/// left undone once an effect outside the store has happened (a forward
-/// the CRM acknowledged): giving up there turns a store blip into a
+/// Runs `write` until it succeeds, backing off between attempts, and
+/// starts no new attempt after `deadline`: the last error then. An attempt
+/// under way is never cut off (a slow store still answers). For writes that
+/// must not be left undone once an effect outside the store has happened (a
+/// forward the CRM acknowledged): giving up there turns a store blip into a
 /// duplicate on Meta's retry. `write` must be idempotent.
 pub async fn retry_until<T, F, Fut>(
     deadline: tokio::time::Instant,
@@ -261,14 +262,9 @@ where
 {
     let mut attempt = 0;
     loop {
-        let error = match tokio::time::timeout_at(deadline, write()).await {
-            Ok(Ok(written)) => return Ok(written),
-            Ok(Err(error)) => error,
-            Err(_) => {
-                return Err(StoreError::Unavailable(
-                    "no answer before the deadline".into(),
-                ));
-            }
+        let error = match write().await {
+            Ok(written) => return Ok(written),
+            Err(error) => error,
         };
         attempt += 1;
         let pause = backoff(attempt, &deadline);
