@@ -94,11 +94,7 @@ pub async fn create_tables(client: &Client, template: &str, tables: &Tables) -> 
                 GlobalSecondaryIndex::builder()
                     .index_name(index["IndexName"].as_str().ok_or("IndexName")?)
                     .set_key_schema(Some(key_schema(&index["KeySchema"])?))
-                    .projection(
-                        Projection::builder()
-                            .projection_type(ProjectionType::All)
-                            .build(),
-                    )
+                    .projection(projection(&index["Projection"])?)
                     .build()
                     .map_err(|e| e.to_string())?,
             );
@@ -126,6 +122,23 @@ pub async fn create_tables(client: &Client, template: &str, tables: &Tables) -> 
         }
     }
     Ok(())
+}
+
+/// An index's `Projection`: its type and any `NonKeyAttributes`.
+fn projection(value: &serde_yaml::Value) -> Result<Projection, String> {
+    let kind = value["ProjectionType"]
+        .as_str()
+        .ok_or("Projection needs a ProjectionType")?;
+    let attributes = value["NonKeyAttributes"].as_sequence().map(|names| {
+        names
+            .iter()
+            .filter_map(|n| n.as_str().map(str::to_owned))
+            .collect()
+    });
+    Ok(Projection::builder()
+        .projection_type(ProjectionType::from(kind))
+        .set_non_key_attributes(attributes)
+        .build())
 }
 
 fn key_schema(value: &serde_yaml::Value) -> Result<Vec<KeySchemaElement>, String> {

@@ -11,7 +11,7 @@
 //! Every property runs a bounded number of cases so that the whole file
 //! stays fast on a small machine.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
 use blocklist::identity::{Subject, UserId};
@@ -1536,96 +1536,43 @@ fn b63_argentina_nine_trunk_zero_and_fifteen_together_are_one_number() {
 // Cursors (B7)
 // ---------------------------------------------------------------------------
 
-const GSI_KEY: &[&str] = &["pk", "sk", "gsi1pk", "gsi1sk"];
-const TABLE_KEY: &[&str] = &["pk", "sk"];
+/// The key every cursor carries: the sort key of the last item shown.
+const POSITION_KEY: &[&str] = &["after"];
 
-fn subject_partition() -> impl Strategy<Value = String> {
-    prop_oneof![
-        "N#\\+[1-9][0-9]{6,14}",
-        "U#[A-Z]{2}\\.(ENT\\.)?[A-Za-z0-9]{1,24}",
-    ]
-}
-
-fn key(pairs: &[(&str, String)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), v.clone()))
-        .collect()
-}
+/// The filters fingerprint the generated cursors are bound to.
+const FILTERS: &str = "5f2b8c1d9e0a7364";
 
 /// A cursor as the store writes it for one of the listings the block API
 /// reads back (`blocks`, `chats`, `history`, `audit`), with the key
 /// attributes the API decodes it with.
-/// The filters fingerprint the generated cursors are bound to.
-const FILTERS: &str = "5f2b8c1d9e0a7364";
-
 fn listing_cursor() -> impl Strategy<Value = (Cursor, &'static [&'static str])> {
     let time = "20[0-9]{2}-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:[0-5][0-9]\\.[0-9]{3}Z";
     let ulid = "[0-9A-HJKMNP-TV-Z]{26}";
     let day = "20[0-9]{2}-[01][0-9]-[0-3][0-9]";
+    let subject = prop_oneof![
+        "\\+[1-9][0-9]{6,14}",
+        "[A-Z]{2}\\.(ENT\\.)?[A-Za-z0-9]{1,24}",
+    ];
+    let at = |kind: &str, day: Option<String>, position: String| {
+        Cursor::at(kind, day, position).bound_to(FILTERS)
+    };
     prop_oneof![
-        (subject_partition(), "all|[1-9][0-9]{0,15}", time).prop_map(|(pk, scope, at)| {
-            let subject = pk[2..].to_owned();
-            let cursor = Cursor {
-                kind: "blocks".into(),
-                day: None,
-                key: key(&[
-                    ("pk", pk),
-                    ("sk", format!("B#{scope}")),
-                    ("gsi1pk", "BLOCKS".into()),
-                    ("gsi1sk", format!("{at}#{subject}#{scope}")),
-                ]),
-                filters: FILTERS.into(),
-            };
-            (cursor, GSI_KEY)
+        (subject.clone(), "all|[1-9][0-9]{0,15}", time).prop_map(move |(subject, scope, t)| {
+            (
+                at("blocks", None, format!("{t}#{subject}#{scope}")),
+                POSITION_KEY,
+            )
         }),
-        (subject_partition(), "active|blocked", "[1-9][0-9]{0,15}").prop_map(
-            |(pk, status, pnid)| {
-                let subject = pk[2..].to_owned();
-                let cursor = Cursor {
-                    kind: "chats".into(),
-                    day: None,
-                    key: key(&[
-                        ("pk", pk),
-                        ("sk", pnid.clone()),
-                        ("gsi1pk", "CHATS".into()),
-                        ("gsi1sk", format!("{status}#{pnid}#{subject}")),
-                    ]),
-                    filters: FILTERS.into(),
-                };
-                (cursor, GSI_KEY)
-            }
-        ),
-        (subject_partition(), ulid).prop_map(|(pk, id)| {
-            let cursor = Cursor {
-                kind: "history".into(),
-                day: None,
-                key: key(&[("pk", pk), ("sk", id)]),
-                filters: FILTERS.into(),
-            };
-            (cursor, TABLE_KEY)
+        (subject, "active|blocked", "[1-9][0-9]{0,15}").prop_map(move |(subject, status, pnid)| {
+            (
+                at("chats", None, format!("{status}#{pnid}#{subject}")),
+                POSITION_KEY,
+            )
         }),
-        (subject_partition(), ulid, day).prop_map(|(pk, id, day)| {
-            let cursor = Cursor {
-                kind: "audit".into(),
-                day: Some(day.clone()),
-                key: key(&[
-                    ("pk", pk),
-                    ("sk", id.clone()),
-                    ("gsi1pk", format!("D#{day}")),
-                    ("gsi1sk", id),
-                ]),
-                filters: FILTERS.into(),
-            };
-            (cursor, GSI_KEY)
-        }),
+        ulid.prop_map(move |id| (at("history", None, id), POSITION_KEY)),
+        (ulid, day).prop_map(move |(id, day)| (at("audit", Some(day), id), POSITION_KEY)),
         day.prop_map(|day| {
-            let cursor = Cursor {
-                kind: "audit".into(),
-                day: Some(day),
-                key: BTreeMap::new(),
-                filters: FILTERS.into(),
-            };
+            let cursor = Cursor::start_of_day("audit", day).bound_to(FILTERS);
             (cursor, &[][..])
         }),
     ]
@@ -1743,8 +1690,8 @@ proptest! {
         for input in inputs {
             for (kind, attributes) in [
                 (cursor.kind.as_str(), attributes),
-                ("blocks", GSI_KEY),
-                ("history", TABLE_KEY),
+                ("blocks", POSITION_KEY),
+                ("history", POSITION_KEY),
                 ("audit", &[][..]),
             ] {
                 if let Ok(decoded) = Cursor::decode(&input, kind, FILTERS, attributes) {
@@ -1779,15 +1726,7 @@ fn b63_a_stripped_trunk_prefix_that_leaves_no_valid_number_is_kept() {
 /// valid cursor, which `decode` accepts.
 #[test]
 fn b7_tampered_cursor_with_another_key_value_is_refused() {
-    let cursor = Cursor {
-        kind: "history".into(),
-        day: None,
-        key: key(&[
-            ("pk", "N#+16505551234".into()),
-            ("sk", "01JD0000000000000000000000".into()),
-        ]),
-        filters: FILTERS.into(),
-    };
+    let cursor = Cursor::at("history", None, "01JD0000000000000000000000".into()).bound_to(FILTERS);
     let encoded = cursor.encode();
     // Change the last digit of the ULID in the sort key ("0" to "1"),
     // re-encoded the way anyone can.
@@ -1804,7 +1743,7 @@ fn b7_tampered_cursor_with_another_key_value_is_refused() {
     ) + checksum;
     assert_ne!(forged, encoded);
     assert_eq!(
-        Cursor::decode(&forged, "history", FILTERS, TABLE_KEY).ok(),
+        Cursor::decode(&forged, "history", FILTERS, POSITION_KEY).ok(),
         None,
         "a cursor with another sort key was accepted"
     );

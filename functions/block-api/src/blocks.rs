@@ -10,7 +10,7 @@ use blocklist::metrics::{self, Counter};
 use blocklist::model::{Block, Chat, Contact, Scope, Source};
 use blocklist::policy::BlockCommand;
 use blocklist::service::{self, BlockOutcome, UnblockOutcome};
-use blocklist::store::{BlockQuery, Cursor};
+use blocklist::store::{BlockQuery, Cursor, POSITION};
 use futures::StreamExt;
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
@@ -227,12 +227,7 @@ pub async fn list(
             other => Ok(other.map(str::to_owned)),
         }
     };
-    let cursor = cursor_param(
-        &query,
-        "blocks",
-        &["pk", "sk", "gsi1pk", "gsi1sk"],
-        ("gsi1pk", "BLOCKS"),
-    )?;
+    let cursor = cursor_param(&query, "blocks")?;
     let page = app
         .store
         .list_blocks(BlockQuery {
@@ -252,22 +247,13 @@ pub async fn list(
 }
 
 /// The `cursor` parameter of a listing: one of `kind`, issued under the same
-/// filters, with exactly `attributes`, inside the listed partition
-/// (`attribute` = `expected`).
-pub fn cursor_param(
-    query: &Query,
-    kind: &str,
-    attributes: &[&str],
-    (attribute, expected): (&str, &str),
-) -> Result<Option<Cursor>, ApiError> {
+/// filters, carrying a position.
+pub fn cursor_param(query: &Query, kind: &str) -> Result<Option<Cursor>, ApiError> {
     let Some(raw) = query.get("cursor") else {
         return Ok(None);
     };
     let cursor =
-        Cursor::decode(raw, kind, &query.filters(), attributes).map_err(|_| invalid_cursor())?;
-    cursor
-        .expect(attribute, expected)
-        .map_err(|_| invalid_cursor())?;
+        Cursor::decode(raw, kind, &query.filters(), &[POSITION]).map_err(|_| invalid_cursor())?;
     Ok(Some(cursor))
 }
 

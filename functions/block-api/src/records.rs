@@ -5,7 +5,7 @@ use blocklist::http::request::{Query, json_body, path_phone_number_id};
 use blocklist::http::{ApiError, json};
 use blocklist::model::{Action, ChatStatus, SettingsPatch, SettingsTarget};
 use blocklist::service;
-use blocklist::store::{AuditQuery, ChatQuery, Cursor, StoreError};
+use blocklist::store::{AuditQuery, ChatQuery, Cursor, POSITION, StoreError};
 use chrono::Duration;
 use lambda_http::{Body, Request, Response};
 
@@ -25,14 +25,10 @@ pub async fn history(
 ) -> Result<Response<Body>, ApiError> {
     caller.require(READ)?;
     let number = crate::blocks::seen_subject(app, number, "number").await?;
-    let query = Query::parse(request, &["limit", "cursor"])?;
+    let query =
+        Query::parse(request, &["limit", "cursor"])?.with_path_parameter("number", number.as_str());
     let limit = query.limit()?;
-    let cursor = cursor_param(
-        &query,
-        "history",
-        &["pk", "sk"],
-        ("pk", &blocklist::store::subject_partition(&number)),
-    )?;
+    let cursor = cursor_param(&query, "history")?;
     let page = app.store.history(&number, limit, cursor.as_ref()).await?;
     crate::page(page, &query)
 }
@@ -74,14 +70,13 @@ pub async fn audit(
             // A cursor resumes inside a day (full key) or at the start of
             // one (empty key); either way it names a valid day.
             let filters = query.filters();
-            Cursor::decode(raw, "audit", &filters, &["pk", "sk", "gsi1pk", "gsi1sk"])
+            Cursor::decode(raw, "audit", &filters, &[POSITION])
                 .or_else(|_| Cursor::decode(raw, "audit", &filters, &[]))
                 .ok()
                 .filter(|c| {
-                    c.day.as_deref().is_some_and(|day| {
-                        wire::date_param(day, "cursor").is_ok()
-                            && (c.key.is_empty() || c.expect("gsi1pk", &format!("D#{day}")).is_ok())
-                    })
+                    c.day
+                        .as_deref()
+                        .is_some_and(|day| wire::date_param(day, "cursor").is_ok())
                 })
                 .ok_or_else(invalid_cursor)
         })
@@ -187,12 +182,7 @@ pub async fn list_chats(
             })
         })
         .transpose()?;
-    let cursor = cursor_param(
-        &query,
-        "chats",
-        &["pk", "sk", "gsi1pk", "gsi1sk"],
-        ("gsi1pk", "CHATS"),
-    )?;
+    let cursor = cursor_param(&query, "chats")?;
     let page = app
         .store
         .list_chats(ChatQuery {

@@ -162,7 +162,7 @@ fn business_number(raw: &str) -> Result<PhoneNumberId, ApiError> {
 async fn allow_unknown(app: &App, business: &PhoneNumberId) -> Result<bool, StoreError> {
     let settings = app
         .store
-        .settings(&SettingsTarget::Business(business.clone()))
+        .recent_settings(&SettingsTarget::Business(business.clone()))
         .await?;
     Ok(settings.effective.allow_unknown_numbers)
 }

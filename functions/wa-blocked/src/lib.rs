@@ -158,7 +158,12 @@ async fn consider_failure(
         Some(id) => SettingsTarget::Business(id.clone()),
         None => SettingsTarget::Default,
     };
-    let policy = app.store.settings(&target).await?.effective.auto_block;
+    let policy = app
+        .store
+        .recent_settings(&target)
+        .await?
+        .effective
+        .auto_block;
     let now = (app.now)();
     if !policy.enabled {
         return Ok("ignored: auto-block disabled");
@@ -257,7 +262,7 @@ async fn handle_wa_blocked(app: &App, event: Value) -> Result<Value, Error> {
         .map_or(SettingsTarget::Default, SettingsTarget::Business);
     if !app
         .store
-        .settings(&target)
+        .recent_settings(&target)
         .await?
         .effective
         .auto_block

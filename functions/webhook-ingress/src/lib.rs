@@ -400,7 +400,7 @@ async fn carry_blocks(app: &App, carries: &[inbound::Carry]) -> Result<(), Store
             .map_or(SettingsTarget::Default, SettingsTarget::Business);
         if !app
             .store
-            .settings(&target)
+            .recent_settings(&target)
             .await?
             .effective
             .carry_blocks_on_change

@@ -142,6 +142,13 @@ impl Query {
         Ok(Query { pairs })
     }
 
+    /// Counts a path parameter among the listing's filters, so that a
+    /// cursor of one number's listing is refused on another's.
+    pub fn with_path_parameter(mut self, key: &str, value: &str) -> Query {
+        self.pairs.push((format!("path:{key}"), value.to_owned()));
+        self
+    }
+
     /// The fingerprint of this listing's filters, which its cursors carry.
     pub fn filters(&self) -> String {
         crate::store::filters_fingerprint(self.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))

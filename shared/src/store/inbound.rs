@@ -13,10 +13,10 @@ use serde_json::json;
 
 use super::items::{
     BlockItem, CONTACT, FailureItem, SENT, STATE, SentItem, block_sk, failure_pk, sent_pk,
-    subject_pk,
+    shard_of, subject_pk,
 };
 use super::number::{state_from_item, subject_of_pk};
-use super::{Item, Store, StoreError, n, s, shard_of};
+use super::{Item, Store, StoreError, key, n, s};
 use crate::identity::Subject;
 use crate::inbound::{Claim, DeliveryFailure, SenderFacts, Suppression};
 use crate::model::{Action, AuditEvent, ChatStatus, PhoneNumberId, StatCounter};
@@ -52,14 +52,7 @@ impl Store {
     ) -> Result<HashMap<Subject, SenderFacts>, StoreError> {
         let mut keys: Vec<Item> = Vec::new();
         for subject in state_only.iter().filter(|s| !senders.contains_key(*s)) {
-            keys.push(
-                [
-                    ("pk".to_owned(), s(subject_pk(subject))),
-                    ("sk".to_owned(), s(STATE)),
-                ]
-                .into_iter()
-                .collect(),
-            );
+            keys.push(key(subject_pk(subject), STATE));
         }
         for (subject, businesses) in senders {
             let pk = subject_pk(subject);
@@ -111,14 +104,7 @@ impl Store {
     ) -> Result<HashMap<String, Subject>, StoreError> {
         let keys: Vec<Item> = message_ids
             .iter()
-            .map(|id| {
-                [
-                    ("pk".to_owned(), s(sent_pk(id))),
-                    ("sk".to_owned(), s(SENT)),
-                ]
-                .into_iter()
-                .collect()
-            })
+            .map(|id| key(sent_pk(id), SENT))
             .collect();
         let items = self.batch_get_blocklist(keys).await?;
         let mut sent = HashMap::new();
@@ -135,11 +121,21 @@ impl Store {
         &self,
         keys: Vec<Item>,
     ) -> Result<Vec<Item>, StoreError> {
+        self.batch_get_all(&self.tables.blocklist, keys).await
+    }
+
+    /// Any number of keys of `table`, strongly consistent, in concurrent
+    /// batches of 100.
+    pub(super) async fn batch_get_all(
+        &self,
+        table: &str,
+        keys: Vec<Item>,
+    ) -> Result<Vec<Item>, StoreError> {
         let chunks: Vec<Vec<Item>> = keys.chunks(BATCH_GET_KEYS).map(<[Item]>::to_vec).collect();
         let items = run_all(
             chunks
                 .into_iter()
-                .map(|c| self.batch_get(&self.tables.blocklist, c))
+                .map(|c| self.batch_get(table, c))
                 .collect(),
         )
         .await?;

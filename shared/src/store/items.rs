@@ -8,10 +8,58 @@ use crate::model::{AuditEvent, Block, Chat, Contact, Settings, format_time};
 
 pub const STATE: &str = "STATE";
 pub const CONTACT: &str = "CONTACT";
-pub const BLOCKS_PARTITION: &str = "BLOCKS";
-pub const CHATS_PARTITION: &str = "CHATS";
-pub const SETTINGS_PARTITION: &str = "SETTINGS";
-pub const STATS_PARTITION: &str = "STATS";
+pub const SETTINGS: &str = "SETTINGS";
+
+/// The partition of one settings entry (`<phone_number_id>` or `default`):
+/// each its own key, so that reading one business number's settings never
+/// queues behind another's.
+pub fn settings_pk(id: &str) -> String {
+    format!("SETTINGS#{id}")
+}
+
+/// Partition keys each listing index and each counter is spread over (S1).
+/// See the capacity table in `mod.rs` for why 16 is enough.
+pub const SHARDS: u32 = 16;
+
+/// Stable shard of a key (FNV-1a, so it never changes between processes or
+/// releases).
+pub fn shard_of(key: &str) -> u32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in key.bytes() {
+        hash ^= u32::from(byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    hash % SHARDS
+}
+
+/// Index partition of the block listing (B7) holding `subject`'s blocks.
+pub fn blocks_index_pk(shard: u32) -> String {
+    format!("BLOCKS#{shard:02}")
+}
+
+/// Index partition of the chat listing (B11) holding `subject`'s chats.
+pub fn chats_index_pk(shard: u32) -> String {
+    format!("CHATS#{shard:02}")
+}
+
+/// Index partition of one shard of a day of the global audit feed (B8).
+pub fn audit_index_pk(day: &str, shard: u32) -> String {
+    format!("D#{day}#{shard:02}")
+}
+
+/// Partition of one shard of the statistics counters (B9); its sort keys
+/// are `D#<yyyy-mm-dd>` (day counters) and [`BLOCKED_COUNT`].
+pub fn stats_pk(shard: u32) -> String {
+    format!("STATS#{shard:02}")
+}
+
+/// Sort key of a shard's day counters.
+pub fn stats_day_sk(day: &str) -> String {
+    format!("D#{day}")
+}
+
+/// Sort key of a shard's count of blocked subjects.
+pub const BLOCKED_COUNT: &str = "C";
 
 /// The partition of everything about one subject: `N#<number>` or
 /// `U#<bsuid>`.
@@ -28,10 +76,6 @@ pub fn block_sk(scope: &str) -> String {
 
 pub fn day_of(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d").to_string()
-}
-
-pub fn day_pk(day: &str) -> String {
-    format!("D#{day}")
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -72,7 +116,7 @@ impl BlockItem {
         BlockItem {
             pk: subject_pk(&block.subject),
             sk: block_sk(block.scope.as_str()),
-            gsi1pk: BLOCKS_PARTITION.to_owned(),
+            gsi1pk: blocks_index_pk(shard_of(block.subject.as_str())),
             gsi1sk: format!(
                 "{}#{}#{}",
                 format_time(block.blocked_at),
@@ -114,7 +158,7 @@ impl ChatItem {
         ChatItem {
             pk: subject_pk(&chat.subject),
             sk: chat.phone_number_id.to_string(),
-            gsi1pk: CHATS_PARTITION.to_owned(),
+            gsi1pk: chats_index_pk(shard_of(chat.subject.as_str())),
             gsi1sk: chat_gsi1sk(
                 chat.status.as_str(),
                 chat.phone_number_id.as_str(),
@@ -141,7 +185,9 @@ impl AuditItem {
         AuditItem {
             pk: partition,
             sk: event.event_id.clone(),
-            gsi1pk: day_pk(&day_of(event.at)),
+            // Spread by event, not subject: one noisy sender's events still
+            // land on every shard of the day.
+            gsi1pk: audit_index_pk(&day_of(event.at), shard_of(&event.event_id)),
             gsi1sk: event.event_id.clone(),
             event: event.clone(),
         }

@@ -2,11 +2,11 @@
 
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
-use serde::de::DeserializeOwned;
 
 use super::cursor::Cursor;
 use super::items::*;
-use super::{Item, Store, StoreError, s};
+use super::sharded::{Order, ShardedQuery};
+use super::{Item, Store, StoreError, key, s};
 use crate::identity::Subject;
 use crate::model::{
     Action, AuditEvent, Block, Chat, ChatStatus, DayStats, PhoneNumberId, Scope, Source, Stats,
@@ -21,15 +21,9 @@ pub struct Page<T> {
     pub next: Option<Cursor>,
 }
 
-/// How many DynamoDB pages one request may read while filling a filtered
-/// page. A page that runs out of budget comes back short, with a cursor.
-const MAX_QUERY_PAGES: usize = 8;
-/// Items evaluated per DynamoDB page when a filter may drop most of them.
-const FILTERED_PAGE_SIZE: i32 = 500;
 /// Days of the global audit feed one request walks at most.
 const MAX_FEED_DAYS: i64 = 31;
 
-const GSI_KEY: [&str; 4] = ["pk", "sk", "gsi1pk", "gsi1sk"];
 const TABLE_KEY: [&str; 2] = ["pk", "sk"];
 
 /// Filters of `GET /v1/blocks` (B7).
@@ -70,115 +64,141 @@ pub struct AuditQuery {
 }
 
 impl Store {
-    /// B7: blocks, newest first.
+    /// B7: blocks, newest first, merged from every shard of the index.
     pub async fn list_blocks(&self, query: BlockQuery) -> Result<Page<Block>, StoreError> {
         // '~' sorts after every character used in the sort key.
-        let upper = query
-            .until
-            .map(|t| format!("{}~", format_time(t)))
-            .unwrap_or_else(|| "~".into());
-        let mut request = self
-            .client
-            .query()
-            .table_name(&self.tables.blocklist)
-            .index_name("gsi1")
-            .expression_attribute_values(":p", s(BLOCKS_PARTITION))
-            .expression_attribute_values(":hi", s(upper))
-            .scan_index_forward(false);
-        // DynamoDB refuses an empty string as a key value, so no `since`
-        // means no lower bound rather than an empty one.
-        request = match query.since {
-            Some(since) => request
-                .key_condition_expression("gsi1pk = :p AND gsi1sk BETWEEN :lo AND :hi")
-                .expression_attribute_values(":lo", s(format_time(since))),
-            None => request.key_condition_expression("gsi1pk = :p AND gsi1sk <= :hi"),
-        };
-        // Expired blocks block nothing (B13): not listed.
-        let mut filters = vec!["(attribute_type(expires_at, :null_type) OR expires_at > :now)"];
-        request = request
-            .expression_attribute_values(":null_type", s("NULL"))
-            .expression_attribute_values(":now", s(format_time(query.now)));
-        if let Some(scope) = &query.scope {
-            filters.push("#scope = :scope");
+        let upper = query.until.map(|t| format!("{}~", format_time(t)));
+        let lower = query.since.map(format_time);
+        let filter = |mut request: QueryFluentBuilder| {
+            // Expired blocks block nothing (B13): not listed.
+            let mut filters = vec!["(attribute_type(expires_at, :null_type) OR expires_at > :now)"];
             request = request
-                .expression_attribute_names("#scope", "scope")
-                .expression_attribute_values(":scope", s(scope.as_str()));
-        }
-        if let Some(source) = query.source {
-            filters.push("#source = :source");
-            request = request
-                .expression_attribute_names("#source", "source")
-                .expression_attribute_values(":source", s(source.as_str()));
-        }
-        if let Some(category) = &query.category {
-            filters.push("category = :category");
-            request = request.expression_attribute_values(":category", s(category));
-        }
-        if let Some(group) = &query.group {
-            filters.push("contains(#groups, :group)");
-            request = request
-                .expression_attribute_names("#groups", "groups")
-                .expression_attribute_values(":group", s(group));
-        }
-        let mut search = String::new();
-        if let Some(q) = &query.q {
-            let terms = crate::model::contact_search_terms(q);
-            let alternatives: Vec<String> = (0..terms.len())
-                .map(|i| format!("contains(#search, :q{i})"))
-                .collect();
-            search = format!("({})", alternatives.join(" OR "));
-            request = request.expression_attribute_names("#search", "search");
-            for (i, term) in terms.into_iter().enumerate() {
-                request = request.expression_attribute_values(format!(":q{i}"), s(term));
+                .expression_attribute_values(":null_type", s("NULL"))
+                .expression_attribute_values(":now", s(format_time(query.now)));
+            if let Some(scope) = &query.scope {
+                filters.push("#scope = :scope");
+                request = request
+                    .expression_attribute_names("#scope", "scope")
+                    .expression_attribute_values(":scope", s(scope.as_str()));
             }
-        }
-        if !search.is_empty() {
-            filters.push(&search);
-        }
-        request = request.filter_expression(filters.join(" AND "));
-        let start = query.cursor.as_ref().map(Cursor::to_key);
-        let (items, next) = self
-            .collect_page::<BlockItem>(request, start, query.limit, true, &GSI_KEY)
+            if let Some(source) = query.source {
+                filters.push("#source = :source");
+                request = request
+                    .expression_attribute_names("#source", "source")
+                    .expression_attribute_values(":source", s(source.as_str()));
+            }
+            if let Some(category) = &query.category {
+                filters.push("category = :category");
+                request = request.expression_attribute_values(":category", s(category));
+            }
+            if let Some(group) = &query.group {
+                filters.push("contains(#groups, :group)");
+                request = request
+                    .expression_attribute_names("#groups", "groups")
+                    .expression_attribute_values(":group", s(group));
+            }
+            let mut search = String::new();
+            if let Some(q) = &query.q {
+                let terms = crate::model::contact_search_terms(q);
+                let alternatives: Vec<String> = (0..terms.len())
+                    .map(|i| format!("contains(#search, :q{i})"))
+                    .collect();
+                search = format!("({})", alternatives.join(" OR "));
+                request = request.expression_attribute_names("#search", "search");
+                for (i, term) in terms.into_iter().enumerate() {
+                    request = request.expression_attribute_values(format!(":q{i}"), s(term));
+                }
+            }
+            if !search.is_empty() {
+                filters.push(&search);
+            }
+            request.filter_expression(filters.join(" AND "))
+        };
+        let page = self
+            .sharded_page(ShardedQuery {
+                table: &self.tables.blocklist,
+                partitions: (0..SHARDS).map(blocks_index_pk).collect(),
+                lower,
+                upper,
+                order: Order::Descending,
+                filter: Some(&filter),
+                after: query.cursor.as_ref().and_then(Cursor::position),
+                limit: query.limit,
+            })
             .await?;
         Ok(Page {
-            items: items.into_iter().map(|i| i.block).collect(),
-            next: next.map(|key| Cursor::from_key("blocks", None, &key)),
+            items: page
+                .items
+                .into_iter()
+                .map(|item| Ok(serde_dynamo::from_item::<_, BlockItem>(item)?.block))
+                .collect::<Result<_, StoreError>>()?,
+            next: page.next.map(|at| Cursor::at("blocks", None, at)),
         })
     }
 
-    /// B11: chats by status and business number.
+    /// B11: chats by status and business number. The index holds keys only
+    /// (so a message, which changes no listed attribute, never rewrites
+    /// it); the page's chats are then read from the table, in batches.
     pub async fn list_chats(&self, query: ChatQuery) -> Result<Page<Chat>, StoreError> {
         let prefix = match (&query.status, &query.phone_number_id) {
-            (Some(status), Some(id)) => format!("{}#{}#", status.as_str(), id),
-            (Some(status), None) => format!("{}#", status.as_str()),
-            (None, _) => String::new(),
+            (Some(status), Some(id)) => Some(format!("{}#{}#", status.as_str(), id)),
+            (Some(status), None) => Some(format!("{}#", status.as_str())),
+            (None, _) => None,
         };
-        let mut request = self
-            .client
-            .query()
-            .table_name(&self.tables.chats)
-            .index_name("gsi1")
-            .expression_attribute_values(":p", s(CHATS_PARTITION));
-        request = if prefix.is_empty() {
-            request.key_condition_expression("gsi1pk = :p")
-        } else {
-            request
-                .key_condition_expression("gsi1pk = :p AND begins_with(gsi1sk, :prefix)")
-                .expression_attribute_values(":prefix", s(prefix))
+        let by_business = |request: QueryFluentBuilder| match &query.phone_number_id {
+            // The table's sort key of a chat is its business number, and
+            // table keys are in every index.
+            Some(id) if query.status.is_none() => request
+                .filter_expression("sk = :pnid")
+                .expression_attribute_values(":pnid", s(id.as_str())),
+            _ => request,
         };
         let filtered = query.status.is_none() && query.phone_number_id.is_some();
-        if let (None, Some(id)) = (&query.status, &query.phone_number_id) {
-            request = request
-                .filter_expression("phone_number_id = :pnid")
-                .expression_attribute_values(":pnid", s(id.as_str()));
-        }
-        let start = query.cursor.as_ref().map(Cursor::to_key);
-        let (items, next) = self
-            .collect_page::<ChatItem>(request, start, query.limit, filtered, &GSI_KEY)
+        let page = self
+            .sharded_page(ShardedQuery {
+                table: &self.tables.chats,
+                partitions: (0..SHARDS).map(chats_index_pk).collect(),
+                upper: prefix.as_ref().map(|p| format!("{p}~")),
+                lower: prefix,
+                order: Order::Ascending,
+                filter: filtered.then_some(&by_business as _),
+                after: query.cursor.as_ref().and_then(Cursor::position),
+                limit: query.limit,
+            })
             .await?;
+        let keys: Vec<Item> = page
+            .items
+            .iter()
+            .map(|item| {
+                TABLE_KEY
+                    .iter()
+                    .filter_map(|a| item.get(*a).map(|v| ((*a).to_owned(), v.clone())))
+                    .collect()
+            })
+            .collect();
+        let mut found: std::collections::HashMap<(String, String), Chat> = self
+            .batch_get_all(&self.tables.chats, keys.clone())
+            .await?
+            .into_iter()
+            .map(|item| {
+                let chat: ChatItem = serde_dynamo::from_item(item)?;
+                Ok(((chat.pk, chat.sk), chat.chat))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        let chats = keys
+            .iter()
+            .filter_map(|key| {
+                let pk = key.get("pk")?.as_s().ok()?.clone();
+                let sk = key.get("sk")?.as_s().ok()?.clone();
+                found.remove(&(pk, sk))
+            })
+            // The index trails the table by a moment: a chat whose status
+            // changed meanwhile is listed under its new status only.
+            .filter(|chat| query.status.is_none_or(|status| chat.status == status))
+            .collect();
         Ok(Page {
-            items: items.into_iter().map(|i| i.chat).collect(),
-            next: next.map(|key| Cursor::from_key("chats", None, &key)),
+            items: chats,
+            next: page.next.map(|at| Cursor::at("chats", None, at)),
         })
     }
 
@@ -189,20 +209,36 @@ impl Store {
         limit: usize,
         cursor: Option<&Cursor>,
     ) -> Result<Page<AuditEvent>, StoreError> {
-        let request = self
+        // Event ids are ULIDs, unique in the partition: the last one shown
+        // is where the next page starts.
+        let mut request = self
             .client
             .query()
             .table_name(&self.tables.audit)
-            .key_condition_expression("pk = :pk")
             .expression_attribute_values(":pk", s(subject_pk(subject)))
-            .scan_index_forward(false);
-        let start = cursor.map(Cursor::to_key);
-        let (items, next) = self
-            .collect_page::<AuditItem>(request, start, limit, false, &TABLE_KEY)
-            .await?;
+            .scan_index_forward(false)
+            .limit(i32::try_from(limit + 1).unwrap_or(i32::MAX));
+        request = match cursor.and_then(Cursor::position) {
+            Some(after) => request
+                .key_condition_expression("pk = :pk AND sk < :after")
+                .expression_attribute_values(":after", s(after)),
+            None => request.key_condition_expression("pk = :pk"),
+        };
+        let mut events = request
+            .send()
+            .await?
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(|item| Ok(serde_dynamo::from_item::<_, AuditItem>(item)?.event))
+            .collect::<Result<Vec<AuditEvent>, StoreError>>()?;
+        let next = (events.len() > limit).then(|| {
+            events.truncate(limit);
+            Cursor::at("history", None, events[limit - 1].event_id.clone())
+        });
         Ok(Page {
-            items: items.into_iter().map(|i| i.event).collect(),
-            next: next.map(|key| Cursor::from_key("history", None, &key)),
+            items: events,
+            next,
         })
     }
 
@@ -220,8 +256,7 @@ impl Store {
                     .as_deref()
                     .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
                     .unwrap_or(first_day);
-                let key = cursor.to_key();
-                (day, (!key.is_empty()).then_some(key))
+                (day, cursor.position())
             }
             None => (query.until.date_naive(), None),
         };
@@ -229,38 +264,32 @@ impl Store {
         let mut walked = 0;
         while day >= first_day {
             let day_name = day.format("%Y-%m-%d").to_string();
-            let mut request = self
-                .client
-                .query()
-                .table_name(&self.tables.audit)
-                .index_name("gsi1")
-                .key_condition_expression("gsi1pk = :p AND gsi1sk BETWEEN :lo AND :hi")
-                .expression_attribute_values(":p", s(day_pk(&day_name)))
-                .expression_attribute_values(":lo", s(&lower))
-                .expression_attribute_values(":hi", s(&upper))
-                .scan_index_forward(false);
-            if let Some(action) = query.action {
-                request = request
+            let by_action = |request: QueryFluentBuilder| match query.action {
+                Some(action) => request
                     .filter_expression("#action = :action")
                     .expression_attribute_names("#action", "action")
-                    .expression_attribute_values(":action", s(action.as_str()));
-            }
-            let want = query.limit - events.len();
-            let (items, next) = self
-                .collect_page::<AuditItem>(
-                    request,
-                    start.take(),
-                    want,
-                    query.action.is_some(),
-                    &GSI_KEY,
-                )
+                    .expression_attribute_values(":action", s(action.as_str())),
+                None => request,
+            };
+            let page = self
+                .sharded_page(ShardedQuery {
+                    table: &self.tables.audit,
+                    partitions: (0..SHARDS).map(|i| audit_index_pk(&day_name, i)).collect(),
+                    lower: Some(lower.clone()),
+                    upper: Some(upper.clone()),
+                    order: Order::Descending,
+                    filter: query.action.is_some().then_some(&by_action as _),
+                    after: start.take(),
+                    limit: query.limit - events.len(),
+                })
                 .await?;
-            events.extend(items.into_iter().map(|i| i.event));
-            if let Some(key) = next {
-                let cursor = Cursor::from_key("audit", Some(day_name), &key);
+            for item in page.items {
+                events.push(serde_dynamo::from_item::<_, AuditItem>(item)?.event);
+            }
+            if let Some(at) = page.next {
                 return Ok(Page {
                     items: events,
-                    next: Some(cursor),
+                    next: Some(Cursor::at("audit", Some(day_name), at)),
                 });
             }
             day -= Duration::days(1);
@@ -268,12 +297,8 @@ impl Store {
             if events.len() == query.limit || walked == MAX_FEED_DAYS {
                 // Continue at the start of the previous day.
                 let more = day >= first_day;
-                let cursor = more.then(|| Cursor {
-                    kind: "audit".into(),
-                    day: Some(day.format("%Y-%m-%d").to_string()),
-                    key: Default::default(),
-                    filters: String::new(),
-                });
+                let cursor =
+                    more.then(|| Cursor::start_of_day("audit", day.format("%Y-%m-%d").to_string()));
                 return Ok(Page {
                     items: events,
                     next: cursor,
@@ -288,25 +313,29 @@ impl Store {
 
     /// B9: per-day counters over a date range, and the blocked-number count.
     pub async fn stats(&self, from: NaiveDate, to: NaiveDate) -> Result<Stats, StoreError> {
-        let lower = format!("D#{}", from.format("%Y-%m-%d"));
-        let upper = format!("D#{}#~", to.format("%Y-%m-%d"));
-        let days_request = self
-            .client
-            .query()
-            .table_name(&self.tables.blocklist)
-            .key_condition_expression("pk = :p AND sk BETWEEN :lo AND :hi")
-            .expression_attribute_values(":p", s(STATS_PARTITION))
-            .expression_attribute_values(":lo", s(lower))
-            .expression_attribute_values(":hi", s(upper));
-        let current_request = self
-            .client
-            .query()
-            .table_name(&self.tables.blocklist)
-            .key_condition_expression("pk = :p AND begins_with(sk, :c)")
-            .expression_attribute_values(":p", s(STATS_PARTITION))
-            .expression_attribute_values(":c", s("C#"));
-        let (shards, current) =
-            futures::try_join!(all_pages(days_request), all_pages(current_request))?;
+        let lower = stats_day_sk(&from.format("%Y-%m-%d").to_string());
+        let upper = stats_day_sk(&to.format("%Y-%m-%d").to_string());
+        // Each shard is its own partition (S1): one query per shard for the
+        // days, one batched read for the blocked counts.
+        let day_queries = (0..SHARDS).map(|shard| {
+            all_pages(
+                self.client
+                    .query()
+                    .table_name(&self.tables.blocklist)
+                    .key_condition_expression("pk = :p AND sk BETWEEN :lo AND :hi")
+                    .expression_attribute_values(":p", s(stats_pk(shard)))
+                    .expression_attribute_values(":lo", s(&lower))
+                    .expression_attribute_values(":hi", s(&upper)),
+            )
+        });
+        let count_keys: Vec<Item> = (0..SHARDS)
+            .map(|shard| key(stats_pk(shard), BLOCKED_COUNT))
+            .collect();
+        let (shards, current) = futures::try_join!(
+            futures::future::try_join_all(day_queries),
+            self.batch_get(&self.tables.blocklist, count_keys),
+        )?;
+        let shards = shards.into_iter().flatten();
 
         let mut days = Vec::new();
         let mut date = from;
@@ -335,56 +364,6 @@ impl Store {
             days,
             currently_blocked: currently_blocked.max(0) as u64,
         })
-    }
-
-    /// Reads pages until `limit` matching items are found, the query is
-    /// exhausted, or the page budget is spent. Returns the items and the key
-    /// to continue from, if anything may be left.
-    async fn collect_page<T: DeserializeOwned>(
-        &self,
-        request: QueryFluentBuilder,
-        mut start: Option<Item>,
-        limit: usize,
-        filtered: bool,
-        key_attributes: &[&str],
-    ) -> Result<(Vec<T>, Option<Item>), StoreError> {
-        let mut out = Vec::with_capacity(limit);
-        let mut last_key: Option<Item> = None;
-        // Without a filter, one item more than asked tells whether a next
-        // page exists, so the last page never ends with a useless cursor.
-        let page_size = if filtered {
-            FILTERED_PAGE_SIZE
-        } else {
-            limit as i32 + 1
-        };
-        for _ in 0..MAX_QUERY_PAGES {
-            let page = request
-                .clone()
-                .set_exclusive_start_key(start.take())
-                .limit(page_size)
-                .send()
-                .await?;
-            for item in page.items.unwrap_or_default() {
-                if out.len() == limit {
-                    return Ok((out, last_key));
-                }
-                last_key = Some(
-                    key_attributes
-                        .iter()
-                        .filter_map(|a| item.get(*a).map(|v| ((*a).to_owned(), v.clone())))
-                        .collect(),
-                );
-                out.push(serde_dynamo::from_item(item)?);
-            }
-            match page.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => return Ok((out, None)),
-            }
-        }
-        // Budget spent: continue after the last returned item when the page
-        // is full, else after the last evaluated key.
-        let resume = if out.len() == limit { last_key } else { start };
-        Ok((out, resume))
     }
 }
 

@@ -5,25 +5,28 @@
 //! Three tables, as declared in `template.yaml` (tests create their tables
 //! from that file, so code and template cannot drift). Every table has a
 //! string partition key `pk`, a string sort key `sk` and one global secondary
-//! index `gsi1` (`gsi1pk`, `gsi1sk`, all attributes projected).
+//! index `gsi1` (`gsi1pk`, `gsi1sk`). Blocklist and Audit project all
+//! attributes into it; Chats projects keys only.
 //!
 //! A subject (B60) is a number or a BSUID; `<subject pk>` below is
-//! `N#<number>` or `U#<bsuid>`, and both kinds have the same items.
+//! `N#<number>` or `U#<bsuid>`, and both kinds have the same items. `<nn>`
+//! is a shard, `00`–`15`: FNV-1a of the subject (of the event id for audit
+//! events), so it never changes between releases.
 //!
-//! | table     | entity            | pk                 | sk                      | gsi1pk         | gsi1sk                          |
-//! |-----------|-------------------|--------------------|-------------------------|----------------|---------------------------------|
-//! | Blocklist | subject state     | `<subject pk>`     | `STATE`                 |                |                                 |
-//! | Blocklist | block             | `<subject pk>`     | `B#<scope>`             | `BLOCKS`       | `<blocked_at>#<subject>#<scope>` |
-//! | Blocklist | contact           | `<subject pk>`     | `CONTACT`               |                |                                 |
-//! | Blocklist | settings          | `SETTINGS`         | `<phone_number_id>`/`default` |          |                                 |
-//! | Blocklist | day stats shard   | `STATS`            | `D#<yyyy-mm-dd>#<shard>`|                |                                 |
-//! | Blocklist | blocked-count shard | `STATS`          | `C#<shard>`             |                |                                 |
-//! | Blocklist | idempotency claim | `W#<update key>`   | `W`                     |                |                                 |
-//! | Blocklist | delivery failure  | `F#<subject>`      | `<at>#<status id>`      |                |                                 |
-//! | Blocklist | sent message      | `O#<message id>`   | `SENT`                  |                |                                 |
-//! | Audit     | event of a subject | `<subject pk>`    | `<event_id>` (ULID)     | `D#<yyyy-mm-dd>` | `<event_id>`                  |
-//! | Audit     | settings event    | `S#<settings id>`  | `<event_id>`            | `D#<yyyy-mm-dd>` | `<event_id>`                  |
-//! | Chats     | chat              | `<subject pk>`     | `<phone_number_id>`     | `CHATS`        | `<status>#<phone_number_id>#<subject>` |
+//! | table     | entity              | pk                 | sk                      | gsi1pk              | gsi1sk                          |
+//! |-----------|---------------------|--------------------|-------------------------|---------------------|---------------------------------|
+//! | Blocklist | subject state       | `<subject pk>`     | `STATE`                 |                     |                                 |
+//! | Blocklist | block               | `<subject pk>`     | `B#<scope>`             | `BLOCKS#<nn>`       | `<blocked_at>#<subject>#<scope>` |
+//! | Blocklist | contact             | `<subject pk>`     | `CONTACT`               |                     |                                 |
+//! | Blocklist | settings            | `SETTINGS#<phone_number_id>`/`SETTINGS#default` | `SETTINGS` |     |                                 |
+//! | Blocklist | day counters        | `STATS#<nn>`       | `D#<yyyy-mm-dd>`        |                     |                                 |
+//! | Blocklist | blocked count       | `STATS#<nn>`       | `C`                     |                     |                                 |
+//! | Blocklist | idempotency claim   | `W#<update key>`   | `W`                     |                     |                                 |
+//! | Blocklist | delivery failure    | `F#<subject>`      | `<at>#<status id>`      |                     |                                 |
+//! | Blocklist | sent message        | `O#<message id>`   | `SENT`                  |                     |                                 |
+//! | Audit     | event of a subject  | `<subject pk>`     | `<event_id>` (ULID)     | `D#<yyyy-mm-dd>#<nn>` | `<event_id>`                  |
+//! | Audit     | settings event      | `S#<settings id>`  | `<event_id>`            | `D#<yyyy-mm-dd>#<nn>` | `<event_id>`                  |
+//! | Chats     | chat                | `<subject pk>`     | `<phone_number_id>`     | `CHATS#<nn>`        | `<status>#<phone_number_id>#<subject>` |
 //!
 //! The `STATE` item is the version guard of every change of a subject and
 //! holds a copy of its blocks, its links to the other identities of the
@@ -37,7 +40,41 @@
 //! before being mirrored; blocks stored under a number form this release
 //! folds differently (Argentina `+54` + 10 digits, Viet Nam's old mobile
 //! codes, Benin's 8 digits, Gabon's old prefixes) keep their old key and
-//! must be blocked again under the canonical form (see DEPLOY.md).
+//! must be blocked again under the canonical form (see DEPLOY.md). Items
+//! written under the unsharded keys of earlier releases (`BLOCKS`, `CHATS`,
+//! `STATS`, `SETTINGS`, one audit index key per day) are not moved either:
+//! they stay enforceable (enforcement reads subject partitions, which did
+//! not change) but no longer appear in listings and stats, and settings
+//! must be saved again (see DEPLOY.md).
+//!
+//! # Capacity (S1)
+//!
+//! DynamoDB serves at most 1,000 WCU/s and 3,000 RCU/s per partition key
+//! (and per item); a transactional write costs 2 WCU per KB. Every listing
+//! index and counter is spread over 16 partition keys, so a path's write
+//! rate per key is its total rate / 16. At **1,000 webhook deliveries/s**
+//! (one message each, every sender new: the worst case of a spam flood) and
+//! at a **100,000-number import** at 1,000 numbers/s (100 s):
+//!
+//! | key (table or index)              | written by                              | 1,000 deliveries/s | import, 1,000/s |
+//! |-----------------------------------|-----------------------------------------|-------------------:|----------------:|
+//! | `W#<update key>`                  | claim, completion (one per message)     | 2 WCU (own key)    | —               |
+//! | `<subject pk>` (Blocklist)        | a change of that subject                | —                  | 2×~3 WCU, once  |
+//! | `<subject pk>` (Audit)            | its events; one sender's messages       | ≤ sender's rate ×2 | 2 WCU, once     |
+//! | `<subject pk>` (Chats)            | a message stamps the chat               | ≤ sender's rate    | —               |
+//! | `STATS#<nn>`                      | day counters (+ `C` on a block)         | ≤ 63 tx = 125 WCU  | 2×63 tx = 250 WCU |
+//! | `BLOCKS#<nn>` (Blocklist gsi1)    | a block put or deleted                  | —                  | 63 WCU          |
+//! | `D#<day>#<nn>` (Audit gsi1)       | every audit event (suppression, block)  | ≤ 63 WCU           | 63 WCU          |
+//! | `CHATS#<nn>` (Chats gsi1)         | a new chat or a status change only      | ≤ 63 WCU           | ≤ 63 WCU        |
+//! | `SETTINGS#<id>`                   | read by sends, cached 5 s per function (S4) | ≤ warm functions / 5 s | —       |
+//!
+//! Every figure stays under a quarter of the per-key limit. A message on an
+//! existing chat changes only attributes the Chats index does not project
+//! (it is keys only), so it writes no index item at all. One person's own
+//! partitions take only that person's traffic, which WhatsApp itself limits
+//! far below 500 messages/s. Reads follow the answer: listings merge the
+//! 16 shards a few items each (see `sharded.rs`), stats read 16 day ranges
+//! and one batch of 16 counts.
 //!
 //! Access patterns:
 //! - Everything a change needs about a subject is one strongly consistent
@@ -47,17 +84,19 @@
 //! - Every change to a number writes the `STATE` item with a condition on its
 //!   `version` (optimistic concurrency): two concurrent changes cannot both
 //!   commit on the same facts; the loser re-reads and decides again.
-//! - Block list (B7): `gsi1` partition `BLOCKS`, newest first, `since`/`until`
-//!   as a key range; other filters are filter expressions on block items, which
-//!   carry the contact's searchable fields (`search`, `category`, `groups`)
-//!   copied in the same transaction that changes the contact.
+//! - Block list (B7): the 16 `BLOCKS#<nn>` partitions of `gsi1`, merged
+//!   newest first, `since`/`until` as a key range; other filters are filter
+//!   expressions on block items, which carry the contact's searchable fields
+//!   (`search`, `category`, `groups`) copied in the same transaction that
+//!   changes the contact.
 //! - History (B8): `Query` `N#<number>` on Audit, newest first (ULIDs sort by
-//!   time). Global feed: `gsi1` one partition per day, walked newest first.
-//! - Stats (B9): counters are sharded 16 ways by number so that concurrent
-//!   changes of different numbers do not contend on one item; a read sums the
-//!   shards of a date range with one `Query`.
-//! - Chats by status (B11): `gsi1` partition `CHATS`, sort key prefix
-//!   `<status>#<phone_number_id>#`.
+//!   time). Global feed: `gsi1`, the 16 shards of one day at a time, merged
+//!   newest first.
+//! - Stats (B9): one `Query` per counter shard over the date range and one
+//!   `BatchGetItem` of the 16 blocked counts, summed.
+//! - Chats by status (B11): the 16 `CHATS#<nn>` partitions of `gsi1`, sort
+//!   key prefix `<status>#<phone_number_id>#`, merged; the page's chats are
+//!   then read from the table in one batch.
 //!
 //! - Webhook deliveries (B22–B25): one consistent `BatchGetItem` for the
 //!   blocks (`B#all`, `B#<business number>`), contacts and states (with the
@@ -78,16 +117,17 @@ mod lists;
 mod number;
 mod outbound;
 mod settings;
+mod sharded;
 
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 
-pub use cursor::{Cursor, CursorError, filters_fingerprint};
-pub use items::{FailureItem, subject_pk as subject_partition};
+pub use cursor::{Cursor, CursorError, POSITION, filters_fingerprint};
+pub use items::{FailureItem, SHARDS, subject_pk as subject_partition};
 pub use lists::{AuditQuery, BlockQuery, ChatQuery, Page};
-pub use settings::StoredSettings;
+pub use settings::{SETTINGS_CACHE_FOR, SettingsCache, StoredSettings};
 
 /// Table names (SPEC section 5).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,19 +170,21 @@ impl From<serde_dynamo::Error> for StoreError {
     }
 }
 
-/// Number of shards of each statistics counter.
-pub const STAT_SHARDS: u32 = 16;
-
 /// The DynamoDB store. Cheap to clone; build once at init.
 #[derive(Debug, Clone)]
 pub struct Store {
     client: Client,
     tables: Tables,
+    settings_cache: SettingsCache,
 }
 
 impl Store {
     pub fn new(client: Client, tables: Tables) -> Self {
-        Store { client, tables }
+        Store {
+            client,
+            tables,
+            settings_cache: SettingsCache::default(),
+        }
     }
 
     pub fn tables(&self) -> &Tables {
@@ -160,17 +202,11 @@ fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }
 
-fn n(value: impl ToString) -> AttributeValue {
-    AttributeValue::N(value.to_string())
+/// The key of one item.
+fn key(pk: impl Into<String>, sk: impl Into<String>) -> Item {
+    Item::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
 }
 
-/// Stable shard of a number's counters (FNV-1a, so it never changes between
-/// processes or releases).
-fn shard_of(key: &str) -> u32 {
-    let mut hash: u32 = 0x811c_9dc5;
-    for byte in key.bytes() {
-        hash ^= u32::from(byte);
-        hash = hash.wrapping_mul(0x0100_0193);
-    }
-    hash % STAT_SHARDS
+fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
 }

@@ -8,7 +8,7 @@ use aws_sdk_dynamodb::types::{
 use chrono::{DateTime, Utc};
 
 use super::items::*;
-use super::{Item, Store, StoreError, n, s, shard_of};
+use super::{Item, Store, StoreError, key, n, s};
 use crate::identity::Subject;
 use crate::model::{Chat, ChatStatus, Contact, PhoneNumberId, SessionStatus, format_time};
 use crate::policy::{LinkChange, SubjectChange, SubjectRecord, SubjectState};
@@ -96,14 +96,7 @@ impl Store {
     ) -> Result<std::collections::HashMap<Subject, SubjectState>, StoreError> {
         let keys: Vec<Item> = subjects
             .iter()
-            .map(|subject| {
-                [
-                    ("pk".to_owned(), s(subject_pk(subject))),
-                    ("sk".to_owned(), s(STATE)),
-                ]
-                .into_iter()
-                .collect()
-            })
+            .map(|subject| key(subject_pk(subject), STATE))
             .collect();
         let items = self.batch_get_blocklist(keys).await?;
         let mut states = std::collections::HashMap::new();
@@ -364,8 +357,8 @@ impl Store {
         if change.blocked_numbers_delta != 0 {
             let update = Update::builder()
                 .table_name(bl)
-                .key("pk", s(STATS_PARTITION))
-                .key("sk", s(format!("C#{shard:02}")))
+                .key("pk", s(stats_pk(shard)))
+                .key("sk", s(BLOCKED_COUNT))
                 .update_expression("ADD blocked_numbers :delta")
                 .expression_attribute_values(":delta", n(change.blocked_numbers_delta));
             actions.push(
@@ -442,8 +435,8 @@ impl Store {
         let adds: Vec<String> = (0..counts.len()).map(|i| format!("#c{i} :b{i}")).collect();
         let mut update = Update::builder()
             .table_name(&self.tables.blocklist)
-            .key("pk", s(STATS_PARTITION))
-            .key("sk", s(format!("D#{day}#{shard:02}")))
+            .key("pk", s(stats_pk(shard)))
+            .key("sk", s(stats_day_sk(&day)))
             .update_expression(format!("SET #date = :date ADD {}", adds.join(", ")))
             .expression_attribute_names("#date", "date")
             .expression_attribute_values(":date", s(day));
@@ -514,7 +507,7 @@ impl Store {
             .update_expression(
                 "SET last_inbound_at = :at, known_contact = :known, \
                  phone_number_id = :pnid, #subject = :subject, #number = :number, \
-                 gsi1pk = :gsi1pk, \
+                 gsi1pk = if_not_exists(gsi1pk, :gsi1pk), \
                  #status = if_not_exists(#status, :status), \
                  gsi1sk = if_not_exists(gsi1sk, :gsi1sk), \
                  session_status = if_not_exists(session_status, :open), \

@@ -4,9 +4,9 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::items::{CHATS_PARTITION, SENT, SentItem, chat_gsi1sk, sent_pk, subject_pk};
+use super::items::{SENT, SentItem, chat_gsi1sk, chats_index_pk, sent_pk, shard_of, subject_pk};
 use super::number::number_attribute;
-use super::{Store, StoreError, s, shard_of};
+use super::{Store, StoreError, s};
 use crate::identity::Subject;
 use crate::model::{Action, Actor, AuditEvent, PhoneNumberId, StatCounter, format_time};
 use crate::outbound::Refusal;
@@ -77,7 +77,8 @@ impl Store {
             .update_expression(
                 "SET last_outbound_at = :at, phone_number_id = :pnid, #subject = :subject, \
                  #number = :number, \
-                 gsi1pk = :gsi1pk, #status = if_not_exists(#status, :active), \
+                 gsi1pk = if_not_exists(gsi1pk, :gsi1pk), \
+                 #status = if_not_exists(#status, :active), \
                  gsi1sk = if_not_exists(gsi1sk, :gsi1sk), \
                  last_inbound_at = if_not_exists(last_inbound_at, :null), \
                  known_contact = :known",
@@ -89,7 +90,7 @@ impl Store {
             .expression_attribute_values(":pnid", s(business.as_str()))
             .expression_attribute_values(":subject", s(subject.as_str()))
             .expression_attribute_values(":number", number_attribute(subject))
-            .expression_attribute_values(":gsi1pk", s(CHATS_PARTITION))
+            .expression_attribute_values(":gsi1pk", s(chats_index_pk(shard_of(subject.as_str()))))
             .expression_attribute_values(":active", s("active"))
             .expression_attribute_values(
                 ":gsi1sk",

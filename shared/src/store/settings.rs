@@ -1,11 +1,15 @@
 //! Settings per business number (B12), with fallback to `default`.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::items::{SETTINGS_PARTITION, SettingsItem};
-use super::{Store, StoreError, n, s};
+use super::items::{SETTINGS, SettingsItem, settings_pk};
+use super::{Store, StoreError, key, n};
 use crate::model::{Action, Actor, AuditEvent, Settings, SettingsPatch, SettingsTarget};
 
 /// Settings as stored, with the version that guards the next change.
@@ -18,7 +22,56 @@ pub struct StoredSettings {
     pub version: u64,
 }
 
+/// How long enforcement may use settings it read (S4): a change reaches
+/// every warm function within this time.
+pub const SETTINGS_CACHE_FOR: Duration = Duration::from_secs(5);
+
+/// Settings read by enforcement paths, kept for [`SETTINGS_CACHE_FOR`] in
+/// the warm function. Only settings: blocks, links and consent are read
+/// afresh every time (S4).
+#[derive(Debug, Clone, Default)]
+pub struct SettingsCache(Arc<Mutex<HashMap<String, (Instant, StoredSettings)>>>);
+
+impl SettingsCache {
+    fn get(&self, target: &SettingsTarget) -> Option<StoredSettings> {
+        let entries = self.0.lock().ok()?;
+        let (read_at, settings) = entries.get(target.as_str())?;
+        (read_at.elapsed() < SETTINGS_CACHE_FOR).then(|| settings.clone())
+    }
+
+    fn put(&self, target: &SettingsTarget, settings: &StoredSettings) {
+        if let Ok(mut entries) = self.0.lock() {
+            entries.retain(|_, (read_at, _)| read_at.elapsed() < SETTINGS_CACHE_FOR);
+            entries.insert(
+                target.as_str().to_owned(),
+                (Instant::now(), settings.clone()),
+            );
+        }
+    }
+
+    fn clear(&self) {
+        if let Ok(mut entries) = self.0.lock() {
+            entries.clear();
+        }
+    }
+}
+
 impl Store {
+    /// The settings that apply to `target`, as read at most
+    /// [`SETTINGS_CACHE_FOR`] ago: for enforcement paths, which read them
+    /// on every send. Changing settings reads them with [`Store::settings`].
+    pub async fn recent_settings(
+        &self,
+        target: &SettingsTarget,
+    ) -> Result<StoredSettings, StoreError> {
+        if let Some(settings) = self.settings_cache.get(target) {
+            return Ok(settings);
+        }
+        let settings = self.settings(target).await?;
+        self.settings_cache.put(target, &settings);
+        Ok(settings)
+    }
+
     /// The settings that apply to `target`: its own entry, else the
     /// `default` entry, else the built-in defaults. One round trip.
     pub async fn settings(&self, target: &SettingsTarget) -> Result<StoredSettings, StoreError> {
@@ -28,14 +81,7 @@ impl Store {
         };
         let keys = ids
             .iter()
-            .map(|id| {
-                [
-                    ("pk".to_owned(), s(SETTINGS_PARTITION)),
-                    ("sk".to_owned(), s(*id)),
-                ]
-                .into_iter()
-                .collect()
-            })
+            .map(|id| key(settings_pk(id), SETTINGS))
             .collect();
         let found: Vec<SettingsItem> = self
             .batch_get(&self.tables.blocklist, keys)
@@ -43,8 +89,8 @@ impl Store {
             .into_iter()
             .map(serde_dynamo::from_item)
             .collect::<Result<_, _>>()?;
-        let own = found.iter().find(|i| i.sk == target.as_str());
-        let fallback = found.iter().find(|i| i.sk == "default");
+        let own = found.iter().find(|i| i.pk == settings_pk(target.as_str()));
+        let fallback = found.iter().find(|i| i.pk == settings_pk("default"));
         let mut effective = own
             .or(fallback)
             .map(|i| i.settings.clone())
@@ -68,8 +114,8 @@ impl Store {
     ) -> Result<Settings, StoreError> {
         let next = current.effective.patched(patch);
         let item = SettingsItem {
-            pk: SETTINGS_PARTITION.to_owned(),
-            sk: target.as_str().to_owned(),
+            pk: settings_pk(target.as_str()),
+            sk: SETTINGS.to_owned(),
             version: current.version + 1,
             settings: next.clone(),
         };
@@ -106,7 +152,11 @@ impl Store {
             .send()
             .await;
         match result {
-            Ok(_) => Ok(next),
+            Ok(_) => {
+                // A change of `default` applies to every business number.
+                self.settings_cache.clear();
+                Ok(next)
+            }
             Err(error)
                 if error
                     .as_service_error()

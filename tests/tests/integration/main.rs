@@ -4,6 +4,7 @@
 mod block_api;
 mod identity;
 mod openapi;
+mod scale;
 mod send_proxy;
 mod template;
 mod wa_blocked;

@@ -687,13 +687,8 @@ async fn b7_b8_tampered_or_foreign_cursors_are_400_invalid_cursor() {
 
     let before = stored_items(&api).await;
     let filters = blocklist::store::filters_fingerprint([]);
-    let decoded = Cursor::decode(
-        &cursor,
-        "blocks",
-        &filters,
-        &["pk", "sk", "gsi1pk", "gsi1sk"],
-    )
-    .expect("the API's own cursor decodes");
+    let decoded = Cursor::decode(&cursor, "blocks", &filters, &[blocklist::store::POSITION])
+        .expect("the API's own cursor decodes");
     let forged = |edit: &dyn Fn(&mut Cursor)| {
         let mut cursor = decoded.clone();
         edit(&mut cursor);
@@ -714,13 +709,17 @@ async fn b7_b8_tampered_or_foreign_cursors_are_400_invalid_cursor() {
         "not-a-cursor".to_owned(),
         forged(&|c| c.kind = "chats".into()),
         forged(&|c| {
-            c.key.insert("gsi1pk".into(), "CHATS".into());
+            c.key.insert("gsi1pk".into(), "CHATS#00".into());
         }),
         forged(&|c| {
             c.key.insert("extra".into(), "1".into());
         }),
         forged(&|c| {
-            c.key.remove("sk");
+            c.key.remove(blocklist::store::POSITION);
+        }),
+        forged(&|c| {
+            c.key
+                .insert(blocklist::store::POSITION.into(), String::new());
         }),
     ];
     for bad in &tampered {

@@ -241,7 +241,7 @@ fn write_of(action: &Value, tables: &Tables) -> Option<Write> {
         "Put" if blocklist && sk == "CONTACT" => Write::Contact,
         "Delete" if blocklist && sk.starts_with("B#") => Write::BlockDelete,
         "Update" if blocklist && sk.starts_with("D#") => Write::DayCounters,
-        "Update" if blocklist && sk.starts_with("C#") => Write::BlockedCount,
+        "Update" if blocklist && sk == "C" => Write::BlockedCount,
         "Put" if table == tables.audit => Write::Audit,
         "Update" if table == tables.chats => Write::Chat,
         _ => return None,

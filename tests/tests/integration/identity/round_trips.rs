@@ -1,125 +1,40 @@
 //! B61 with B29: learning the links of a delivery costs DynamoDB calls by
 //! batches, not one call per link. The webhook's store talks to DynamoDB
-//! Local through a counting relay that notes each request's
-//! `X-Amz-Target`.
+//! Local through the recording relay, which notes every request.
 
-use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, BTreeSet};
 
 use blocklist::meta::signature;
 use blocklist::store::Store;
-use integration_tests::{ApiRequest, dynamodb_client, endpoint, read_response};
+use integration_tests::{ApiRequest, DynamoRelay, dynamodb_client, endpoint, read_response};
 use serde_json::Value;
 
 use super::{World, delivery, text_message};
 use crate::webhook_ingress::{APP_SECRET, app_for};
 
-/// A TCP relay in front of DynamoDB Local that records the operation of
-/// every HTTP request passing through it.
-struct CountingRelay {
-    url: String,
-    operations: Arc<Mutex<Vec<String>>>,
+/// Calls per operation through `relay` since its last reset. A request the
+/// SDK sent again after a transient error (same operation, same body) is
+/// one call of the code, so it counts once.
+fn counts(relay: &DynamoRelay) -> BTreeMap<String, usize> {
+    let distinct: BTreeSet<(String, String)> = relay
+        .calls()
+        .into_iter()
+        .map(|call| (call.operation, call.body.to_string()))
+        .collect();
+    let mut counts = BTreeMap::new();
+    for (operation, _) in distinct {
+        *counts.entry(operation).or_insert(0) += 1;
+    }
+    counts
 }
 
-impl CountingRelay {
-    fn start(upstream_url: &str) -> CountingRelay {
-        let upstream = upstream_url
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .to_owned();
-        let listener = TcpListener::bind("127.0.0.1:0").expect("a local port");
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let operations = Arc::new(Mutex::new(Vec::new()));
-        let seen = operations.clone();
-        std::thread::spawn(move || {
-            for client in listener.incoming() {
-                let Ok(client) = client else { return };
-                let Ok(server) = TcpStream::connect(&upstream) else {
-                    return;
-                };
-                let seen = seen.clone();
-                std::thread::spawn(move || relay(client, server, seen));
-            }
-        });
-        CountingRelay { url, operations }
-    }
-
-    /// Forgets what was counted so far.
-    fn reset(&self) {
-        self.operations.lock().unwrap().clear();
-    }
-
-    /// Calls per operation since the last reset.
-    fn counts(&self) -> BTreeMap<String, usize> {
-        let mut counts = BTreeMap::new();
-        for operation in self.operations.lock().unwrap().iter() {
-            *counts.entry(operation.clone()).or_insert(0) += 1;
-        }
-        counts
-    }
-
-    fn total(&self) -> usize {
-        self.operations.lock().unwrap().len()
-    }
-}
-
-fn relay(mut client: TcpStream, mut server: TcpStream, seen: Arc<Mutex<Vec<String>>>) {
-    let (Ok(mut back_from), Ok(mut back_to)) = (server.try_clone(), client.try_clone()) else {
-        return;
-    };
-    std::thread::spawn(move || {
-        let _ = std::io::copy(&mut back_from, &mut back_to);
-        let _ = back_to.shutdown(std::net::Shutdown::Both);
-    });
-    let mut pending: Vec<u8> = Vec::new();
-    let mut chunk = [0u8; 64 * 1024];
-    loop {
-        let read = match client.read(&mut chunk) {
-            Ok(0) | Err(_) => break,
-            Ok(read) => read,
-        };
-        if server.write_all(&chunk[..read]).is_err() {
-            break;
-        }
-        pending.extend_from_slice(&chunk[..read]);
-        while let Some(length) = complete_request(&pending, &seen) {
-            pending.drain(..length);
-        }
-    }
-    let _ = server.shutdown(std::net::Shutdown::Both);
-}
-
-/// When `pending` starts with a whole HTTP/1.1 request: records its
-/// `X-Amz-Target` and returns its length.
-fn complete_request(pending: &[u8], seen: &Mutex<Vec<String>>) -> Option<usize> {
-    let end = pending.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = String::from_utf8_lossy(&pending[..end]).into_owned();
-    let header = |name: &str| {
-        head.lines().find_map(|line| {
-            let (key, value) = line.split_once(':')?;
-            key.trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| value.trim().to_owned())
-        })
-    };
-    let body = header("content-length")
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(0);
-    let total = end + 4 + body;
-    if pending.len() < total {
-        return None;
-    }
-    let target = header("x-amz-target").unwrap_or_else(|| "(no target)".to_owned());
-    let operation = target.rsplit('.').next().unwrap_or_default().to_owned();
-    seen.lock().unwrap().push(operation);
-    Some(total)
+fn total(relay: &DynamoRelay) -> usize {
+    counts(relay).values().sum()
 }
 
 /// Delivers `body` to a webhook whose store goes through `relay`.
-async fn deliver_counted(world: &World, relay: &CountingRelay, body: &str) -> Value {
-    let store = Store::new(dynamodb_client(&relay.url), world.stack().tables.clone());
+async fn deliver_counted(world: &World, relay: &DynamoRelay, body: &str) -> Value {
+    let store = Store::new(dynamodb_client(relay.url()), world.stack().tables.clone());
     let app = app_for(store, Some(format!("{}/crm", world.ingress.crm.uri())));
     let request = ApiRequest::new("POST", "/webhook")
         .header(
@@ -137,7 +52,7 @@ async fn deliver_counted(world: &World, relay: &CountingRelay, body: &str) -> Va
 async fn b29_b61_links_of_a_delivery_are_written_by_batches_not_one_call_each() {
     const PEOPLE: usize = 60;
     let world = World::new().await;
-    let relay = CountingRelay::start(&endpoint());
+    let relay = DynamoRelay::start(&endpoint());
 
     // Baseline: PEOPLE messages showing a number only (no link to learn).
     let plain = delivery(
@@ -156,8 +71,8 @@ async fn b29_b61_links_of_a_delivery_are_written_by_batches_not_one_call_each() 
     relay.reset();
     let answer = deliver_counted(&world, &relay, &plain).await;
     assert_eq!(answer["forwarded"], PEOPLE, "{answer}");
-    let baseline = relay.total();
-    let baseline_counts = relay.counts();
+    let baseline = total(&relay);
+    let baseline_counts = counts(&relay);
 
     // The same with a number and a BSUID each: PEOPLE new links.
     let linked = delivery(
@@ -176,8 +91,8 @@ async fn b29_b61_links_of_a_delivery_are_written_by_batches_not_one_call_each() 
     relay.reset();
     let answer = deliver_counted(&world, &relay, &linked).await;
     assert_eq!(answer["forwarded"], PEOPLE, "{answer}");
-    let with_links = relay.total();
-    let linked_counts = relay.counts();
+    let with_links = total(&relay);
+    let linked_counts = counts(&relay);
 
     // Every link was learned.
     let view = world.view("+16505553000").await;

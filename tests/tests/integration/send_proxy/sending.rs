@@ -409,3 +409,53 @@ async fn b30_send_to_a_known_contact_marks_the_chat_known() {
     assert!(chat.known_contact);
     assert_eq!(chat.status, ChatStatus::Active);
 }
+
+/// S4: the settings a send needs (B32) are read once per few seconds in a
+/// warm function, not on every send, while blocks are read on every send.
+#[tokio::test]
+async fn s4_settings_are_reused_for_a_few_seconds_and_blocks_never() {
+    use blocklist::store::SETTINGS_CACHE_FOR;
+    use integration_tests::{DynamoRelay, endpoint};
+
+    let proxy = Proxy::new().await;
+    let relay = DynamoRelay::start(&endpoint());
+    let app = super::app_for(
+        proxy.stack.store_via(&relay),
+        super::config(&proxy.graph.uri(), std::time::Duration::from_secs(5)),
+    );
+    let send = || async {
+        let request = ApiRequest::new("POST", &format!("/v1/{LINE_A}/messages"))
+            .bearer(&proxy.token)
+            .header("content-type", "application/json")
+            .raw_body(&text_send_to(RECIPIENT));
+        super::raw(send_proxy::handle(&app, request.to_lambda()).await)
+    };
+    let settings_reads = || {
+        relay
+            .calls()
+            .iter()
+            .filter(|call| {
+                call.operation == "BatchGetItem" && call.body.to_string().contains("SETTINGS#")
+            })
+            .count()
+    };
+    for _ in 0..3 {
+        let sent = send().await;
+        assert_eq!(sent.status, 200, "{}", String::from_utf8_lossy(&sent.bytes));
+    }
+    assert_eq!(settings_reads(), 1, "three sends, one read of the settings");
+
+    // A block made elsewhere counts at once.
+    proxy.block(RECIPIENT, "all").await;
+    assert_graph_error(&send().await, 403, "recipient_blocked");
+
+    // Past the cache's age, the settings are read again.
+    tokio::time::sleep(SETTINGS_CACHE_FOR + std::time::Duration::from_millis(200)).await;
+    let before = settings_reads();
+    send().await;
+    assert_eq!(
+        settings_reads(),
+        before + 1,
+        "settings read again once stale"
+    );
+}

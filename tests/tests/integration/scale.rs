@@ -1,0 +1,255 @@
+//! S1: no hot key. A mixed workload (a bulk block, deliveries from allowed
+//! and blocked senders, sends to allowed and blocked recipients) runs
+//! through the real handlers; then the tables show how its writes spread
+//! over partition keys. A counter's value is how many writes its item took,
+//! and a listing item is one write to its index partition, so both measure
+//! the per-key write share straight from DynamoDB Local.
+
+use std::collections::BTreeMap;
+
+use chrono::Utc;
+use serde_json::{Value, json};
+
+use crate::identity::{LINE_A, World, contact, delivery, text_message};
+
+/// People in the workload: blocked in bulk, then half of them write in, and
+/// as many others who are not blocked.
+const BLOCKED: usize = 96;
+
+fn number(i: usize) -> String {
+    format!("+1650555{i:04}")
+}
+
+/// The largest share of `counts` that one key holds.
+fn largest_share(counts: &BTreeMap<String, u64>) -> f64 {
+    let total: u64 = counts.values().sum();
+    let largest = counts.values().copied().max().unwrap_or(0);
+    largest as f64 / total.max(1) as f64
+}
+
+fn s<'a>(item: &'a Value, attribute: &str) -> Option<&'a str> {
+    item[attribute]["S"].as_str()
+}
+
+fn count(item: &Value, attribute: &str) -> u64 {
+    item[attribute]["N"]
+        .as_str()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Asserts that `counts` is spread: many keys, none with more than a
+/// quarter of the writes (16 shards give about a sixteenth each).
+fn assert_spread(what: &str, counts: &BTreeMap<String, u64>) {
+    assert!(
+        counts.len() >= 8,
+        "{what}: all writes on {} partition key(s): {counts:?}",
+        counts.len()
+    );
+    let share = largest_share(counts);
+    assert!(
+        share <= 0.25,
+        "{what}: one partition key takes {:.0} % of the writes: {counts:?}",
+        share * 100.0
+    );
+}
+
+#[tokio::test]
+async fn s1_no_partition_key_takes_the_writes_of_every_change_or_message() {
+    let world = World::new().await;
+    let blocked: Vec<String> = (0..BLOCKED).map(number).collect();
+    let batch = world
+        .api
+        .call(
+            "POST",
+            "/v1/blocks:batch",
+            Some(json!({"action": "block", "numbers": blocked, "reason": "spam"})),
+        )
+        .await;
+    assert_eq!(batch.status, 200, "{:?}", batch.body);
+
+    // Messages from half of the blocked people (suppressed, audited and
+    // counted) and from as many allowed people (forwarded, chats created).
+    let now = Utc::now().timestamp();
+    for round in 0..4 {
+        let mut contacts = Vec::new();
+        let mut messages = Vec::new();
+        for i in (round * 24)..((round + 1) * 24) {
+            for person in [i / 2, BLOCKED + i] {
+                let wa_id = number(person).trim_start_matches('+').to_owned();
+                contacts.push(contact(Some(&wa_id), None));
+                let mut message =
+                    text_message(Some(&wa_id), None, &format!("wamid.S1{round}{person:05}"));
+                message["timestamp"] = json!(now.to_string());
+                messages.push(message);
+            }
+        }
+        world.deliver(&delivery(contacts, messages, vec![])).await;
+    }
+    // Sends to blocked people (refused, audited, counted) and allowed ones.
+    for i in 0..32 {
+        let to = number(if i % 2 == 0 { i } else { BLOCKED + i });
+        let body = json!({
+            "messaging_product": "whatsapp",
+            "to": to,
+            "type": "text",
+            "text": {"body": "hi"}
+        });
+        let sent = world.send(&body.to_string()).await;
+        assert!(
+            [200, 403].contains(&sent.status),
+            "send to {to}: {} {}",
+            sent.status,
+            String::from_utf8_lossy(&sent.bytes)
+        );
+    }
+
+    let items = world.stack().raw_items().await;
+    let mut blocks_index = BTreeMap::new();
+    let mut chats_index = BTreeMap::new();
+    let mut audit_index = BTreeMap::new();
+    let mut counters: BTreeMap<&str, BTreeMap<String, u64>> = BTreeMap::new();
+    for item in &items["Blocklist"] {
+        let (Some(pk), Some(sk)) = (s(item, "pk"), s(item, "sk")) else {
+            continue;
+        };
+        if sk.starts_with("B#") {
+            *blocks_index
+                .entry(s(item, "gsi1pk").unwrap_or("(none)").to_owned())
+                .or_default() += 1;
+        }
+        for counter in ["blocked", "inbound_suppressed", "outbound_refused"] {
+            let by = count(item, counter);
+            if by > 0 {
+                *counters
+                    .entry(counter)
+                    .or_default()
+                    .entry(pk.to_owned())
+                    .or_default() += by;
+            }
+        }
+        let by = count(item, "blocked_numbers");
+        if by > 0 {
+            *counters
+                .entry("blocked_numbers")
+                .or_default()
+                .entry(pk.to_owned())
+                .or_default() += by;
+        }
+    }
+    for item in &items["Chats"] {
+        *chats_index
+            .entry(s(item, "gsi1pk").unwrap_or("(none)").to_owned())
+            .or_default() += 1;
+    }
+    for item in &items["Audit"] {
+        *audit_index
+            .entry(s(item, "gsi1pk").unwrap_or("(none)").to_owned())
+            .or_default() += 1;
+    }
+
+    assert_eq!(blocks_index.values().sum::<u64>(), BLOCKED as u64);
+    assert!(
+        chats_index.values().sum::<u64>() >= 96,
+        "chats of the forwarded senders: {chats_index:?}"
+    );
+    assert!(
+        audit_index.values().sum::<u64>() >= (BLOCKED + 48 + 16) as u64,
+        "blocks, suppressions and refusals are audited: {audit_index:?}"
+    );
+    assert_spread("block listing index (B7)", &blocks_index);
+    assert_spread("chat listing index (B11)", &chats_index);
+    assert_spread("audit feed index of the day (B8)", &audit_index);
+    for counter in [
+        "blocked",
+        "inbound_suppressed",
+        "outbound_refused",
+        "blocked_numbers",
+    ] {
+        let by_key = counters.get(counter).cloned().unwrap_or_default();
+        assert!(!by_key.is_empty(), "{counter} was never counted");
+        assert_spread(&format!("counter {counter} (B9)"), &by_key);
+    }
+    // The counts still add up across the shards.
+    assert_eq!(
+        counters["blocked"].values().sum::<u64>(),
+        BLOCKED as u64,
+        "{counters:?}"
+    );
+    assert_eq!(
+        counters["inbound_suppressed"].values().sum::<u64>(),
+        48,
+        "{counters:?}"
+    );
+    assert_eq!(
+        counters["outbound_refused"].values().sum::<u64>(),
+        16,
+        "{counters:?}"
+    );
+}
+
+/// The attributes the template projects into the Chats index: what a
+/// write must leave alone for the index not to be rewritten.
+fn chats_index_projection() -> Option<Vec<String>> {
+    let template: serde_yaml::Value =
+        serde_yaml::from_str(&wa_dev::tables::template_text()).expect("template.yaml");
+    let index = &template["Resources"]["ChatsTable"]["Properties"]["GlobalSecondaryIndexes"][0];
+    let keys = ["pk", "sk", "gsi1pk", "gsi1sk"].map(str::to_owned).to_vec();
+    match index["Projection"]["ProjectionType"].as_str() {
+        Some("KEYS_ONLY") => Some(keys),
+        Some("INCLUDE") => Some(
+            keys.into_iter()
+                .chain(
+                    index["Projection"]["NonKeyAttributes"]
+                        .as_sequence()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|a| a.as_str().map(str::to_owned)),
+                )
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn s1_a_message_on_a_chat_leaves_the_chats_index_alone() {
+    let world = World::new().await;
+    let wa_id = "16505559001";
+    let chat_item = || async {
+        let items = world.stack().raw_items().await;
+        items["Chats"]
+            .iter()
+            .find(|item| s(item, "sk") == Some(LINE_A))
+            .cloned()
+            .expect("the chat exists")
+    };
+    let message = |id: &str, at: i64| {
+        let mut message = text_message(Some(wa_id), None, id);
+        message["timestamp"] = json!(at.to_string());
+        delivery(vec![contact(Some(wa_id), None)], vec![message], vec![])
+    };
+    let now = Utc::now().timestamp();
+    world.deliver(&message("wamid.S1CHAT1", now - 60)).await;
+    let before = chat_item().await;
+    world.deliver(&message("wamid.S1CHAT2", now)).await;
+    let after = chat_item().await;
+    assert_ne!(
+        before["last_inbound_at"], after["last_inbound_at"],
+        "the second message is recorded on the chat"
+    );
+
+    let projected = chats_index_projection()
+        .expect("the Chats index projects only what listings need, not ALL (S1)");
+    for attribute in &projected {
+        assert_eq!(
+            before[attribute.as_str()],
+            after[attribute.as_str()],
+            "a message rewrote the indexed attribute {attribute} of its chat"
+        );
+    }
+    assert!(
+        !projected.iter().any(|a| a == "last_inbound_at"),
+        "the index holds a time every message changes: {projected:?}"
+    );
+}
