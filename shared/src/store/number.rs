@@ -15,9 +15,9 @@ use crate::policy::{LinkChange, SubjectChange, SubjectRecord, SubjectState};
 
 /// DynamoDB's limit of actions in one `TransactWriteItems`.
 const MAX_TRANSACTION_ITEMS: usize = 100;
-/// How long the chat updates that did not fit in a change's transaction
-/// may be retried after it committed.
-const OVERFLOW_CHATS_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long the writes that did not fit in a change's transaction may be
+/// retried after it committed.
+const OVERFLOW_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Store {
     /// Everything about a subject, strongly consistent (B4): its partition
@@ -139,39 +139,48 @@ impl Store {
     /// Writes a change in one transaction, guarded by the number's version.
     ///
     /// `Conflict` means the number changed since it was read: read again and
-    /// decide again. A number with more chats than fit in one transaction
-    /// (over ~90 business numbers) gets the remaining chat updates right after
-    /// the commit, in further transactions under the version the change
-    /// wrote (S3): once a newer change has committed, its own chat updates
-    /// are the ones that count, and the stale rest is dropped. Enforcement
-    /// never depends on chat status, so these are retried for a while and
-    /// then logged rather than reported as a failed change.
+    /// decide again. A change larger than one transaction (a number with
+    /// chats on over ~90 business numbers, or a contact change of a number
+    /// blocked on as many) gets the rest written right after the commit, in
+    /// further transactions under the version the change wrote (S3): once a
+    /// newer change has committed, its own writes are the ones that count,
+    /// and the stale rest is dropped. The rest is listing data (search
+    /// fields, chat status) that enforcement never reads, so it is retried
+    /// for a while and then logged rather than reported as a failed change.
     pub async fn apply_change(&self, change: &SubjectChange) -> Result<(), StoreError> {
         let mut actions = self.change_actions(change)?;
-        let room = MAX_TRANSACTION_ITEMS.saturating_sub(actions.len());
-        let mut chats = change.chats.iter();
-        actions.extend(self.chat_actions(chats.by_ref().take(room))?);
+        // What enforcement reads (state, blocks, contact, events, counters)
+        // goes first; listing data (search fields, chat status) fills the
+        // rest of the transaction and follows in further ones.
+        let mut deferred = self.reindex_actions(change)?;
+        deferred.extend(self.chat_actions(change.chats.iter())?);
+        if actions.len() > MAX_TRANSACTION_ITEMS {
+            let over = actions.split_off(MAX_TRANSACTION_ITEMS);
+            deferred.splice(0..0, over);
+        }
+        let room = (MAX_TRANSACTION_ITEMS - actions.len()).min(deferred.len());
+        let rest = deferred.split_off(room);
+        actions.extend(deferred);
         if let Err(error) = self.transact(actions).await {
             return Err(guarded_write_error(error));
         }
-        let rest: Vec<&crate::policy::ChatUpdate> = chats.collect();
         let committed = change.expected_version + 1;
         for batch in rest.chunks(MAX_TRANSACTION_ITEMS - 1) {
-            let deadline = tokio::time::Instant::now() + OVERFLOW_CHATS_WITHIN;
+            let deadline = tokio::time::Instant::now() + OVERFLOW_WITHIN;
             let written = crate::service::retry_until(deadline, || {
-                self.overflow_chats(&change.subject, committed, batch)
+                self.overflow(&change.subject, committed, batch.to_vec())
             })
             .await;
             match written {
                 Ok(true) => {}
                 Ok(false) => {
-                    tracing::info!("chat updates superseded by a newer change");
+                    tracing::info!("the rest of a change superseded by a newer change");
                     return Ok(());
                 }
                 Err(error) => {
                     tracing::error!(
                         error = %error,
-                        "chat status not updated after a committed change"
+                        "the rest of a committed change was not written"
                     );
                     return Ok(());
                 }
@@ -211,13 +220,13 @@ impl Store {
             .map(|_| ())
     }
 
-    /// Chat updates beyond a change's transaction, on condition that the
+    /// Writes of a change beyond its transaction, on condition that the
     /// subject's `STATE` is still at `version`; `false` when it is not.
-    async fn overflow_chats(
+    async fn overflow(
         &self,
         subject: &Subject,
         version: u64,
-        updates: &[&crate::policy::ChatUpdate],
+        rest: Vec<TransactWriteItem>,
     ) -> Result<bool, StoreError> {
         let guard = ConditionCheck::builder()
             .table_name(&self.tables.blocklist)
@@ -230,7 +239,7 @@ impl Store {
                 .condition_check(build(guard.build())?)
                 .build(),
         ];
-        actions.extend(self.chat_actions(updates.iter().copied())?);
+        actions.extend(rest);
         let error = match self.transact(actions).await {
             Ok(_) => return Ok(true),
             Err(error) => error,
@@ -250,6 +259,43 @@ impl Store {
             StoreError::Conflict => StoreError::Unavailable("chat update conflicted".into()),
             other => other,
         })
+    }
+
+    /// The search fields of the blocks a contact change touches (B7):
+    /// listing data only, so they may follow the change's transaction.
+    fn reindex_actions(
+        &self,
+        change: &SubjectChange,
+    ) -> Result<Vec<TransactWriteItem>, StoreError> {
+        let pk = subject_pk(&change.subject);
+        let bl = &self.tables.blocklist;
+        let mut actions = Vec::new();
+        for block in &change.reindex_blocks {
+            let fields = BlockItem::new(block, change.contact_after.as_ref());
+            let update = Update::builder()
+                .table_name(bl)
+                .key("pk", s(&pk))
+                .key("sk", s(block_sk(block.scope.as_str())))
+                .update_expression("SET #search = :search, category = :category, #groups = :groups")
+                .condition_expression("attribute_exists(pk)")
+                .expression_attribute_names("#search", "search")
+                .expression_attribute_names("#groups", "groups")
+                .expression_attribute_values(":search", s(fields.search))
+                .expression_attribute_values(
+                    ":category",
+                    serde_dynamo::to_attribute_value(fields.category)?,
+                )
+                .expression_attribute_values(
+                    ":groups",
+                    serde_dynamo::to_attribute_value(fields.groups)?,
+                );
+            actions.push(
+                TransactWriteItem::builder()
+                    .update(build(update.build())?)
+                    .build(),
+            );
+        }
+        Ok(actions)
     }
 
     fn change_actions(&self, change: &SubjectChange) -> Result<Vec<TransactWriteItem>, StoreError> {
@@ -306,31 +352,6 @@ impl Store {
             actions.push(
                 TransactWriteItem::builder()
                     .put(build(put.build())?)
-                    .build(),
-            );
-        }
-        for block in &change.reindex_blocks {
-            let fields = BlockItem::new(block, change.contact_after.as_ref());
-            let update = Update::builder()
-                .table_name(bl)
-                .key("pk", s(&pk))
-                .key("sk", s(block_sk(block.scope.as_str())))
-                .update_expression("SET #search = :search, category = :category, #groups = :groups")
-                .condition_expression("attribute_exists(pk)")
-                .expression_attribute_names("#search", "search")
-                .expression_attribute_names("#groups", "groups")
-                .expression_attribute_values(":search", s(fields.search))
-                .expression_attribute_values(
-                    ":category",
-                    serde_dynamo::to_attribute_value(fields.category)?,
-                )
-                .expression_attribute_values(
-                    ":groups",
-                    serde_dynamo::to_attribute_value(fields.groups)?,
-                );
-            actions.push(
-                TransactWriteItem::builder()
-                    .update(build(update.build())?)
                     .build(),
             );
         }

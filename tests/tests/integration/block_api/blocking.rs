@@ -551,3 +551,65 @@ async fn block_and_expect_every_chat_blocked(api: &Api, number: &str, lines: &[P
         "{statuses:?}"
     );
 }
+
+/// S3 (#12): a contact change of a number blocked on more business numbers
+/// than one transaction holds (each block's search fields are rewritten
+/// with it) commits, and the search fields of every block follow.
+#[tokio::test]
+async fn b10_s3_contact_change_of_a_number_blocked_on_100_lines_is_written_whole() {
+    const LINES: u64 = 100;
+    let api = Api::new().await;
+    let number = "+16505551299";
+    // One at a time: blocks of one number are changes of one version.
+    for i in 0..LINES {
+        let scope = 106_540_352_250_000 + i;
+        let put = api
+            .block(
+                number,
+                json!({"reason": "spam", "scope": scope.to_string()}),
+            )
+            .await;
+        assert_eq!(put.status, 201, "{:?}", put.body);
+    }
+    let contact = api
+        .call(
+            "PUT",
+            &format!("/v1/contacts/{number}"),
+            Some(json!({"name": "Wilhelmina Overflow", "category": "wholesale"})),
+        )
+        .await;
+    assert!(
+        [200, 201].contains(&contact.status),
+        "{} blocks, one contact change: {:?}",
+        LINES,
+        contact.body
+    );
+    let mut found = 0;
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut uri = "/v1/blocks?q=wilhelmina&category=wholesale&limit=200".to_owned();
+        if let Some(cursor) = &cursor {
+            uri.push_str(&format!("&cursor={cursor}"));
+        }
+        let page = api.call("GET", &uri, None).await;
+        assert_eq!(page.status, 200, "{:?}", page.body);
+        found += page.body["items"].as_array().map_or(0, Vec::len);
+        match page.body["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(found as u64, LINES, "every block carries the new contact");
+    let history = api
+        .call(
+            "GET",
+            &format!("/v1/numbers/{number}/history?limit=1"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        history.body["items"][0]["action"], "contact_updated",
+        "{:?}",
+        history.body
+    );
+}
