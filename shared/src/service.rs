@@ -226,22 +226,53 @@ async fn complete_states(
 async fn with_retries<T>(
     store: &Store,
     subject: &Subject,
-    mut decide: impl FnMut(&SubjectRecord) -> (T, Option<SubjectChange>),
+    decide: impl FnMut(&SubjectRecord) -> (T, Option<SubjectChange>),
 ) -> Result<T, StoreError> {
-    let mut attempt = 0;
-    loop {
-        let record = store.load_subject(subject).await?;
-        let (outcome, change) = decide(&record);
-        let Some(change) = change else {
-            return Ok(outcome);
-        };
-        match store.apply_change(&change).await {
-            Ok(()) => return Ok(outcome),
-            Err(StoreError::Conflict) if attempt + 1 < MAX_ATTEMPTS => {
-                attempt += 1;
-                tokio::time::sleep(backoff(attempt, subject)).await;
+    // Each attempt's future borrows `decide`; a mutex makes the shared
+    // borrow usable across threads (never contended: attempts run one at a
+    // time).
+    let decide = std::sync::Mutex::new(decide);
+    retry_on_conflict(MAX_ATTEMPTS, subject, || {
+        let record = store.load_subject(subject);
+        let decide = &decide;
+        // Boxed: the read and the write are large futures, and an attempt
+        // lives inside every request handler's.
+        Box::pin(async move {
+            let record = record.await?;
+            let (outcome, change) = match decide.lock() {
+                Ok(mut decide) => decide(&record),
+                Err(_) => return Err(StoreError::Corrupt("a decision panicked".into())),
+            };
+            if let Some(change) = change {
+                store.apply_change(&change).await?;
             }
-            Err(error) => return Err(error),
+            Ok(outcome)
+        })
+    })
+    .await
+}
+
+/// Runs `attempt` until it ends in anything but [`StoreError::Conflict`]
+/// (facts moved under it, or another transaction raced it), at most
+/// `attempts` times, backing off with jitter keyed on `key` so that racing
+/// writers spread out. Every read-decide-write loop goes through here.
+pub async fn retry_on_conflict<T, F, Fut>(
+    attempts: u32,
+    key: &impl std::hash::Hash,
+    mut attempt: F,
+) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let mut tried = 0;
+    loop {
+        match attempt().await {
+            Err(StoreError::Conflict) if tried + 1 < attempts => {
+                tried += 1;
+                tokio::time::sleep(backoff(tried, key)).await;
+            }
+            other => return other,
         }
     }
 }

@@ -5,7 +5,7 @@ use blocklist::http::request::{Query, json_body, path_phone_number_id};
 use blocklist::http::{ApiError, json};
 use blocklist::model::{Action, ChatStatus, SettingsPatch, SettingsTarget};
 use blocklist::service;
-use blocklist::store::{AuditQuery, ChatQuery, Cursor, POSITION, StoreError};
+use blocklist::store::{AuditQuery, ChatQuery, Cursor, POSITION};
 use chrono::Duration;
 use lambda_http::{Body, Request, Response};
 
@@ -266,17 +266,12 @@ pub async fn put_settings(
     patch
         .validate()
         .map_err(|(field, message)| ApiError::invalid("invalid_settings", field, message))?;
-    for _ in 0..5 {
+    let settings = service::retry_on_conflict(5, &target.as_str(), || async {
         let current = app.store.settings(&target).await?;
-        match app
-            .store
+        app.store
             .put_settings(&target, &current, &patch, &actor, (app.now)())
             .await
-        {
-            Ok(settings) => return ok(&settings),
-            Err(StoreError::Conflict) => continue,
-            Err(error) => return Err(error.into()),
-        }
-    }
-    Err(StoreError::Conflict.into())
+    })
+    .await?;
+    ok(&settings)
 }

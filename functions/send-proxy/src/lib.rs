@@ -19,6 +19,7 @@ use blocklist::http::auth::{Authenticator, Caller, SEND};
 use blocklist::http::request::{body_bytes, field_subject_as_seen, parse_json, segments};
 use blocklist::identity::{Link, Subject, UserId};
 use blocklist::inbound::{self, SenderFacts};
+use blocklist::meta::graph::{GraphAnswer, GraphClient, GraphError};
 use blocklist::metrics::{self, Counter};
 use blocklist::model::{Actor, AuditEvent, PhoneNumberId, SettingsTarget};
 use blocklist::number::Number;
@@ -89,7 +90,7 @@ pub struct App {
     pub store: Store,
     pub auth: Authenticator,
     pub config: Config,
-    http: reqwest::Client,
+    graph: GraphClient,
     /// The clock, replaceable in tests.
     pub now: fn() -> DateTime<Utc>,
     /// How long a refusal's audit event may take to write, retries
@@ -102,16 +103,17 @@ const RECORD_REFUSAL_WITHIN: Duration = Duration::from_secs(10);
 
 impl App {
     pub fn new(store: Store, auth: Authenticator, config: Config) -> Result<App, reqwest::Error> {
-        // No redirects: a send goes to Graph's endpoint or nowhere.
-        let http = blocklist::config::https_client_builder()
-            .timeout(config.graph_timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
+        let graph = GraphClient::new(
+            &config.graph_base_url,
+            &config.graph_version,
+            &config.access_token,
+            config.graph_timeout,
+        )?;
         Ok(App {
             store,
             auth,
             config,
-            http,
+            graph,
             now: Utc::now,
             record_refusal_within: RECORD_REFUSAL_WITHIN,
         })
@@ -233,21 +235,9 @@ async fn send(app: &App, request: &Request, business: &str) -> Result<Response<B
         checked = Some((primary, person, facts));
     }
 
-    let url = format!(
-        "{}/{}/{}/messages",
-        app.config.graph_base_url, app.config.graph_version, business
-    );
-    let result = app
-        .http
-        .post(&url)
-        .bearer_auth(&app.config.access_token)
-        .header("content-type", "application/json")
-        .body(body.to_vec())
-        .send()
-        .await;
-    let response = match result {
-        Ok(response) => response,
-        Err(error) if error.is_timeout() => {
+    let answer = match app.graph.send_message(&business, body.to_vec()).await {
+        Ok(answer) => answer,
+        Err(GraphError::Timeout) => {
             tracing::error!("Graph API timed out; the send may or may not have gone out");
             return Err(ApiError::new(
                 504,
@@ -256,8 +246,6 @@ async fn send(app: &App, request: &Request, business: &str) -> Result<Response<B
             ));
         }
         Err(error) => {
-            // reqwest's message names the URL: left out, as in the ingress.
-            let error = redact::error(&error.without_url());
             tracing::error!(error = %error, "Graph API unreachable");
             return Err(ApiError::new(
                 502,
@@ -266,19 +254,11 @@ async fn send(app: &App, request: &Request, business: &str) -> Result<Response<B
             ));
         }
     };
-    let status = response.status().as_u16();
-    let content_type = response.headers().get("content-type").cloned();
-    let bytes = match response.bytes().await {
-        Ok(bytes) => bytes.to_vec(),
-        Err(error) if error.is_timeout() => {
-            return Err(ApiError::new(
-                504,
-                "graph_timeout",
-                "the Graph API did not answer in time; the send was not retried",
-            ));
-        }
-        Err(_) => Vec::new(),
-    };
+    let GraphAnswer {
+        status,
+        content_type,
+        body: bytes,
+    } = answer;
     if (200..300).contains(&status)
         && let Some((recipient, person, facts)) = checked
     {

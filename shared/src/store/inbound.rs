@@ -16,6 +16,7 @@ use super::items::{
     shard_of, subject_pk,
 };
 use super::number::{state_from_item, subject_of_pk};
+use super::transaction::Outcome;
 use super::{Item, Store, StoreError, key, n, s};
 use crate::identity::Subject;
 use crate::inbound::{Claim, DeliveryFailure, SenderFacts, Suppression};
@@ -405,34 +406,15 @@ impl Store {
         &self,
         actions: Vec<TransactWriteItem>,
     ) -> Result<bool, StoreError> {
-        use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-        for attempt in 0..5u32 {
-            let result = self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(actions.clone()))
-                .send()
-                .await;
-            let Err(error) = result else { return Ok(true) };
-            let reasons: Vec<String> = match error.as_service_error() {
-                Some(TransactWriteItemsError::TransactionCanceledException(cancel)) => cancel
-                    .cancellation_reasons()
-                    .iter()
-                    .filter_map(|r| r.code().map(str::to_owned))
-                    .collect(),
-                _ => return Err(error.into()),
-            };
-            if reasons.iter().any(|r| r == "ConditionalCheckFailed") {
-                return Ok(false);
+        let key = actions.len();
+        crate::service::retry_on_conflict(5, &key, || async {
+            match self.transact(actions.clone(), None).await? {
+                Outcome::Committed => Ok(true),
+                Outcome::ConditionFailed { .. } => Ok(false),
+                Outcome::Conflict => Err(StoreError::Conflict),
             }
-            if !reasons.iter().any(|r| r == "TransactionConflict") {
-                return Err(error.into());
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20 << attempt)).await;
-        }
-        Err(StoreError::Unavailable(
-            "transaction conflicts persisted".into(),
-        ))
+        })
+        .await
     }
 
     /// B24: chats of forwarded messages.

@@ -118,6 +118,7 @@ mod number;
 mod outbound;
 mod settings;
 mod sharded;
+mod transaction;
 
 use std::collections::HashMap;
 

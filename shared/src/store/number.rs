@@ -1,13 +1,13 @@
 //! Reading and changing one number: the enforcement read and the
 //! transactional write of a [`SubjectChange`] (B3, B4).
 
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem, Update,
 };
 use chrono::{DateTime, Utc};
 
 use super::items::*;
+use super::transaction::Outcome;
 use super::{Item, Store, StoreError, key, n, s};
 use crate::identity::Subject;
 use crate::model::{Chat, ChatStatus, Contact, PhoneNumberId, SessionStatus, format_time};
@@ -161,9 +161,9 @@ impl Store {
         let room = (MAX_TRANSACTION_ITEMS - actions.len()).min(deferred.len());
         let rest = deferred.split_off(room);
         actions.extend(deferred);
-        if let Err(error) = self.transact(actions).await {
-            return Err(guarded_write_error(error));
-        }
+        self.transact(actions, None)
+            .await?
+            .committed_or_conflict()?;
         let committed = change.expected_version + 1;
         for batch in rest.chunks(MAX_TRANSACTION_ITEMS - 1) {
             let deadline = tokio::time::Instant::now() + OVERFLOW_WITHIN;
@@ -202,24 +202,6 @@ impl Store {
             .collect()
     }
 
-    async fn transact(
-        &self,
-        actions: Vec<TransactWriteItem>,
-    ) -> Result<
-        (),
-        aws_sdk_dynamodb::error::SdkError<
-            TransactWriteItemsError,
-            aws_sdk_dynamodb::config::http::HttpResponse,
-        >,
-    > {
-        self.client
-            .transact_write_items()
-            .set_transact_items(Some(actions))
-            .send()
-            .await
-            .map(|_| ())
-    }
-
     /// Writes of a change beyond its transaction, on condition that the
     /// subject's `STATE` is still at `version`; `false` when it is not.
     async fn overflow(
@@ -240,25 +222,15 @@ impl Store {
                 .build(),
         ];
         actions.extend(rest);
-        let error = match self.transact(actions).await {
-            Ok(_) => return Ok(true),
-            Err(error) => error,
-        };
         // Superseded only when the guard itself failed; a conflict with a
-        // concurrent transaction (or a chat gone) is worth another try.
-        if let Some(TransactWriteItemsError::TransactionCanceledException(cancel)) =
-            error.as_service_error()
-            && cancel
-                .cancellation_reasons()
-                .first()
-                .is_some_and(|r| r.code() == Some("ConditionalCheckFailed"))
-        {
-            return Ok(false);
+        // concurrent transaction (or a block gone) is worth another try.
+        match self.transact(actions, None).await? {
+            Outcome::Committed => Ok(true),
+            Outcome::ConditionFailed { first: true } => Ok(false),
+            Outcome::ConditionFailed { first: false } | Outcome::Conflict => Err(
+                StoreError::Unavailable("the rest of a change conflicted".into()),
+            ),
         }
-        Err(match guarded_write_error(error) {
-            StoreError::Conflict => StoreError::Unavailable("chat update conflicted".into()),
-            other => other,
-        })
     }
 
     /// The search fields of the blocks a contact change touches (B7):
@@ -599,31 +571,6 @@ impl Store {
     }
 }
 
-/// A cancelled guarded transaction: a condition failed or another
-/// transaction touched the same items. Either way the facts moved, so the
-/// caller reads and decides again.
-fn guarded_write_error(
-    error: aws_sdk_dynamodb::error::SdkError<
-        TransactWriteItemsError,
-        aws_sdk_dynamodb::config::http::HttpResponse,
-    >,
-) -> StoreError {
-    match error.as_service_error() {
-        Some(TransactWriteItemsError::TransactionCanceledException(cancel))
-            if cancel.cancellation_reasons().iter().any(|r| {
-                matches!(
-                    r.code(),
-                    Some("ConditionalCheckFailed" | "TransactionConflict")
-                )
-            }) =>
-        {
-            StoreError::Conflict
-        }
-        Some(TransactWriteItemsError::TransactionInProgressException(_)) => StoreError::Conflict,
-        _ => error.into(),
-    }
-}
-
 impl Store {
     /// B61: writes links on every identity they name, with their audit
     /// events, in one transaction guarded by each identity's version. The
@@ -661,13 +608,7 @@ impl Store {
         if actions.is_empty() {
             return Ok(());
         }
-        self.client
-            .transact_write_items()
-            .set_transact_items(Some(actions))
-            .send()
-            .await
-            .map_err(guarded_write_error)?;
-        Ok(())
+        self.transact(actions, None).await?.committed_or_conflict()
     }
 }
 

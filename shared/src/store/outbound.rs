@@ -46,17 +46,12 @@ impl Store {
             StatCounter::OutboundRefused.attribute(),
             1,
         )?;
-        self.client
-            .transact_write_items()
-            .transact_items(audit)
-            .transact_items(counter)
-            // The same on every attempt of one refusal: a retry of a write
-            // that landed without its answer is not written (or counted)
-            // twice.
-            .client_request_token(event_id)
-            .send()
-            .await?;
-        Ok(())
+        // The token is the same on every attempt of one refusal: a retry of
+        // a write that landed without its answer is not written (or
+        // counted) twice.
+        self.transact(vec![audit, counter], Some(event_id))
+            .await?
+            .committed_or_conflict()
     }
 
     /// A message went out on a chat: stamps `last_outbound_at` and

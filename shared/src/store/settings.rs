@@ -144,27 +144,14 @@ impl Store {
             details: json!({ "before": current.effective, "after": next }),
         };
         let audit = self.audit_put(format!("S#{}", target.as_str()), &event)?;
-        let result = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(put).build())
-            .transact_items(audit)
-            .send()
-            .await;
-        match result {
-            Ok(_) => {
-                // A change of `default` applies to every business number.
-                self.settings_cache.clear();
-                Ok(next)
-            }
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_transaction_canceled_exception()) =>
-            {
-                Err(StoreError::Conflict)
-            }
-            Err(error) => Err(error.into()),
-        }
+        self.transact(
+            vec![TransactWriteItem::builder().put(put).build(), audit],
+            None,
+        )
+        .await?
+        .committed_or_conflict()?;
+        // A change of `default` applies to every business number.
+        self.settings_cache.clear();
+        Ok(next)
     }
 }

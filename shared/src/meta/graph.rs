@@ -1,0 +1,109 @@
+//! The Graph API messages endpoint (`POST /{version}/{phone_number_id}/messages`):
+//! the one call the send proxy makes to Meta.
+
+use std::time::Duration;
+
+use crate::model::PhoneNumberId;
+
+/// A client of one Graph API version with one access token; build once at
+/// init. It follows no redirects: a send goes to Graph's endpoint or
+/// nowhere.
+#[derive(Clone)]
+pub struct GraphClient {
+    http: reqwest::Client,
+    base_url: String,
+    version: String,
+    access_token: String,
+}
+
+impl std::fmt::Debug for GraphClient {
+    // The access token never reaches logs (B52).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GraphClient")
+            .field("base_url", &crate::redact::url(&self.base_url))
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Graph's answer, as it came: the proxy passes it on (B30).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GraphAnswer {
+    pub status: u16,
+    pub content_type: Option<String>,
+    /// Empty when the body could not be read.
+    pub body: Vec<u8>,
+}
+
+/// Why there is no answer. Neither is retried: the send may have gone out.
+#[derive(Debug, thiserror::Error)]
+pub enum GraphError {
+    #[error("the Graph API did not answer in time")]
+    Timeout,
+    /// The message leaves out the URL.
+    #[error("the Graph API could not be reached: {0}")]
+    Unreachable(String),
+}
+
+impl GraphClient {
+    /// `base_url` without a trailing slash; `timeout` covers the whole
+    /// exchange, body included.
+    pub fn new(
+        base_url: &str,
+        version: &str,
+        access_token: &str,
+        timeout: Duration,
+    ) -> Result<GraphClient, reqwest::Error> {
+        let http = crate::config::https_client_builder()
+            .timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(GraphClient {
+            http,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            version: version.to_owned(),
+            access_token: access_token.to_owned(),
+        })
+    }
+
+    /// Sends `body` (a Graph messages body, unchanged) from `business`.
+    pub async fn send_message(
+        &self,
+        business: &PhoneNumberId,
+        body: Vec<u8>,
+    ) -> Result<GraphAnswer, GraphError> {
+        let url = format!("{}/{}/{}/messages", self.base_url, self.version, business);
+        let response = self
+            .http
+            .post(&url)
+            .bearer_auth(&self.access_token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|error| {
+                if error.is_timeout() {
+                    GraphError::Timeout
+                } else {
+                    // reqwest's message names the URL: left out.
+                    GraphError::Unreachable(crate::redact::error(&error.without_url()))
+                }
+            })?;
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = match response.bytes().await {
+            Ok(bytes) => bytes.to_vec(),
+            Err(error) if error.is_timeout() => return Err(GraphError::Timeout),
+            Err(_) => Vec::new(),
+        };
+        Ok(GraphAnswer {
+            status,
+            content_type,
+            body,
+        })
+    }
+}
