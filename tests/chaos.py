@@ -28,39 +28,32 @@ import argparse
 import collections
 import datetime
 import hashlib
-import hmac
-import http.client
 import json
 import os
 import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-TARGET = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target")
-LOCAL_DIR = ROOT / ".local"
-
-APP_SECRET = "chaos-app-secret"
-CRM_SECRET = "chaos-crm-secret"
-ACCESS_TOKEN = "chaos-access-token"
-JWT_SECRET = "chaos-jwt-secret"
-GRAPH_VERSION = "v25.0"
-
-BUSINESS_A = "106540352242922"
-BUSINESS_B = "106540352242923"
-BUSINESSES = (BUSINESS_A, BUSINESS_B)
-DISPLAY = {BUSINESS_A: "15550783881", BUSINESS_B: "15550783882"}
-WABA = "102290129340398"
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts" / "lib"))
+import devstack  # noqa: E402  (the local stack and its fakes, shared with scripts/bench/load.py)
+from devstack import (  # noqa: E402
+    BUSINESS_A,
+    BUSINESS_B,
+    BUSINESSES,
+    GRAPH_VERSION,
+    LOCAL_DIR,
+    alive,
+    json_or_none,
+    quote,
+    request,
+)
 
 CRM_TIMEOUT_MS = 500
 GRAPH_TIMEOUT_MS = 800
@@ -70,7 +63,6 @@ GRAPH_FAULTS = (("graph_500", 0.15), ("graph_timeout", 0.10))
 # Longer than the ingress's claim lease (60 s), so that a delivery whose
 # claim was left pending by a failed invocation can still end in a 2xx.
 DELIVERY_DEADLINE = 150.0
-CLIENT_TIMEOUT = 15.0
 
 TEXTS = (
     "hello",
@@ -85,42 +77,6 @@ TEXTS = (
 
 def log(message):
     print(f"==> chaos: {message}", file=sys.stderr, flush=True)
-
-
-def request(method, url, body=None, headers=None, timeout=CLIENT_TIMEOUT):
-    """One HTTP request on a fresh connection: (status or None, body bytes)."""
-    parts = urllib.parse.urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
-    path = parts.path + ("?" + parts.query if parts.query else "")
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        response = conn.getresponse()
-        return response.status, response.read()
-    except (OSError, http.client.HTTPException) as error:
-        return None, f"{type(error).__name__}: {error}".encode()
-    finally:
-        conn.close()
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def sign(secret, body):
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-def quote(subject):
-    return urllib.parse.quote(subject, safe="")
-
-
-def json_or_none(data):
-    try:
-        return json.loads(data)
-    except (ValueError, TypeError):
-        return None
 
 
 # ---------------------------------------------------------------- the plan
@@ -326,7 +282,7 @@ class Plan:
         """The webhook body of a delivery job, as Meta shapes it."""
         changes = collections.OrderedDict()
 
-        def change(business):
+        def group(business):
             return changes.setdefault(
                 business, {"contacts": collections.OrderedDict(), "messages": [], "statuses": []}
             )
@@ -334,23 +290,23 @@ class Plan:
         for mid in job["messages"]:
             m = self.messages[mid]
             customer = self.senders[m["sender"]]
-            digits = customer["number"][1:]
-            c = change(m["business"])
-            contact = {"profile": {"name": customer["name"]}, "wa_id": digits}
-            message = {"from": digits, "id": mid, "timestamp": m["timestamp"], "type": m["type"]}
-            if customer["bsuid"]:
-                contact["user_id"] = customer["bsuid"]
-                message["from_user_id"] = customer["bsuid"]
+            number = customer["number"]
+            c = group(m["business"])
+            contact = devstack.contact(number, customer["name"])
             if m["type"] == "text":
-                message["text"] = {"body": m["text"]}
+                message = devstack.text_message(number, mid, m["timestamp"], m["text"])
             else:
+                message = {"from": number[1:], "id": mid, "timestamp": m["timestamp"], "type": m["type"]}
                 message["image"] = {
                     "mime_type": "image/jpeg",
                     "sha256": hashlib.sha256(mid.encode()).hexdigest(),
                     "id": str(1003383421387256 + len(mid)),
                     "caption": m["text"],
                 }
-            c["contacts"][digits] = contact
+            if customer["bsuid"]:
+                contact["user_id"] = customer["bsuid"]
+                message["from_user_id"] = customer["bsuid"]
+            c["contacts"][number] = contact
             c["messages"].append(message)
         for st in job["statuses"]:
             status = {
@@ -370,26 +326,11 @@ class Plan:
                 ]
             else:
                 status["pricing"] = {"billable": True, "pricing_model": "PMP", "type": "regular", "category": "utility"}
-            change(st["business"])["statuses"].append(status)
-        values = []
-        for business, c in changes.items():
-            value = {
-                "messaging_product": "whatsapp",
-                "metadata": {"display_phone_number": DISPLAY[business], "phone_number_id": business},
-            }
-            if c["contacts"]:
-                value["contacts"] = list(c["contacts"].values())
-            if c["messages"]:
-                value["messages"] = c["messages"]
-            if c["statuses"]:
-                value["statuses"] = c["statuses"]
-            values.append({"field": "messages", "value": value})
-        if job.get("shape_split"):
-            entries = [{"id": WABA, "changes": [v]} for v in values]
-        else:
-            entries = [{"id": WABA, "changes": values}]
-        body = {"object": "whatsapp_business_account", "entry": entries}
-        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+            group(st["business"])["statuses"].append(status)
+        values = [devstack.change(b, c["contacts"].values(), c["messages"], c["statuses"]) for b, c in changes.items()]
+        # Meta puts the changes of several business numbers in one entry or
+        # in one entry each: both shapes are taken.
+        return devstack.webhook_body(values, per_entry=1 if job.get("shape_split") else None)
 
 
 # ---------------------------------------------------------------- the fakes
@@ -416,44 +357,6 @@ class Faults:
             return None
 
 
-class Quiet(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args):
-        pass
-
-    def body(self):
-        length = int(self.headers.get("content-length") or 0)
-        return self.rfile.read(length)
-
-    def answer(self, status, value):
-        data = json.dumps(value).encode()
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def hang_up(self, after=0.0):
-        """Answers nothing: optionally waits first, then closes."""
-        if after:
-            time.sleep(after)
-        self.close_connection = True
-
-
-def fake_server(receive):
-    """A threaded HTTP server on a free port of loopback whose POSTs go to
-    `receive(handler)`."""
-
-    class Handler(Quiet):
-        def do_POST(self):
-            receive(self)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    return server
-
-
 class Crm:
     """The CRM's webhook endpoint: verifies the signature, fails a share of
     requests, and records every id it got and every id it acknowledged."""
@@ -471,26 +374,22 @@ class Crm:
         self.hold = set()
         self.holding = 0  # acknowledgements waiting for the kill
         self.release = threading.Event()
-        self.server = fake_server(self.receive)
+        self.server = devstack.fake_server(self.receive)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/crm/webhook"
 
     def receive(self, handler):
         started = time.monotonic()
         body = handler.body()
-        given = handler.headers.get("x-hub-signature-256") or ""
-        good = hmac.compare_digest(given, sign(CRM_SECRET, body))
-        doc = json_or_none(body) or {}
+        good = handler.crm_signed(body)
         messages, statuses, contacts = [], [], []
-        for entry in doc.get("entry") or []:
-            for change in entry.get("changes") or []:
-                value = change.get("value") or {}
-                business = (value.get("metadata") or {}).get("phone_number_id")
-                for m in value.get("messages") or []:
-                    messages.append((m.get("id"), business, m.get("from"), m.get("from_user_id")))
-                for s in value.get("statuses") or []:
-                    statuses.append(f"{s.get('id')}#{s.get('status')}")
-                for c in value.get("contacts") or []:
-                    contacts.append((business, c.get("wa_id"), c.get("user_id")))
+        for value in devstack.webhook_values(json_or_none(body)):
+            business = (value.get("metadata") or {}).get("phone_number_id")
+            for m in value.get("messages") or []:
+                messages.append((m.get("id"), business, m.get("from"), m.get("from_user_id")))
+            for s in value.get("statuses") or []:
+                statuses.append(f"{s.get('id')}#{s.get('status')}")
+            for c in value.get("contacts") or []:
+                contacts.append((business, c.get("wa_id"), c.get("user_id")))
         keys = {m[0] for m in messages} | set(statuses)
         forced = bool(keys & self.force)
         fault = "bad_signature" if not good else None if forced else self.faults.draw()
@@ -541,14 +440,13 @@ class Graph:
         self.sends = {}  # (send n, attempt) -> what Graph saw and did
         self.unexpected = []
         self.counter = 0
-        self.server = fake_server(self.receive)
+        self.server = devstack.fake_server(self.receive)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
 
     def receive(self, handler):
         body = handler.body()
         parts = [p for p in handler.path.split("?")[0].split("/") if p]
-        if handler.headers.get("authorization") != f"Bearer {ACCESS_TOKEN}":
-            handler.answer(401, {"error": {"message": "Invalid OAuth access token.", "code": 190}})
+        if not handler.graph_authorized():
             return
         doc = json_or_none(body) or {}
         text = ((doc.get("text") or {}).get("body")) or ""
@@ -569,39 +467,10 @@ class Graph:
         elif fault == "graph_timeout":
             handler.hang_up(after=GRAPH_TIMEOUT_MS / 1000 + 0.5)
         else:
-            to = doc.get("to") or ""
-            handler.answer(
-                200,
-                {
-                    "messaging_product": "whatsapp",
-                    "contacts": [{"input": to, "wa_id": to.lstrip("+")}],
-                    "messages": [{"id": message_id}],
-                },
-            )
-
-
-def serve(server):
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    return thread
+            handler.graph_sent(doc.get("to") or "", message_id)
 
 
 # ---------------------------------------------------------------- the stack
-
-
-def proc_stat(pid):
-    """(state, ppid) of a process, or None when it is gone."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = text[text.rindex(")") + 2 :].split()
-    return fields[0], int(fields[1])
-
-
-def alive(pid):
-    stat = proc_stat(pid)
-    return stat is not None and stat[0] != "Z"
 
 
 class Dynamo:
@@ -672,124 +541,37 @@ class Dynamo:
 
     def stop_restarted(self):
         self.resume()
-        if self.restarted and self.restarted.poll() is None:
-            self.restarted.terminate()
-            try:
-                self.restarted.wait(15)
-            except subprocess.TimeoutExpired:
-                self.restarted.kill()
-                self.restarted.wait(5)
+        if self.restarted:
+            devstack.terminate(self.restarted, 15)
 
 
-class Stack:
-    """scripts/dev on free ports, pointed at the fakes."""
+class Stack(devstack.Stack):
+    """scripts/dev on free ports, pointed at the fakes, with short timeouts
+    towards them; its DynamoDB Local under the run's control."""
 
     def __init__(self, work, crm, graph):
-        self.work = work
-        self.api_port = free_port()
-        self.ddb_port = free_port()
-        self.base = f"http://127.0.0.1:{self.api_port}"
-        self.log_path = work / "dev.log"
-        self.proc = None
+        timeouts = {"CRM_TIMEOUT_MS": str(CRM_TIMEOUT_MS), "GRAPH_TIMEOUT_MS": str(GRAPH_TIMEOUT_MS)}
+        super().__init__(work, crm.url, graph.url, timeouts)
         self.dynamo = None
-        env = dict(os.environ)
-        env.pop("AWS_ENDPOINT_URL_DYNAMODB", None)
-        env.update(
-            {
-                "LOCAL_API_ADDR": f"127.0.0.1:{self.api_port}",
-                "DEV_DATA_DIR": str(work / "data"),
-                "DEV_DYNAMODB_PORT": str(self.ddb_port),
-                "CRM_WEBHOOK_URL": crm.url,
-                "CRM_WEBHOOK_SECRET": CRM_SECRET,
-                "CRM_TIMEOUT_MS": str(CRM_TIMEOUT_MS),
-                "GRAPH_API_BASE_URL": graph.url,
-                "GRAPH_API_VERSION": GRAPH_VERSION,
-                "GRAPH_TIMEOUT_MS": str(GRAPH_TIMEOUT_MS),
-                "WHATSAPP_APP_SECRET": APP_SECRET,
-                "WHATSAPP_ACCESS_TOKEN": ACCESS_TOKEN,
-                "LOCAL_JWT_SECRET": JWT_SECRET,
-                "AWS_ACCESS_KEY_ID": "local",
-                "AWS_SECRET_ACCESS_KEY": "local",
-                "AWS_REGION": "us-east-1",
-            }
-        )
-        self.env = env
 
-    def start(self, timeout=900):
-        out = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            ["bash", str(ROOT / "scripts" / "dev")],
-            cwd=ROOT,
-            env=self.env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            process_group=0,
-        )
-        out.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"scripts/dev exited with {self.proc.returncode}:\n{self.tail()}")
-            status, _ = request("GET", self.base + "/", timeout=1.0)
-            if status is not None:
-                break
-            time.sleep(0.5)
-        else:
-            raise RuntimeError(f"scripts/dev did not answer on {self.base}:\n{self.tail()}")
-        pid = self.find_dynamodb()
+    def start(self):
+        super().start(timeout=900)
+        pid = self.dynamodb_pid()
         if pid is None:
             raise RuntimeError("DynamoDB Local started by scripts/dev not found")
         self.dynamo = Dynamo(pid, self.ddb_port, LOCAL_DIR / f"dynamodb-local-{self.ddb_port}.log")
 
-    def find_dynamodb(self):
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            stat = proc_stat(int(entry.name))
-            if not stat or stat[1] != self.proc.pid:
-                continue
-            try:
-                args = (entry / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if any(a.endswith(b"DynamoDBLocal.jar") for a in args) and str(self.ddb_port).encode() in args:
-                return int(entry.name)
-        return None
-
-    def running(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def tail(self, lines=40):
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
     def stop(self):
+        """Also the DynamoDB Local started again after the kill, which is
+        no child of scripts/dev's."""
         original = self.dynamo.pid if self.dynamo and not self.dynamo.restarted else None
         if self.dynamo:
             self.dynamo.resume()
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)  # the group scripts/dev leads
-                self.proc.wait(10)
+        super().stop()
         if self.dynamo:
             self.dynamo.stop_restarted()
         if original and alive(original):
             os.kill(original, signal.SIGKILL)
-
-    def token(self):
-        out = subprocess.run(
-            [str(TARGET / "debug" / "wa-cli"), "token", "--scope", "all", "--sub", "chaos-run"],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        return out.stdout.strip()
 
 
 # ---------------------------------------------------------------- the API
@@ -798,7 +580,7 @@ class Stack:
 class Api:
     def __init__(self, base, token):
         self.base = base
-        self.auth = {"authorization": f"Bearer {token}"}
+        self.auth = devstack.bearer(token)
 
     def get(self, path):
         for _ in range(20):
@@ -819,12 +601,11 @@ class Api:
                 return items
 
     def put_block(self, number, scope, reason, deadline):
-        body = json.dumps({"reason": reason, "scope": scope}).encode()
-        headers = dict(self.auth, **{"content-type": "application/json"})
+        path, body = devstack.block_request(number, scope, reason)
         attempts = []
         delay = 0.25
         while True:
-            status, data = request("PUT", f"{self.base}/v1/blocks/{quote(number)}", body, headers)
+            status, data = request("PUT", self.base + path, body, self.auth)
             attempts.append((status, time.time()))
             if status in (200, 201):
                 return attempts
@@ -835,37 +616,6 @@ class Api:
 
 
 # ---------------------------------------------------------------- DynamoDB
-
-
-def dynamodb(port, target, payload):
-    """One DynamoDB API call to DynamoDB Local, SigV4-signed with the local
-    credentials scripts/dev uses."""
-    body = json.dumps(payload).encode()
-    now = datetime.datetime.now(datetime.UTC)
-    amz_date, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
-    host = f"127.0.0.1:{port}"
-    amz_target = f"DynamoDB_20120810.{target}"
-    headers = {
-        "content-type": "application/x-amz-json-1.0",
-        "host": host,
-        "x-amz-date": amz_date,
-        "x-amz-target": amz_target,
-    }
-    signed = ";".join(sorted(headers))
-    canonical = "\n".join(
-        ["POST", "/", "", "".join(f"{k}:{headers[k]}\n" for k in sorted(headers)), signed, hashlib.sha256(body).hexdigest()]
-    )
-    scope = f"{day}/us-east-1/dynamodb/aws4_request"
-    to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
-    key = b"AWS4local"
-    for part in (day, "us-east-1", "dynamodb", "aws4_request"):
-        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-    signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
-    headers["authorization"] = f"AWS4-HMAC-SHA256 Credential=local/{scope}, SignedHeaders={signed}, Signature={signature}"
-    status, data = request("POST", f"http://{host}/", body, headers)
-    if status != 200:
-        raise RuntimeError(f"DynamoDB {target}: {status} {data[:300]!r}")
-    return json.loads(data)
 
 
 def scan_claims(port, table):
@@ -880,7 +630,7 @@ def scan_claims(port, table):
         }
         if start:
             payload["ExclusiveStartKey"] = start
-        out = dynamodb(port, "Scan", payload)
+        out = devstack.dynamodb(port, "Scan", payload)
         items.extend(out.get("Items") or [])
         start = out.get("LastEvaluatedKey")
         if not start:
@@ -945,7 +695,7 @@ class Run:
         """Posts a delivery until it is answered 2xx, as Meta does; sets
         `answered` after the first answer."""
         body = self.plan.payload(job)
-        headers = {"content-type": "application/json", "x-hub-signature-256": sign(APP_SECRET, body)}
+        headers = devstack.webhook_headers(body)
         started = time.monotonic()
         attempts = []
         delay = 0.25
@@ -964,21 +714,13 @@ class Run:
             delay = min(delay * 2, 4.0)
 
     def send(self, job, rng):
-        headers = dict(self.api.auth, **{"content-type": "application/json"})
         started = time.monotonic()
         attempts = []
         delay = 0.25
         while True:
             a = len(attempts)
-            body = json.dumps(
-                {
-                    "messaging_product": "whatsapp",
-                    "to": job["to"],
-                    "type": "text",
-                    "text": {"body": f"Your order is on its way (chaos-send {job['n']}.{a})"},
-                }
-            ).encode()
-            status, data = request("POST", f"{self.stack.base}/v1/{job['business']}/messages", body, headers)
+            body = devstack.send_body(job["to"], f"Your order is on its way (chaos-send {job['n']}.{a})")
+            status, data = request("POST", f"{self.stack.base}/v1/{job['business']}/messages", body, self.api.auth)
             attempts.append({"status": status, "body": json_or_none(data), "raw": data[:200], "at": time.time()})
             with self.lock:
                 self.send_answers[status or "no answer"] += 1
@@ -1567,8 +1309,8 @@ def main():
     work = Path(tempfile.mkdtemp(prefix="wa-chaos-"))
     plan = Plan(args.seed, args.messages, args.seconds)
     crm, graph = Crm(args.seed + 1), Graph(args.seed + 2)
-    serve(crm.server)
-    serve(graph.server)
+    devstack.serve(crm.server)
+    devstack.serve(graph.server)
     stack = Stack(work, crm, graph)
     checks = None
     try:
@@ -1576,7 +1318,7 @@ def main():
         phase = time.monotonic()
         stack.start()
         log(f"stack up in {time.monotonic() - phase:.0f}s")
-        api = Api(stack.base, stack.token())
+        api = Api(stack.base, stack.token("chaos-run"))
         started_at = datetime.datetime.now(datetime.UTC)
         deadline = time.monotonic() + 60
         for number, scope in plan.pre_blocks.items():
