@@ -4,8 +4,9 @@
 use std::collections::{HashMap, HashSet};
 
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::builders::{PutBuilder, UpdateBuilder};
 use aws_sdk_dynamodb::types::{
-    KeysAndAttributes, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+    KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 use chrono::{DateTime, Duration, Utc};
 use futures::{StreamExt, TryStreamExt};
@@ -15,7 +16,7 @@ use super::items::{
     BlockItem, CONTACT, FailureItem, SENT, STATE, SentItem, block_sk, failure_pk, sent_pk,
     shard_of, subject_pk,
 };
-use super::number::{state_from_item, subject_of_pk};
+use super::number::{build, state_from_item, subject_of_pk};
 use super::transaction::Outcome;
 use super::{Item, Store, StoreError, key, n, s};
 use crate::identity::Subject;
@@ -26,6 +27,12 @@ use crate::model::{Action, AuditEvent, ChatStatus, PhoneNumberId, StatCounter};
 const BATCH_GET_KEYS: usize = 100;
 /// Requests in flight at once for one delivery.
 const CONCURRENCY: usize = 32;
+/// DynamoDB's limit of actions in one transaction.
+const MAX_TRANSACTION_ACTIONS: usize = 100;
+/// From this many updates on, a delivery claims and completes them by
+/// transactions; fewer are one call each, all at once (the same single
+/// round, at half the write cost of a transaction).
+const BATCH_FROM: usize = 8;
 /// Suppressed messages per transaction: 2 actions each, plus the counters.
 const SUPPRESSIONS_PER_TRANSACTION: usize = 40;
 /// How long a claim keeps other invocations off an update: longer than the
@@ -35,6 +42,27 @@ pub const CLAIM_LEASE_SECONDS: i64 = 60;
 const DONE_CLAIM_DAYS: i64 = 8;
 /// Failures outlive the longest auto-block window (365 days).
 const FAILURE_DAYS: i64 = 400;
+
+/// A claim's terms: whose, read at what time, held until when.
+struct Lease<'a> {
+    owner: &'a str,
+    now: DateTime<Utc>,
+    /// Milliseconds since the epoch.
+    until: i64,
+    ttl: i64,
+}
+
+/// What a claim that could not be taken says: handled, or being handled.
+fn held_claim(item: Option<&Item>) -> Claim {
+    let state = item
+        .and_then(|i| i.get("state"))
+        .and_then(|v| v.as_s().ok());
+    if state.map(String::as_str) == Some("done") {
+        Claim::Done
+    } else {
+        Claim::InFlight
+    }
+}
 
 impl Store {
     /// Everything enforcement needs about every identity of a delivery or a
@@ -186,47 +214,136 @@ impl Store {
     /// Claims each update key for `owner` (B22). A key is claimable when it
     /// was never seen, or when a previous claim's lease ran out without
     /// being completed (its invocation died).
+    ///
+    /// A large delivery claims by transactions of 100 (B29): a transaction
+    /// cancelled by keys claimed before names them (with their state), and
+    /// is written again without them. Two deliveries racing on the same
+    /// keys fall back to one conditional put per key, which settles exactly
+    /// whose each key is.
     pub async fn claim(
         &self,
         keys: &[String],
         owner: &str,
         now: DateTime<Utc>,
     ) -> Result<HashMap<String, Claim>, StoreError> {
-        let lease_until = (now + Duration::seconds(CLAIM_LEASE_SECONDS)).timestamp_millis();
-        let ttl = (now + Duration::days(1)).timestamp();
-        let results = run_all(
-            keys.iter()
-                .map(|key| self.claim_one(key, owner, now, lease_until, ttl))
-                .collect(),
-        )
-        .await?;
+        let lease = Lease {
+            owner,
+            now,
+            until: (now + Duration::seconds(CLAIM_LEASE_SECONDS)).timestamp_millis(),
+            ttl: (now + Duration::days(1)).timestamp(),
+        };
+        // A transaction may name an item once.
+        let keys: Vec<&String> = keys.iter().collect::<HashSet<_>>().into_iter().collect();
+        let results = if keys.len() < BATCH_FROM {
+            run_all(keys.iter().map(|key| self.claim_one(key, &lease)).collect()).await?
+        } else {
+            run_in_turn(
+                keys.chunks(MAX_TRANSACTION_ACTIONS)
+                    .map(|chunk| self.claim_batch(chunk, &lease))
+                    .collect(),
+            )
+            .await?
+            .into_iter()
+            .flatten()
+            .collect()
+        };
         Ok(results.into_iter().collect())
     }
 
-    async fn claim_one(
+    async fn claim_batch(
         &self,
-        key: &str,
-        owner: &str,
-        now: DateTime<Utc>,
-        lease_until: i64,
-        ttl: i64,
-    ) -> Result<(String, Claim), StoreError> {
-        let result = self
-            .client
-            .put_item()
+        keys: &[&String],
+        lease: &Lease<'_>,
+    ) -> Result<Vec<(String, Claim)>, StoreError> {
+        self.keyed_transaction(
+            keys,
+            |key| {
+                Ok(TransactWriteItem::builder()
+                    .put(build(self.claim_put(key, lease).build())?)
+                    .build())
+            },
+            Claim::Claimed,
+            held_claim,
+            |key| self.claim_one(key, lease),
+        )
+        .await
+    }
+
+    /// One action per key in one transaction (keys distinct, at most 100).
+    /// Keys whose condition failed get `held` of the item as it was, and
+    /// the rest is written again without them; should another transaction
+    /// hold some of the items, the rest goes one call each through `alone`.
+    async fn keyed_transaction<'k, T, Fut>(
+        &self,
+        keys: &[&'k String],
+        action: impl Fn(&str) -> Result<TransactWriteItem, StoreError>,
+        committed: T,
+        held: impl Fn(Option<&Item>) -> T,
+        alone: impl Fn(&'k String) -> Fut,
+    ) -> Result<Vec<(String, T)>, StoreError>
+    where
+        T: Clone,
+        Fut: std::future::Future<Output = Result<(String, T), StoreError>>,
+    {
+        let mut settled = Vec::with_capacity(keys.len());
+        let mut pending: Vec<&'k String> = keys.to_vec();
+        while !pending.is_empty() {
+            let actions = pending
+                .iter()
+                .map(|key| action(key))
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            match self.transact(actions, None).await? {
+                Outcome::Committed => {
+                    settled.extend(pending.drain(..).map(|k| (k.clone(), committed.clone())));
+                }
+                Outcome::ConditionFailed { failed } => {
+                    let taken: HashMap<usize, Option<Item>> = failed.into_iter().collect();
+                    let mut rest = Vec::with_capacity(pending.len());
+                    for (i, key) in pending.into_iter().enumerate() {
+                        match taken.get(&i) {
+                            Some(item) => settled.push((key.clone(), held(item.as_ref()))),
+                            None => rest.push(key),
+                        }
+                    }
+                    pending = rest;
+                }
+                Outcome::Conflict => {
+                    settled.extend(run_all(pending.drain(..).map(&alone).collect()).await?);
+                }
+            }
+        }
+        Ok(settled)
+    }
+
+    /// The conditional put of one claim.
+    fn claim_put(&self, key: &str, lease: &Lease<'_>) -> PutBuilder {
+        Put::builder()
             .table_name(&self.tables.blocklist)
             .item("pk", s(format!("W#{key}")))
             .item("sk", s("W"))
             .item("state", s("pending"))
-            .item("owner", s(owner))
-            .item("lease_until", n(lease_until))
-            .item("ttl", n(ttl))
+            .item("owner", s(lease.owner))
+            .item("lease_until", n(lease.until))
+            .item("ttl", n(lease.ttl))
             .condition_expression(
                 "attribute_not_exists(pk) OR (#state = :pending AND lease_until < :now)",
             )
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":pending", s("pending"))
-            .expression_attribute_values(":now", n(now.timestamp_millis()))
+            .expression_attribute_values(":now", n(lease.now.timestamp_millis()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+    }
+
+    async fn claim_one(&self, key: &str, lease: &Lease<'_>) -> Result<(String, Claim), StoreError> {
+        let put = build(self.claim_put(key, lease).build())?;
+        let result = self
+            .client
+            .put_item()
+            .set_table_name(Some(put.table_name))
+            .set_item(Some(put.item))
+            .set_condition_expression(put.condition_expression)
+            .set_expression_attribute_names(put.expression_attribute_names)
+            .set_expression_attribute_values(put.expression_attribute_values)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
@@ -234,15 +351,7 @@ impl Store {
             Ok(_) => Claim::Claimed,
             Err(error) => match error.as_service_error() {
                 Some(PutItemError::ConditionalCheckFailedException(failed)) => {
-                    let state = failed
-                        .item()
-                        .and_then(|i| i.get("state"))
-                        .and_then(|v| v.as_s().ok());
-                    if state.map(String::as_str) == Some("done") {
-                        Claim::Done
-                    } else {
-                        Claim::InFlight
-                    }
+                    held_claim(failed.item())
                 }
                 _ => return Err(StoreError::from(error)),
             },
@@ -250,7 +359,9 @@ impl Store {
         Ok((key.to_owned(), claim))
     }
 
-    /// Marks claims done, so Meta's retries are recognised for 8 days.
+    /// Marks claims done, so Meta's retries are recognised for 8 days; by
+    /// transactions of 100 for a large delivery (B29). A claim taken over
+    /// meanwhile is left to its new owner.
     pub async fn complete_claims(
         &self,
         keys: &[String],
@@ -258,19 +369,53 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let ttl = (now + Duration::days(DONE_CLAIM_DAYS)).timestamp();
-        run_all(
-            keys.iter()
-                .map(|key| self.complete_claim(key, owner, ttl))
+        let keys: Vec<&String> = keys.iter().collect::<HashSet<_>>().into_iter().collect();
+        if keys.len() < BATCH_FROM {
+            run_all(
+                keys.iter()
+                    .map(|key| self.complete_claim(key, owner, ttl))
+                    .collect(),
+            )
+            .await?;
+            return Ok(());
+        }
+        run_in_turn(
+            keys.chunks(MAX_TRANSACTION_ACTIONS)
+                .map(|chunk| self.complete_batch(chunk, owner, ttl))
                 .collect(),
         )
         .await?;
         Ok(())
     }
 
-    async fn complete_claim(&self, key: &str, owner: &str, ttl: i64) -> Result<(), StoreError> {
-        let update = self
-            .client
-            .update_item()
+    async fn complete_batch(
+        &self,
+        keys: &[&String],
+        owner: &str,
+        ttl: i64,
+    ) -> Result<(), StoreError> {
+        // A claim taken over meanwhile is its new owner's: nothing to do.
+        self.keyed_transaction(
+            keys,
+            |key| {
+                Ok(TransactWriteItem::builder()
+                    .update(build(self.completion(key, owner, ttl).build())?)
+                    .build())
+            },
+            (),
+            |_| (),
+            |key| async move {
+                self.complete_claim(key, owner, ttl).await?;
+                Ok((key.clone(), ()))
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Marks one claim of `owner` done.
+    fn completion(&self, key: &str, owner: &str, ttl: i64) -> UpdateBuilder {
+        Update::builder()
             .table_name(&self.tables.blocklist)
             .key("pk", s(format!("W#{key}")))
             .key("sk", s("W"))
@@ -282,9 +427,12 @@ impl Store {
             .expression_attribute_values(":done", s("done"))
             .expression_attribute_values(":ttl", n(ttl))
             .expression_attribute_values(":owner", s(owner))
-            .send()
-            .await;
-        lost_claim_is_fine(update, |e| e.is_conditional_check_failed_exception())
+    }
+
+    async fn complete_claim(&self, key: &str, owner: &str, ttl: i64) -> Result<(), StoreError> {
+        let update = build(self.completion(key, owner, ttl).build())?;
+        let result = self.update_request(update).send().await;
+        lost_claim_is_fine(result, |e| e.is_conditional_check_failed_exception())
     }
 
     /// Gives claims back after a failed forward, so Meta's retry handles the
@@ -417,27 +565,67 @@ impl Store {
         .await
     }
 
-    /// B24: chats of forwarded messages.
+    /// B24: chats of forwarded messages; by transactions of 100 for a
+    /// large delivery (B29). Each touch is idempotent (times are set, not
+    /// added), so a retry of the whole may rewrite what already landed.
     pub async fn record_chats(
         &self,
         chats: &[crate::inbound::ChatTouch],
     ) -> Result<(), StoreError> {
-        run_all(
-            chats
-                .iter()
-                .map(|chat| {
-                    self.record_inbound(
-                        &chat.phone_number_id,
-                        &chat.subject,
-                        chat.at,
-                        ChatStatus::Active,
-                        chat.known_contact,
-                    )
-                })
+        // A transaction may name a chat once: the latest touch of each.
+        let mut latest: HashMap<(&PhoneNumberId, &Subject), &crate::inbound::ChatTouch> =
+            HashMap::new();
+        for chat in chats {
+            let entry = latest
+                .entry((&chat.phone_number_id, &chat.subject))
+                .or_insert(chat);
+            if chat.at > entry.at {
+                *entry = chat;
+            }
+        }
+        let updates = latest
+            .into_values()
+            .map(|chat| {
+                self.inbound_chat_update(
+                    &chat.phone_number_id,
+                    &chat.subject,
+                    chat.at,
+                    ChatStatus::Active,
+                    chat.known_contact,
+                )
+            })
+            .collect::<Result<Vec<Update>, StoreError>>()?;
+        if updates.len() < BATCH_FROM {
+            run_all(updates.into_iter().map(|u| self.update_alone(u)).collect()).await?;
+            return Ok(());
+        }
+        run_in_turn(
+            updates
+                .chunks(MAX_TRANSACTION_ACTIONS)
+                .map(|chunk| self.updates_together(chunk.to_vec()))
                 .collect(),
         )
         .await?;
         Ok(())
+    }
+
+    /// Unconditional updates of distinct items in one transaction; one
+    /// call each should another transaction hold some of them.
+    async fn updates_together(&self, updates: Vec<Update>) -> Result<(), StoreError> {
+        let actions = updates
+            .iter()
+            .map(|u| TransactWriteItem::builder().update(u.clone()).build())
+            .collect();
+        match self.transact(actions, None).await? {
+            Outcome::Committed => Ok(()),
+            Outcome::ConditionFailed { .. } => Err(StoreError::Corrupt(
+                "an unconditional update failed a condition".into(),
+            )),
+            Outcome::Conflict => {
+                run_all(updates.into_iter().map(|u| self.update_alone(u)).collect()).await?;
+                Ok(())
+            }
+        }
     }
 
     /// B25: delivery failures for `wa-blocked`. Keyed by time and status id,
@@ -518,6 +706,20 @@ where
 /// Runs `futures` with at most [`CONCURRENCY`] in flight; the first error
 /// wins. (Futures are built before the stream so that no borrowing closure
 /// ends up inside it: that keeps the handler future `Send`.)
+/// Runs transactions of one delivery one after the other: they name
+/// distinct items, but DynamoDB Local serialises transactions on a table
+/// and times out those left waiting (DynamoDB itself runs them at once).
+/// A delivery has at most a few dozen, one per 100 updates.
+async fn run_in_turn<T, F>(futures: Vec<F>) -> Result<Vec<T>, StoreError>
+where
+    F: std::future::Future<Output = Result<T, StoreError>>,
+{
+    futures::stream::iter(futures)
+        .buffered(1)
+        .try_collect()
+        .await
+}
+
 async fn run_all<T, F>(futures: Vec<F>) -> Result<Vec<T>, StoreError>
 where
     F: std::future::Future<Output = Result<T, StoreError>>,

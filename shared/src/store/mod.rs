@@ -58,7 +58,7 @@
 //!
 //! | key (table or index)              | written by                              | 1,000 deliveries/s | import, 1,000/s |
 //! |-----------------------------------|-----------------------------------------|-------------------:|----------------:|
-//! | `W#<update key>`                  | claim, completion (one per message)     | 2 WCU (own key)    | —               |
+//! | `W#<update key>`                  | claim, completion (one per message)     | 4 WCU (own key, in transactions) | — |
 //! | `<subject pk>` (Blocklist)        | a change of that subject                | —                  | 2×~3 WCU, once  |
 //! | `<subject pk>` (Audit)            | its events; one sender's messages       | ≤ sender's rate ×2 | 2 WCU, once     |
 //! | `<subject pk>` (Chats)            | a message stamps the chat               | ≤ sender's rate    | —               |
@@ -103,9 +103,11 @@
 //!   mirrored blocks of linked identities, B61) of every identity of every
 //!   sender, the states of identities only links name, and the `O#` records
 //!   of failed statuses that name no recipient (B64),
-//!   together with one conditional put per update claiming its idempotency
-//!   key `W#…` (expired by the `ttl` attribute). Delivery failures for
-//!   `wa-blocked` live under `F#<number>`, sorted by time.
+//!   together with the claims of the updates' idempotency keys `W#…`
+//!   (expired by the `ttl` attribute): conditional puts, by transactions of
+//!   100 from 8 updates on (B29), as are their completions and the chat
+//!   stamps of the forwarded messages. Delivery failures for `wa-blocked`
+//!   live under `F#<number>`, sorted by time.
 //!
 //! No request path uses `Scan`. Audit items are only ever `Put` with
 //! `attribute_not_exists(pk)`: nothing updates or deletes them (B53).

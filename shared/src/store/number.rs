@@ -226,10 +226,10 @@ impl Store {
         // concurrent transaction (or a block gone) is worth another try.
         match self.transact(actions, None).await? {
             Outcome::Committed => Ok(true),
-            Outcome::ConditionFailed { first: true } => Ok(false),
-            Outcome::ConditionFailed { first: false } | Outcome::Conflict => Err(
-                StoreError::Unavailable("the rest of a change conflicted".into()),
-            ),
+            outcome if outcome.guard_failed() => Ok(false),
+            _ => Err(StoreError::Unavailable(
+                "the rest of a change conflicted".into(),
+            )),
         }
     }
 
@@ -471,17 +471,18 @@ impl Store {
         )
     }
 
-    /// Records inbound traffic on a chat (B24): creates the chat if needed
-    /// with the given status, stamps `last_inbound_at`, opens a session when
-    /// there is none, and sets `known_contact`.
-    pub async fn record_inbound(
+    /// The update recording inbound traffic on a chat (B24): creates the
+    /// chat if needed with `status_if_new`, stamps `last_inbound_at`, opens
+    /// a session when there is none, and sets `known_contact`. The index
+    /// keys are only set on a new chat, so a message writes no index item.
+    pub(super) fn inbound_chat_update(
         &self,
         business: &PhoneNumberId,
         subject: &Subject,
         at: DateTime<Utc>,
         status_if_new: ChatStatus,
         known_contact: bool,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Update, StoreError> {
         let new_chat = Chat {
             phone_number_id: business.clone(),
             subject: subject.clone(),
@@ -492,42 +493,71 @@ impl Store {
             known_contact,
         };
         let item = ChatItem::new(&new_chat);
+        build(
+            Update::builder()
+                .table_name(&self.tables.chats)
+                .key("pk", s(item.pk))
+                .key("sk", s(item.sk))
+                .update_expression(
+                    "SET last_inbound_at = :at, known_contact = :known, \
+                     phone_number_id = :pnid, #subject = :subject, #number = :number, \
+                     gsi1pk = if_not_exists(gsi1pk, :gsi1pk), \
+                     #status = if_not_exists(#status, :status), \
+                     gsi1sk = if_not_exists(gsi1sk, :gsi1sk), \
+                     session_status = if_not_exists(session_status, :open), \
+                     last_outbound_at = if_not_exists(last_outbound_at, :null)",
+                )
+                .expression_attribute_names("#subject", "subject")
+                .expression_attribute_names("#number", "number")
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":at", s(format_time(at)))
+                .expression_attribute_values(":subject", s(subject.as_str()))
+                .expression_attribute_values(":number", number_attribute(subject))
+                .expression_attribute_values(":known", AttributeValue::Bool(known_contact))
+                .expression_attribute_values(":pnid", s(business.as_str()))
+                .expression_attribute_values(":gsi1pk", s(item.gsi1pk))
+                .expression_attribute_values(":status", s(status_if_new.as_str()))
+                .expression_attribute_values(":gsi1sk", s(item.gsi1sk))
+                .expression_attribute_values(":open", s("open"))
+                .expression_attribute_values(":null", AttributeValue::Null(true))
+                .build(),
+        )
+    }
+
+    /// Records inbound traffic on one chat: see [`Store::record_chats`] for
+    /// a delivery's.
+    pub async fn record_inbound(
+        &self,
+        business: &PhoneNumberId,
+        subject: &Subject,
+        at: DateTime<Utc>,
+        status_if_new: ChatStatus,
+        known_contact: bool,
+    ) -> Result<(), StoreError> {
+        let update =
+            self.inbound_chat_update(business, subject, at, status_if_new, known_contact)?;
+        self.update_alone(update).await
+    }
+
+    /// Writes one update on its own (outside a transaction).
+    pub(super) async fn update_alone(&self, update: Update) -> Result<(), StoreError> {
+        self.update_request(update).send().await?;
+        Ok(())
+    }
+
+    /// The `UpdateItem` request of a transaction's `Update`.
+    pub(super) fn update_request(
+        &self,
+        update: Update,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
         self.client
             .update_item()
-            .table_name(&self.tables.chats)
-            .key("pk", s(item.pk))
-            .key("sk", s(item.sk))
-            .update_expression(
-                "SET last_inbound_at = :at, known_contact = :known, \
-                 phone_number_id = :pnid, #subject = :subject, #number = :number, \
-                 gsi1pk = if_not_exists(gsi1pk, :gsi1pk), \
-                 #status = if_not_exists(#status, :status), \
-                 gsi1sk = if_not_exists(gsi1sk, :gsi1sk), \
-                 session_status = if_not_exists(session_status, :open), \
-                 last_outbound_at = if_not_exists(last_outbound_at, :null)",
-            )
-            .expression_attribute_names("#subject", "subject")
-            .expression_attribute_names("#number", "number")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":at", s(format_time(at)))
-            .expression_attribute_values(":subject", s(subject.as_str()))
-            .expression_attribute_values(":number", number_attribute(subject))
-            .expression_attribute_values(
-                ":known",
-                aws_sdk_dynamodb::types::AttributeValue::Bool(known_contact),
-            )
-            .expression_attribute_values(":pnid", s(business.as_str()))
-            .expression_attribute_values(":gsi1pk", s(item.gsi1pk))
-            .expression_attribute_values(":status", s(status_if_new.as_str()))
-            .expression_attribute_values(":gsi1sk", s(item.gsi1sk))
-            .expression_attribute_values(":open", s("open"))
-            .expression_attribute_values(
-                ":null",
-                aws_sdk_dynamodb::types::AttributeValue::Null(true),
-            )
-            .send()
-            .await?;
-        Ok(())
+            .set_table_name(Some(update.table_name))
+            .set_key(Some(update.key))
+            .set_update_expression(Some(update.update_expression))
+            .set_condition_expression(update.condition_expression)
+            .set_expression_attribute_names(update.expression_attribute_names)
+            .set_expression_attribute_values(update.expression_attribute_values)
     }
 
     /// The contact of a subject, if the CRM synced one.
@@ -614,7 +644,9 @@ impl Store {
 
 /// Builder errors only happen when a required field is missing, which is a
 /// bug in this module; report it as corrupt rather than panic.
-fn build<T>(built: Result<T, aws_sdk_dynamodb::error::BuildError>) -> Result<T, StoreError> {
+pub(super) fn build<T>(
+    built: Result<T, aws_sdk_dynamodb::error::BuildError>,
+) -> Result<T, StoreError> {
     built.map_err(|e| StoreError::Corrupt(format!("request builder: {e}")))
 }
 

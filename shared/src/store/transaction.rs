@@ -4,22 +4,29 @@
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::TransactWriteItem;
 
-use super::{Store, StoreError};
+use super::{Item, Store, StoreError};
 
 /// How a transaction ended, when DynamoDB answered it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(super) enum Outcome {
     Committed,
-    /// A condition failed; `first` when it was the first action's (the
-    /// guard a caller put first).
+    /// Conditions failed: the position of each action whose condition
+    /// failed, with the item as it was when the action asked for it
+    /// (`ReturnValuesOnConditionCheckFailure`).
     ConditionFailed {
-        first: bool,
+        failed: Vec<(usize, Option<Item>)>,
     },
     /// Another transaction touched the same items at the same time.
     Conflict,
 }
 
 impl Outcome {
+    /// Whether the first action's condition (the guard a caller put first)
+    /// failed.
+    pub(super) fn guard_failed(&self) -> bool {
+        matches!(self, Outcome::ConditionFailed { failed } if failed.first().is_some_and(|(i, _)| *i == 0))
+    }
+
     /// For writes guarded by versions: anything but a commit means the facts
     /// moved, so the caller reads and decides again.
     pub(super) fn committed_or_conflict(self) -> Result<(), StoreError> {
@@ -59,9 +66,14 @@ impl Store {
                     .map(|r| r.code())
                     .collect();
                 if codes.contains(&Some("ConditionalCheckFailed")) {
-                    Ok(Outcome::ConditionFailed {
-                        first: codes.first() == Some(&Some("ConditionalCheckFailed")),
-                    })
+                    let failed = cancel
+                        .cancellation_reasons()
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, r)| r.code() == Some("ConditionalCheckFailed"))
+                        .map(|(i, r)| (i, r.item().cloned()))
+                        .collect();
+                    Ok(Outcome::ConditionFailed { failed })
                 } else if codes.contains(&Some("TransactionConflict")) {
                     Ok(Outcome::Conflict)
                 } else {

@@ -112,3 +112,59 @@ async fn b29_b61_links_of_a_delivery_are_written_by_batches_not_one_call_each() 
         with_links.saturating_sub(baseline)
     );
 }
+
+/// B29: a large delivery costs DynamoDB calls by batches. 300 messages from
+/// 300 people are claimed, completed and stamped on their chats by
+/// transactions of 100, read by batches of 100, so the whole delivery is a
+/// few dozen calls, not several per message. Its redelivery claims nothing
+/// and forwards nothing (B22).
+#[tokio::test]
+async fn b29_a_large_delivery_costs_calls_by_batches_not_per_message() {
+    const MESSAGES: usize = 300;
+    let world = World::new().await;
+    let relay = DynamoRelay::start(&endpoint());
+    let body = delivery(
+        vec![],
+        (0..MESSAGES)
+            .map(|i| {
+                text_message(
+                    Some(&format!("1650555{:04}", 4000 + i)),
+                    None,
+                    &format!("wamid.B29BATCH{i}"),
+                )
+            })
+            .collect(),
+        vec![],
+    );
+    relay.reset();
+    let answer = deliver_counted(&world, &relay, &body).await;
+    assert_eq!(answer["forwarded"], MESSAGES, "{answer}");
+    let calls = counts(&relay);
+    // Per 100 messages: 4 batched reads (the blocks in `all` and on the
+    // line, contact and state of each sender) and 3 transactions (claims,
+    // completions, chats); a few calls more for settings and the like.
+    let most = 7 * MESSAGES.div_ceil(100) + 4;
+    assert!(
+        total(&relay) <= most,
+        "{MESSAGES} messages cost {} DynamoDB calls (at most {most} expected): {calls:?}",
+        total(&relay)
+    );
+    assert_eq!(
+        world.forwarded_message_ids().await.len(),
+        MESSAGES,
+        "each forwarded once"
+    );
+    let chat = world
+        .api
+        .call(
+            "GET",
+            &format!("/v1/chats/{}/+16505554299", super::LINE_A),
+            None,
+        )
+        .await;
+    assert_eq!(chat.status, 200, "the last sender's chat: {:?}", chat.body);
+
+    let again = deliver_counted(&world, &relay, &body).await;
+    assert_eq!(again["duplicates"], MESSAGES, "{again}");
+    assert_eq!(world.forwarded_message_ids().await.len(), MESSAGES);
+}
