@@ -753,6 +753,12 @@ def main():
     parser.add_argument("--sends", type=int, help="sends through the proxy (default 400)")
     parser.add_argument("--large-runs", type=int, help=f"{LARGE_DELIVERY}-message deliveries, median reported (default 3)")
     parser.add_argument("--import", dest="import_count", type=int, help="numbers to import, 0 to skip (default 100000)")
+    parser.add_argument(
+        "--profile",
+        choices=("stack", "dev"),
+        default="stack",
+        help="cargo profile of the stack: stack (optimised like the Lambda build, the default) or dev (debug)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory (stack log and DynamoDB data)")
     parser.add_argument("--serve-fakes", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -777,7 +783,9 @@ def main():
     status = 2
     try:
         fakes = Fakes()
-        stack = devstack.Stack(work, f"{fakes.base}/crm/webhook", f"{fakes.base}/graph")
+        stack = devstack.Stack(
+            work, f"{fakes.base}/crm/webhook", f"{fakes.base}/graph", env={"DEV_PROFILE": args.profile}
+        )
         log(f"starting scripts/dev on {stack.base} (DynamoDB Local on {stack.ddb_port}, data in {work}); the first start builds it")
         t0 = time.monotonic()
         stack.start(timeout=1800)
@@ -787,7 +795,7 @@ def main():
         bench = Bench(args, stack, fakes, dynamo)
         print(
             f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; stack: scripts/dev "
-            f"(debug build), DynamoDB Local on disk; scratch table {dynamo.table}"
+            f"({args.profile} profile), DynamoDB Local on disk; scratch table {dynamo.table}"
         )
         t0 = time.monotonic()
         bench.run()
