@@ -146,6 +146,37 @@ impl DynamoRelay {
         *self.shared.rewrite.lock().unwrap() = Some(Box::new(rewrite));
     }
 
+    /// Makes the first `times` requests that `matches` (operation, body)
+    /// fail: they name a table that does not exist, in every action of a
+    /// transaction too, which DynamoDB refuses. Returns the count of
+    /// requests failed so far.
+    pub fn fail_first(
+        &self,
+        times: usize,
+        matches: impl Fn(&str, &Value) -> bool + Send + 'static,
+    ) -> Arc<std::sync::atomic::AtomicUsize> {
+        let failed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = failed.clone();
+        self.rewrite(move |operation, body| {
+            if count.load(Ordering::SeqCst) >= times || !matches(operation, body) {
+                return false;
+            }
+            count.fetch_add(1, Ordering::SeqCst);
+            body["TableName"] = Value::String("no-such-table".into());
+            for action in body["TransactItems"].as_array_mut().into_iter().flatten() {
+                for write in action
+                    .as_object_mut()
+                    .into_iter()
+                    .flat_map(|a| a.values_mut())
+                {
+                    write["TableName"] = Value::String("no-such-table".into());
+                }
+            }
+            true
+        });
+        failed
+    }
+
     /// Requests go on unchanged again.
     pub fn stop_rewriting(&self) {
         *self.shared.rewrite.lock().unwrap() = None;

@@ -140,25 +140,7 @@ fn with_failing_transactions(
     send_proxy::App,
     std::sync::Arc<std::sync::atomic::AtomicUsize>,
 ) {
-    use std::sync::atomic::Ordering;
-    let refused = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let count = refused.clone();
-    relay.rewrite(move |operation, body| {
-        if operation != "TransactWriteItems" || count.load(Ordering::SeqCst) >= failing {
-            return false;
-        }
-        count.fetch_add(1, Ordering::SeqCst);
-        for item in body["TransactItems"].as_array_mut().into_iter().flatten() {
-            for write in item
-                .as_object_mut()
-                .into_iter()
-                .flat_map(|w| w.values_mut())
-            {
-                write["TableName"] = serde_json::json!("no-such-table");
-            }
-        }
-        true
-    });
+    let refused = relay.fail_first(failing, |operation, _| operation == "TransactWriteItems");
     let mut app = app_for(
         proxy.stack.store_via(relay),
         config(&proxy.graph.uri(), Duration::from_secs(5)),

@@ -324,21 +324,12 @@ async fn b40_b43_a_store_blip_does_not_lose_the_automatic_block() {
     set_threshold(&api, 1).await;
     let record = stored(&stack, &failure(131026, Utc::now(), "wamid.BLIP"), "60").await;
     let relay = integration_tests::DynamoRelay::start(&integration_tests::endpoint());
-    let failures = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let failed = failures.clone();
-    // The first four reads of the person's failures go to a table that
-    // does not exist, which DynamoDB refuses.
-    relay.rewrite(move |operation, body| {
-        let reads_failures = operation == "Query"
+    // The first four reads of the person's failures are refused.
+    let failures = relay.fail_first(4, |operation, body| {
+        operation == "Query"
             && body["ExpressionAttributeValues"][":pk"]["S"]
                 .as_str()
-                .is_some_and(|pk| pk.starts_with("F#"));
-        if reads_failures && failed.load(std::sync::atomic::Ordering::SeqCst) < 4 {
-            failed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            body["TableName"] = json!("no-such-table");
-            return true;
-        }
-        false
+                .is_some_and(|pk| pk.starts_with("F#"))
     });
     let app = wa_blocked::App::new(stack.store_via(&relay));
     let answer = wa_blocked::handle(&app, json!({ "Records": [record] }))

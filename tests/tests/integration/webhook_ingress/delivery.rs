@@ -493,22 +493,13 @@ async fn b26_crm_failure_is_5xx_and_the_retry_forwards_without_duplicates() {
 async fn b22_b26_store_failing_after_the_crm_ack_does_not_forward_twice() {
     let ingress = Ingress::new(200).await;
     let relay = DynamoRelay::start(&endpoint());
-    let failures = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let failed = failures.clone();
-    // The first three attempts to mark a claim done name a table that does
-    // not exist, which DynamoDB refuses.
-    relay.rewrite(move |operation, body| {
-        let completes_claim = operation == "UpdateItem"
+    // The first three attempts to mark a claim done are refused.
+    let failures = relay.fail_first(3, |operation, body| {
+        operation == "UpdateItem"
             && body["Key"]["pk"]["S"]
                 .as_str()
                 .is_some_and(|pk| pk.starts_with("W#"))
-            && body["ExpressionAttributeValues"][":done"]["S"] == "done";
-        if completes_claim && failed.load(std::sync::atomic::Ordering::SeqCst) < 3 {
-            failed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            body["TableName"] = json!("no-such-table");
-            return true;
-        }
-        false
+            && body["ExpressionAttributeValues"][":done"]["S"] == "done"
     });
     let flaky = app_for(
         ingress.stack.store_via(&relay),
@@ -545,17 +536,9 @@ async fn b22_b26_store_failing_after_the_crm_ack_does_not_forward_twice() {
 async fn b24_s3_chat_update_failing_after_the_forward_is_retried_not_lost() {
     let ingress = Ingress::new(200).await;
     let relay = DynamoRelay::start(&endpoint());
-    let failures = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let failed = failures.clone();
     let chats_table = ingress.stack.tables.chats.clone();
-    relay.rewrite(move |operation, body| {
-        let touches_chat = operation == "UpdateItem" && body["TableName"] == chats_table.as_str();
-        if touches_chat && failed.load(std::sync::atomic::Ordering::SeqCst) < 2 {
-            failed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            body["TableName"] = json!("no-such-table");
-            return true;
-        }
-        false
+    let failures = relay.fail_first(2, move |operation, body| {
+        operation == "UpdateItem" && body["TableName"] == chats_table.as_str()
     });
     let flaky = app_for(
         ingress.stack.store_via(&relay),
