@@ -90,7 +90,7 @@ pub async fn dynamodb_client() -> aws_sdk_dynamodb::Client {
 /// when the client is built, which cost a function about as much init
 /// time as everything else together; Graph and any CRM on the public
 /// internet present certificates of those CAs.
-pub fn https_client_builder() -> reqwest::ClientBuilder {
+fn https_client_builder() -> reqwest::ClientBuilder {
     let roots = web_roots();
     let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     match rustls::ClientConfig::builder_with_provider(provider)
@@ -102,6 +102,18 @@ pub fn https_client_builder() -> reqwest::ClientBuilder {
         // change, reqwest's own configuration still verifies certificates.
         Err(_) => reqwest::Client::builder(),
     }
+}
+
+/// The HTTPS client of an outbound POST (a Graph send, a CRM forward):
+/// rustls with the compiled-in roots (see `https_client_builder`),
+/// `timeout` over the whole exchange, and no redirects. A 3xx would turn
+/// the POST into a body-less GET elsewhere, whose 2xx would pass for a
+/// delivered message or a sent one.
+pub fn https_post_client(timeout: std::time::Duration) -> Result<reqwest::Client, reqwest::Error> {
+    https_client_builder()
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
 }
 
 fn web_roots() -> rustls::RootCertStore {
@@ -195,6 +207,7 @@ mod tests {
             assert!(has(name), "{}", String::from_utf8_lossy(name));
         }
         assert!(https_client_builder().build().is_ok());
+        assert!(https_post_client(std::time::Duration::from_secs(1)).is_ok());
     }
 
     /// Collects what the subscriber writes.

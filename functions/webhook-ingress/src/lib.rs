@@ -120,12 +120,7 @@ impl App {
             .crm
             .as_ref()
             .map_or(Duration::from_secs(5), |c| c.timeout);
-        // No redirects: a 3xx would turn the POST into a body-less GET whose
-        // 2xx would mark messages delivered that the CRM never got.
-        let http = blocklist::config::https_client_builder()
-            .timeout(timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
+        let http = blocklist::config::https_post_client(timeout)?;
         Ok(App {
             store,
             config,

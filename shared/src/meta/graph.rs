@@ -54,10 +54,7 @@ impl GraphClient {
         access_token: &str,
         timeout: Duration,
     ) -> Result<GraphClient, reqwest::Error> {
-        let http = crate::config::https_client_builder()
-            .timeout(timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
+        let http = crate::config::https_post_client(timeout)?;
         Ok(GraphClient {
             http,
             base_url: base_url.trim_end_matches('/').to_owned(),
