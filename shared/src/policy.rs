@@ -154,6 +154,10 @@ pub struct SubjectChange {
     pub contact_after: Option<Contact>,
     /// Blocks that stay but whose search fields follow a contact change.
     pub reindex_blocks: Vec<Block>,
+    /// The stored blocks and contact as read, whose index items (S2) the
+    /// change replaces where it touches them.
+    pub blocks_before: Vec<Block>,
+    pub contact_before: Option<Contact>,
     /// Every stored block after the change (copied into the state).
     pub blocks_after: Vec<Block>,
     /// Links and mirrored blocks, kept on the state as they were read.
@@ -184,6 +188,8 @@ impl SubjectChange {
             put_contact: None,
             contact_after: record.contact.clone(),
             reindex_blocks: vec![],
+            blocks_before: record.blocks.clone(),
+            contact_before: record.contact.clone(),
             blocks_after: record.blocks.clone(),
             links: record.links.clone(),
             linked_blocks: record.linked_blocks.clone(),

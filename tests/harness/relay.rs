@@ -84,6 +84,8 @@ impl DynamoCall {
 #[derive(Default)]
 struct Shared {
     calls: Mutex<Vec<DynamoCall>>,
+    /// JSON bodies of the answers, in the order each connection got them.
+    answers: Mutex<Vec<Value>>,
     rewrite: Mutex<Option<Rewrite>>,
     stopped: AtomicBool,
 }
@@ -116,7 +118,7 @@ impl DynamoRelay {
                     continue;
                 };
                 let shared = accepting.clone();
-                std::thread::spawn(move || relay(client, server, &shared));
+                std::thread::spawn(move || relay(client, server, shared));
             }
         });
         DynamoRelay { url, shared }
@@ -139,6 +141,20 @@ impl DynamoRelay {
     /// Forgets the calls noted so far.
     pub fn reset(&self) {
         self.shared.calls.lock().unwrap().clear();
+        self.shared.answers.lock().unwrap().clear();
+    }
+
+    /// Items DynamoDB read (evaluated, before any filter) for the `Query`
+    /// and `Scan` answers since the start or the last reset: what a
+    /// listing costs in read capacity.
+    pub fn items_read(&self) -> u64 {
+        self.shared
+            .answers
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|answer| answer["ScannedCount"].as_u64())
+            .sum()
     }
 
     /// From now on, every request body goes through `rewrite` first.
@@ -193,12 +209,30 @@ impl Drop for DynamoRelay {
 
 /// Requests from `client` go to `server` one at a time, each noted and
 /// possibly rewritten; answers are copied back as they come.
-fn relay(mut client: TcpStream, mut server: TcpStream, shared: &Shared) {
+fn relay(mut client: TcpStream, mut server: TcpStream, shared: Arc<Shared>) {
     let (Ok(mut back_from), Ok(mut back_to)) = (server.try_clone(), client.try_clone()) else {
         return;
     };
+    let noted = shared.clone();
     std::thread::spawn(move || {
-        let _ = std::io::copy(&mut back_from, &mut back_to);
+        let mut pending: Vec<u8> = Vec::new();
+        let mut chunk = [0u8; 64 * 1024];
+        loop {
+            let read = match back_from.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(read) => read,
+            };
+            // Noted before its last bytes go on, so that a caller which has
+            // its answer finds it noted.
+            pending.extend_from_slice(&chunk[..read]);
+            while let Some((answer, length)) = complete_answer(&pending) {
+                pending.drain(..length);
+                noted.answers.lock().unwrap().push(answer);
+            }
+            if back_to.write_all(&chunk[..read]).is_err() {
+                break;
+            }
+        }
         let _ = back_to.shutdown(std::net::Shutdown::Both);
     });
     let mut pending: Vec<u8> = Vec::new();
@@ -209,7 +243,7 @@ fn relay(mut client: TcpStream, mut server: TcpStream, shared: &Shared) {
             Ok(read) => read,
         };
         pending.extend_from_slice(&chunk[..read]);
-        while let Some((request, length)) = complete_request(&pending, shared) {
+        while let Some((request, length)) = complete_request(&pending, &shared) {
             pending.drain(..length);
             if server.write_all(&request).is_err() {
                 break 'connection;
@@ -217,6 +251,51 @@ fn relay(mut client: TcpStream, mut server: TcpStream, shared: &Shared) {
         }
     }
     let _ = server.shutdown(std::net::Shutdown::Both);
+}
+
+/// When `pending` starts with a whole HTTP/1.1 answer (sized by
+/// `content-length`, or chunked): its JSON body (null if it is not JSON)
+/// and the length taken.
+fn complete_answer(pending: &[u8]) -> Option<(Value, usize)> {
+    let end = pending.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&pending[..end]).to_ascii_lowercase();
+    let header = |name: &str| {
+        head.lines().skip(1).find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            (key.trim() == name).then(|| value.trim().to_owned())
+        })
+    };
+    let start = end + 4;
+    if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        let mut body = Vec::new();
+        let mut at = start;
+        loop {
+            let line_end = at + pending[at..].windows(2).position(|w| w == b"\r\n")?;
+            let size_text = String::from_utf8_lossy(&pending[at..line_end]).into_owned();
+            let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+            let data = line_end + 2;
+            if pending.len() < data + size + 2 {
+                return None;
+            }
+            if size == 0 {
+                let total = data + 2;
+                return Some((serde_json::from_slice(&body).unwrap_or(Value::Null), total));
+            }
+            body.extend_from_slice(&pending[data..data + size]);
+            at = data + size + 2;
+        }
+    }
+    let length = header("content-length")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    let total = start + length;
+    if pending.len() < total {
+        return None;
+    }
+    Some((
+        serde_json::from_slice(&pending[start..total]).unwrap_or(Value::Null),
+        total,
+    ))
 }
 
 /// When `pending` starts with a whole HTTP/1.1 request: notes it, applies

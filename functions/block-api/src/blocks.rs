@@ -7,6 +7,7 @@ use blocklist::http::request::{Query, field_subject, json_body, path_subject};
 use blocklist::http::{ApiError, json};
 use blocklist::identity::{Link, Subject};
 use blocklist::metrics::{self, Counter};
+use blocklist::model::search::plan_search;
 use blocklist::model::{Block, Chat, Contact, Scope, Source};
 use blocklist::policy::BlockCommand;
 use blocklist::service::{self, BlockOutcome, UnblockOutcome};
@@ -227,6 +228,10 @@ pub async fn list(
             other => Ok(other.map(str::to_owned)),
         }
     };
+    let search = bounded("q")?
+        .map(|q| plan_search(&q))
+        .transpose()
+        .map_err(|e| param_error("q", e.to_string()))?;
     let cursor = cursor_param(&query, "blocks")?;
     let page = app
         .store
@@ -237,7 +242,7 @@ pub async fn list(
             until,
             category: bounded("category")?,
             group: bounded("group")?,
-            q: bounded("q")?,
+            search,
             now: (app.now)(),
             limit: query.limit()?,
             cursor,

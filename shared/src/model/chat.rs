@@ -12,6 +12,8 @@ pub enum ChatStatus {
 }
 
 impl ChatStatus {
+    pub const ALL: [ChatStatus; 2] = [ChatStatus::Active, ChatStatus::Blocked];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ChatStatus::Active => "active",

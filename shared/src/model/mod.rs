@@ -7,6 +7,7 @@ mod audit;
 mod block;
 mod chat;
 mod contact;
+pub mod search;
 mod settings;
 mod stats;
 mod values;
@@ -14,9 +15,7 @@ mod values;
 pub use audit::{Action, AuditEvent};
 pub use block::Block;
 pub use chat::{Chat, ChatStatus, SessionStatus};
-pub use contact::{
-    Contact, search_terms as contact_search_terms, search_text as contact_search_text,
-};
+pub use contact::Contact;
 pub use settings::{AutoBlockPolicy, Settings, SettingsPatch, SettingsTarget};
 pub use stats::{DayStats, StatCounter, Stats};
 pub use values::{Actor, PhoneNumberId, Reason, Scope, Source, ValueError};

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::identity::{Link, Subject};
-use crate::model::{AuditEvent, Block, Chat, Contact, Settings, format_time};
+use crate::model::{Action, AuditEvent, Block, Chat, Contact, Settings, format_time};
 
 pub const STATE: &str = "STATE";
 pub const CONTACT: &str = "CONTACT";
@@ -42,9 +42,38 @@ pub fn chats_index_pk(shard: u32) -> String {
     format!("CHATS#{shard:02}")
 }
 
-/// Index partition of one shard of a day of the global audit feed (B8).
-pub fn audit_index_pk(day: &str, shard: u32) -> String {
-    format!("D#{day}#{shard:02}")
+/// The two kinds of audit events the feed keeps apart (S2): traffic
+/// refused (`inbound_suppressed`, `outbound_refused`), which a spam flood
+/// multiplies, and changes (every other action), so that a feed of changes
+/// never reads through a flood.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditClass {
+    Traffic,
+    Change,
+}
+
+impl AuditClass {
+    pub const ALL: [AuditClass; 2] = [AuditClass::Traffic, AuditClass::Change];
+
+    pub fn of(action: Action) -> Self {
+        match action {
+            Action::InboundSuppressed | Action::OutboundRefused => AuditClass::Traffic,
+            _ => AuditClass::Change,
+        }
+    }
+
+    fn code(self) -> &'static str {
+        match self {
+            AuditClass::Traffic => "t",
+            AuditClass::Change => "c",
+        }
+    }
+}
+
+/// Index partition of one shard of one class of a day of the global audit
+/// feed (B8).
+pub fn audit_index_pk(day: &str, class: AuditClass, shard: u32) -> String {
+    format!("D#{day}#{}#{shard:02}", class.code())
 }
 
 /// Partition of one shard of the statistics counters (B9); its sort keys
@@ -105,29 +134,69 @@ pub struct BlockItem {
     pub gsi1sk: String,
     #[serde(flatten)]
     pub block: Block,
+}
+
+/// Where a block sorts in every listing: newest first, then by subject and
+/// scope, which makes it unique.
+pub fn block_listing_sk(block: &Block) -> String {
+    format!(
+        "{}#{}#{}",
+        format_time(block.blocked_at),
+        block.subject,
+        block.scope
+    )
+}
+
+impl BlockItem {
+    pub fn new(block: &Block) -> Self {
+        BlockItem {
+            pk: subject_pk(&block.subject),
+            sk: block_sk(block.scope.as_str()),
+            gsi1pk: blocks_index_pk(shard_of(block.subject.as_str())),
+            gsi1sk: block_listing_sk(block),
+            block: block.clone(),
+        }
+    }
+}
+
+/// Partition of one shard of one index token's items (S2, see
+/// `model::search`).
+pub fn token_pk(token: &str, shard: u32) -> String {
+    format!("I#{token}#{shard:02}")
+}
+
+/// A block under one of its index tokens: a copy of the block with the
+/// contact fields the filters check, so that a filtered listing reads
+/// nothing else.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TokenItem {
+    pub pk: String,
+    pub sk: String,
+    #[serde(flatten)]
+    pub block: Block,
     /// Lower-cased number, contact name and email, for `q` (B7).
     pub search: String,
     pub category: Option<String>,
     pub groups: Vec<String>,
 }
 
-impl BlockItem {
-    pub fn new(block: &Block, contact: Option<&Contact>) -> Self {
-        BlockItem {
-            pk: subject_pk(&block.subject),
-            sk: block_sk(block.scope.as_str()),
-            gsi1pk: blocks_index_pk(shard_of(block.subject.as_str())),
-            gsi1sk: format!(
-                "{}#{}#{}",
-                format_time(block.blocked_at),
-                block.subject,
-                block.scope
-            ),
-            block: block.clone(),
-            search: crate::model::contact_search_text(&block.subject, contact),
-            category: contact.and_then(|c| c.category.clone()),
-            groups: contact.map(|c| c.groups.clone()).unwrap_or_default(),
-        }
+impl TokenItem {
+    /// Every index item of `block` while the contact is `contact`.
+    pub fn all_of(block: &Block, contact: Option<&Contact>) -> Vec<TokenItem> {
+        let shard = shard_of(block.subject.as_str());
+        let sk = block_listing_sk(block);
+        let search = crate::model::search::search_text(&block.subject, contact);
+        crate::model::search::index_tokens(block, contact)
+            .into_iter()
+            .map(|token| TokenItem {
+                pk: token_pk(&token, shard),
+                sk: sk.clone(),
+                block: block.clone(),
+                search: search.clone(),
+                category: contact.and_then(|c| c.category.clone()),
+                groups: contact.map(|c| c.groups.clone()).unwrap_or_default(),
+            })
+            .collect()
     }
 }
 
@@ -187,7 +256,11 @@ impl AuditItem {
             sk: event.event_id.clone(),
             // Spread by event, not subject: one noisy sender's events still
             // land on every shard of the day.
-            gsi1pk: audit_index_pk(&day_of(event.at), shard_of(&event.event_id)),
+            gsi1pk: audit_index_pk(
+                &day_of(event.at),
+                AuditClass::of(event.action),
+                shard_of(&event.event_id),
+            ),
             gsi1sk: event.event_id.clone(),
             event: event.clone(),
         }

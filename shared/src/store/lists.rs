@@ -5,9 +5,10 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 
 use super::cursor::Cursor;
 use super::items::*;
-use super::sharded::{Order, ShardedQuery};
+use super::sharded::{KeyRange, Order, ShardedQuery};
 use super::{Item, Store, StoreError, key, s};
 use crate::identity::Subject;
+use crate::model::search::{self, TextSearch};
 use crate::model::{
     Action, AuditEvent, Block, Chat, ChatStatus, DayStats, PhoneNumberId, Scope, Source, Stats,
     format_time,
@@ -35,13 +36,40 @@ pub struct BlockQuery {
     pub until: Option<DateTime<Utc>>,
     pub category: Option<String>,
     pub group: Option<String>,
-    /// Matched against subject (in any number form, B65), contact name and
-    /// email, case-insensitively.
-    pub q: Option<String>,
+    /// `q`, planned: matched against subject (in any number form, B65),
+    /// contact name and email, case-insensitively.
+    pub search: Option<TextSearch>,
     /// Blocks that expired before this are left out.
     pub now: DateTime<Utc>,
     pub limit: usize,
     pub cursor: Option<Cursor>,
+}
+
+impl BlockQuery {
+    /// The index tokens to read: those of the search, or else of the filter
+    /// likely to hold the fewest blocks. `None` when no filter is named.
+    fn tokens(&self) -> Option<Vec<String>> {
+        if let Some(search) = &self.search {
+            return Some(search.tokens.clone());
+        }
+        let single = self
+            .category
+            .as_deref()
+            .map(search::category_token)
+            .or_else(|| self.group.as_deref().map(search::group_token))
+            .or_else(|| self.scope.as_ref().map(|s| search::scope_token(s.as_str())))
+            .or_else(|| self.source.map(|s| search::source_token(s.as_str())))?;
+        Some(vec![single])
+    }
+
+    /// How many of the token filters (not the date range) are named.
+    fn filters_named(&self) -> usize {
+        usize::from(self.search.is_some())
+            + usize::from(self.category.is_some())
+            + usize::from(self.group.is_some())
+            + usize::from(self.scope.is_some())
+            + usize::from(self.source.is_some())
+    }
 }
 
 /// Filters of `GET /v1/chats` (B11).
@@ -64,11 +92,15 @@ pub struct AuditQuery {
 }
 
 impl Store {
-    /// B7: blocks, newest first, merged from every shard of the index.
+    /// B7: blocks, newest first. Unfiltered, the 16 shards of the block
+    /// index, merged; filtered, the shards of the most selective index
+    /// token the filters name (S2, see `model::search`), with the other
+    /// filters checked on its items.
     pub async fn list_blocks(&self, query: BlockQuery) -> Result<Page<Block>, StoreError> {
         // '~' sorts after every character used in the sort key.
         let upper = query.until.map(|t| format!("{}~", format_time(t)));
         let lower = query.since.map(format_time);
+        let terms = query.search.as_ref().map(|plan| plan.terms.as_slice());
         let filter = |mut request: QueryFluentBuilder| {
             // Expired blocks block nothing (B13): not listed.
             let mut filters = vec!["(attribute_type(expires_at, :null_type) OR expires_at > :now)"];
@@ -98,14 +130,13 @@ impl Store {
                     .expression_attribute_values(":group", s(group));
             }
             let mut search = String::new();
-            if let Some(q) = &query.q {
-                let terms = crate::model::contact_search_terms(q);
+            if let Some(terms) = terms {
                 let alternatives: Vec<String> = (0..terms.len())
                     .map(|i| format!("contains(#search, :q{i})"))
                     .collect();
                 search = format!("({})", alternatives.join(" OR "));
                 request = request.expression_attribute_names("#search", "search");
-                for (i, term) in terms.into_iter().enumerate() {
+                for (i, term) in terms.iter().enumerate() {
                     request = request.expression_attribute_values(format!(":q{i}"), s(term));
                 }
             }
@@ -114,14 +145,28 @@ impl Store {
             }
             request.filter_expression(filters.join(" AND "))
         };
+        let tokens = query.tokens();
+        let (index, partitions) = match &tokens {
+            Some(tokens) => (
+                None,
+                tokens
+                    .iter()
+                    .flat_map(|token| (0..SHARDS).map(move |i| token_pk(token, i)))
+                    .collect(),
+            ),
+            None => (Some("gsi1"), (0..SHARDS).map(blocks_index_pk).collect()),
+        };
         let page = self
             .sharded_page(ShardedQuery {
                 table: &self.tables.blocklist,
-                partitions: (0..SHARDS).map(blocks_index_pk).collect(),
-                lower,
-                upper,
+                index,
+                partitions,
+                ranges: vec![KeyRange::new(lower, upper)],
                 order: Order::Descending,
                 filter: Some(&filter),
+                // A token holds what one filter names; anything more (a
+                // search's whole terms, a second filter) may drop most of it.
+                sparse: query.filters_named() > 1,
                 after: query.cursor.as_ref().and_then(Cursor::position),
                 limit: query.limit,
             })
@@ -130,7 +175,10 @@ impl Store {
             items: page
                 .items
                 .into_iter()
-                .map(|item| Ok(serde_dynamo::from_item::<_, BlockItem>(item)?.block))
+                .map(|item| match index {
+                    Some(_) => Ok(serde_dynamo::from_item::<_, BlockItem>(item)?.block),
+                    None => Ok(serde_dynamo::from_item::<_, TokenItem>(item)?.block),
+                })
                 .collect::<Result<_, StoreError>>()?,
             next: page.next.map(|at| Cursor::at("blocks", None, at)),
         })
@@ -140,28 +188,40 @@ impl Store {
     /// (so a message, which changes no listed attribute, never rewrites
     /// it); the page's chats are then read from the table, in batches.
     pub async fn list_chats(&self, query: ChatQuery) -> Result<Page<Chat>, StoreError> {
-        let prefix = match (&query.status, &query.phone_number_id) {
-            (Some(status), Some(id)) => Some(format!("{}#{}#", status.as_str(), id)),
-            (Some(status), None) => Some(format!("{}#", status.as_str())),
-            (None, _) => None,
+        // Index sort keys are `<status>#<phone_number_id>#<subject>`: a
+        // status, and a business number under it, are key prefixes. One
+        // business number's chats of any status are one range per status,
+        // in the order statuses sort.
+        let prefixes: Vec<String> = match (&query.status, &query.phone_number_id) {
+            (Some(status), Some(id)) => vec![format!("{}#{}#", status.as_str(), id)],
+            (Some(status), None) => vec![format!("{}#", status.as_str())],
+            (None, Some(id)) => {
+                let mut statuses = ChatStatus::ALL.map(ChatStatus::as_str);
+                statuses.sort_unstable();
+                statuses
+                    .iter()
+                    .map(|status| format!("{status}#{id}#"))
+                    .collect()
+            }
+            (None, None) => vec![],
         };
-        let by_business = |request: QueryFluentBuilder| match &query.phone_number_id {
-            // The table's sort key of a chat is its business number, and
-            // table keys are in every index.
-            Some(id) if query.status.is_none() => request
-                .filter_expression("sk = :pnid")
-                .expression_attribute_values(":pnid", s(id.as_str())),
-            _ => request,
+        let ranges = if prefixes.is_empty() {
+            vec![KeyRange::default()]
+        } else {
+            prefixes
+                .into_iter()
+                .map(|p| KeyRange::new(Some(p.clone()), Some(format!("{p}~"))))
+                .collect()
         };
-        let filtered = query.status.is_none() && query.phone_number_id.is_some();
         let page = self
             .sharded_page(ShardedQuery {
                 table: &self.tables.chats,
+                index: Some("gsi1"),
                 partitions: (0..SHARDS).map(chats_index_pk).collect(),
-                upper: prefix.as_ref().map(|p| format!("{p}~")),
-                lower: prefix,
+                ranges,
                 order: Order::Ascending,
-                filter: filtered.then_some(&by_business as _),
+                filter: None,
+                sparse: false,
                 after: query.cursor.as_ref().and_then(Cursor::position),
                 limit: query.limit,
             })
@@ -260,6 +320,12 @@ impl Store {
             }
             None => (query.until.date_naive(), None),
         };
+        // An action's events are all in its class; the feed of every action
+        // merges both.
+        let classes: Vec<AuditClass> = match query.action {
+            Some(action) => vec![AuditClass::of(action)],
+            None => AuditClass::ALL.to_vec(),
+        };
         let mut events = Vec::new();
         let mut walked = 0;
         while day >= first_day {
@@ -274,11 +340,15 @@ impl Store {
             let page = self
                 .sharded_page(ShardedQuery {
                     table: &self.tables.audit,
-                    partitions: (0..SHARDS).map(|i| audit_index_pk(&day_name, i)).collect(),
-                    lower: Some(lower.clone()),
-                    upper: Some(upper.clone()),
+                    index: Some("gsi1"),
+                    partitions: classes
+                        .iter()
+                        .flat_map(|class| (0..SHARDS).map(|i| audit_index_pk(&day_name, *class, i)))
+                        .collect(),
+                    ranges: vec![KeyRange::new(Some(lower.clone()), Some(upper.clone()))],
                     order: Order::Descending,
                     filter: query.action.is_some().then_some(&by_action as _),
+                    sparse: query.action.is_some(),
                     after: start.take(),
                     limit: query.limit - events.len(),
                 })

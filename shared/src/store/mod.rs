@@ -17,6 +17,7 @@
 //! |-----------|---------------------|--------------------|-------------------------|---------------------|---------------------------------|
 //! | Blocklist | subject state       | `<subject pk>`     | `STATE`                 |                     |                                 |
 //! | Blocklist | block               | `<subject pk>`     | `B#<scope>`             | `BLOCKS#<nn>`       | `<blocked_at>#<subject>#<scope>` |
+//! | Blocklist | index token of a block | `I#<token>#<nn>` | `<blocked_at>#<subject>#<scope>` |      |                                 |
 //! | Blocklist | contact             | `<subject pk>`     | `CONTACT`               |                     |                                 |
 //! | Blocklist | settings            | `SETTINGS#<phone_number_id>`/`SETTINGS#default` | `SETTINGS` |     |                                 |
 //! | Blocklist | day counters        | `STATS#<nn>`       | `D#<yyyy-mm-dd>`        |                     |                                 |
@@ -64,6 +65,7 @@
 //! | `<subject pk>` (Chats)            | a message stamps the chat               | ≤ sender's rate    | —               |
 //! | `STATS#<nn>`                      | day counters (+ `C` on a block)         | ≤ 63 tx = 125 WCU  | 2×63 tx = 250 WCU |
 //! | `BLOCKS#<nn>` (Blocklist gsi1)    | a block put or deleted                  | —                  | 63 WCU          |
+//! | `I#<token>#<nn>`                  | a block put or deleted, a contact change of a blocked subject | — | ≤ 2×63 tx = 125 WCU (`s:all`, `o:import`, a shared 4-digit window) |
 //! | `D#<day>#<nn>` (Audit gsi1)       | every audit event (suppression, block)  | ≤ 63 WCU           | 63 WCU          |
 //! | `CHATS#<nn>` (Chats gsi1)         | a new chat or a status change only      | ≤ 63 WCU           | ≤ 63 WCU        |
 //! | `SETTINGS#<id>`                   | read by sends, cached 5 s per function (S4) | ≤ warm functions / 5 s | —       |
@@ -84,11 +86,21 @@
 //! - Every change to a number writes the `STATE` item with a condition on its
 //!   `version` (optimistic concurrency): two concurrent changes cannot both
 //!   commit on the same facts; the loser re-reads and decides again.
-//! - Block list (B7): the 16 `BLOCKS#<nn>` partitions of `gsi1`, merged
-//!   newest first, `since`/`until` as a key range; other filters are filter
-//!   expressions on block items, which carry the contact's searchable fields
-//!   (`search`, `category`, `groups`) copied in the same transaction that
-//!   changes the contact.
+//! - Block list (B7): unfiltered, the 16 `BLOCKS#<nn>` partitions of
+//!   `gsi1`, merged newest first, `since`/`until` as a key range. Filtered
+//!   (S2), the 16 `I#<token>#<nn>` partitions of the most selective token
+//!   the filters name (a `q` term's digits or word, else category, group,
+//!   scope, source; see `model::search`), merged the same way, the other
+//!   filters being filter expressions on the token items. A token item is
+//!   a copy of the block with the contact's searchable fields (`search`,
+//!   `category`, `groups`); a block has one per token (its scope, source,
+//!   category, groups, 2–5 letter prefixes of its words, 4-digit windows of
+//!   its digits: about 10 for a number without contact, 20–40 with one),
+//!   written with the block and rewritten by a contact change. Tokens with
+//!   many blocks (`s:all`, `o:import`, a country code's window) stay under
+//!   the per-key limit because they are sharded like every listing; a
+//!   token's read follows what it holds, and the filter expression only
+//!   drops what the first term alone could not tell apart.
 //! - History (B8): `Query` `N#<number>` on Audit, newest first (ULIDs sort by
 //!   time). Global feed: `gsi1`, the 16 shards of one day at a time, merged
 //!   newest first.

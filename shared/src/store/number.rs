@@ -152,7 +152,7 @@ impl Store {
         // What enforcement reads (state, blocks, contact, events, counters)
         // goes first; listing data (search fields, chat status) fills the
         // rest of the transaction and follows in further ones.
-        let mut deferred = self.reindex_actions(change)?;
+        let mut deferred = self.token_actions(change)?;
         deferred.extend(self.chat_actions(change.chats.iter())?);
         if actions.len() > MAX_TRANSACTION_ITEMS {
             let over = actions.split_off(MAX_TRANSACTION_ITEMS);
@@ -233,39 +233,41 @@ impl Store {
         }
     }
 
-    /// The search fields of the blocks a contact change touches (B7):
-    /// listing data only, so they may follow the change's transaction.
-    fn reindex_actions(
-        &self,
-        change: &SubjectChange,
-    ) -> Result<Vec<TransactWriteItem>, StoreError> {
-        let pk = subject_pk(&change.subject);
+    /// The index items (S2) of the blocks a change touches: blocks put or
+    /// removed, and every block when the contact changes. Items the change
+    /// leaves without a token are deleted, the others written afresh (they
+    /// carry the contact's fields). Listing data only, so they may follow
+    /// the change's transaction.
+    fn token_actions(&self, change: &SubjectChange) -> Result<Vec<TransactWriteItem>, StoreError> {
+        let touched: std::collections::BTreeSet<&str> = change
+            .put_blocks
+            .iter()
+            .chain(&change.remove_blocks)
+            .chain(&change.reindex_blocks)
+            .map(|b| b.scope.as_str())
+            .collect();
+        let items_of = |blocks: &[crate::model::Block], contact: Option<&Contact>| {
+            blocks
+                .iter()
+                .filter(|b| touched.contains(b.scope.as_str()))
+                .flat_map(|b| TokenItem::all_of(b, contact))
+                .collect::<Vec<_>>()
+        };
+        let after = items_of(&change.blocks_after, change.contact_after.as_ref());
+        let kept: std::collections::HashSet<(&str, &str)> = after
+            .iter()
+            .map(|i| (i.pk.as_str(), i.sk.as_str()))
+            .collect();
         let bl = &self.tables.blocklist;
         let mut actions = Vec::new();
-        for block in &change.reindex_blocks {
-            let fields = BlockItem::new(block, change.contact_after.as_ref());
-            let update = Update::builder()
-                .table_name(bl)
-                .key("pk", s(&pk))
-                .key("sk", s(block_sk(block.scope.as_str())))
-                .update_expression("SET #search = :search, category = :category, #groups = :groups")
-                .condition_expression("attribute_exists(pk)")
-                .expression_attribute_names("#search", "search")
-                .expression_attribute_names("#groups", "groups")
-                .expression_attribute_values(":search", s(fields.search))
-                .expression_attribute_values(
-                    ":category",
-                    serde_dynamo::to_attribute_value(fields.category)?,
-                )
-                .expression_attribute_values(
-                    ":groups",
-                    serde_dynamo::to_attribute_value(fields.groups)?,
-                );
-            actions.push(
-                TransactWriteItem::builder()
-                    .update(build(update.build())?)
-                    .build(),
-            );
+        for gone in items_of(&change.blocks_before, change.contact_before.as_ref()) {
+            if kept.contains(&(gone.pk.as_str(), gone.sk.as_str())) {
+                continue;
+            }
+            actions.push(delete_action(bl, gone.pk, gone.sk)?);
+        }
+        for item in after {
+            actions.push(put_action(bl, item)?);
         }
         Ok(actions)
     }
@@ -293,24 +295,14 @@ impl Store {
         }
 
         for removed in &change.remove_blocks {
-            let delete = Delete::builder()
-                .table_name(bl)
-                .key("pk", s(&pk))
-                .key("sk", s(block_sk(removed.scope.as_str())));
-            actions.push(
-                TransactWriteItem::builder()
-                    .delete(build(delete.build())?)
-                    .build(),
-            );
+            actions.push(delete_action(
+                bl,
+                pk.clone(),
+                block_sk(removed.scope.as_str()),
+            )?);
         }
         for block in &change.put_blocks {
-            let item = serde_dynamo::to_item(BlockItem::new(block, change.contact_after.as_ref()))?;
-            let put = Put::builder().table_name(bl).set_item(Some(item));
-            actions.push(
-                TransactWriteItem::builder()
-                    .put(build(put.build())?)
-                    .build(),
-            );
+            actions.push(put_action(bl, BlockItem::new(block))?);
         }
         if let Some(contact) = &change.put_contact {
             let item = ContactItem {
@@ -318,14 +310,7 @@ impl Store {
                 sk: CONTACT.to_owned(),
                 contact: contact.clone(),
             };
-            let put = Put::builder()
-                .table_name(bl)
-                .set_item(Some(serde_dynamo::to_item(item)?));
-            actions.push(
-                TransactWriteItem::builder()
-                    .put(build(put.build())?)
-                    .build(),
-            );
+            actions.push(put_action(bl, item)?);
         }
         for event in &change.events {
             let partition = event
@@ -640,6 +625,27 @@ impl Store {
         }
         self.transact(actions, None).await?.committed_or_conflict()
     }
+}
+
+/// An unconditional put of `item` in `table`, as a transaction action.
+fn put_action(table: &str, item: impl serde::Serialize) -> Result<TransactWriteItem, StoreError> {
+    let put = Put::builder()
+        .table_name(table)
+        .set_item(Some(serde_dynamo::to_item(item)?));
+    Ok(TransactWriteItem::builder()
+        .put(build(put.build())?)
+        .build())
+}
+
+/// An unconditional delete of one item, as a transaction action.
+fn delete_action(table: &str, pk: String, sk: String) -> Result<TransactWriteItem, StoreError> {
+    let delete = Delete::builder()
+        .table_name(table)
+        .key("pk", s(pk))
+        .key("sk", s(sk));
+    Ok(TransactWriteItem::builder()
+        .delete(build(delete.build())?)
+        .build())
 }
 
 /// Builder errors only happen when a required field is missing, which is a

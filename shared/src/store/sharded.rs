@@ -1,15 +1,16 @@
 //! Listings over an index spread across [`SHARDS`] partition keys (S1).
 //!
 //! A listing's items are spread over one index partition per shard, each
-//! sorted by `gsi1sk`, which is unique across the shards (it ends with the
-//! subject, or is an event id). A page is a k-way merge: every shard is
+//! sorted by its sort key (`gsi1sk` of an index, `sk` of token items),
+//! which is unique across the shards (it ends with the subject, or is an
+//! event id). A page is a k-way merge: every shard is
 //! queried concurrently for a few items, the head that comes first is taken
 //! once no shard could still hold an item before it, and a shard is read
 //! again only when its buffer runs dry while it may hold what comes next.
 //! So a page reads about `limit` items plus a few per shard, not `limit`
 //! per shard (S2), in two or three rounds.
 //!
-//! The position between pages is the `gsi1sk` of the last item returned:
+//! The position between pages is the sort key of the last item returned:
 //! the next page asks every shard for the items after it, so a cursor stays
 //! small and carries no partition key a client could point elsewhere.
 
@@ -49,18 +50,58 @@ const FILTERED_PAGE_SIZE: i32 = 100;
 /// One sharded listing request.
 pub(super) struct ShardedQuery<'a> {
     pub table: &'a str,
-    /// The index partition of every shard.
+    /// `Some("gsi1")` to read the index, `None` for the table's own keys.
+    pub index: Option<&'a str>,
+    /// The index partition of every shard. A listing may read several
+    /// sets of shards at once (a search with two tokens); an item found in
+    /// more than one is listed once.
     pub partitions: Vec<String>,
-    /// Inclusive bounds of `gsi1sk`, when the listing has them.
-    pub lower: Option<String>,
-    pub upper: Option<String>,
+    /// The sort key ranges read in every partition, in listing order and
+    /// apart (a listing of one business number's chats of any status
+    /// reads one range per status).
+    pub ranges: Vec<KeyRange>,
     pub order: Order,
     /// Adds a filter expression and its attributes, if any; its
     /// placeholders must not be `:p`, `:lo` or `:hi`.
     pub filter: Option<&'a (dyn Fn(QueryFluentBuilder) -> QueryFluentBuilder + Sync)>,
-    /// Continue strictly after this `gsi1sk` (from a cursor).
+    /// Whether the filter may drop most of what the key range holds, so
+    /// that each shard is asked to evaluate a larger page at once.
+    pub sparse: bool,
+    /// Continue strictly after this sort key (from a cursor).
     pub after: Option<String>,
     pub limit: usize,
+}
+
+/// Inclusive bounds of the sort key; none is the whole partition.
+#[derive(Debug, Clone, Default)]
+pub(super) struct KeyRange {
+    pub lower: Option<String>,
+    pub upper: Option<String>,
+}
+
+impl KeyRange {
+    pub fn new(lower: Option<String>, upper: Option<String>) -> Self {
+        KeyRange { lower, upper }
+    }
+
+    /// The part of this range strictly after `after` in `order` (the
+    /// bound itself is skipped when read), `None` if nothing is left.
+    fn after(&self, after: Option<&String>, order: Order) -> Option<KeyRange> {
+        let (lower, upper) = match (order, after.cloned()) {
+            (Order::Descending, Some(after)) => {
+                (self.lower.clone(), Some(min_of(self.upper.clone(), after)))
+            }
+            (Order::Ascending, Some(after)) => {
+                (Some(max_of(self.lower.clone(), after)), self.upper.clone())
+            }
+            (_, None) => (self.lower.clone(), self.upper.clone()),
+        };
+        match (&lower, &upper) {
+            // A range DynamoDB would refuse holds nothing.
+            (Some(lo), Some(hi)) if lo > hi => None,
+            _ => Some(KeyRange { lower, upper }),
+        }
+    }
 }
 
 /// A merged page: items in listing order and where the next page starts.
@@ -70,10 +111,11 @@ pub(super) struct ShardedPage {
 }
 
 struct Shard {
-    partition: String,
+    /// The query of one partition over one range.
+    request: QueryFluentBuilder,
     buffer: VecDeque<(String, Item)>,
     start: Option<Item>,
-    /// `gsi1sk` of the last key evaluated, once read.
+    /// Sort key of the last key evaluated, once read.
     evaluated: Option<String>,
     done: bool,
 }
@@ -98,68 +140,60 @@ impl Store {
         &self,
         query: ShardedQuery<'_>,
     ) -> Result<ShardedPage, StoreError> {
-        let (lower, upper) = match (query.order, query.after.clone()) {
-            (Order::Descending, Some(after)) => (
-                query.lower.clone(),
-                Some(min_of(query.upper.clone(), after)),
-            ),
-            (Order::Ascending, Some(after)) => (
-                Some(max_of(query.lower.clone(), after)),
-                query.upper.clone(),
-            ),
-            (_, None) => (query.lower.clone(), query.upper.clone()),
+        let (pk, sk) = match query.index {
+            Some(_) => ("gsi1pk", "gsi1sk"),
+            None => ("pk", "sk"),
         };
-        if let (Some(lo), Some(hi)) = (&lower, &upper)
-            && lo > hi
-        {
-            // A range DynamoDB would refuse holds nothing.
-            return Ok(ShardedPage {
-                items: Vec::new(),
-                next: None,
-            });
-        }
-        let key_condition = match (&lower, &upper) {
-            (Some(_), Some(_)) => "gsi1pk = :p AND gsi1sk BETWEEN :lo AND :hi",
-            (Some(_), None) => "gsi1pk = :p AND gsi1sk >= :lo",
-            (None, Some(_)) => "gsi1pk = :p AND gsi1sk <= :hi",
-            (None, None) => "gsi1pk = :p",
-        };
-        let filtered = query.filter.is_some();
+        let ranges: Vec<KeyRange> = query
+            .ranges
+            .iter()
+            .filter_map(|range| range.after(query.after.as_ref(), query.order))
+            .collect();
         // One more than asked tells whether a next page exists.
         let wanted = query.limit + 1;
-        let page_size = if filtered {
+        let streams = query.partitions.len() * ranges.len();
+        let page_size = if query.sparse {
             FILTERED_PAGE_SIZE
         } else {
-            i32::try_from(wanted / query.partitions.len().max(1) + 2).unwrap_or(i32::MAX)
+            i32::try_from(wanted / streams.max(1) + 2).unwrap_or(i32::MAX)
         };
         let mut base = self
             .client
             .query()
             .table_name(query.table)
-            .index_name("gsi1")
-            .key_condition_expression(key_condition)
+            .set_index_name(query.index.map(str::to_owned))
             .scan_index_forward(query.order == Order::Ascending)
             .limit(page_size);
-        if let Some(lo) = &lower {
-            base = base.expression_attribute_values(":lo", s(lo));
-        }
-        if let Some(hi) = &upper {
-            base = base.expression_attribute_values(":hi", s(hi));
-        }
         if let Some(filter) = query.filter {
             base = filter(base);
         }
-        let mut shards: Vec<Shard> = query
-            .partitions
-            .into_iter()
-            .map(|partition| Shard {
-                partition,
-                buffer: VecDeque::new(),
-                start: None,
-                evaluated: None,
-                done: false,
-            })
-            .collect();
+        let mut shards: Vec<Shard> = Vec::with_capacity(streams);
+        for range in &ranges {
+            let key_condition = match (&range.lower, &range.upper) {
+                (Some(_), Some(_)) => format!("{pk} = :p AND {sk} BETWEEN :lo AND :hi"),
+                (Some(_), None) => format!("{pk} = :p AND {sk} >= :lo"),
+                (None, Some(_)) => format!("{pk} = :p AND {sk} <= :hi"),
+                (None, None) => format!("{pk} = :p"),
+            };
+            let mut ranged = base.clone().key_condition_expression(key_condition);
+            if let Some(lo) = &range.lower {
+                ranged = ranged.expression_attribute_values(":lo", s(lo));
+            }
+            if let Some(hi) = &range.upper {
+                ranged = ranged.expression_attribute_values(":hi", s(hi));
+            }
+            for partition in &query.partitions {
+                shards.push(Shard {
+                    request: ranged
+                        .clone()
+                        .expression_attribute_values(":p", s(partition)),
+                    buffer: VecDeque::new(),
+                    start: None,
+                    evaluated: None,
+                    done: false,
+                });
+            }
+        }
 
         let mut out: Vec<(String, Item)> = Vec::with_capacity(wanted);
         let mut pages_read = 0;
@@ -176,8 +210,9 @@ impl Store {
                 }
                 pages_read += blocking.len();
                 let reads = blocking.iter().map(|&i| {
-                    base.clone()
-                        .expression_attribute_values(":p", s(&shards[i].partition))
+                    shards[i]
+                        .request
+                        .clone()
                         .set_exclusive_start_key(shards[i].start.clone())
                         .send()
                 });
@@ -185,8 +220,8 @@ impl Store {
                 for (i, page) in blocking.into_iter().zip(pages) {
                     let shard = &mut shards[i];
                     for item in page.items.unwrap_or_default() {
-                        let Some(sort_key) = gsi1sk(&item) else {
-                            return Err(StoreError::Corrupt("index item without gsi1sk".into()));
+                        let Some(sort_key) = string(&item, sk) else {
+                            return Err(StoreError::Corrupt("index item without sort key".into()));
                         };
                         if query.after.as_deref() != Some(sort_key.as_str()) {
                             shard.buffer.push_back((sort_key, item));
@@ -194,7 +229,7 @@ impl Store {
                     }
                     match page.last_evaluated_key {
                         Some(key) if !key.is_empty() => {
-                            shard.evaluated = gsi1sk(&key);
+                            shard.evaluated = string(&key, sk);
                             shard.start = Some(key);
                         }
                         _ => shard.done = true,
@@ -205,7 +240,9 @@ impl Store {
             let Some(i) = best_head(&shards, query.order) else {
                 break;
             };
-            if let Some(next) = shards[i].buffer.pop_front() {
+            if let Some(next) = shards[i].buffer.pop_front()
+                && out.last().is_none_or(|(last, _)| *last != next.0)
+            {
                 out.push(next);
             }
         }
@@ -246,8 +283,8 @@ fn best_head(shards: &[Shard], order: Order) -> Option<usize> {
         })
 }
 
-fn gsi1sk(item: &Item) -> Option<String> {
-    item.get("gsi1sk").and_then(|v| v.as_s().ok()).cloned()
+fn string(item: &Item, attribute: &str) -> Option<String> {
+    item.get(attribute).and_then(|v| v.as_s().ok()).cloned()
 }
 
 fn min_of(bound: Option<String>, other: String) -> String {

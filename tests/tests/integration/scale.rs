@@ -253,3 +253,96 @@ async fn s1_a_message_on_a_chat_leaves_the_chats_index_alone() {
         "the index holds a time every message changes: {projected:?}"
     );
 }
+
+/// S2: the chats of one business number, and the changes in the audit
+/// feed, read about what they return, also when the same day holds a
+/// flood: messages from 64 blocked people on one line (64 suppression
+/// events) and from 64 allowed people on another (64 active chats).
+#[tokio::test]
+async fn s2_a_business_numbers_chats_and_the_changes_of_a_flood_day_read_what_they_return() {
+    use integration_tests::{DynamoRelay, endpoint};
+
+    const FLOOD: usize = 64;
+    let world = World::new().await;
+    let spammers: Vec<String> = (0..FLOOD).map(number).collect();
+    let batch = world
+        .api
+        .call(
+            "POST",
+            "/v1/blocks:batch",
+            Some(json!({"action": "block", "numbers": spammers, "reason": "spam"})),
+        )
+        .await;
+    assert_eq!(batch.status, 200, "{:?}", batch.body);
+    for (line, first, prefix) in [(LINE_A, 0, "F"), (crate::identity::LINE_B, 1000, "A")] {
+        let mut contacts = Vec::new();
+        let mut messages = Vec::new();
+        for person in first..first + FLOOD {
+            let wa_id = number(person).trim_start_matches('+').to_owned();
+            contacts.push(contact(Some(&wa_id), None));
+            messages.push(text_message(
+                Some(&wa_id),
+                None,
+                &format!("wamid.{prefix}{person:05}"),
+            ));
+        }
+        world
+            .deliver(&crate::identity::delivery_on(
+                line,
+                contacts,
+                messages,
+                vec![],
+            ))
+            .await;
+    }
+    // Two more changes among the flood's events.
+    let changed = ["+447700900101", "+447700900202"];
+    for subject in changed {
+        world.block(subject, "all").await;
+    }
+
+    let relay = DynamoRelay::start(&endpoint());
+    let api = world.api.via(&relay);
+    let today = Utc::now().format("%Y-%m-%d").to_string();
+    let line_b = crate::identity::LINE_B;
+    // (listing, items it lists, most items it may read). A first round
+    // reads at most 2 items of each of the 32 index streams of a line's
+    // chats (16 shards, 2 statuses); the changes of the day are one class
+    // of audit events, read whole in one round.
+    let cases = [
+        (
+            format!("/v1/chats?phone_number_id={line_b}&limit=5"),
+            5,
+            5 + 32,
+        ),
+        (
+            format!("/v1/audit?since={today}&action=blocked&limit=200"),
+            FLOOD + 2,
+            FLOOD + 2 + 16,
+        ),
+        (
+            format!("/v1/audit?since={today}&action=inbound_suppressed&limit=200"),
+            FLOOD,
+            FLOOD + 16,
+        ),
+    ];
+    for (uri, listed, most) in cases {
+        relay.reset();
+        let response = api.call("GET", &uri, None).await;
+        assert_eq!(response.status, 200, "{uri}: {:?}", response.body);
+        let items = response.body["items"].as_array().unwrap();
+        assert_eq!(items.len(), listed, "{uri}");
+        let read = relay.items_read();
+        assert!(read >= listed as u64, "{uri}: {read} items read");
+        assert!(
+            read <= most as u64,
+            "{uri}: {read} items read for {listed} listed (at most {most})"
+        );
+        if uri.contains("action=blocked") {
+            let subjects: Vec<&str> = items.iter().filter_map(|e| e["subject"].as_str()).collect();
+            for subject in changed {
+                assert!(subjects.contains(&subject), "{subject} in the feed");
+            }
+        }
+    }
+}

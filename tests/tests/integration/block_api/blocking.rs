@@ -532,8 +532,10 @@ async fn b3_s3_chats_beyond_one_transaction_follow_the_change_under_its_version(
         .iter()
         .filter(|s| **s == ChatStatus::Active)
         .count();
+    // The transaction also holds the unblock's own writes and the removal
+    // of its index items (S2), which come before chat status.
     assert!(
-        (90..100).contains(&active),
+        (75..100).contains(&active),
         "the transaction's chats follow, the guarded rest does not: {active} of 150"
     );
 

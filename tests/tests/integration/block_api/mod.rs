@@ -39,6 +39,18 @@ impl Api {
         }
     }
 
+    /// The same API and caller, talking to DynamoDB through `relay`.
+    pub fn via(&self, relay: &integration_tests::DynamoRelay) -> Api {
+        Api {
+            stack: self.stack.clone(),
+            app: block_api::App::new(
+                self.stack.store_via(relay),
+                blocklist::http::auth::Authenticator::local_hs256(integration_tests::JWT_SECRET),
+            ),
+            token: self.token.clone(),
+        }
+    }
+
     pub async fn send(&self, request: ApiRequest) -> ApiResponse {
         call_block_api(&self.app, request).await
     }
