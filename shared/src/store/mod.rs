@@ -25,8 +25,8 @@
 //! | Blocklist | idempotency claim   | `W#<update key>`   | `W`                     |                     |                                 |
 //! | Blocklist | delivery failure    | `F#<subject>`      | `<at>#<status id>`      |                     |                                 |
 //! | Blocklist | sent message        | `O#<message id>`   | `SENT`                  |                     |                                 |
-//! | Audit     | event of a subject  | `<subject pk>`     | `<event_id>` (ULID)     | `D#<yyyy-mm-dd>#<nn>` | `<event_id>`                  |
-//! | Audit     | settings event      | `S#<settings id>`  | `<event_id>`            | `D#<yyyy-mm-dd>#<nn>` | `<event_id>`                  |
+//! | Audit     | event of a subject  | `<subject pk>`     | `<event_id>` (ULID)     | `D#<yyyy-mm-dd>#<t\|c>#<nn>` | `<event_id>`            |
+//! | Audit     | settings event      | `S#<settings id>`  | `<event_id>`            | `D#<yyyy-mm-dd>#c#<nn>` | `<event_id>`                  |
 //! | Chats     | chat                | `<subject pk>`     | `<phone_number_id>`     | `CHATS#<nn>`        | `<status>#<phone_number_id>#<subject>` |
 //!
 //! The `STATE` item is the version guard of every change of a subject and
@@ -66,7 +66,7 @@
 //! | `STATS#<nn>`                      | day counters (+ `C` on a block)         | ≤ 63 tx = 125 WCU  | 2×63 tx = 250 WCU |
 //! | `BLOCKS#<nn>` (Blocklist gsi1)    | a block put or deleted                  | —                  | 63 WCU          |
 //! | `I#<token>#<nn>`                  | a block put or deleted, a contact change of a blocked subject | — | ≤ 2×63 tx = 125 WCU (`s:all`, `o:import`, a shared 4-digit window) |
-//! | `D#<day>#<nn>` (Audit gsi1)       | every audit event (suppression, block)  | ≤ 63 WCU           | 63 WCU          |
+//! | `D#<day>#<class>#<nn>` (Audit gsi1) | every audit event (suppression, block)  | ≤ 63 WCU           | 63 WCU          |
 //! | `CHATS#<nn>` (Chats gsi1)         | a new chat or a status change only      | ≤ 63 WCU           | ≤ 63 WCU        |
 //! | `SETTINGS#<id>`                   | read by sends, cached 5 s per function (S4) | ≤ warm functions / 5 s | —       |
 //!
@@ -102,13 +102,17 @@
 //!   token's read follows what it holds, and the filter expression only
 //!   drops what the first term alone could not tell apart.
 //! - History (B8): `Query` `N#<number>` on Audit, newest first (ULIDs sort by
-//!   time). Global feed: `gsi1`, the 16 shards of one day at a time, merged
-//!   newest first.
+//!   time). Global feed: `gsi1`, the shards of one day at a time, merged
+//!   newest first. A day is split by class (S2): `t` holds refused traffic
+//!   (`inbound_suppressed`, `outbound_refused`), `c` every change, so an
+//!   `action` filter reads its class only and a feed of changes never reads
+//!   through a flood's suppressions.
 //! - Stats (B9): one `Query` per counter shard over the date range and one
 //!   `BatchGetItem` of the 16 blocked counts, summed.
 //! - Chats by status (B11): the 16 `CHATS#<nn>` partitions of `gsi1`, sort
-//!   key prefix `<status>#<phone_number_id>#`, merged; the page's chats are
-//!   then read from the table in one batch.
+//!   key prefix `<status>#<phone_number_id>#` (a business number alone: one
+//!   such prefix per status), merged; the page's chats are then read from
+//!   the table in one batch.
 //!
 //! - Webhook deliveries (B22–B25): one consistent `BatchGetItem` for the
 //!   blocks (`B#all`, `B#<business number>`), contacts and states (with the
