@@ -1034,3 +1034,42 @@ async fn s2_a_search_too_short_to_index_is_refused() {
         assert_eq!(response.body["error"]["field"], "q", "q={q}");
     }
 }
+
+/// S2: a block that replaces an expired one in the same scope takes its
+/// place in the index too: the old block's index items go, the new one's
+/// are found.
+#[tokio::test]
+async fn s2_a_block_replacing_an_expired_one_replaces_its_index_items() {
+    let api = Api::new().await;
+    let number = "+447700900555";
+    let expires = (Utc::now() + chrono::Duration::milliseconds(1200))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let first = block_ok(
+        &api,
+        number,
+        json!({"reason": "cool off", "expires_at": expires, "contact": {"name": "Tem Porary"}}),
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
+    let second = block_ok(&api, number, json!({"reason": "again"})).await;
+    assert_ne!(first["blocked_at"], second["blocked_at"]);
+
+    let index_items: Vec<(String, String)> = api.stack.raw_items().await["Blocklist"]
+        .iter()
+        .filter_map(|item| {
+            let pk = item["pk"]["S"].as_str()?;
+            let sk = item["sk"]["S"].as_str()?;
+            pk.starts_with("I#").then(|| (pk.to_owned(), sk.to_owned()))
+        })
+        .collect();
+    let old = first["blocked_at"].as_str().unwrap();
+    let new = second["blocked_at"].as_str().unwrap();
+    assert!(!index_items.is_empty());
+    assert!(
+        index_items.iter().all(|(_, sk)| sk.starts_with(new)),
+        "only the new block is indexed (old {old}): {index_items:?}"
+    );
+    assert_listed(&api, "q=temporary", &[]).await;
+    assert_listed(&api, "q=TEM", &[&format!("{number}#all")]).await;
+    assert_listed(&api, "q=900555", &[&format!("{number}#all")]).await;
+}

@@ -518,6 +518,19 @@ async fn record_wa_blocked() -> Vec<TableAccess> {
         )
         .await;
     expect("setup unblock", &unblocked, 200);
+    // A temporary block, expired by the time the event auto-blocks the same
+    // number in the same scope: the new block replaces it, and its index
+    // items (S2) go.
+    let expires = (Utc::now() + chrono::Duration::milliseconds(1500))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let temporary = Api::on(&stack)
+        .block(
+            "+16505550100",
+            json!({"reason": "setup", "scope": "106540352242922", "expires_at": expires}),
+        )
+        .await;
+    expect("setup temporary block", &temporary, 201);
+    tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
     let other_code = stored(&stack, &failure(131049, Utc::now(), "wamid.CALLS.F1"), "1").await;
     let blocking = stored(&stack, &failure(131026, Utc::now(), "wamid.CALLS.F2"), "2").await;
     let relay = DynamoRelay::start(&endpoint());
