@@ -71,13 +71,18 @@ def main():
         "WHATSAPP_APP_SECRET": "s", "WHATSAPP_VERIFY_TOKEN": "t", "WHATSAPP_ACCESS_TOKEN": "a",
         "GRAPH_API_BASE_URL": "https://graph.facebook.com",
     })
-    print(f"{'binary':<18}{'size':>12}{'init median':>14}{'init p90':>11}   ({runs} runs each)")
+    # The first binary is the baseline (the hello-world one): each median
+    # is also printed as a ratio to its median, measured in the same run.
+    print(f"{'binary':<18}{'size':>12}{'init median':>14}{'init p90':>11}{'vs first':>10}   ({runs} runs each; target <= 2.00x)")
+    baseline = None
     for spec in sys.argv[2:]:
         name, path = spec.split("=", 1)
         times = sorted(measure(path, env, runs))
+        median = statistics.median(times)
+        baseline = baseline or median
         p90 = times[min(len(times) - 1, int(len(times) * 0.9))]
         size = os.path.getsize(path)
-        print(f"{name:<18}{size:>10,} B{statistics.median(times):>11.2f} ms{p90:>8.2f} ms")
+        print(f"{name:<18}{size:>10,} B{median:>11.2f} ms{p90:>8.2f} ms{median / baseline:>9.2f}x")
 
 
 if __name__ == "__main__":

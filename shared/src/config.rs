@@ -81,7 +81,36 @@ pub async fn dynamodb_client() -> aws_sdk_dynamodb::Client {
     if let Some(region) = std::env::var_os("AWS_REGION").and_then(|r| r.into_string().ok()) {
         loader = loader.region(aws_config::Region::new(region));
     }
+    // An endpoint of one's own (DynamoDB Local, a proxy) may have any
+    // certificate: the SDK's default client, with the system's roots.
+    if std::env::var_os("AWS_ENDPOINT_URL_DYNAMODB").is_none() {
+        loader = loader.http_client(aws_https_client());
+    }
     aws_sdk_dynamodb::Client::new(&loader.load().await)
+}
+
+/// The CAs every AWS endpoint's certificate chains to (Amazon Trust
+/// Services: Amazon Root CA 1–4, and the Starfield Services root that
+/// cross-signs them), as PEM.
+const AWS_ROOTS: &[u8] = include_bytes!("aws_roots.pem");
+
+/// The SDK's HTTPS client (rustls with aws-lc, as the SDK's default), but
+/// trusting only [`AWS_ROOTS`]. The default reads the system's store, every
+/// file of `/etc/ssl/certs` where there is one, which was most of a
+/// function's init time; AWS endpoints need none of it.
+fn aws_https_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
+    use aws_smithy_http_client::tls;
+    let trust = tls::TrustStore::empty().with_pem_certificate(AWS_ROOTS);
+    let context = tls::TlsContext::builder()
+        .with_trust_store(trust)
+        .build()
+        .expect("the compiled-in AWS roots are valid PEM");
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::AwsLc,
+        ))
+        .tls_context(context)
+        .build_https()
 }
 
 /// A builder of the HTTPS client for Graph and the CRM: rustls, trusting
@@ -187,6 +216,22 @@ fn within_dependency_cap(metadata: &tracing::Metadata<'_>) -> bool {
 mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
+
+    /// The roots the DynamoDB client trusts are the five Amazon Trust
+    /// Services ones, all valid certificates, and the client builds.
+    #[test]
+    fn aws_roots_are_the_amazon_trust_services_cas() {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let certificates: Vec<_> = CertificateDer::pem_slice_iter(AWS_ROOTS)
+            .collect::<Result<_, _>>()
+            .expect("PEM");
+        assert_eq!(certificates.len(), 5);
+        let mut store = rustls::RootCertStore::empty();
+        let (added, ignored) = store.add_parsable_certificates(certificates);
+        assert_eq!((added, ignored), (5, 0));
+        let _client = aws_https_client();
+    }
 
     /// The compiled-in store holds the roots that Graph's and the usual
     /// public CAs' chains end in; an empty or foreign store would refuse
