@@ -81,9 +81,12 @@ pub async fn dynamodb_client() -> aws_sdk_dynamodb::Client {
     if let Some(region) = std::env::var_os("AWS_REGION").and_then(|r| r.into_string().ok()) {
         loader = loader.region(aws_config::Region::new(region));
     }
-    // An endpoint of one's own (DynamoDB Local, a proxy) may have any
-    // certificate: the SDK's default client, with the system's roots.
-    if std::env::var_os("AWS_ENDPOINT_URL_DYNAMODB").is_none() {
+    // An endpoint of one's own (DynamoDB Local, LocalStack, a proxy; set
+    // for DynamoDB or for every service) may have any certificate: the
+    // SDK's default client, with the system's roots.
+    if std::env::var_os("AWS_ENDPOINT_URL_DYNAMODB").is_none()
+        && std::env::var_os("AWS_ENDPOINT_URL").is_none()
+    {
         loader = loader.http_client(aws_https_client());
     }
     aws_sdk_dynamodb::Client::new(&loader.load().await)

@@ -126,19 +126,22 @@ pub fn plan_search(q: &str) -> Result<TextSearch, QueryTooShort> {
 /// The tokens whose items hold every text containing `term`, where it
 /// matches as [`index_tokens`] indexes: empty when none can.
 fn term_tokens(term: &str) -> Vec<String> {
-    let digits = digit_runs(term)
+    // Digits of their own (not the tail of a word such as `user1234`,
+    // which may go on in the text: that term is matched by its word).
+    let digits = standalone_digit_runs(term)
         .filter(|run| run.len() >= DIGIT_SUFFIX)
         .max_by_key(|run| run.len());
     if let Some(run) = digits {
         let end = longest_fitting(&DIGIT_SUFFIXES, run.len());
         return vec![digit_token(&run[run.len() - end..])];
     }
-    // The first longest word: a later word starts a word in any text that
-    // contains the term, and a longer prefix is more selective.
+    // The last longest word: a later word starts a word in any text that
+    // contains the term (the first may be typed from inside one), and a
+    // longer prefix is more selective.
     let word = words(term)
         .filter(|w| w.chars().count() >= WORD_PREFIXES[0])
         .fold(None::<&str>, |best, w| match best {
-            Some(b) if b.chars().count() >= w.chars().count() => Some(b),
+            Some(b) if b.chars().count() > w.chars().count() => Some(b),
             _ => Some(w),
         });
     word.map(|w| word_token(w, longest_fitting(&WORD_PREFIXES, w.chars().count())))
@@ -215,6 +218,13 @@ fn digit_token(end: &str) -> String {
 fn words(text: &str) -> impl Iterator<Item = &str> {
     text.split(|c: char| !c.is_alphanumeric())
         .filter(|w| w.chars().any(char::is_alphabetic))
+}
+
+/// Runs of digits that are words of their own: not preceded or followed
+/// by a letter.
+fn standalone_digit_runs(text: &str) -> impl Iterator<Item = &str> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| w.chars().all(|c| c.is_ascii_digit()) && !w.is_empty())
 }
 
 fn digit_runs(text: &str) -> impl Iterator<Item = &str> {
@@ -312,6 +322,11 @@ mod tests {
         assert_eq!(plan("ZED@"), ["t:zed"]);
         assert_eq!(plan("nels"), ["t:nel"]);
         assert_eq!(plan("al"), ["t:al"]);
+        // Digits ending a word are matched by the word, which the text may
+        // continue (`user12345`).
+        assert_eq!(plan("user1234"), ["t:user1"]);
+        // On a tie, the later word, which surely starts one in the text.
+        assert_eq!(plan("eena nels"), ["t:nel"]);
         for q in ["a", "123", "@", "+1", "- -"] {
             assert_eq!(plan_search(q), Err(QueryTooShort), "{q:?}");
         }
@@ -339,6 +354,15 @@ mod tests {
         ] {
             assert!(finds(q, &b, Some(&c)), "{q:?} finds the block");
         }
+        let user = contact(number, "Ann", "user12345@x.example");
+        assert!(
+            finds("user1234", &b, Some(&user)),
+            "a word ending in digits"
+        );
+        assert!(
+            finds("12345", &b, Some(&user)),
+            "digits ending a word's digits"
+        );
         for q in ["heena", "nelsen", "9999", "example.org", "165055", "+1 650"] {
             assert!(!finds(q, &b, Some(&c)), "{q:?} does not");
         }

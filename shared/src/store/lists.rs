@@ -166,7 +166,7 @@ impl Store {
                 filter: Some(&filter),
                 // A token holds what one filter names; anything more (a
                 // search's whole terms, a second filter) may drop most of it.
-                sparse: query.filters_named() > 1,
+                sparse: query.search.is_some() || query.filters_named() > 1,
                 after: query.cursor.as_ref().and_then(Cursor::position),
                 limit: query.limit,
             })
