@@ -7,6 +7,12 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 source "$ROOT/scripts/lib.sh"
 cd "$ROOT"
 
+# Built once here, with no time limit: on a cold target the first build of
+# the stack (its own feature set, apart from the test build's) takes minutes,
+# and the start-up waits below are for the stack, not the compiler.
+log "building the local stack (dev profile)"
+cargo build --quiet --locked -p wa-dev
+
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() {
