@@ -29,7 +29,7 @@ pub async fn run(stack: Arc<Stack>) {
         config = config.endpoint_url(endpoint);
     }
     let streams = aws_sdk_dynamodbstreams::Client::from_conf(config.build());
-    let table = stack.store.tables().blocklist.clone();
+    let table = stack.store.tables().failures.clone();
     let arn = match stack
         .store
         .client()

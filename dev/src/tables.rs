@@ -47,6 +47,7 @@ pub fn table_names(prefix: Option<&str>) -> Tables {
         blocklist: name("BlocklistTable", "Blocklist"),
         audit: name("AuditTable", "Audit"),
         chats: name("ChatsTable", "Chats"),
+        failures: name("FailuresTable", "Failures"),
     }
 }
 
@@ -57,6 +58,7 @@ pub async fn create_tables(client: &Client, template: &str, tables: &Tables) -> 
         ("BlocklistTable", tables.blocklist.as_str()),
         ("AuditTable", tables.audit.as_str()),
         ("ChatsTable", tables.chats.as_str()),
+        ("FailuresTable", tables.failures.as_str()),
     ]
     .into_iter()
     .collect();

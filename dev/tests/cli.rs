@@ -46,6 +46,7 @@ impl Local {
                 "BLOCKLIST_TABLE" => Some(format!("{prefix}-Blocklist")),
                 "AUDIT_TABLE" => Some(format!("{prefix}-Audit")),
                 "CHATS_TABLE" => Some(format!("{prefix}-Chats")),
+                "FAILURES_TABLE" => Some(format!("{prefix}-Failures")),
                 "LOCAL_JWT_SECRET" => Some(JWT_SECRET.to_owned()),
                 "WHATSAPP_APP_SECRET" => Some(APP_SECRET.to_owned()),
                 _ => None,

@@ -59,6 +59,7 @@ FOREIGN_ENV = (
     "BLOCKLIST_TABLE",
     "AUDIT_TABLE",
     "CHATS_TABLE",
+    "FAILURES_TABLE",
 )
 
 

@@ -47,6 +47,7 @@ pub fn tables(env: &Env) -> Tables {
         blocklist: env.or("BLOCKLIST_TABLE", "Blocklist"),
         audit: env.or("AUDIT_TABLE", "Audit"),
         chats: env.or("CHATS_TABLE", "Chats"),
+        failures: env.or("FAILURES_TABLE", "Failures"),
     }
 }
 

@@ -63,6 +63,7 @@ impl TestStack {
             ("Blocklist", &self.tables.blocklist),
             ("Audit", &self.tables.audit),
             ("Chats", &self.tables.chats),
+            ("Failures", &self.tables.failures),
         ] {
             let mut items = Vec::new();
             let mut start = None;

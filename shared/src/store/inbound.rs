@@ -644,7 +644,7 @@ impl Store {
     async fn record_failure(&self, failure: &DeliveryFailure) -> Result<(), StoreError> {
         self.client
             .put_item()
-            .table_name(&self.tables.blocklist)
+            .table_name(&self.tables.failures)
             .set_item(Some(serde_dynamo::to_item(FailureItem::new(
                 failure,
                 FAILURE_DAYS,
@@ -666,7 +666,7 @@ impl Store {
             let out = self
                 .client
                 .query()
-                .table_name(&self.tables.blocklist)
+                .table_name(&self.tables.failures)
                 .key_condition_expression("pk = :pk AND sk >= :since")
                 .expression_attribute_values(":pk", s(failure_pk(subject)))
                 .expression_attribute_values(":since", s(crate::model::format_time(since)))

@@ -2,11 +2,14 @@
 //!
 //! # Key design
 //!
-//! Three tables, as declared in `template.yaml` (tests create their tables
+//! Four tables, as declared in `template.yaml` (tests create their tables
 //! from that file, so code and template cannot drift). Every table has a
-//! string partition key `pk`, a string sort key `sk` and one global secondary
-//! index `gsi1` (`gsi1pk`, `gsi1sk`). Blocklist and Audit project all
-//! attributes into it; Chats projects keys only.
+//! string partition key `pk` and a string sort key `sk`; all but Failures
+//! have one global secondary index `gsi1` (`gsi1pk`, `gsi1sk`). Blocklist
+//! and Audit project all attributes into it; Chats projects keys only.
+//! Failures is the only table with a stream (read by `wa-blocked`): a
+//! stream copies every write, and Blocklist takes a flood's claims,
+//! counters and index items, which nothing needs to read twice.
 //!
 //! A subject (B60) is a number or a BSUID; `<subject pk>` below is
 //! `N#<number>` or `U#<bsuid>`, and both kinds have the same items. `<nn>`
@@ -23,7 +26,7 @@
 //! | Blocklist | day counters        | `STATS#<nn>`       | `D#<yyyy-mm-dd>`        |                     |                                 |
 //! | Blocklist | blocked count       | `STATS#<nn>`       | `C`                     |                     |                                 |
 //! | Blocklist | idempotency claim   | `W#<update key>`   | `W`                     |                     |                                 |
-//! | Blocklist | delivery failure    | `F#<subject>`      | `<at>#<status id>`      |                     |                                 |
+//! | Failures  | delivery failure    | `F#<subject>`      | `<at>#<status id>`      |                     |                                 |
 //! | Blocklist | sent message        | `O#<message id>`   | `SENT`                  |                     |                                 |
 //! | Audit     | event of a subject  | `<subject pk>`     | `<event_id>` (ULID)     | `D#<yyyy-mm-dd>#<t\|c>#<nn>` | `<event_id>`            |
 //! | Audit     | settings event      | `S#<settings id>`  | `<event_id>`            | `D#<yyyy-mm-dd>#c#<nn>` | `<event_id>`                  |
@@ -154,6 +157,9 @@ pub struct Tables {
     pub blocklist: String,
     pub audit: String,
     pub chats: String,
+    /// Delivery failures (B25) alone: its stream is what `wa-blocked`
+    /// reads, so nothing else written at a flood's rate passes through it.
+    pub failures: String,
 }
 
 /// Errors of the store. Callers map them to HTTP in one place.

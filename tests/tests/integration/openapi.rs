@@ -526,6 +526,7 @@ impl Server {
             ("BLOCKLIST_TABLE", format!("{prefix}-Blocklist")),
             ("AUDIT_TABLE", format!("{prefix}-Audit")),
             ("CHATS_TABLE", format!("{prefix}-Chats")),
+            ("FAILURES_TABLE", format!("{prefix}-Failures")),
             (
                 "LOCAL_JWT_SECRET",
                 String::from_utf8(JWT_SECRET.to_vec()).expect("secret is UTF-8"),

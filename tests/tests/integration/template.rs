@@ -382,13 +382,13 @@ const UNUSED_GRANTS: &[(&str, &str, &str, &str)] = &[];
 
 /// What is granted for Lambda's event source mapping, which runs with
 /// wa-blocked's role, rather than for calls of the code: reading the
-/// Blocklist stream and sending what fails for good to the dead-letter
+/// Failures stream and sending what fails for good to the dead-letter
 /// queue. Nothing else may be granted on a resource that is not a table
 /// or an index.
 const EVENT_SOURCE_GRANTS: &[(&str, &str, &[&str])] = &[
     (
         "wa-blocked",
-        "BlocklistTable.StreamArn",
+        "FailuresTable.StreamArn",
         &[
             "dynamodb:describestream",
             "dynamodb:getrecords",
@@ -397,7 +397,7 @@ const EVENT_SOURCE_GRANTS: &[(&str, &str, &[&str])] = &[
     ),
     (
         "wa-blocked",
-        "BlocklistTable.Arn/stream/*",
+        "FailuresTable.Arn/stream/*",
         &["dynamodb:liststreams"],
     ),
     (
@@ -575,8 +575,14 @@ fn check_tables_have_pitr_deletion_protection_retain_and_encryption(t: &Value) {
     let ids: BTreeSet<&str> = tables.keys().map(String::as_str).collect();
     assert_eq!(
         ids,
-        ["AuditTable", "BlocklistTable", "ChatsTable"].into(),
-        "the three tables"
+        [
+            "AuditTable",
+            "BlocklistTable",
+            "ChatsTable",
+            "FailuresTable"
+        ]
+        .into(),
+        "the four tables"
     );
     let yes = Value::Bool(true);
     for (id, table) in &tables {
@@ -597,13 +603,18 @@ fn check_tables_have_pitr_deletion_protection_retain_and_encryption(t: &Value) {
         );
         assert_eq!(p["SSESpecification"]["SSEEnabled"], yes, "{id} encryption");
     }
-    let blocklist = &tables["BlocklistTable"]["Properties"];
-    assert_eq!(
-        blocklist["TimeToLiveSpecification"]["AttributeName"].as_str(),
-        Some("ttl"),
-        "claims and failures expire by ttl"
-    );
-    assert_eq!(blocklist["TimeToLiveSpecification"]["Enabled"], yes);
+    for (id, what) in [
+        ("BlocklistTable", "claims and records of sends"),
+        ("FailuresTable", "failures"),
+    ] {
+        let p = &tables[id]["Properties"];
+        assert_eq!(
+            p["TimeToLiveSpecification"]["AttributeName"].as_str(),
+            Some("ttl"),
+            "{what} expire by ttl"
+        );
+        assert_eq!(p["TimeToLiveSpecification"]["Enabled"], yes, "{id} ttl");
+    }
 }
 
 /// (namespace, metric name, dimensions) of every metric an alarm watches.
@@ -834,14 +845,24 @@ fn check_wa_blocked_stream_reports_batch_item_failures_with_dlq(t: &Value) {
     let p = &mapping["Properties"];
     assert_eq!(
         resource_key(&p["EventSourceArn"]),
-        "BlocklistTable.StreamArn",
-        "{id}: the Blocklist stream"
+        "FailuresTable.StreamArn",
+        "{id}: the Failures stream"
     );
     assert!(
-        !t["Resources"]["BlocklistTable"]["Properties"]["StreamSpecification"]["StreamViewType"]
+        !t["Resources"]["FailuresTable"]["Properties"]["StreamSpecification"]["StreamViewType"]
             .is_null(),
-        "the Blocklist table has a stream"
+        "the Failures table has a stream"
     );
+    // Nothing else has one: a stream no function reads is a second copy of
+    // every write a flood makes, for nobody.
+    for (table, resource) in of_type(t, "AWS::DynamoDB::Table") {
+        if table != "FailuresTable" {
+            assert!(
+                resource["Properties"]["StreamSpecification"].is_null(),
+                "{table} has a stream that nothing reads"
+            );
+        }
+    }
     // B43: one bad record fails alone...
     assert!(
         list(&p["FunctionResponseTypes"])
@@ -880,7 +901,7 @@ fn check_wa_blocked_stream_reports_batch_item_failures_with_dlq(t: &Value) {
         .get(&format!("{queue}.Arn"))
         .is_some_and(|a| a.contains("sqs:sendmessage"));
     assert!(sends, "wa-blocked may send to {queue}");
-    let reads = &granted[&wa_blocked]["BlocklistTable.StreamArn"];
+    let reads = &granted[&wa_blocked]["FailuresTable.StreamArn"];
     for action in [
         "dynamodb:describestream",
         "dynamodb:getrecords",
@@ -1386,6 +1407,19 @@ const REGRESSIONS: &[(&str, Check, Edit)] = &[
             "Resources/WaBlockedDeliveryFailures/Properties/EventSourceArn",
             "!GetAtt ChatsTable.StreamArn",
         ),
+    ),
+    (
+        "the Blocklist table keeps a stream nobody reads",
+        STREAM,
+        Set(
+            "Resources/BlocklistTable/Properties/StreamSpecification",
+            "{ StreamViewType: NEW_IMAGE }",
+        ),
+    ),
+    (
+        "failures expire no more",
+        TABLES,
+        Remove("Resources/FailuresTable/Properties/TimeToLiveSpecification"),
     ),
     (
         "nothing feeds wa-blocked",

@@ -52,7 +52,12 @@ pub(super) fn assert_error(response: &ApiResponse, status: u16, code: &str) -> O
 pub(super) async fn stored_items(api: &Api) -> Vec<String> {
     let tables = &api.stack.tables;
     let mut all = Vec::new();
-    for table in [&tables.blocklist, &tables.audit, &tables.chats] {
+    for table in [
+        &tables.blocklist,
+        &tables.audit,
+        &tables.chats,
+        &tables.failures,
+    ] {
         let mut start = None;
         loop {
             let page = api

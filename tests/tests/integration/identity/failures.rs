@@ -17,13 +17,19 @@ use crate::send_proxy::text_send_to;
 
 type Item = HashMap<String, AttributeValue>;
 
-/// The items of partition `pk` of the Blocklist table.
+/// The items of partition `pk`: of the Failures table for `F#…`, else of
+/// the Blocklist table.
 async fn partition(world: &World, pk: &str) -> Vec<Item> {
     let stack = world.stack();
+    let table = if pk.starts_with("F#") {
+        &stack.tables.failures
+    } else {
+        &stack.tables.blocklist
+    };
     stack
         .client
         .query()
-        .table_name(&stack.tables.blocklist)
+        .table_name(table)
         .key_condition_expression("pk = :pk")
         .expression_attribute_values(":pk", AttributeValue::S(pk.to_owned()))
         .consistent_read(true)

@@ -36,7 +36,7 @@ pub(crate) async fn stored(stack: &TestStack, failure: &DeliveryFailure, sequenc
     let out = stack
         .client
         .query()
-        .table_name(&stack.tables.blocklist)
+        .table_name(&stack.tables.failures)
         .key_condition_expression("pk = :pk")
         .expression_attribute_values(
             ":pk",
@@ -408,7 +408,7 @@ async fn b40_end_to_end_a_failed_delivery_blocks_inbound_and_outbound() {
     let out = stack
         .client
         .query()
-        .table_name(&stack.tables.blocklist)
+        .table_name(&stack.tables.failures)
         .key_condition_expression("pk = :pk")
         .expression_attribute_values(
             ":pk",
