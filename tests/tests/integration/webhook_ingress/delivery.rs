@@ -753,3 +753,85 @@ async fn b26_a_crm_redirect_is_a_failure_not_a_delivery() {
     assert_eq!(retried.body["duplicates"], 0);
     assert_eq!(ingress.forwarded_message_ids().await.len(), 1);
 }
+
+/// The DynamoDB calls of `body` delivered through `relay`, as
+/// `(operation, table without the test's prefix)`, sorted.
+async fn calls_of_a_delivery(ingress: &Ingress, body: &str) -> Vec<(String, String)> {
+    let relay = DynamoRelay::start(&endpoint());
+    let app = app_for(
+        ingress.stack.store_via(&relay),
+        Some(format!("{}/crm", ingress.crm.uri())),
+    );
+    let request = ApiRequest::new("POST", "/webhook")
+        .header(
+            "x-hub-signature-256",
+            &signature::sign(APP_SECRET.as_bytes(), body.as_bytes()),
+        )
+        .raw_body(body);
+    let answer =
+        integration_tests::read_response(webhook_ingress::handle(&app, request.to_lambda()).await);
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    let tables = &ingress.stack.tables;
+    let name = |table: &str| {
+        [
+            (&tables.blocklist, "Blocklist"),
+            (&tables.audit, "Audit"),
+            (&tables.chats, "Chats"),
+            (&tables.failures, "Failures"),
+        ]
+        .into_iter()
+        .find(|(t, _)| t.as_str() == table)
+        .map_or_else(|| table.to_owned(), |(_, n)| n.to_owned())
+    };
+    let mut calls: Vec<(String, String)> = relay
+        .calls()
+        .into_iter()
+        .map(|call| {
+            let mut tables: Vec<String> = call.accesses().iter().map(|a| name(&a.table)).collect();
+            tables.sort();
+            tables.dedup();
+            (call.operation, tables.join("+"))
+        })
+        .collect();
+    calls.sort();
+    calls
+}
+
+/// S5, B22–B24: what one message costs. Forwarded: one batched read of the
+/// sender's facts and the claim (round 1), the claim's completion and the
+/// chat's stamp (round 2): 1 read, 3 writes. Suppressed: the read and the
+/// claim, then one transaction (claim done, audit event, counter). Nothing
+/// on the Failures table, whose stream wakes wa-blocked.
+#[tokio::test]
+async fn s5_a_single_message_costs_one_read_and_its_writes_in_two_rounds() {
+    let ingress = Ingress::new(200).await;
+    let call = |operation: &str, table: &str| (operation.to_owned(), table.to_owned());
+
+    let forwarded = calls_of_a_delivery(&ingress, &fixture("inbound-text.json")).await;
+    assert_eq!(
+        forwarded,
+        vec![
+            call("BatchGetItem", "Blocklist"),
+            call("PutItem", "Blocklist"),
+            call("UpdateItem", "Blocklist"),
+            call("UpdateItem", "Chats"),
+        ],
+        "a forwarded message"
+    );
+
+    block(&ingress, "+16505551234", "all").await;
+    let suppressed = calls_of_a_delivery(
+        &ingress,
+        &fixture("inbound-text.json").replace("wamid.", "wamid.AGAIN"),
+    )
+    .await;
+    assert_eq!(
+        suppressed,
+        vec![
+            call("BatchGetItem", "Blocklist"),
+            call("PutItem", "Blocklist"),
+            call("TransactWriteItems", "Audit+Blocklist"),
+        ],
+        "a suppressed message"
+    );
+}
