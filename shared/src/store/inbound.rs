@@ -6,33 +6,23 @@ use std::collections::{HashMap, HashSet};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::builders::{PutBuilder, UpdateBuilder};
 use aws_sdk_dynamodb::types::{
-    KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+    Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 use chrono::{DateTime, Duration, Utc};
-use futures::{StreamExt, TryStreamExt};
 use serde_json::json;
 
+use super::batch::{BATCH_FROM, run_all, run_in_turn};
 use super::items::{
     BlockItem, CONTACT, FailureItem, SENT, STATE, SentItem, block_sk, failure_pk, sent_pk,
-    shard_of, subject_pk,
 };
-use super::number::{build, state_from_item, subject_of_pk};
-use super::transaction::Outcome;
-use super::{Item, Store, StoreError, key, n, s};
+use super::keys::{shard_of, subject_of_pk, subject_pk};
+use super::number::state_from_item;
+use super::transaction::{MAX_TRANSACTION_ACTIONS, Outcome};
+use super::{Item, Store, StoreError, build, key, n, s};
 use crate::identity::Subject;
 use crate::inbound::{Claim, DeliveryFailure, SenderFacts, Suppression};
 use crate::model::{Action, AuditEvent, ChatStatus, PhoneNumberId, StatCounter};
 
-/// DynamoDB's limit of keys in one `BatchGetItem`.
-const BATCH_GET_KEYS: usize = 100;
-/// Requests in flight at once for one delivery.
-const CONCURRENCY: usize = 32;
-/// DynamoDB's limit of actions in one transaction.
-const MAX_TRANSACTION_ACTIONS: usize = 100;
-/// From this many updates on, a delivery claims and completes them by
-/// transactions; fewer are one call each, all at once (the same single
-/// round, at half the write cost of a transaction).
-const BATCH_FROM: usize = 8;
 /// Suppressed messages per transaction: 2 actions each, plus the counters.
 const SUPPRESSIONS_PER_TRANSACTION: usize = 40;
 /// How long a claim keeps other invocations off an update: longer than the
@@ -144,73 +134,6 @@ impl Store {
         Ok(sent)
     }
 
-    /// Any number of Blocklist keys, strongly consistent, in concurrent
-    /// batches of 100.
-    pub(super) async fn batch_get_blocklist(
-        &self,
-        keys: Vec<Item>,
-    ) -> Result<Vec<Item>, StoreError> {
-        self.batch_get_all(&self.tables.blocklist, keys).await
-    }
-
-    /// Any number of keys of `table`, strongly consistent, in concurrent
-    /// batches of 100.
-    pub(super) async fn batch_get_all(
-        &self,
-        table: &str,
-        keys: Vec<Item>,
-    ) -> Result<Vec<Item>, StoreError> {
-        let chunks: Vec<Vec<Item>> = keys.chunks(BATCH_GET_KEYS).map(<[Item]>::to_vec).collect();
-        let items = run_all(
-            chunks
-                .into_iter()
-                .map(|c| self.batch_get(table, c))
-                .collect(),
-        )
-        .await?;
-        Ok(items.into_iter().flatten().collect())
-    }
-
-    /// A strongly consistent `BatchGetItem` of up to 100 keys; unprocessed
-    /// (throttled) keys are retried with backoff, a bounded number of times.
-    pub(super) async fn batch_get(
-        &self,
-        table: &str,
-        keys: Vec<Item>,
-    ) -> Result<Vec<Item>, StoreError> {
-        let mut found = Vec::new();
-        let request = KeysAndAttributes::builder()
-            .set_keys(Some(keys))
-            .consistent_read(true)
-            .build()
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut pending = Some(HashMap::from([(table.to_owned(), request)]));
-        let mut attempt = 0u32;
-        while let Some(items) = pending.take() {
-            let out = self
-                .client
-                .batch_get_item()
-                .set_request_items(Some(items))
-                .send()
-                .await?;
-            found.extend(
-                out.responses
-                    .and_then(|mut r| r.remove(table))
-                    .unwrap_or_default(),
-            );
-            pending = out.unprocessed_keys.filter(|k| !k.is_empty());
-            if pending.is_some() {
-                // Throttled keys come back unprocessed: back off and retry.
-                attempt += 1;
-                if attempt > 8 {
-                    return Err(StoreError::Unavailable("batch read throttled".into()));
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(10 << attempt.min(6))).await;
-            }
-        }
-        Ok(found)
-    }
-
     /// Claims each update key for `owner` (B22). A key is claimable when it
     /// was never seen, or when a previous claim's lease ran out without
     /// being completed (its invocation died).
@@ -267,52 +190,6 @@ impl Store {
             |key| self.claim_one(key, lease),
         )
         .await
-    }
-
-    /// One action per key in one transaction (keys distinct, at most 100).
-    /// Keys whose condition failed get `held` of the item as it was, and
-    /// the rest is written again without them; should another transaction
-    /// hold some of the items, the rest goes one call each through `alone`.
-    async fn keyed_transaction<'k, T, Fut>(
-        &self,
-        keys: &[&'k String],
-        action: impl Fn(&str) -> Result<TransactWriteItem, StoreError>,
-        committed: T,
-        held: impl Fn(Option<&Item>) -> T,
-        alone: impl Fn(&'k String) -> Fut,
-    ) -> Result<Vec<(String, T)>, StoreError>
-    where
-        T: Clone,
-        Fut: std::future::Future<Output = Result<(String, T), StoreError>>,
-    {
-        let mut settled = Vec::with_capacity(keys.len());
-        let mut pending: Vec<&'k String> = keys.to_vec();
-        while !pending.is_empty() {
-            let actions = pending
-                .iter()
-                .map(|key| action(key))
-                .collect::<Result<Vec<_>, StoreError>>()?;
-            match self.transact(actions, None).await? {
-                Outcome::Committed => {
-                    settled.extend(pending.drain(..).map(|k| (k.clone(), committed.clone())));
-                }
-                Outcome::ConditionFailed { failed } => {
-                    let taken: HashMap<usize, Option<Item>> = failed.into_iter().collect();
-                    let mut rest = Vec::with_capacity(pending.len());
-                    for (i, key) in pending.into_iter().enumerate() {
-                        match taken.get(&i) {
-                            Some(item) => settled.push((key.clone(), held(item.as_ref()))),
-                            None => rest.push(key),
-                        }
-                    }
-                    pending = rest;
-                }
-                Outcome::Conflict => {
-                    settled.extend(run_all(pending.drain(..).map(&alone).collect()).await?);
-                }
-            }
-        }
-        Ok(settled)
     }
 
     /// The conditional put of one claim.
@@ -546,25 +423,6 @@ impl Store {
         Ok(recorded)
     }
 
-    /// Writes a transaction; retries DynamoDB's transaction conflicts (two
-    /// deliveries bumping one counter at once). A failed condition means the
-    /// claims were completed or taken over meanwhile: nothing to do, and
-    /// `false` is returned.
-    async fn transact_with_conflict_retries(
-        &self,
-        actions: Vec<TransactWriteItem>,
-    ) -> Result<bool, StoreError> {
-        let key = actions.len();
-        crate::service::retry_on_conflict(5, &key, || async {
-            match self.transact(actions.clone(), None).await? {
-                Outcome::Committed => Ok(true),
-                Outcome::ConditionFailed { .. } => Ok(false),
-                Outcome::Conflict => Err(StoreError::Conflict),
-            }
-        })
-        .await
-    }
-
     /// B24: chats of forwarded messages; by transactions of 100 for a
     /// large delivery (B29). Each touch is idempotent (times are set, not
     /// added), so a retry of the whole may rewrite what already landed.
@@ -701,33 +559,6 @@ where
         Err(error) if error.as_service_error().is_some_and(condition_failed) => Ok(()),
         Err(error) => Err(StoreError::from(error)),
     }
-}
-
-/// Runs `futures` with at most [`CONCURRENCY`] in flight; the first error
-/// wins. (Futures are built before the stream so that no borrowing closure
-/// ends up inside it: that keeps the handler future `Send`.)
-/// Runs transactions of one delivery one after the other: they name
-/// distinct items, but DynamoDB Local serialises transactions on a table
-/// and times out those left waiting (DynamoDB itself runs them at once).
-/// A delivery has at most a few dozen, one per 100 updates.
-async fn run_in_turn<T, F>(futures: Vec<F>) -> Result<Vec<T>, StoreError>
-where
-    F: std::future::Future<Output = Result<T, StoreError>>,
-{
-    futures::stream::iter(futures)
-        .buffered(1)
-        .try_collect()
-        .await
-}
-
-async fn run_all<T, F>(futures: Vec<F>) -> Result<Vec<T>, StoreError>
-where
-    F: std::future::Future<Output = Result<T, StoreError>>,
-{
-    futures::stream::iter(futures)
-        .buffer_unordered(CONCURRENCY)
-        .try_collect()
-        .await
 }
 
 fn suppression_event(suppression: &Suppression, now: DateTime<Utc>) -> AuditEvent {

@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 use crate::identity::{Link, Subject};
 use crate::model::{Action, AuditEvent, Block, Chat, Contact, Settings, format_time};
 
+use super::keys::{day_of, shard_of, subject_pk};
+
 pub const STATE: &str = "STATE";
 pub const CONTACT: &str = "CONTACT";
 pub const SETTINGS: &str = "SETTINGS";
@@ -15,21 +17,6 @@ pub const SETTINGS: &str = "SETTINGS";
 /// queues behind another's.
 pub fn settings_pk(id: &str) -> String {
     format!("SETTINGS#{id}")
-}
-
-/// Partition keys each listing index and each counter is spread over (S1).
-/// See the capacity table in `mod.rs` for why 16 is enough.
-pub const SHARDS: u32 = 16;
-
-/// Stable shard of a key (FNV-1a, so it never changes between processes or
-/// releases).
-pub fn shard_of(key: &str) -> u32 {
-    let mut hash: u32 = 0x811c_9dc5;
-    for byte in key.bytes() {
-        hash ^= u32::from(byte);
-        hash = hash.wrapping_mul(0x0100_0193);
-    }
-    hash % SHARDS
 }
 
 /// Index partition of the block listing (B7) holding `subject`'s blocks.
@@ -90,21 +77,8 @@ pub fn stats_day_sk(day: &str) -> String {
 /// Sort key of a shard's count of blocked subjects.
 pub const BLOCKED_COUNT: &str = "C";
 
-/// The partition of everything about one subject: `N#<number>` or
-/// `U#<bsuid>`.
-pub fn subject_pk(subject: &Subject) -> String {
-    match subject {
-        Subject::Number(number) => format!("N#{number}"),
-        Subject::User(id) => format!("U#{id}"),
-    }
-}
-
 pub fn block_sk(scope: &str) -> String {
     format!("B#{scope}")
-}
-
-pub fn day_of(at: DateTime<Utc>) -> String {
-    at.format("%Y-%m-%d").to_string()
 }
 
 #[derive(Debug, Serialize, Deserialize)]

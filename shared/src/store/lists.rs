@@ -3,10 +3,12 @@
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 
+use super::batch::all_pages;
 use super::cursor::Cursor;
 use super::items::*;
+use super::keys::{SHARDS, TABLE_KEY, subject_pk};
 use super::sharded::{KeyRange, Order, ShardedQuery};
-use super::{Item, Store, StoreError, key, s};
+use super::{Item, Page, Store, StoreError, key, s};
 use crate::identity::Subject;
 use crate::model::search::{self, TextSearch};
 use crate::model::{
@@ -14,18 +16,8 @@ use crate::model::{
     format_time,
 };
 
-/// One page of a listing. `next` is where the next page starts; the caller
-/// binds it to the listing's filters before handing it out.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    pub next: Option<Cursor>,
-}
-
 /// Days of the global audit feed one request walks at most.
 const MAX_FEED_DAYS: i64 = 31;
-
-const TABLE_KEY: [&str; 2] = ["pk", "sk"];
 
 /// Filters of `GET /v1/blocks` (B7).
 #[derive(Debug, Clone, Default)]
@@ -434,23 +426,6 @@ impl Store {
             days,
             currently_blocked: currently_blocked.max(0) as u64,
         })
-    }
-}
-
-async fn all_pages(request: QueryFluentBuilder) -> Result<Vec<Item>, StoreError> {
-    let mut items = Vec::new();
-    let mut start = None;
-    loop {
-        let page = request
-            .clone()
-            .set_exclusive_start_key(start)
-            .send()
-            .await?;
-        items.extend(page.items.unwrap_or_default());
-        match page.last_evaluated_key {
-            Some(key) if !key.is_empty() => start = Some(key),
-            _ => return Ok(items),
-        }
     }
 }
 

@@ -1,20 +1,18 @@
 //! Reading and changing one number: the enforcement read and the
 //! transactional write of a [`SubjectChange`] (B3, B4).
 
-use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem, Update,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
 
+use super::batch::all_pages;
 use super::items::*;
-use super::transaction::Outcome;
-use super::{Item, Store, StoreError, key, n, s};
+use super::keys::{day_of, shard_of, subject_of_pk, subject_pk};
+use super::transaction::{MAX_TRANSACTION_ACTIONS, Outcome, delete_action, put_action};
+use super::{Item, Store, StoreError, build, key, n, s};
 use crate::identity::Subject;
 use crate::model::{Chat, ChatStatus, Contact, PhoneNumberId, SessionStatus, format_time};
 use crate::policy::{LinkChange, SubjectChange, SubjectRecord, SubjectState};
 
-/// DynamoDB's limit of actions in one `TransactWriteItems`.
-const MAX_TRANSACTION_ITEMS: usize = 100;
 /// How long the writes that did not fit in a change's transaction may be
 /// retried after it committed.
 const OVERFLOW_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
@@ -115,25 +113,15 @@ impl Store {
     }
 
     async fn query_partition(&self, table: &str, pk: &str) -> Result<Vec<Item>, StoreError> {
-        let mut items = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
+        all_pages(
+            self.client
                 .query()
                 .table_name(table)
                 .key_condition_expression("pk = :pk")
                 .expression_attribute_values(":pk", s(pk))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await?;
-            items.extend(page.items.unwrap_or_default());
-            match page.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => return Ok(items),
-            }
-        }
+                .consistent_read(true),
+        )
+        .await
     }
 
     /// Writes a change in one transaction, guarded by the number's version.
@@ -154,18 +142,18 @@ impl Store {
         // rest of the transaction and follows in further ones.
         let mut deferred = self.token_actions(change)?;
         deferred.extend(self.chat_actions(change.chats.iter())?);
-        if actions.len() > MAX_TRANSACTION_ITEMS {
-            let over = actions.split_off(MAX_TRANSACTION_ITEMS);
+        if actions.len() > MAX_TRANSACTION_ACTIONS {
+            let over = actions.split_off(MAX_TRANSACTION_ACTIONS);
             deferred.splice(0..0, over);
         }
-        let room = (MAX_TRANSACTION_ITEMS - actions.len()).min(deferred.len());
+        let room = (MAX_TRANSACTION_ACTIONS - actions.len()).min(deferred.len());
         let rest = deferred.split_off(room);
         actions.extend(deferred);
         self.transact(actions, None)
             .await?
             .committed_or_conflict()?;
         let committed = change.expected_version + 1;
-        for batch in rest.chunks(MAX_TRANSACTION_ITEMS - 1) {
+        for batch in rest.chunks(MAX_TRANSACTION_ACTIONS - 1) {
             let deadline = tokio::time::Instant::now() + OVERFLOW_WITHIN;
             let written = crate::service::retry_until(deadline, || {
                 self.overflow(&change.subject, committed, batch.to_vec())
@@ -524,27 +512,6 @@ impl Store {
         self.update_alone(update).await
     }
 
-    /// Writes one update on its own (outside a transaction).
-    pub(super) async fn update_alone(&self, update: Update) -> Result<(), StoreError> {
-        self.update_request(update).send().await?;
-        Ok(())
-    }
-
-    /// The `UpdateItem` request of a transaction's `Update`.
-    pub(super) fn update_request(
-        &self,
-        update: Update,
-    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
-        self.client
-            .update_item()
-            .set_table_name(Some(update.table_name))
-            .set_key(Some(update.key))
-            .set_update_expression(Some(update.update_expression))
-            .set_condition_expression(update.condition_expression)
-            .set_expression_attribute_names(update.expression_attribute_names)
-            .set_expression_attribute_values(update.expression_attribute_values)
-    }
-
     /// The contact of a subject, if the CRM synced one.
     pub async fn get_contact(&self, subject: &Subject) -> Result<Option<Contact>, StoreError> {
         let out = self
@@ -627,35 +594,6 @@ impl Store {
     }
 }
 
-/// An unconditional put of `item` in `table`, as a transaction action.
-fn put_action(table: &str, item: impl serde::Serialize) -> Result<TransactWriteItem, StoreError> {
-    let put = Put::builder()
-        .table_name(table)
-        .set_item(Some(serde_dynamo::to_item(item)?));
-    Ok(TransactWriteItem::builder()
-        .put(build(put.build())?)
-        .build())
-}
-
-/// An unconditional delete of one item, as a transaction action.
-fn delete_action(table: &str, pk: String, sk: String) -> Result<TransactWriteItem, StoreError> {
-    let delete = Delete::builder()
-        .table_name(table)
-        .key("pk", s(pk))
-        .key("sk", s(sk));
-    Ok(TransactWriteItem::builder()
-        .delete(build(delete.build())?)
-        .build())
-}
-
-/// Builder errors only happen when a required field is missing, which is a
-/// bug in this module; report it as corrupt rather than panic.
-pub(super) fn build<T>(
-    built: Result<T, aws_sdk_dynamodb::error::BuildError>,
-) -> Result<T, StoreError> {
-    built.map_err(|e| StoreError::Corrupt(format!("request builder: {e}")))
-}
-
 impl Store {
     /// When the subject was last unblocked, if ever (strongly consistent).
     pub async fn last_unblocked_at(
@@ -707,13 +645,4 @@ pub(super) fn state_from_item(subject: &Subject, item: Item) -> Result<SubjectSt
         links: state.links,
         linked_blocks: state.linked_blocks,
     })
-}
-
-/// The subject a partition key names (`N#…` or `U#…`).
-pub(super) fn subject_of_pk(pk: &str) -> Option<Subject> {
-    let (kind, raw) = pk.split_once('#')?;
-    match kind {
-        "N" | "U" => serde_json::from_value(serde_json::Value::String(raw.to_owned())).ok(),
-        _ => None,
-    }
 }

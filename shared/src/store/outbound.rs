@@ -4,7 +4,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::items::{SENT, SentItem, chat_gsi1sk, chats_index_pk, sent_pk, shard_of, subject_pk};
+use super::items::{SENT, SentItem, chat_gsi1sk, chats_index_pk, sent_pk};
+use super::keys::{shard_of, subject_pk};
 use super::number::number_attribute;
 use super::{Store, StoreError, s};
 use crate::identity::Subject;
