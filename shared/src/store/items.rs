@@ -1,6 +1,5 @@
 //! Item shapes and key builders (see the key design in `mod.rs`).
 
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::identity::{Link, Subject};
@@ -248,86 +247,4 @@ pub struct SettingsItem {
     pub version: u64,
     #[serde(flatten)]
     pub settings: Settings,
-}
-
-/// Failures of a subject, sorted by time (`F#<subject>`; the stream filter
-/// feeding `wa-blocked` matches the `F#` prefix).
-pub fn failure_pk(subject: &Subject) -> String {
-    format!("F#{subject}")
-}
-
-/// A delivery failure (B25), as `wa-blocked` reads it from the stream.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct FailureItem {
-    pub pk: String,
-    pub sk: String,
-    /// Always `delivery_failure`: what the stream consumer checks.
-    pub kind: String,
-    #[serde(flatten, with = "crate::identity::subject_fields")]
-    pub subject: Subject,
-    /// Empty when the status named no business number.
-    #[serde(default)]
-    pub phone_number_id: String,
-    /// 0 when the status carried no code.
-    #[serde(default)]
-    pub code: i64,
-    #[serde(default)]
-    pub title: String,
-    pub message_id: String,
-    pub at: String,
-    pub ttl: i64,
-}
-
-impl FailureItem {
-    pub const KIND: &'static str = "delivery_failure";
-
-    pub fn new(failure: &crate::inbound::DeliveryFailure, keep_days: i64) -> Self {
-        FailureItem {
-            pk: failure_pk(&failure.subject),
-            sk: format!("{}#{}", format_time(failure.at), failure.message_id),
-            kind: Self::KIND.to_owned(),
-            subject: failure.subject.clone(),
-            phone_number_id: failure
-                .phone_number_id
-                .as_ref()
-                .map_or_else(String::new, |p| p.to_string()),
-            code: failure.code.unwrap_or(0),
-            title: failure.title.clone().unwrap_or_default(),
-            message_id: failure.message_id.clone(),
-            at: format_time(failure.at),
-            ttl: (failure.at + chrono::Duration::days(keep_days)).timestamp(),
-        }
-    }
-
-    pub fn failure(self) -> Result<crate::inbound::DeliveryFailure, super::StoreError> {
-        let at = DateTime::parse_from_rfc3339(&self.at)
-            .map_err(|e| super::StoreError::Corrupt(e.to_string()))?
-            .with_timezone(&Utc);
-        Ok(crate::inbound::DeliveryFailure {
-            subject: self.subject,
-            phone_number_id: crate::model::PhoneNumberId::parse(&self.phone_number_id).ok(),
-            code: Some(self.code).filter(|c| *c != 0),
-            title: Some(self.title).filter(|t| !t.is_empty()),
-            message_id: self.message_id,
-            at,
-        })
-    }
-}
-
-pub const SENT: &str = "SENT";
-
-/// B64: which subject a message sent through the proxy went to.
-pub fn sent_pk(message_id: &str) -> String {
-    format!("O#{message_id}")
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct SentItem {
-    pub pk: String,
-    pub sk: String,
-    pub message_id: String,
-    #[serde(flatten, with = "crate::identity::subject_fields")]
-    pub subject: Subject,
-    pub phone_number_id: String,
-    pub ttl: i64,
 }

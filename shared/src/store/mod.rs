@@ -132,13 +132,16 @@
 //! `attribute_not_exists(pk)`: nothing updates or deletes them (B53).
 
 mod batch;
+mod claim;
 mod cursor;
+mod failure;
 mod inbound;
 mod items;
 mod keys;
 mod lists;
 mod number;
 mod outbound;
+mod sent;
 mod settings;
 mod sharded;
 mod transaction;
@@ -149,7 +152,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 pub use cursor::{Cursor, CursorError, POSITION, filters_fingerprint};
-pub use items::FailureItem;
+pub use failure::FailureItem;
 pub use keys::{SHARDS, subject_pk as subject_partition};
 pub use lists::{AuditQuery, BlockQuery, ChatQuery};
 pub use settings::{SETTINGS_CACHE_FOR, SettingsCache, StoredSettings};

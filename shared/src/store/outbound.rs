@@ -4,17 +4,13 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::items::{SENT, SentItem, chat_gsi1sk, chats_index_pk, sent_pk};
+use super::items::{chat_gsi1sk, chats_index_pk};
 use super::keys::{shard_of, subject_pk};
 use super::number::number_attribute;
 use super::{Store, StoreError, s};
 use crate::identity::Subject;
 use crate::model::{Action, Actor, AuditEvent, PhoneNumberId, StatCounter, format_time};
 use crate::outbound::Refusal;
-
-/// B64: sends are remembered for 30 days, longer than Meta keeps sending
-/// statuses of a message.
-pub const SENT_RECORD_DAYS: i64 = 30;
 
 impl Store {
     /// B31: an `outbound_refused` audit event (`event_id`, made once per
@@ -94,33 +90,6 @@ impl Store {
             )
             .expression_attribute_values(":null", AttributeValue::Null(true))
             .expression_attribute_values(":known", AttributeValue::Bool(known_contact))
-            .send()
-            .await?;
-        Ok(())
-    }
-
-    /// B64: remembers who a sent message went to, so that a `failed`
-    /// status naming neither `recipient_id` nor `recipient_user_id` is
-    /// still counted for the right person.
-    pub async fn record_sent(
-        &self,
-        message_id: &str,
-        subject: &Subject,
-        business: &PhoneNumberId,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let item = SentItem {
-            pk: sent_pk(message_id),
-            sk: SENT.to_owned(),
-            message_id: message_id.to_owned(),
-            subject: subject.clone(),
-            phone_number_id: business.to_string(),
-            ttl: (now + chrono::Duration::days(SENT_RECORD_DAYS)).timestamp(),
-        };
-        self.client
-            .put_item()
-            .table_name(&self.tables.blocklist)
-            .set_item(Some(serde_dynamo::to_item(item)?))
             .send()
             .await?;
         Ok(())
