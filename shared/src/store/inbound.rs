@@ -4,22 +4,17 @@
 use std::collections::{HashMap, HashSet};
 
 use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
-use chrono::{DateTime, Duration, Utc};
-use serde_json::json;
 
 use super::batch::{BATCH_FROM, run_all, run_in_turn};
-use super::claim::DONE_CLAIM_DAYS;
-use super::items::{BlockItem, CONTACT, STATE, block_sk};
-use super::keys::{shard_of, subject_of_pk, subject_pk};
+use super::contact::CONTACT;
+use super::items::{BlockItem, STATE, block_sk};
+use super::keys::{subject_of_pk, subject_pk};
 use super::number::state_from_item;
 use super::transaction::{MAX_TRANSACTION_ACTIONS, Outcome};
-use super::{Item, Store, StoreError, key, n, s};
+use super::{Item, Store, StoreError, key, s};
 use crate::identity::Subject;
-use crate::inbound::{SenderFacts, Suppression};
-use crate::model::{Action, AuditEvent, ChatStatus, PhoneNumberId, StatCounter};
-
-/// Suppressed messages per transaction: 2 actions each, plus the counters.
-const SUPPRESSIONS_PER_TRANSACTION: usize = 40;
+use crate::inbound::SenderFacts;
+use crate::model::{ChatStatus, PhoneNumberId};
 
 impl Store {
     /// Everything enforcement needs about every identity of a delivery or a
@@ -80,88 +75,6 @@ impl Store {
             }
         }
         Ok(facts)
-    }
-
-    /// B23: for each suppressed message, in one transaction per group: its
-    /// claim marked done, an `inbound_suppressed` audit event (message id,
-    /// type and time; never the content) and the day's counter. A retry
-    /// finds the claim done, so nothing is recorded or counted twice.
-    ///
-    /// Returns how many suppressions this call recorded (a group whose
-    /// claims were completed or taken over meanwhile records nothing).
-    pub async fn record_suppressed(
-        &self,
-        suppressed: &[Suppression],
-        owner: &str,
-        now: DateTime<Utc>,
-    ) -> Result<usize, StoreError> {
-        let done_ttl = (now + Duration::days(DONE_CLAIM_DAYS)).timestamp();
-        let recorded = run_all(
-            suppressed
-                .chunks(SUPPRESSIONS_PER_TRANSACTION)
-                .map(|group| self.record_suppressed_group(group, owner, now, done_ttl))
-                .collect(),
-        )
-        .await?;
-        Ok(recorded.into_iter().sum())
-    }
-
-    async fn record_suppressed_group(
-        &self,
-        group: &[Suppression],
-        owner: &str,
-        now: DateTime<Utc>,
-        done_ttl: i64,
-    ) -> Result<usize, StoreError> {
-        let mut actions = Vec::with_capacity(group.len() * 2 + 16);
-        let mut counts: HashMap<u32, u64> = HashMap::new();
-        for suppression in group {
-            let claim = Update::builder()
-                .table_name(&self.tables.blocklist)
-                .key("pk", s(format!("W#{}", suppression.key)))
-                .key("sk", s("W"))
-                .update_expression("SET #state = :done, #ttl = :ttl")
-                .condition_expression("#owner = :owner AND #state = :pending")
-                .expression_attribute_names("#state", "state")
-                .expression_attribute_names("#ttl", "ttl")
-                .expression_attribute_names("#owner", "owner")
-                .expression_attribute_values(":done", s("done"))
-                .expression_attribute_values(":pending", s("pending"))
-                .expression_attribute_values(":ttl", n(done_ttl))
-                .expression_attribute_values(":owner", s(owner))
-                .build()
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            actions.push(TransactWriteItem::builder().update(claim).build());
-            actions.push(self.audit_put(
-                subject_pk(&suppression.subject),
-                &suppression_event(suppression, now),
-            )?);
-            *counts
-                .entry(shard_of(suppression.subject.as_str()))
-                .or_default() += 1;
-        }
-        for (shard, count) in counts {
-            actions.push(self.counter_update(
-                now,
-                shard,
-                StatCounter::InboundSuppressed.attribute(),
-                count,
-            )?);
-        }
-        if self.transact_with_conflict_retries(actions).await? {
-            return Ok(group.len());
-        }
-        if group.len() == 1 {
-            // Its claim was completed or taken over: recorded elsewhere.
-            return Ok(0);
-        }
-        // One claim of the group was lost; the others are still ours and
-        // must not go unrecorded with it.
-        let mut recorded = 0;
-        for one in group.chunks(1) {
-            recorded += Box::pin(self.record_suppressed_group(one, owner, now, done_ttl)).await?;
-        }
-        Ok(recorded)
     }
 
     /// B24: chats of forwarded messages; by transactions of 100 for a
@@ -225,25 +138,5 @@ impl Store {
                 Ok(())
             }
         }
-    }
-}
-fn suppression_event(suppression: &Suppression, now: DateTime<Utc>) -> AuditEvent {
-    let message = &suppression.message;
-    AuditEvent {
-        event_id: AuditEvent::new_id(now),
-        subject: Some(suppression.subject.clone()),
-        scope: Some(suppression.block.scope.to_string()),
-        action: Action::InboundSuppressed,
-        actor: "webhook-ingress".to_owned(),
-        client: None,
-        reason: None,
-        source: None,
-        at: now,
-        details: json!({
-            "message_id": message.id,
-            "message_type": message.message_type,
-            "message_timestamp": message.timestamp.map(crate::model::format_time),
-            "phone_number_id": message.phone_number_id,
-        }),
     }
 }

@@ -3,20 +3,11 @@
 use serde::{Deserialize, Serialize};
 
 use crate::identity::{Link, Subject};
-use crate::model::{Action, AuditEvent, Block, Chat, Contact, Settings, format_time};
+use crate::model::{Block, Chat, Contact, format_time};
 
-use super::keys::{day_of, shard_of, subject_pk};
+use super::keys::{shard_of, subject_pk};
 
 pub const STATE: &str = "STATE";
-pub const CONTACT: &str = "CONTACT";
-pub const SETTINGS: &str = "SETTINGS";
-
-/// The partition of one settings entry (`<phone_number_id>` or `default`):
-/// each its own key, so that reading one business number's settings never
-/// queues behind another's.
-pub fn settings_pk(id: &str) -> String {
-    format!("SETTINGS#{id}")
-}
 
 /// Index partition of the block listing (B7) holding `subject`'s blocks.
 pub fn blocks_index_pk(shard: u32) -> String {
@@ -27,54 +18,6 @@ pub fn blocks_index_pk(shard: u32) -> String {
 pub fn chats_index_pk(shard: u32) -> String {
     format!("CHATS#{shard:02}")
 }
-
-/// The two kinds of audit events the feed keeps apart (S2): traffic
-/// refused (`inbound_suppressed`, `outbound_refused`), which a spam flood
-/// multiplies, and changes (every other action), so that a feed of changes
-/// never reads through a flood.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuditClass {
-    Traffic,
-    Change,
-}
-
-impl AuditClass {
-    pub const ALL: [AuditClass; 2] = [AuditClass::Traffic, AuditClass::Change];
-
-    pub fn of(action: Action) -> Self {
-        match action {
-            Action::InboundSuppressed | Action::OutboundRefused => AuditClass::Traffic,
-            _ => AuditClass::Change,
-        }
-    }
-
-    fn code(self) -> &'static str {
-        match self {
-            AuditClass::Traffic => "t",
-            AuditClass::Change => "c",
-        }
-    }
-}
-
-/// Index partition of one shard of one class of a day of the global audit
-/// feed (B8).
-pub fn audit_index_pk(day: &str, class: AuditClass, shard: u32) -> String {
-    format!("D#{day}#{}#{shard:02}", class.code())
-}
-
-/// Partition of one shard of the statistics counters (B9); its sort keys
-/// are `D#<yyyy-mm-dd>` (day counters) and [`BLOCKED_COUNT`].
-pub fn stats_pk(shard: u32) -> String {
-    format!("STATS#{shard:02}")
-}
-
-/// Sort key of a shard's day counters.
-pub fn stats_day_sk(day: &str) -> String {
-    format!("D#{day}")
-}
-
-/// Sort key of a shard's count of blocked subjects.
-pub const BLOCKED_COUNT: &str = "C";
 
 pub fn block_sk(scope: &str) -> String {
     format!("B#{scope}")
@@ -174,14 +117,6 @@ impl TokenItem {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-pub struct ContactItem {
-    pub pk: String,
-    pub sk: String,
-    #[serde(flatten)]
-    pub contact: Contact,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
 pub struct ChatItem {
     pub pk: String,
     pub sk: String,
@@ -209,42 +144,4 @@ impl ChatItem {
             chat: chat.clone(),
         }
     }
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct AuditItem {
-    pub pk: String,
-    pub sk: String,
-    pub gsi1pk: String,
-    pub gsi1sk: String,
-    #[serde(flatten)]
-    pub event: AuditEvent,
-}
-
-impl AuditItem {
-    /// `partition` is a subject's (`N#…`, `U#…`) or `S#<settings id>`.
-    pub fn new(partition: String, event: &AuditEvent) -> Self {
-        AuditItem {
-            pk: partition,
-            sk: event.event_id.clone(),
-            // Spread by event, not subject: one noisy sender's events still
-            // land on every shard of the day.
-            gsi1pk: audit_index_pk(
-                &day_of(event.at),
-                AuditClass::of(event.action),
-                shard_of(&event.event_id),
-            ),
-            gsi1sk: event.event_id.clone(),
-            event: event.clone(),
-        }
-    }
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct SettingsItem {
-    pub pk: String,
-    pub sk: String,
-    pub version: u64,
-    #[serde(flatten)]
-    pub settings: Settings,
 }

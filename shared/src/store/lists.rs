@@ -1,23 +1,15 @@
 //! Paginated listings (B7, B8, B9, B11). All are `Query`s; none scans.
 
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 
-use super::batch::all_pages;
 use super::cursor::Cursor;
 use super::items::*;
-use super::keys::{SHARDS, TABLE_KEY, subject_pk};
+use super::keys::{SHARDS, TABLE_KEY};
 use super::sharded::{KeyRange, Order, ShardedQuery};
-use super::{Item, Page, Store, StoreError, key, s};
-use crate::identity::Subject;
+use super::{Item, Page, Store, StoreError, s};
 use crate::model::search::{self, TextSearch};
-use crate::model::{
-    Action, AuditEvent, Block, Chat, ChatStatus, DayStats, PhoneNumberId, Scope, Source, Stats,
-    format_time,
-};
-
-/// Days of the global audit feed one request walks at most.
-const MAX_FEED_DAYS: i64 = 31;
+use crate::model::{Block, Chat, ChatStatus, PhoneNumberId, Scope, Source, format_time};
 
 /// Filters of `GET /v1/blocks` (B7).
 #[derive(Debug, Clone, Default)]
@@ -69,16 +61,6 @@ impl BlockQuery {
 pub struct ChatQuery {
     pub status: Option<ChatStatus>,
     pub phone_number_id: Option<PhoneNumberId>,
-    pub limit: usize,
-    pub cursor: Option<Cursor>,
-}
-
-/// Filters of `GET /v1/audit` (B8).
-#[derive(Debug, Clone)]
-pub struct AuditQuery {
-    pub since: DateTime<Utc>,
-    pub until: DateTime<Utc>,
-    pub action: Option<Action>,
     pub limit: usize,
     pub cursor: Option<Cursor>,
 }
@@ -253,184 +235,4 @@ impl Store {
             next: page.next.map(|at| Cursor::at("chats", None, at)),
         })
     }
-
-    /// B8: the audit events of one number, newest first.
-    pub async fn history(
-        &self,
-        subject: &Subject,
-        limit: usize,
-        cursor: Option<&Cursor>,
-    ) -> Result<Page<AuditEvent>, StoreError> {
-        // Event ids are ULIDs, unique in the partition: the last one shown
-        // is where the next page starts.
-        let mut request = self
-            .client
-            .query()
-            .table_name(&self.tables.audit)
-            .expression_attribute_values(":pk", s(subject_pk(subject)))
-            .scan_index_forward(false)
-            .limit(i32::try_from(limit + 1).unwrap_or(i32::MAX));
-        request = match cursor.and_then(Cursor::position) {
-            Some(after) => request
-                .key_condition_expression("pk = :pk AND sk < :after")
-                .expression_attribute_values(":after", s(after)),
-            None => request.key_condition_expression("pk = :pk"),
-        };
-        let mut events = request
-            .send()
-            .await?
-            .items
-            .unwrap_or_default()
-            .into_iter()
-            .map(|item| Ok(serde_dynamo::from_item::<_, AuditItem>(item)?.event))
-            .collect::<Result<Vec<AuditEvent>, StoreError>>()?;
-        let next = (events.len() > limit).then(|| {
-            events.truncate(limit);
-            Cursor::at("history", None, events[limit - 1].event_id.clone())
-        });
-        Ok(Page {
-            items: events,
-            next,
-        })
-    }
-
-    /// B8: the global audit feed, newest first, one day partition at a time.
-    pub async fn audit_feed(&self, query: AuditQuery) -> Result<Page<AuditEvent>, StoreError> {
-        // ULIDs start with the millisecond timestamp in Crockford base32, so
-        // a time range is a sort key range.
-        let lower = ulid_bound(query.since, false);
-        let upper = ulid_bound(query.until, true);
-        let first_day = query.since.date_naive();
-        let (mut day, mut start) = match &query.cursor {
-            Some(cursor) => {
-                let day = cursor
-                    .day
-                    .as_deref()
-                    .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
-                    .unwrap_or(first_day);
-                (day, cursor.position())
-            }
-            None => (query.until.date_naive(), None),
-        };
-        // An action's events are all in its class; the feed of every action
-        // merges both.
-        let classes: Vec<AuditClass> = match query.action {
-            Some(action) => vec![AuditClass::of(action)],
-            None => AuditClass::ALL.to_vec(),
-        };
-        let mut events = Vec::new();
-        let mut walked = 0;
-        while day >= first_day {
-            let day_name = day.format("%Y-%m-%d").to_string();
-            let by_action = |request: QueryFluentBuilder| match query.action {
-                Some(action) => request
-                    .filter_expression("#action = :action")
-                    .expression_attribute_names("#action", "action")
-                    .expression_attribute_values(":action", s(action.as_str())),
-                None => request,
-            };
-            let page = self
-                .sharded_page(ShardedQuery {
-                    table: &self.tables.audit,
-                    index: Some("gsi1"),
-                    partitions: classes
-                        .iter()
-                        .flat_map(|class| (0..SHARDS).map(|i| audit_index_pk(&day_name, *class, i)))
-                        .collect(),
-                    ranges: vec![KeyRange::new(Some(lower.clone()), Some(upper.clone()))],
-                    order: Order::Descending,
-                    filter: query.action.is_some().then_some(&by_action as _),
-                    sparse: query.action.is_some(),
-                    after: start.take(),
-                    limit: query.limit - events.len(),
-                })
-                .await?;
-            for item in page.items {
-                events.push(serde_dynamo::from_item::<_, AuditItem>(item)?.event);
-            }
-            if let Some(at) = page.next {
-                return Ok(Page {
-                    items: events,
-                    next: Some(Cursor::at("audit", Some(day_name), at)),
-                });
-            }
-            day -= Duration::days(1);
-            walked += 1;
-            if events.len() == query.limit || walked == MAX_FEED_DAYS {
-                // Continue at the start of the previous day.
-                let more = day >= first_day;
-                let cursor =
-                    more.then(|| Cursor::start_of_day("audit", day.format("%Y-%m-%d").to_string()));
-                return Ok(Page {
-                    items: events,
-                    next: cursor,
-                });
-            }
-        }
-        Ok(Page {
-            items: events,
-            next: None,
-        })
-    }
-
-    /// B9: per-day counters over a date range, and the blocked-number count.
-    pub async fn stats(&self, from: NaiveDate, to: NaiveDate) -> Result<Stats, StoreError> {
-        let lower = stats_day_sk(&from.format("%Y-%m-%d").to_string());
-        let upper = stats_day_sk(&to.format("%Y-%m-%d").to_string());
-        // Each shard is its own partition (S1): one query per shard for the
-        // days, one batched read for the blocked counts.
-        let day_queries = (0..SHARDS).map(|shard| {
-            all_pages(
-                self.client
-                    .query()
-                    .table_name(&self.tables.blocklist)
-                    .key_condition_expression("pk = :p AND sk BETWEEN :lo AND :hi")
-                    .expression_attribute_values(":p", s(stats_pk(shard)))
-                    .expression_attribute_values(":lo", s(&lower))
-                    .expression_attribute_values(":hi", s(&upper)),
-            )
-        });
-        let count_keys: Vec<Item> = (0..SHARDS)
-            .map(|shard| key(stats_pk(shard), BLOCKED_COUNT))
-            .collect();
-        let (shards, current) = futures::try_join!(
-            futures::future::try_join_all(day_queries),
-            self.batch_get(&self.tables.blocklist, count_keys),
-        )?;
-        let shards = shards.into_iter().flatten();
-
-        let mut days = Vec::new();
-        let mut date = from;
-        while date <= to {
-            days.push(DayStats {
-                date: date.format("%Y-%m-%d").to_string(),
-                ..Default::default()
-            });
-            date += Duration::days(1);
-        }
-        for item in shards {
-            let shard: DayStats = serde_dynamo::from_item(item)?;
-            if let Some(day) = days.iter_mut().find(|d| d.date == shard.date) {
-                day.add(&shard);
-            }
-        }
-        let mut currently_blocked: i64 = 0;
-        for item in current {
-            if let Some(value) = item.get("blocked_numbers").and_then(|v| v.as_n().ok()) {
-                currently_blocked += value
-                    .parse::<i64>()
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            }
-        }
-        Ok(Stats {
-            days,
-            currently_blocked: currently_blocked.max(0) as u64,
-        })
-    }
-}
-
-fn ulid_bound(at: DateTime<Utc>, upper: bool) -> String {
-    let ms = u64::try_from(at.timestamp_millis()).unwrap_or(0);
-    let random = if upper { (1u128 << 80) - 1 } else { 0 };
-    ulid::Ulid::from_parts(ms, random).to_string()
 }

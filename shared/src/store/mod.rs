@@ -131,8 +131,10 @@
 //! No request path uses `Scan`. Audit items are only ever `Put` with
 //! `attribute_not_exists(pk)`: nothing updates or deletes them (B53).
 
+mod audit;
 mod batch;
 mod claim;
+mod contact;
 mod cursor;
 mod failure;
 mod inbound;
@@ -144,6 +146,7 @@ mod outbound;
 mod sent;
 mod settings;
 mod sharded;
+mod stats;
 mod transaction;
 
 use std::collections::HashMap;
@@ -151,10 +154,11 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 
+pub use audit::AuditQuery;
 pub use cursor::{Cursor, CursorError, POSITION, filters_fingerprint};
 pub use failure::FailureItem;
 pub use keys::{SHARDS, subject_pk as subject_partition};
-pub use lists::{AuditQuery, BlockQuery, ChatQuery};
+pub use lists::{BlockQuery, ChatQuery};
 pub use settings::{SETTINGS_CACHE_FOR, SettingsCache, StoredSettings};
 
 /// Table names (SPEC section 5).

@@ -5,8 +5,10 @@ use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWrite
 use chrono::{DateTime, Utc};
 
 use super::batch::all_pages;
+use super::contact::{CONTACT, ContactItem};
 use super::items::*;
-use super::keys::{day_of, shard_of, subject_of_pk, subject_pk};
+use super::keys::{shard_of, subject_of_pk, subject_pk};
+use super::stats::{BLOCKED_COUNT, stats_pk};
 use super::transaction::{MAX_TRANSACTION_ACTIONS, Outcome, delete_action, put_action};
 use super::{Item, Store, StoreError, build, key, n, s};
 use crate::identity::Subject;
@@ -363,59 +365,6 @@ impl Store {
             .build())
     }
 
-    /// An append-only audit write (B53): never overwrites an event.
-    pub(super) fn audit_put(
-        &self,
-        partition: String,
-        event: &crate::model::AuditEvent,
-    ) -> Result<TransactWriteItem, StoreError> {
-        let item = serde_dynamo::to_item(AuditItem::new(partition, event))?;
-        let put = Put::builder()
-            .table_name(&self.tables.audit)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)");
-        Ok(TransactWriteItem::builder()
-            .put(build(put.build())?)
-            .build())
-    }
-
-    /// Adds `by` to one day counter (B9), in the shard of the number.
-    pub(super) fn counter_update(
-        &self,
-        at: DateTime<Utc>,
-        shard: u32,
-        attribute: &str,
-        by: u64,
-    ) -> Result<TransactWriteItem, StoreError> {
-        self.counters_update(at, shard, &[(attribute, by)])
-    }
-
-    /// Adds to several counters of one day shard in one update.
-    pub(super) fn counters_update(
-        &self,
-        at: DateTime<Utc>,
-        shard: u32,
-        counts: &[(&str, u64)],
-    ) -> Result<TransactWriteItem, StoreError> {
-        let day = day_of(at);
-        let adds: Vec<String> = (0..counts.len()).map(|i| format!("#c{i} :b{i}")).collect();
-        let mut update = Update::builder()
-            .table_name(&self.tables.blocklist)
-            .key("pk", s(stats_pk(shard)))
-            .key("sk", s(stats_day_sk(&day)))
-            .update_expression(format!("SET #date = :date ADD {}", adds.join(", ")))
-            .expression_attribute_names("#date", "date")
-            .expression_attribute_values(":date", s(day));
-        for (i, (attribute, by)) in counts.iter().enumerate() {
-            update = update
-                .expression_attribute_names(format!("#c{i}"), *attribute)
-                .expression_attribute_values(format!(":b{i}"), n(by));
-        }
-        Ok(TransactWriteItem::builder()
-            .update(build(update.build())?)
-            .build())
-    }
-
     fn chat_update(&self, update: &crate::policy::ChatUpdate) -> Result<Update, StoreError> {
         let session = serde_dynamo::to_attribute_value(update.session_status)?;
         build(
@@ -510,25 +459,6 @@ impl Store {
         let update =
             self.inbound_chat_update(business, subject, at, status_if_new, known_contact)?;
         self.update_alone(update).await
-    }
-
-    /// The contact of a subject, if the CRM synced one.
-    pub async fn get_contact(&self, subject: &Subject) -> Result<Option<Contact>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.tables.blocklist)
-            .key("pk", s(subject_pk(subject)))
-            .key("sk", s(CONTACT))
-            .consistent_read(true)
-            .send()
-            .await?;
-        match out.item {
-            Some(item) => Ok(Some(
-                serde_dynamo::from_item::<_, ContactItem>(item)?.contact,
-            )),
-            None => Ok(None),
-        }
     }
 
     /// One chat (B11).

@@ -2,55 +2,15 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
-use serde_json::json;
 
 use super::items::{chat_gsi1sk, chats_index_pk};
 use super::keys::{shard_of, subject_pk};
 use super::number::number_attribute;
 use super::{Store, StoreError, s};
 use crate::identity::Subject;
-use crate::model::{Action, Actor, AuditEvent, PhoneNumberId, StatCounter, format_time};
-use crate::outbound::Refusal;
+use crate::model::{PhoneNumberId, format_time};
 
 impl Store {
-    /// B31: an `outbound_refused` audit event (`event_id`, made once per
-    /// refusal) and the day's counter, in one transaction.
-    pub async fn record_outbound_refused(
-        &self,
-        event_id: &str,
-        subject: &Subject,
-        business: &PhoneNumberId,
-        refusal: &Refusal,
-        actor: &Actor,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let event = AuditEvent {
-            event_id: event_id.to_owned(),
-            subject: Some(subject.clone()),
-            scope: refusal.scope().map(ToString::to_string),
-            action: Action::OutboundRefused,
-            actor: actor.actor.clone(),
-            client: actor.client.clone(),
-            reason: Some(refusal.reason().to_owned()),
-            source: None,
-            at: now,
-            details: json!({ "phone_number_id": business, "reason": refusal.reason() }),
-        };
-        let audit = self.audit_put(subject_pk(subject), &event)?;
-        let counter = self.counter_update(
-            now,
-            shard_of(subject.as_str()),
-            StatCounter::OutboundRefused.attribute(),
-            1,
-        )?;
-        // The token is the same on every attempt of one refusal: a retry of
-        // a write that landed without its answer is not written (or
-        // counted) twice.
-        self.transact(vec![audit, counter], Some(event_id))
-            .await?
-            .committed_or_conflict()
-    }
-
     /// A message went out on a chat: stamps `last_outbound_at` and
     /// `known_contact` (as read for the send), creating the chat (active, no
     /// session) when it is the first contact.
