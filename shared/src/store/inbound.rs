@@ -3,18 +3,15 @@
 
 use std::collections::{HashMap, HashSet};
 
-use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
-
-use super::batch::{BATCH_FROM, run_all, run_in_turn};
+use super::block::{BlockItem, block_sk};
 use super::contact::CONTACT;
-use super::items::{BlockItem, STATE, block_sk};
+use super::items::STATE;
 use super::keys::{subject_of_pk, subject_pk};
 use super::number::state_from_item;
-use super::transaction::{MAX_TRANSACTION_ACTIONS, Outcome};
 use super::{Item, Store, StoreError, key, s};
 use crate::identity::Subject;
 use crate::inbound::SenderFacts;
-use crate::model::{ChatStatus, PhoneNumberId};
+use crate::model::PhoneNumberId;
 
 impl Store {
     /// Everything enforcement needs about every identity of a delivery or a
@@ -75,68 +72,5 @@ impl Store {
             }
         }
         Ok(facts)
-    }
-
-    /// B24: chats of forwarded messages; by transactions of 100 for a
-    /// large delivery (B29). Each touch is idempotent (times are set, not
-    /// added), so a retry of the whole may rewrite what already landed.
-    pub async fn record_chats(
-        &self,
-        chats: &[crate::inbound::ChatTouch],
-    ) -> Result<(), StoreError> {
-        // A transaction may name a chat once: the latest touch of each.
-        let mut latest: HashMap<(&PhoneNumberId, &Subject), &crate::inbound::ChatTouch> =
-            HashMap::new();
-        for chat in chats {
-            let entry = latest
-                .entry((&chat.phone_number_id, &chat.subject))
-                .or_insert(chat);
-            if chat.at > entry.at {
-                *entry = chat;
-            }
-        }
-        let updates = latest
-            .into_values()
-            .map(|chat| {
-                self.inbound_chat_update(
-                    &chat.phone_number_id,
-                    &chat.subject,
-                    chat.at,
-                    ChatStatus::Active,
-                    chat.known_contact,
-                )
-            })
-            .collect::<Result<Vec<Update>, StoreError>>()?;
-        if updates.len() < BATCH_FROM {
-            run_all(updates.into_iter().map(|u| self.update_alone(u)).collect()).await?;
-            return Ok(());
-        }
-        run_in_turn(
-            updates
-                .chunks(MAX_TRANSACTION_ACTIONS)
-                .map(|chunk| self.updates_together(chunk.to_vec()))
-                .collect(),
-        )
-        .await?;
-        Ok(())
-    }
-
-    /// Unconditional updates of distinct items in one transaction; one
-    /// call each should another transaction hold some of them.
-    async fn updates_together(&self, updates: Vec<Update>) -> Result<(), StoreError> {
-        let actions = updates
-            .iter()
-            .map(|u| TransactWriteItem::builder().update(u.clone()).build())
-            .collect();
-        match self.transact(actions, None).await? {
-            Outcome::Committed => Ok(()),
-            Outcome::ConditionFailed { .. } => Err(StoreError::Corrupt(
-                "an unconditional update failed a condition".into(),
-            )),
-            Outcome::Conflict => {
-                run_all(updates.into_iter().map(|u| self.update_alone(u)).collect()).await?;
-                Ok(())
-            }
-        }
     }
 }

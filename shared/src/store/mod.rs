@@ -133,6 +133,8 @@
 
 mod audit;
 mod batch;
+mod block;
+mod chat;
 mod claim;
 mod contact;
 mod cursor;
@@ -140,9 +142,7 @@ mod failure;
 mod inbound;
 mod items;
 mod keys;
-mod lists;
 mod number;
-mod outbound;
 mod sent;
 mod settings;
 mod sharded;
@@ -155,10 +155,11 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 pub use audit::AuditQuery;
+pub use block::BlockQuery;
+pub use chat::ChatQuery;
 pub use cursor::{Cursor, CursorError, POSITION, filters_fingerprint};
 pub use failure::FailureItem;
 pub use keys::{SHARDS, subject_pk as subject_partition};
-pub use lists::{BlockQuery, ChatQuery};
 pub use settings::{SETTINGS_CACHE_FOR, SettingsCache, StoredSettings};
 
 /// Table names (SPEC section 5).

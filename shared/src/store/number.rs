@@ -5,6 +5,8 @@ use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWrite
 use chrono::{DateTime, Utc};
 
 use super::batch::all_pages;
+use super::block::{BlockItem, TokenItem, block_sk};
+use super::chat::{ChatItem, chat_gsi1sk};
 use super::contact::{CONTACT, ContactItem};
 use super::items::*;
 use super::keys::{shard_of, subject_of_pk, subject_pk};
@@ -12,7 +14,7 @@ use super::stats::{BLOCKED_COUNT, stats_pk};
 use super::transaction::{MAX_TRANSACTION_ACTIONS, Outcome, delete_action, put_action};
 use super::{Item, Store, StoreError, build, key, n, s};
 use crate::identity::Subject;
-use crate::model::{Chat, ChatStatus, Contact, PhoneNumberId, SessionStatus, format_time};
+use crate::model::{Contact, format_time};
 use crate::policy::{LinkChange, SubjectChange, SubjectRecord, SubjectState};
 
 /// How long the writes that did not fit in a change's transaction may be
@@ -392,95 +394,6 @@ impl Store {
                 .build(),
         )
     }
-
-    /// The update recording inbound traffic on a chat (B24): creates the
-    /// chat if needed with `status_if_new`, stamps `last_inbound_at`, opens
-    /// a session when there is none, and sets `known_contact`. The index
-    /// keys are only set on a new chat, so a message writes no index item.
-    pub(super) fn inbound_chat_update(
-        &self,
-        business: &PhoneNumberId,
-        subject: &Subject,
-        at: DateTime<Utc>,
-        status_if_new: ChatStatus,
-        known_contact: bool,
-    ) -> Result<Update, StoreError> {
-        let new_chat = Chat {
-            phone_number_id: business.clone(),
-            subject: subject.clone(),
-            status: status_if_new,
-            session_status: Some(SessionStatus::Open),
-            last_inbound_at: Some(at),
-            last_outbound_at: None,
-            known_contact,
-        };
-        let item = ChatItem::new(&new_chat);
-        build(
-            Update::builder()
-                .table_name(&self.tables.chats)
-                .key("pk", s(item.pk))
-                .key("sk", s(item.sk))
-                .update_expression(
-                    "SET last_inbound_at = :at, known_contact = :known, \
-                     phone_number_id = :pnid, #subject = :subject, #number = :number, \
-                     gsi1pk = if_not_exists(gsi1pk, :gsi1pk), \
-                     #status = if_not_exists(#status, :status), \
-                     gsi1sk = if_not_exists(gsi1sk, :gsi1sk), \
-                     session_status = if_not_exists(session_status, :open), \
-                     last_outbound_at = if_not_exists(last_outbound_at, :null)",
-                )
-                .expression_attribute_names("#subject", "subject")
-                .expression_attribute_names("#number", "number")
-                .expression_attribute_names("#status", "status")
-                .expression_attribute_values(":at", s(format_time(at)))
-                .expression_attribute_values(":subject", s(subject.as_str()))
-                .expression_attribute_values(":number", number_attribute(subject))
-                .expression_attribute_values(":known", AttributeValue::Bool(known_contact))
-                .expression_attribute_values(":pnid", s(business.as_str()))
-                .expression_attribute_values(":gsi1pk", s(item.gsi1pk))
-                .expression_attribute_values(":status", s(status_if_new.as_str()))
-                .expression_attribute_values(":gsi1sk", s(item.gsi1sk))
-                .expression_attribute_values(":open", s("open"))
-                .expression_attribute_values(":null", AttributeValue::Null(true))
-                .build(),
-        )
-    }
-
-    /// Records inbound traffic on one chat: see [`Store::record_chats`] for
-    /// a delivery's.
-    pub async fn record_inbound(
-        &self,
-        business: &PhoneNumberId,
-        subject: &Subject,
-        at: DateTime<Utc>,
-        status_if_new: ChatStatus,
-        known_contact: bool,
-    ) -> Result<(), StoreError> {
-        let update =
-            self.inbound_chat_update(business, subject, at, status_if_new, known_contact)?;
-        self.update_alone(update).await
-    }
-
-    /// One chat (B11).
-    pub async fn get_chat(
-        &self,
-        business: &PhoneNumberId,
-        subject: &Subject,
-    ) -> Result<Option<Chat>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.tables.chats)
-            .key("pk", s(subject_pk(subject)))
-            .key("sk", s(business.as_str()))
-            .consistent_read(true)
-            .send()
-            .await?;
-        match out.item {
-            Some(item) => Ok(Some(serde_dynamo::from_item::<_, ChatItem>(item)?.chat)),
-            None => Ok(None),
-        }
-    }
 }
 
 impl Store {
@@ -543,15 +456,6 @@ impl Store {
             Some(item) => Ok(state_from_item(subject, item)?.unblocked_at),
             None => Ok(None),
         }
-    }
-}
-
-/// The `number` attribute written beside `subject`: the number, or null
-/// for a BSUID (see `identity::subject_fields`).
-pub(super) fn number_attribute(subject: &Subject) -> AttributeValue {
-    match subject.number() {
-        Some(number) => s(number.as_str()),
-        None => AttributeValue::Null(true),
     }
 }
 

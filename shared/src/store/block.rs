@@ -1,15 +1,100 @@
-//! Paginated listings (B7, B8, B9, B11). All are `Query`s; none scans.
+//! Blocks (B7) in Blocklist: `<subject pk>` / `B#<scope>`, listed through
+//! `gsi1` under `BLOCKS#<nn>`, and their index token items
+//! `I#<token>#<nn>` / `<blocked_at>#<subject>#<scope>` (S2).
 
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 use super::cursor::Cursor;
-use super::items::*;
-use super::keys::{SHARDS, TABLE_KEY};
+use super::keys::{SHARDS, shard_of, subject_pk};
 use super::sharded::{KeyRange, Order, ShardedQuery};
-use super::{Item, Page, Store, StoreError, s};
+use super::{Page, Store, StoreError, s};
 use crate::model::search::{self, TextSearch};
-use crate::model::{Block, Chat, ChatStatus, PhoneNumberId, Scope, Source, format_time};
+use crate::model::{Block, Contact, Scope, Source, format_time};
+
+pub(super) fn block_sk(scope: &str) -> String {
+    format!("B#{scope}")
+}
+
+/// Index partition of the block listing (B7) holding `subject`'s blocks.
+pub(super) fn blocks_index_pk(shard: u32) -> String {
+    format!("BLOCKS#{shard:02}")
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct BlockItem {
+    pub pk: String,
+    pub sk: String,
+    pub gsi1pk: String,
+    pub gsi1sk: String,
+    #[serde(flatten)]
+    pub block: Block,
+}
+
+/// Where a block sorts in every listing: newest first, then by subject and
+/// scope, which makes it unique.
+pub(super) fn block_listing_sk(block: &Block) -> String {
+    format!(
+        "{}#{}#{}",
+        format_time(block.blocked_at),
+        block.subject,
+        block.scope
+    )
+}
+
+impl BlockItem {
+    pub fn new(block: &Block) -> Self {
+        BlockItem {
+            pk: subject_pk(&block.subject),
+            sk: block_sk(block.scope.as_str()),
+            gsi1pk: blocks_index_pk(shard_of(block.subject.as_str())),
+            gsi1sk: block_listing_sk(block),
+            block: block.clone(),
+        }
+    }
+}
+
+/// Partition of one shard of one index token's items (S2, see
+/// `model::search`).
+pub(super) fn token_pk(token: &str, shard: u32) -> String {
+    format!("I#{token}#{shard:02}")
+}
+
+/// A block under one of its index tokens: a copy of the block with the
+/// contact fields the filters check, so that a filtered listing reads
+/// nothing else.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct TokenItem {
+    pub pk: String,
+    pub sk: String,
+    #[serde(flatten)]
+    pub block: Block,
+    /// Lower-cased number, contact name and email, for `q` (B7).
+    pub search: String,
+    pub category: Option<String>,
+    pub groups: Vec<String>,
+}
+
+impl TokenItem {
+    /// Every index item of `block` while the contact is `contact`.
+    pub fn all_of(block: &Block, contact: Option<&Contact>) -> Vec<TokenItem> {
+        let shard = shard_of(block.subject.as_str());
+        let sk = block_listing_sk(block);
+        let search = crate::model::search::search_text(&block.subject, contact);
+        crate::model::search::index_tokens(block, contact)
+            .into_iter()
+            .map(|token| TokenItem {
+                pk: token_pk(&token, shard),
+                sk: sk.clone(),
+                block: block.clone(),
+                search: search.clone(),
+                category: contact.and_then(|c| c.category.clone()),
+                groups: contact.map(|c| c.groups.clone()).unwrap_or_default(),
+            })
+            .collect()
+    }
+}
 
 /// Filters of `GET /v1/blocks` (B7).
 #[derive(Debug, Clone, Default)]
@@ -54,15 +139,6 @@ impl BlockQuery {
             + usize::from(self.scope.is_some())
             + usize::from(self.source.is_some())
     }
-}
-
-/// Filters of `GET /v1/chats` (B11).
-#[derive(Debug, Clone, Default)]
-pub struct ChatQuery {
-    pub status: Option<ChatStatus>,
-    pub phone_number_id: Option<PhoneNumberId>,
-    pub limit: usize,
-    pub cursor: Option<Cursor>,
 }
 
 impl Store {
@@ -155,84 +231,6 @@ impl Store {
                 })
                 .collect::<Result<_, StoreError>>()?,
             next: page.next.map(|at| Cursor::at("blocks", None, at)),
-        })
-    }
-
-    /// B11: chats by status and business number. The index holds keys only
-    /// (so a message, which changes no listed attribute, never rewrites
-    /// it); the page's chats are then read from the table, in batches.
-    pub async fn list_chats(&self, query: ChatQuery) -> Result<Page<Chat>, StoreError> {
-        // Index sort keys are `<status>#<phone_number_id>#<subject>`: a
-        // status, and a business number under it, are key prefixes. One
-        // business number's chats of any status are one range per status,
-        // in the order statuses sort.
-        let prefixes: Vec<String> = match (&query.status, &query.phone_number_id) {
-            (Some(status), Some(id)) => vec![format!("{}#{}#", status.as_str(), id)],
-            (Some(status), None) => vec![format!("{}#", status.as_str())],
-            (None, Some(id)) => {
-                let mut statuses = ChatStatus::ALL.map(ChatStatus::as_str);
-                statuses.sort_unstable();
-                statuses
-                    .iter()
-                    .map(|status| format!("{status}#{id}#"))
-                    .collect()
-            }
-            (None, None) => vec![],
-        };
-        let ranges = if prefixes.is_empty() {
-            vec![KeyRange::default()]
-        } else {
-            prefixes
-                .into_iter()
-                .map(|p| KeyRange::new(Some(p.clone()), Some(format!("{p}~"))))
-                .collect()
-        };
-        let page = self
-            .sharded_page(ShardedQuery {
-                table: &self.tables.chats,
-                index: Some("gsi1"),
-                partitions: (0..SHARDS).map(chats_index_pk).collect(),
-                ranges,
-                order: Order::Ascending,
-                filter: None,
-                sparse: false,
-                after: query.cursor.as_ref().and_then(Cursor::position),
-                limit: query.limit,
-            })
-            .await?;
-        let keys: Vec<Item> = page
-            .items
-            .iter()
-            .map(|item| {
-                TABLE_KEY
-                    .iter()
-                    .filter_map(|a| item.get(*a).map(|v| ((*a).to_owned(), v.clone())))
-                    .collect()
-            })
-            .collect();
-        let mut found: std::collections::HashMap<(String, String), Chat> = self
-            .batch_get_all(&self.tables.chats, keys.clone())
-            .await?
-            .into_iter()
-            .map(|item| {
-                let chat: ChatItem = serde_dynamo::from_item(item)?;
-                Ok(((chat.pk, chat.sk), chat.chat))
-            })
-            .collect::<Result<_, StoreError>>()?;
-        let chats = keys
-            .iter()
-            .filter_map(|key| {
-                let pk = key.get("pk")?.as_s().ok()?.clone();
-                let sk = key.get("sk")?.as_s().ok()?.clone();
-                found.remove(&(pk, sk))
-            })
-            // The index trails the table by a moment: a chat whose status
-            // changed meanwhile is listed under its new status only.
-            .filter(|chat| query.status.is_none_or(|status| chat.status == status))
-            .collect();
-        Ok(Page {
-            items: chats,
-            next: page.next.map(|at| Cursor::at("chats", None, at)),
         })
     }
 }
