@@ -139,14 +139,12 @@ mod claim;
 mod contact;
 mod cursor;
 mod failure;
-mod inbound;
-mod items;
 mod keys;
-mod number;
 mod sent;
 mod settings;
 mod sharded;
 mod stats;
+mod subject;
 mod transaction;
 
 use std::collections::HashMap;

@@ -1,25 +1,51 @@
-//! Reading and changing one number: the enforcement read and the
-//! transactional write of a [`SubjectChange`] (B3, B4).
+//! Subjects and their `STATE` item (`<subject pk>` / `STATE`), the version
+//! guard of every change. Reading and changing one number: the enforcement
+//! read and the transactional write of a [`SubjectChange`] (B3, B4), and
+//! of links (B61).
+
+use std::collections::{HashMap, HashSet};
 
 use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 use super::batch::all_pages;
 use super::block::{BlockItem, TokenItem, block_sk};
 use super::chat::{ChatItem, chat_gsi1sk};
 use super::contact::{CONTACT, ContactItem};
-use super::items::*;
 use super::keys::{shard_of, subject_of_pk, subject_pk};
 use super::stats::{BLOCKED_COUNT, stats_pk};
 use super::transaction::{MAX_TRANSACTION_ACTIONS, Outcome, delete_action, put_action};
 use super::{Item, Store, StoreError, build, key, n, s};
-use crate::identity::Subject;
-use crate::model::{Contact, format_time};
+use crate::identity::{Link, Subject};
+use crate::inbound::SenderFacts;
+use crate::model::{Block, Contact, PhoneNumberId, format_time};
 use crate::policy::{LinkChange, SubjectChange, SubjectRecord, SubjectState};
 
 /// How long the writes that did not fit in a change's transaction may be
 /// retried after it committed.
 const OVERFLOW_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+pub(super) const STATE: &str = "STATE";
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct StateItem {
+    pub pk: String,
+    pub sk: String,
+    pub version: u64,
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub unblocked_at: Option<String>,
+    /// A copy of the subject's own blocks, so that linking it to another
+    /// identity can mirror them without reading every block item.
+    #[serde(default)]
+    pub blocks: Vec<Block>,
+    #[serde(default)]
+    pub links: Vec<Link>,
+    /// Blocks of linked identities (B61), read by every enforcement path.
+    #[serde(default)]
+    pub linked_blocks: Vec<Block>,
+}
 
 impl Store {
     /// Everything about a subject, strongly consistent (B4): its partition
@@ -126,6 +152,66 @@ impl Store {
                 .consistent_read(true),
         )
         .await
+    }
+
+    /// Everything enforcement needs about every identity of a delivery or a
+    /// send, in one strongly consistent batched read (B4, B22, B61): blocks
+    /// in `all` and in the given business numbers, contact presence, and
+    /// the `STATE` item, which carries the blocks of every linked identity.
+    /// A person whose message shows only their BSUID is thus stopped by a
+    /// block of their number in the same round trip.
+    ///
+    /// `state_only` identities (named only by links) get their `STATE`
+    /// read, nothing else.
+    pub async fn sender_facts(
+        &self,
+        senders: &HashMap<Subject, HashSet<PhoneNumberId>>,
+        state_only: &[Subject],
+    ) -> Result<HashMap<Subject, SenderFacts>, StoreError> {
+        let mut keys: Vec<Item> = Vec::new();
+        for subject in state_only.iter().filter(|s| !senders.contains_key(*s)) {
+            keys.push(key(subject_pk(subject), STATE));
+        }
+        for (subject, businesses) in senders {
+            let pk = subject_pk(subject);
+            let sort_keys = ["B#all".to_owned(), CONTACT.to_owned(), STATE.to_owned()]
+                .into_iter()
+                .chain(businesses.iter().map(|b| block_sk(b.as_str())));
+            for sk in sort_keys {
+                keys.push(
+                    [("pk".to_owned(), s(&pk)), ("sk".to_owned(), s(sk))]
+                        .into_iter()
+                        .collect(),
+                );
+            }
+        }
+        let items = self.batch_get_blocklist(keys).await?;
+        let mut facts: HashMap<Subject, SenderFacts> = senders
+            .keys()
+            .chain(state_only)
+            .map(|n| (n.clone(), SenderFacts::default()))
+            .collect();
+        for item in items {
+            let text = |key: &str| item.get(key).and_then(|v| v.as_s().ok()).cloned();
+            let sk = text("sk").unwrap_or_default();
+            let Some(subject) = text("pk").and_then(|pk| subject_of_pk(&pk)) else {
+                continue;
+            };
+            let Some(f) = facts.get_mut(&subject) else {
+                continue;
+            };
+            if sk == CONTACT {
+                f.known_contact = true;
+            } else if sk == STATE {
+                let state = state_from_item(&subject, item)?;
+                f.blocks.extend(state.linked_blocks.iter().cloned());
+                f.state = Some(state);
+            } else {
+                let block: BlockItem = serde_dynamo::from_item(item)?;
+                f.blocks.push(block.block);
+            }
+        }
+        Ok(facts)
     }
 
     /// Writes a change in one transaction, guarded by the number's version.
