@@ -52,7 +52,7 @@ from devstack import BUSINESSES, GRAPH_VERSION, Conn, StackError  # noqa: E402
 # The concurrency S5 names for single deliveries and sends.
 CONCURRENCY = 16
 # Requests in flight for one delivery inside the ingress (CONCURRENCY in
-# shared/src/store/inbound.rs): the raw conditional puts run at the same.
+# shared/src/store/batch.rs): the raw conditional puts run at the same.
 INGRESS_CONCURRENCY = 32
 # Meta's maximum updates per delivery (B29).
 LARGE_DELIVERY = 1000

@@ -131,14 +131,20 @@
 //! No request path uses `Scan`. Audit items are only ever `Put` with
 //! `attribute_not_exists(pk)`: nothing updates or deletes them (B53).
 
+mod audit;
+mod batch;
+mod block;
+mod chat;
+mod claim;
+mod contact;
 mod cursor;
-mod inbound;
-mod items;
-mod lists;
-mod number;
-mod outbound;
+mod failure;
+mod keys;
+mod sent;
 mod settings;
 mod sharded;
+mod stats;
+mod subject;
 mod transaction;
 
 use std::collections::HashMap;
@@ -146,9 +152,12 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 
+pub use audit::AuditQuery;
+pub use block::BlockQuery;
+pub use chat::ChatQuery;
 pub use cursor::{Cursor, CursorError, POSITION, filters_fingerprint};
-pub use items::{FailureItem, SHARDS, subject_pk as subject_partition};
-pub use lists::{AuditQuery, BlockQuery, ChatQuery, Page};
+pub use failure::FailureItem;
+pub use keys::{SHARDS, subject_pk as subject_partition};
 pub use settings::{SETTINGS_CACHE_FOR, SettingsCache, StoredSettings};
 
 /// Table names (SPEC section 5).
@@ -234,4 +243,18 @@ fn key(pk: impl Into<String>, sk: impl Into<String>) -> Item {
 
 fn n(value: impl ToString) -> AttributeValue {
     AttributeValue::N(value.to_string())
+}
+
+/// Builder errors only happen when a required field is missing, which is a
+/// bug in this module; report it as corrupt rather than panic.
+fn build<T>(built: Result<T, aws_sdk_dynamodb::error::BuildError>) -> Result<T, StoreError> {
+    built.map_err(|e| StoreError::Corrupt(format!("request builder: {e}")))
+}
+
+/// One page of a listing. `next` is where the next page starts; the caller
+/// binds it to the listing's filters before handing it out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<Cursor>,
 }

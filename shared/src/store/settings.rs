@@ -1,4 +1,5 @@
-//! Settings per business number (B12), with fallback to `default`.
+//! Settings per business number (B12), with fallback to `default`:
+//! `SETTINGS#<phone_number_id>` or `SETTINGS#default` / `SETTINGS`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -6,11 +7,29 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::items::{SETTINGS, SettingsItem, settings_pk};
 use super::{Store, StoreError, key, n};
 use crate::model::{Action, Actor, AuditEvent, Settings, SettingsPatch, SettingsTarget};
+
+pub(super) const SETTINGS: &str = "SETTINGS";
+
+/// The partition of one settings entry (`<phone_number_id>` or `default`):
+/// each its own key, so that reading one business number's settings never
+/// queues behind another's.
+pub(super) fn settings_pk(id: &str) -> String {
+    format!("SETTINGS#{id}")
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct SettingsItem {
+    pub pk: String,
+    pub sk: String,
+    pub version: u64,
+    #[serde(flatten)]
+    pub settings: Settings,
+}
 
 /// Settings as stored, with the version that guards the next change.
 #[derive(Debug, Clone, PartialEq)]

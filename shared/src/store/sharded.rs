@@ -18,7 +18,7 @@ use std::collections::VecDeque;
 
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 
-use super::items::SHARDS;
+use super::keys::SHARDS;
 use super::{Item, Store, StoreError, s};
 
 /// Listing order of the sort key.

@@ -1,10 +1,17 @@
 //! Writing a transaction, and the one reading of why DynamoDB cancelled
-//! one.
+//! one; the actions transactions are made of, and an update written on its
+//! own.
+
+use std::collections::HashMap;
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::TransactWriteItem;
+use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
 
-use super::{Item, Store, StoreError};
+use super::batch::run_all;
+use super::{Item, Store, StoreError, build, s};
+
+/// DynamoDB's limit of actions in one transaction.
+pub(super) const MAX_TRANSACTION_ACTIONS: usize = 100;
 
 /// How a transaction ended, when DynamoDB answered it.
 #[derive(Debug, Clone, PartialEq)]
@@ -86,4 +93,118 @@ impl Store {
             _ => Err(error.into()),
         }
     }
+
+    /// One action per key in one transaction (keys distinct, at most 100).
+    /// Keys whose condition failed get `held` of the item as it was, and
+    /// the rest is written again without them; should another transaction
+    /// hold some of the items, the rest goes one call each through `alone`.
+    pub(super) async fn keyed_transaction<'k, T, Fut>(
+        &self,
+        keys: &[&'k String],
+        action: impl Fn(&str) -> Result<TransactWriteItem, StoreError>,
+        committed: T,
+        held: impl Fn(Option<&Item>) -> T,
+        alone: impl Fn(&'k String) -> Fut,
+    ) -> Result<Vec<(String, T)>, StoreError>
+    where
+        T: Clone,
+        Fut: std::future::Future<Output = Result<(String, T), StoreError>>,
+    {
+        let mut settled = Vec::with_capacity(keys.len());
+        let mut pending: Vec<&'k String> = keys.to_vec();
+        while !pending.is_empty() {
+            let actions = pending
+                .iter()
+                .map(|key| action(key))
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            match self.transact(actions, None).await? {
+                Outcome::Committed => {
+                    settled.extend(pending.drain(..).map(|k| (k.clone(), committed.clone())));
+                }
+                Outcome::ConditionFailed { failed } => {
+                    let taken: HashMap<usize, Option<Item>> = failed.into_iter().collect();
+                    let mut rest = Vec::with_capacity(pending.len());
+                    for (i, key) in pending.into_iter().enumerate() {
+                        match taken.get(&i) {
+                            Some(item) => settled.push((key.clone(), held(item.as_ref()))),
+                            None => rest.push(key),
+                        }
+                    }
+                    pending = rest;
+                }
+                Outcome::Conflict => {
+                    settled.extend(run_all(pending.drain(..).map(&alone).collect()).await?);
+                }
+            }
+        }
+        Ok(settled)
+    }
+
+    /// Writes a transaction; retries DynamoDB's transaction conflicts (two
+    /// deliveries bumping one counter at once). A failed condition means the
+    /// claims were completed or taken over meanwhile: nothing to do, and
+    /// `false` is returned.
+    pub(super) async fn transact_with_conflict_retries(
+        &self,
+        actions: Vec<TransactWriteItem>,
+    ) -> Result<bool, StoreError> {
+        let key = actions.len();
+        crate::service::retry_on_conflict(5, &key, || async {
+            match self.transact(actions.clone(), None).await? {
+                Outcome::Committed => Ok(true),
+                Outcome::ConditionFailed { .. } => Ok(false),
+                Outcome::Conflict => Err(StoreError::Conflict),
+            }
+        })
+        .await
+    }
+
+    /// Writes one update on its own (outside a transaction).
+    pub(super) async fn update_alone(&self, update: Update) -> Result<(), StoreError> {
+        self.update_request(update).send().await?;
+        Ok(())
+    }
+
+    /// The `UpdateItem` request of a transaction's `Update`.
+    pub(super) fn update_request(
+        &self,
+        update: Update,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .set_table_name(Some(update.table_name))
+            .set_key(Some(update.key))
+            .set_update_expression(Some(update.update_expression))
+            .set_condition_expression(update.condition_expression)
+            .set_expression_attribute_names(update.expression_attribute_names)
+            .set_expression_attribute_values(update.expression_attribute_values)
+    }
+}
+
+/// An unconditional put of `item` in `table`, as a transaction action.
+pub(super) fn put_action(
+    table: &str,
+    item: impl serde::Serialize,
+) -> Result<TransactWriteItem, StoreError> {
+    let put = Put::builder()
+        .table_name(table)
+        .set_item(Some(serde_dynamo::to_item(item)?));
+    Ok(TransactWriteItem::builder()
+        .put(build(put.build())?)
+        .build())
+}
+
+/// An unconditional delete of one item, as a transaction action.
+pub(super) fn delete_action(
+    table: &str,
+    pk: String,
+    sk: String,
+) -> Result<TransactWriteItem, StoreError> {
+    let delete = Delete::builder()
+        .table_name(table)
+        .key("pk", s(pk))
+        .key("sk", s(sk));
+    Ok(TransactWriteItem::builder()
+        .delete(build(delete.build())?)
+        .build())
 }

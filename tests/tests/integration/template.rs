@@ -929,7 +929,7 @@ fn check_wa_blocked_stream_reports_batch_item_failures_with_dlq(t: &Value) {
 
 /// `pub const CLAIM_LEASE_SECONDS: i64 = <n>;` of the webhook's store.
 fn claim_lease_seconds() -> i64 {
-    let path = workspace_path("shared/src/store/inbound.rs");
+    let path = workspace_path("shared/src/store/claim.rs");
     let source = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     source
         .lines()
@@ -938,7 +938,7 @@ fn claim_lease_seconds() -> i64 {
                 .strip_prefix("pub const CLAIM_LEASE_SECONDS: i64 =")
         })
         .and_then(|rest| rest.trim().trim_end_matches(';').parse().ok())
-        .expect("CLAIM_LEASE_SECONDS in shared/src/store/inbound.rs")
+        .expect("CLAIM_LEASE_SECONDS in shared/src/store/claim.rs")
 }
 
 fn milliseconds(f: &Value, variable: &str) -> i64 {

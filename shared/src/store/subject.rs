@@ -1,23 +1,51 @@
-//! Reading and changing one number: the enforcement read and the
-//! transactional write of a [`SubjectChange`] (B3, B4).
+//! Subjects and their `STATE` item (`<subject pk>` / `STATE`), the version
+//! guard of every change. Reading and changing one number: the enforcement
+//! read and the transactional write of a [`SubjectChange`] (B3, B4), and
+//! of links (B61).
 
-use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem, Update,
-};
+use std::collections::{HashMap, HashSet};
+
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
-use super::items::*;
-use super::transaction::Outcome;
-use super::{Item, Store, StoreError, key, n, s};
-use crate::identity::Subject;
-use crate::model::{Chat, ChatStatus, Contact, PhoneNumberId, SessionStatus, format_time};
+use super::batch::all_pages;
+use super::block::{BlockItem, TokenItem, block_sk};
+use super::chat::{ChatItem, chat_gsi1sk};
+use super::contact::{CONTACT, ContactItem};
+use super::keys::{shard_of, subject_of_pk, subject_pk};
+use super::stats::{BLOCKED_COUNT, stats_pk};
+use super::transaction::{MAX_TRANSACTION_ACTIONS, Outcome, delete_action, put_action};
+use super::{Item, Store, StoreError, build, key, n, s};
+use crate::identity::{Link, Subject};
+use crate::inbound::SenderFacts;
+use crate::model::{Block, Contact, PhoneNumberId, format_time};
 use crate::policy::{LinkChange, SubjectChange, SubjectRecord, SubjectState};
 
-/// DynamoDB's limit of actions in one `TransactWriteItems`.
-const MAX_TRANSACTION_ITEMS: usize = 100;
 /// How long the writes that did not fit in a change's transaction may be
 /// retried after it committed.
 const OVERFLOW_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+pub(super) const STATE: &str = "STATE";
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct StateItem {
+    pub pk: String,
+    pub sk: String,
+    pub version: u64,
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub unblocked_at: Option<String>,
+    /// A copy of the subject's own blocks, so that linking it to another
+    /// identity can mirror them without reading every block item.
+    #[serde(default)]
+    pub blocks: Vec<Block>,
+    #[serde(default)]
+    pub links: Vec<Link>,
+    /// Blocks of linked identities (B61), read by every enforcement path.
+    #[serde(default)]
+    pub linked_blocks: Vec<Block>,
+}
 
 impl Store {
     /// Everything about a subject, strongly consistent (B4): its partition
@@ -115,25 +143,75 @@ impl Store {
     }
 
     async fn query_partition(&self, table: &str, pk: &str) -> Result<Vec<Item>, StoreError> {
-        let mut items = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
+        all_pages(
+            self.client
                 .query()
                 .table_name(table)
                 .key_condition_expression("pk = :pk")
                 .expression_attribute_values(":pk", s(pk))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await?;
-            items.extend(page.items.unwrap_or_default());
-            match page.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => return Ok(items),
+                .consistent_read(true),
+        )
+        .await
+    }
+
+    /// Everything enforcement needs about every identity of a delivery or a
+    /// send, in one strongly consistent batched read (B4, B22, B61): blocks
+    /// in `all` and in the given business numbers, contact presence, and
+    /// the `STATE` item, which carries the blocks of every linked identity.
+    /// A person whose message shows only their BSUID is thus stopped by a
+    /// block of their number in the same round trip.
+    ///
+    /// `state_only` identities (named only by links) get their `STATE`
+    /// read, nothing else.
+    pub async fn sender_facts(
+        &self,
+        senders: &HashMap<Subject, HashSet<PhoneNumberId>>,
+        state_only: &[Subject],
+    ) -> Result<HashMap<Subject, SenderFacts>, StoreError> {
+        let mut keys: Vec<Item> = Vec::new();
+        for subject in state_only.iter().filter(|s| !senders.contains_key(*s)) {
+            keys.push(key(subject_pk(subject), STATE));
+        }
+        for (subject, businesses) in senders {
+            let pk = subject_pk(subject);
+            let sort_keys = ["B#all".to_owned(), CONTACT.to_owned(), STATE.to_owned()]
+                .into_iter()
+                .chain(businesses.iter().map(|b| block_sk(b.as_str())));
+            for sk in sort_keys {
+                keys.push(
+                    [("pk".to_owned(), s(&pk)), ("sk".to_owned(), s(sk))]
+                        .into_iter()
+                        .collect(),
+                );
             }
         }
+        let items = self.batch_get_blocklist(keys).await?;
+        let mut facts: HashMap<Subject, SenderFacts> = senders
+            .keys()
+            .chain(state_only)
+            .map(|n| (n.clone(), SenderFacts::default()))
+            .collect();
+        for item in items {
+            let text = |key: &str| item.get(key).and_then(|v| v.as_s().ok()).cloned();
+            let sk = text("sk").unwrap_or_default();
+            let Some(subject) = text("pk").and_then(|pk| subject_of_pk(&pk)) else {
+                continue;
+            };
+            let Some(f) = facts.get_mut(&subject) else {
+                continue;
+            };
+            if sk == CONTACT {
+                f.known_contact = true;
+            } else if sk == STATE {
+                let state = state_from_item(&subject, item)?;
+                f.blocks.extend(state.linked_blocks.iter().cloned());
+                f.state = Some(state);
+            } else {
+                let block: BlockItem = serde_dynamo::from_item(item)?;
+                f.blocks.push(block.block);
+            }
+        }
+        Ok(facts)
     }
 
     /// Writes a change in one transaction, guarded by the number's version.
@@ -154,18 +232,18 @@ impl Store {
         // rest of the transaction and follows in further ones.
         let mut deferred = self.token_actions(change)?;
         deferred.extend(self.chat_actions(change.chats.iter())?);
-        if actions.len() > MAX_TRANSACTION_ITEMS {
-            let over = actions.split_off(MAX_TRANSACTION_ITEMS);
+        if actions.len() > MAX_TRANSACTION_ACTIONS {
+            let over = actions.split_off(MAX_TRANSACTION_ACTIONS);
             deferred.splice(0..0, over);
         }
-        let room = (MAX_TRANSACTION_ITEMS - actions.len()).min(deferred.len());
+        let room = (MAX_TRANSACTION_ACTIONS - actions.len()).min(deferred.len());
         let rest = deferred.split_off(room);
         actions.extend(deferred);
         self.transact(actions, None)
             .await?
             .committed_or_conflict()?;
         let committed = change.expected_version + 1;
-        for batch in rest.chunks(MAX_TRANSACTION_ITEMS - 1) {
+        for batch in rest.chunks(MAX_TRANSACTION_ACTIONS - 1) {
             let deadline = tokio::time::Instant::now() + OVERFLOW_WITHIN;
             let written = crate::service::retry_until(deadline, || {
                 self.overflow(&change.subject, committed, batch.to_vec())
@@ -375,59 +453,6 @@ impl Store {
             .build())
     }
 
-    /// An append-only audit write (B53): never overwrites an event.
-    pub(super) fn audit_put(
-        &self,
-        partition: String,
-        event: &crate::model::AuditEvent,
-    ) -> Result<TransactWriteItem, StoreError> {
-        let item = serde_dynamo::to_item(AuditItem::new(partition, event))?;
-        let put = Put::builder()
-            .table_name(&self.tables.audit)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)");
-        Ok(TransactWriteItem::builder()
-            .put(build(put.build())?)
-            .build())
-    }
-
-    /// Adds `by` to one day counter (B9), in the shard of the number.
-    pub(super) fn counter_update(
-        &self,
-        at: DateTime<Utc>,
-        shard: u32,
-        attribute: &str,
-        by: u64,
-    ) -> Result<TransactWriteItem, StoreError> {
-        self.counters_update(at, shard, &[(attribute, by)])
-    }
-
-    /// Adds to several counters of one day shard in one update.
-    pub(super) fn counters_update(
-        &self,
-        at: DateTime<Utc>,
-        shard: u32,
-        counts: &[(&str, u64)],
-    ) -> Result<TransactWriteItem, StoreError> {
-        let day = day_of(at);
-        let adds: Vec<String> = (0..counts.len()).map(|i| format!("#c{i} :b{i}")).collect();
-        let mut update = Update::builder()
-            .table_name(&self.tables.blocklist)
-            .key("pk", s(stats_pk(shard)))
-            .key("sk", s(stats_day_sk(&day)))
-            .update_expression(format!("SET #date = :date ADD {}", adds.join(", ")))
-            .expression_attribute_names("#date", "date")
-            .expression_attribute_values(":date", s(day));
-        for (i, (attribute, by)) in counts.iter().enumerate() {
-            update = update
-                .expression_attribute_names(format!("#c{i}"), *attribute)
-                .expression_attribute_values(format!(":b{i}"), n(by));
-        }
-        Ok(TransactWriteItem::builder()
-            .update(build(update.build())?)
-            .build())
-    }
-
     fn chat_update(&self, update: &crate::policy::ChatUpdate) -> Result<Update, StoreError> {
         let session = serde_dynamo::to_attribute_value(update.session_status)?;
         build(
@@ -454,135 +479,6 @@ impl Store {
                 )
                 .build(),
         )
-    }
-
-    /// The update recording inbound traffic on a chat (B24): creates the
-    /// chat if needed with `status_if_new`, stamps `last_inbound_at`, opens
-    /// a session when there is none, and sets `known_contact`. The index
-    /// keys are only set on a new chat, so a message writes no index item.
-    pub(super) fn inbound_chat_update(
-        &self,
-        business: &PhoneNumberId,
-        subject: &Subject,
-        at: DateTime<Utc>,
-        status_if_new: ChatStatus,
-        known_contact: bool,
-    ) -> Result<Update, StoreError> {
-        let new_chat = Chat {
-            phone_number_id: business.clone(),
-            subject: subject.clone(),
-            status: status_if_new,
-            session_status: Some(SessionStatus::Open),
-            last_inbound_at: Some(at),
-            last_outbound_at: None,
-            known_contact,
-        };
-        let item = ChatItem::new(&new_chat);
-        build(
-            Update::builder()
-                .table_name(&self.tables.chats)
-                .key("pk", s(item.pk))
-                .key("sk", s(item.sk))
-                .update_expression(
-                    "SET last_inbound_at = :at, known_contact = :known, \
-                     phone_number_id = :pnid, #subject = :subject, #number = :number, \
-                     gsi1pk = if_not_exists(gsi1pk, :gsi1pk), \
-                     #status = if_not_exists(#status, :status), \
-                     gsi1sk = if_not_exists(gsi1sk, :gsi1sk), \
-                     session_status = if_not_exists(session_status, :open), \
-                     last_outbound_at = if_not_exists(last_outbound_at, :null)",
-                )
-                .expression_attribute_names("#subject", "subject")
-                .expression_attribute_names("#number", "number")
-                .expression_attribute_names("#status", "status")
-                .expression_attribute_values(":at", s(format_time(at)))
-                .expression_attribute_values(":subject", s(subject.as_str()))
-                .expression_attribute_values(":number", number_attribute(subject))
-                .expression_attribute_values(":known", AttributeValue::Bool(known_contact))
-                .expression_attribute_values(":pnid", s(business.as_str()))
-                .expression_attribute_values(":gsi1pk", s(item.gsi1pk))
-                .expression_attribute_values(":status", s(status_if_new.as_str()))
-                .expression_attribute_values(":gsi1sk", s(item.gsi1sk))
-                .expression_attribute_values(":open", s("open"))
-                .expression_attribute_values(":null", AttributeValue::Null(true))
-                .build(),
-        )
-    }
-
-    /// Records inbound traffic on one chat: see [`Store::record_chats`] for
-    /// a delivery's.
-    pub async fn record_inbound(
-        &self,
-        business: &PhoneNumberId,
-        subject: &Subject,
-        at: DateTime<Utc>,
-        status_if_new: ChatStatus,
-        known_contact: bool,
-    ) -> Result<(), StoreError> {
-        let update =
-            self.inbound_chat_update(business, subject, at, status_if_new, known_contact)?;
-        self.update_alone(update).await
-    }
-
-    /// Writes one update on its own (outside a transaction).
-    pub(super) async fn update_alone(&self, update: Update) -> Result<(), StoreError> {
-        self.update_request(update).send().await?;
-        Ok(())
-    }
-
-    /// The `UpdateItem` request of a transaction's `Update`.
-    pub(super) fn update_request(
-        &self,
-        update: Update,
-    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
-        self.client
-            .update_item()
-            .set_table_name(Some(update.table_name))
-            .set_key(Some(update.key))
-            .set_update_expression(Some(update.update_expression))
-            .set_condition_expression(update.condition_expression)
-            .set_expression_attribute_names(update.expression_attribute_names)
-            .set_expression_attribute_values(update.expression_attribute_values)
-    }
-
-    /// The contact of a subject, if the CRM synced one.
-    pub async fn get_contact(&self, subject: &Subject) -> Result<Option<Contact>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.tables.blocklist)
-            .key("pk", s(subject_pk(subject)))
-            .key("sk", s(CONTACT))
-            .consistent_read(true)
-            .send()
-            .await?;
-        match out.item {
-            Some(item) => Ok(Some(
-                serde_dynamo::from_item::<_, ContactItem>(item)?.contact,
-            )),
-            None => Ok(None),
-        }
-    }
-
-    /// One chat (B11).
-    pub async fn get_chat(
-        &self,
-        business: &PhoneNumberId,
-        subject: &Subject,
-    ) -> Result<Option<Chat>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.tables.chats)
-            .key("pk", s(subject_pk(subject)))
-            .key("sk", s(business.as_str()))
-            .consistent_read(true)
-            .send()
-            .await?;
-        match out.item {
-            Some(item) => Ok(Some(serde_dynamo::from_item::<_, ChatItem>(item)?.chat)),
-            None => Ok(None),
-        }
     }
 }
 
@@ -627,35 +523,6 @@ impl Store {
     }
 }
 
-/// An unconditional put of `item` in `table`, as a transaction action.
-fn put_action(table: &str, item: impl serde::Serialize) -> Result<TransactWriteItem, StoreError> {
-    let put = Put::builder()
-        .table_name(table)
-        .set_item(Some(serde_dynamo::to_item(item)?));
-    Ok(TransactWriteItem::builder()
-        .put(build(put.build())?)
-        .build())
-}
-
-/// An unconditional delete of one item, as a transaction action.
-fn delete_action(table: &str, pk: String, sk: String) -> Result<TransactWriteItem, StoreError> {
-    let delete = Delete::builder()
-        .table_name(table)
-        .key("pk", s(pk))
-        .key("sk", s(sk));
-    Ok(TransactWriteItem::builder()
-        .delete(build(delete.build())?)
-        .build())
-}
-
-/// Builder errors only happen when a required field is missing, which is a
-/// bug in this module; report it as corrupt rather than panic.
-pub(super) fn build<T>(
-    built: Result<T, aws_sdk_dynamodb::error::BuildError>,
-) -> Result<T, StoreError> {
-    built.map_err(|e| StoreError::Corrupt(format!("request builder: {e}")))
-}
-
 impl Store {
     /// When the subject was last unblocked, if ever (strongly consistent).
     pub async fn last_unblocked_at(
@@ -675,15 +542,6 @@ impl Store {
             Some(item) => Ok(state_from_item(subject, item)?.unblocked_at),
             None => Ok(None),
         }
-    }
-}
-
-/// The `number` attribute written beside `subject`: the number, or null
-/// for a BSUID (see `identity::subject_fields`).
-pub(super) fn number_attribute(subject: &Subject) -> AttributeValue {
-    match subject.number() {
-        Some(number) => s(number.as_str()),
-        None => AttributeValue::Null(true),
     }
 }
 
@@ -707,13 +565,4 @@ pub(super) fn state_from_item(subject: &Subject, item: Item) -> Result<SubjectSt
         links: state.links,
         linked_blocks: state.linked_blocks,
     })
-}
-
-/// The subject a partition key names (`N#…` or `U#…`).
-pub(super) fn subject_of_pk(pk: &str) -> Option<Subject> {
-    let (kind, raw) = pk.split_once('#')?;
-    match kind {
-        "N" | "U" => serde_json::from_value(serde_json::Value::String(raw.to_owned())).ok(),
-        _ => None,
-    }
 }

@@ -1,0 +1,236 @@
+//! Blocks (B7) in Blocklist: `<subject pk>` / `B#<scope>`, listed through
+//! `gsi1` under `BLOCKS#<nn>`, and their index token items
+//! `I#<token>#<nn>` / `<blocked_at>#<subject>#<scope>` (S2).
+
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::cursor::Cursor;
+use super::keys::{SHARDS, shard_of, subject_pk};
+use super::sharded::{KeyRange, Order, ShardedQuery};
+use super::{Page, Store, StoreError, s};
+use crate::model::search::{self, TextSearch};
+use crate::model::{Block, Contact, Scope, Source, format_time};
+
+pub(super) fn block_sk(scope: &str) -> String {
+    format!("B#{scope}")
+}
+
+/// Index partition of the block listing (B7) holding `subject`'s blocks.
+pub(super) fn blocks_index_pk(shard: u32) -> String {
+    format!("BLOCKS#{shard:02}")
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct BlockItem {
+    pub pk: String,
+    pub sk: String,
+    pub gsi1pk: String,
+    pub gsi1sk: String,
+    #[serde(flatten)]
+    pub block: Block,
+}
+
+/// Where a block sorts in every listing: newest first, then by subject and
+/// scope, which makes it unique.
+pub(super) fn block_listing_sk(block: &Block) -> String {
+    format!(
+        "{}#{}#{}",
+        format_time(block.blocked_at),
+        block.subject,
+        block.scope
+    )
+}
+
+impl BlockItem {
+    pub fn new(block: &Block) -> Self {
+        BlockItem {
+            pk: subject_pk(&block.subject),
+            sk: block_sk(block.scope.as_str()),
+            gsi1pk: blocks_index_pk(shard_of(block.subject.as_str())),
+            gsi1sk: block_listing_sk(block),
+            block: block.clone(),
+        }
+    }
+}
+
+/// Partition of one shard of one index token's items (S2, see
+/// `model::search`).
+pub(super) fn token_pk(token: &str, shard: u32) -> String {
+    format!("I#{token}#{shard:02}")
+}
+
+/// A block under one of its index tokens: a copy of the block with the
+/// contact fields the filters check, so that a filtered listing reads
+/// nothing else.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct TokenItem {
+    pub pk: String,
+    pub sk: String,
+    #[serde(flatten)]
+    pub block: Block,
+    /// Lower-cased number, contact name and email, for `q` (B7).
+    pub search: String,
+    pub category: Option<String>,
+    pub groups: Vec<String>,
+}
+
+impl TokenItem {
+    /// Every index item of `block` while the contact is `contact`.
+    pub fn all_of(block: &Block, contact: Option<&Contact>) -> Vec<TokenItem> {
+        let shard = shard_of(block.subject.as_str());
+        let sk = block_listing_sk(block);
+        let search = crate::model::search::search_text(&block.subject, contact);
+        crate::model::search::index_tokens(block, contact)
+            .into_iter()
+            .map(|token| TokenItem {
+                pk: token_pk(&token, shard),
+                sk: sk.clone(),
+                block: block.clone(),
+                search: search.clone(),
+                category: contact.and_then(|c| c.category.clone()),
+                groups: contact.map(|c| c.groups.clone()).unwrap_or_default(),
+            })
+            .collect()
+    }
+}
+
+/// Filters of `GET /v1/blocks` (B7).
+#[derive(Debug, Clone, Default)]
+pub struct BlockQuery {
+    pub scope: Option<Scope>,
+    pub source: Option<Source>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    pub category: Option<String>,
+    pub group: Option<String>,
+    /// `q`, planned: matched against subject (in any number form, B65),
+    /// contact name and email, case-insensitively.
+    pub search: Option<TextSearch>,
+    /// Blocks that expired before this are left out.
+    pub now: DateTime<Utc>,
+    pub limit: usize,
+    pub cursor: Option<Cursor>,
+}
+
+impl BlockQuery {
+    /// The index tokens to read: those of the search, or else of the filter
+    /// likely to hold the fewest blocks. `None` when no filter is named.
+    fn tokens(&self) -> Option<Vec<String>> {
+        if let Some(search) = &self.search {
+            return Some(search.tokens.clone());
+        }
+        let single = self
+            .category
+            .as_deref()
+            .map(search::category_token)
+            .or_else(|| self.group.as_deref().map(search::group_token))
+            .or_else(|| self.scope.as_ref().map(|s| search::scope_token(s.as_str())))
+            .or_else(|| self.source.map(|s| search::source_token(s.as_str())))?;
+        Some(vec![single])
+    }
+
+    /// How many of the token filters (not the date range) are named.
+    fn filters_named(&self) -> usize {
+        usize::from(self.search.is_some())
+            + usize::from(self.category.is_some())
+            + usize::from(self.group.is_some())
+            + usize::from(self.scope.is_some())
+            + usize::from(self.source.is_some())
+    }
+}
+
+impl Store {
+    /// B7: blocks, newest first. Unfiltered, the 16 shards of the block
+    /// index, merged; filtered, the shards of the most selective index
+    /// token the filters name (S2, see `model::search`), with the other
+    /// filters checked on its items.
+    pub async fn list_blocks(&self, query: BlockQuery) -> Result<Page<Block>, StoreError> {
+        // '~' sorts after every character used in the sort key.
+        let upper = query.until.map(|t| format!("{}~", format_time(t)));
+        let lower = query.since.map(format_time);
+        let terms = query.search.as_ref().map(|plan| plan.terms.as_slice());
+        let filter = |mut request: QueryFluentBuilder| {
+            // Expired blocks block nothing (B13): not listed.
+            let mut filters = vec!["(attribute_type(expires_at, :null_type) OR expires_at > :now)"];
+            request = request
+                .expression_attribute_values(":null_type", s("NULL"))
+                .expression_attribute_values(":now", s(format_time(query.now)));
+            if let Some(scope) = &query.scope {
+                filters.push("#scope = :scope");
+                request = request
+                    .expression_attribute_names("#scope", "scope")
+                    .expression_attribute_values(":scope", s(scope.as_str()));
+            }
+            if let Some(source) = query.source {
+                filters.push("#source = :source");
+                request = request
+                    .expression_attribute_names("#source", "source")
+                    .expression_attribute_values(":source", s(source.as_str()));
+            }
+            if let Some(category) = &query.category {
+                filters.push("category = :category");
+                request = request.expression_attribute_values(":category", s(category));
+            }
+            if let Some(group) = &query.group {
+                filters.push("contains(#groups, :group)");
+                request = request
+                    .expression_attribute_names("#groups", "groups")
+                    .expression_attribute_values(":group", s(group));
+            }
+            let mut search = String::new();
+            if let Some(terms) = terms {
+                let alternatives: Vec<String> = (0..terms.len())
+                    .map(|i| format!("contains(#search, :q{i})"))
+                    .collect();
+                search = format!("({})", alternatives.join(" OR "));
+                request = request.expression_attribute_names("#search", "search");
+                for (i, term) in terms.iter().enumerate() {
+                    request = request.expression_attribute_values(format!(":q{i}"), s(term));
+                }
+            }
+            if !search.is_empty() {
+                filters.push(&search);
+            }
+            request.filter_expression(filters.join(" AND "))
+        };
+        let tokens = query.tokens();
+        let (index, partitions) = match &tokens {
+            Some(tokens) => (
+                None,
+                tokens
+                    .iter()
+                    .flat_map(|token| (0..SHARDS).map(move |i| token_pk(token, i)))
+                    .collect(),
+            ),
+            None => (Some("gsi1"), (0..SHARDS).map(blocks_index_pk).collect()),
+        };
+        let page = self
+            .sharded_page(ShardedQuery {
+                table: &self.tables.blocklist,
+                index,
+                partitions,
+                ranges: vec![KeyRange::new(lower, upper)],
+                order: Order::Descending,
+                filter: Some(&filter),
+                // A token holds what one filter names; anything more (a
+                // search's whole terms, a second filter) may drop most of it.
+                sparse: query.search.is_some() || query.filters_named() > 1,
+                after: query.cursor.as_ref().and_then(Cursor::position),
+                limit: query.limit,
+            })
+            .await?;
+        Ok(Page {
+            items: page
+                .items
+                .into_iter()
+                .map(|item| match index {
+                    Some(_) => Ok(serde_dynamo::from_item::<_, BlockItem>(item)?.block),
+                    None => Ok(serde_dynamo::from_item::<_, TokenItem>(item)?.block),
+                })
+                .collect::<Result<_, StoreError>>()?,
+            next: page.next.map(|at| Cursor::at("blocks", None, at)),
+        })
+    }
+}

@@ -1,0 +1,39 @@
+//! Contacts, as the CRM synced them: `<subject pk>` / `CONTACT`.
+
+use serde::{Deserialize, Serialize};
+
+use super::keys::subject_pk;
+use super::{Store, StoreError, s};
+use crate::identity::Subject;
+use crate::model::Contact;
+
+pub(super) const CONTACT: &str = "CONTACT";
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct ContactItem {
+    pub pk: String,
+    pub sk: String,
+    #[serde(flatten)]
+    pub contact: Contact,
+}
+
+impl Store {
+    /// The contact of a subject, if the CRM synced one.
+    pub async fn get_contact(&self, subject: &Subject) -> Result<Option<Contact>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tables.blocklist)
+            .key("pk", s(subject_pk(subject)))
+            .key("sk", s(CONTACT))
+            .consistent_read(true)
+            .send()
+            .await?;
+        match out.item {
+            Some(item) => Ok(Some(
+                serde_dynamo::from_item::<_, ContactItem>(item)?.contact,
+            )),
+            None => Ok(None),
+        }
+    }
+}
