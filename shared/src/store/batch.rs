@@ -87,9 +87,26 @@ impl Store {
     }
 }
 
-/// Runs `futures` with at most [`CONCURRENCY`] in flight; the first error
-/// wins. (Futures are built before the stream so that no borrowing closure
-/// ends up inside it: that keeps the handler future `Send`.)
+impl Store {
+    /// One item of `table` by its key, strongly consistent (B4).
+    pub(super) async fn get_one(
+        &self,
+        table: &str,
+        pk: String,
+        sk: &str,
+    ) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(table)
+            .set_key(Some(super::key(pk, sk)))
+            .consistent_read(true)
+            .send()
+            .await?;
+        Ok(out.item)
+    }
+}
+
 /// Runs transactions of one delivery one after the other: they name
 /// distinct items, but DynamoDB Local serialises transactions on a table
 /// and times out those left waiting (DynamoDB itself runs them at once).
@@ -104,6 +121,9 @@ where
         .await
 }
 
+/// Runs `futures` with at most [`CONCURRENCY`] in flight; the first error
+/// wins. (Futures are built before the stream so that no borrowing closure
+/// ends up inside it: that keeps the handler future `Send`.)
 pub(super) async fn run_all<T, F>(futures: Vec<F>) -> Result<Vec<T>, StoreError>
 where
     F: std::future::Future<Output = Result<T, StoreError>>,

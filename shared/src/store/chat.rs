@@ -214,16 +214,10 @@ impl Store {
         business: &PhoneNumberId,
         subject: &Subject,
     ) -> Result<Option<Chat>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.tables.chats)
-            .key("pk", s(subject_pk(subject)))
-            .key("sk", s(business.as_str()))
-            .consistent_read(true)
-            .send()
+        let item = self
+            .get_one(&self.tables.chats, subject_pk(subject), business.as_str())
             .await?;
-        match out.item {
+        match item {
             Some(item) => Ok(Some(serde_dynamo::from_item::<_, ChatItem>(item)?.chat)),
             None => Ok(None),
         }

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::keys::subject_pk;
-use super::{Store, StoreError, s};
+use super::{Store, StoreError};
 use crate::identity::Subject;
 use crate::model::Contact;
 
@@ -20,16 +20,10 @@ pub(super) struct ContactItem {
 impl Store {
     /// The contact of a subject, if the CRM synced one.
     pub async fn get_contact(&self, subject: &Subject) -> Result<Option<Contact>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.tables.blocklist)
-            .key("pk", s(subject_pk(subject)))
-            .key("sk", s(CONTACT))
-            .consistent_read(true)
-            .send()
+        let item = self
+            .get_one(&self.tables.blocklist, subject_pk(subject), CONTACT)
             .await?;
-        match out.item {
+        match item {
             Some(item) => Ok(Some(
                 serde_dynamo::from_item::<_, ContactItem>(item)?.contact,
             )),

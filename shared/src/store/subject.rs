@@ -529,16 +529,10 @@ impl Store {
         &self,
         subject: &Subject,
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.tables.blocklist)
-            .key("pk", s(subject_pk(subject)))
-            .key("sk", s(STATE))
-            .consistent_read(true)
-            .send()
+        let item = self
+            .get_one(&self.tables.blocklist, subject_pk(subject), STATE)
             .await?;
-        match out.item {
+        match item {
             Some(item) => Ok(state_from_item(subject, item)?.unblocked_at),
             None => Ok(None),
         }
