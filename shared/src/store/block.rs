@@ -58,7 +58,7 @@ impl BlockItem {
 /// Partition of one shard of one index token's items (S2, see
 /// `model::search`).
 pub(super) fn token_pk(token: &str, shard: u32) -> String {
-    format!("I#{token}#{shard:02}")
+    format!("{TOKEN_PK_PREFIX}{token}#{shard:02}")
 }
 
 /// A block under one of its index tokens: a copy of the block with the
@@ -74,11 +74,23 @@ pub(super) struct TokenItem {
     pub search: String,
     pub category: Option<String>,
     pub groups: Vec<String>,
+    /// The `STATE` version of the change that wrote it (0 for items written
+    /// before token items carried one): what tells a stale item from a
+    /// newer change's when a change's overflow is superseded.
+    #[serde(default)]
+    pub state_version: u64,
 }
 
+/// What every token item's partition key starts with.
+pub(super) const TOKEN_PK_PREFIX: &str = "I#";
+
+/// Attribute name of [`TokenItem::state_version`].
+pub(super) const TOKEN_STATE_VERSION: &str = "state_version";
+
 impl TokenItem {
-    /// Every index item of `block` while the contact is `contact`.
-    pub fn all_of(block: &Block, contact: Option<&Contact>) -> Vec<TokenItem> {
+    /// Every index item of `block` while the contact is `contact`, as the
+    /// change committing `state_version` writes it.
+    pub fn all_of(block: &Block, contact: Option<&Contact>, state_version: u64) -> Vec<TokenItem> {
         let shard = shard_of(block.subject.as_str());
         let sk = block_listing_sk(block);
         let search = crate::model::search::search_text(&block.subject, contact);
@@ -91,6 +103,7 @@ impl TokenItem {
                 search: search.clone(),
                 category: contact.and_then(|c| c.category.clone()),
                 groups: contact.map(|c| c.groups.clone()).unwrap_or_default(),
+                state_version,
             })
             .collect()
     }

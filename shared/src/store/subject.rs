@@ -9,8 +9,8 @@ use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWrite
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::batch::all_pages;
-use super::block::{BlockItem, TokenItem, block_sk};
+use super::batch::{all_pages, run_all};
+use super::block::{BlockItem, TOKEN_PK_PREFIX, TOKEN_STATE_VERSION, TokenItem, block_sk};
 use super::chat::{ChatItem, chat_gsi1sk};
 use super::contact::{CONTACT, ContactItem};
 use super::keys::{shard_of, subject_of_pk, subject_pk};
@@ -243,7 +243,8 @@ impl Store {
             .await?
             .committed_or_conflict()?;
         let committed = change.expected_version + 1;
-        for batch in rest.chunks(MAX_TRANSACTION_ACTIONS - 1) {
+        let batches: Vec<&[TransactWriteItem]> = rest.chunks(MAX_TRANSACTION_ACTIONS - 1).collect();
+        for (i, batch) in batches.iter().enumerate() {
             let deadline = tokio::time::Instant::now() + OVERFLOW_WITHIN;
             let written = crate::service::retry_until(deadline, || {
                 self.overflow(&change.subject, committed, batch.to_vec())
@@ -253,6 +254,13 @@ impl Store {
                 Ok(true) => {}
                 Ok(false) => {
                     tracing::info!("the rest of a change superseded by a newer change");
+                    // The newer change deleted the index items of what this
+                    // change wrote, not of what this change was to delete:
+                    // those go now, unless the newer change wrote them again.
+                    let stale = batches[i..].iter().flat_map(|b| b.iter());
+                    if let Err(error) = self.delete_stale_tokens(stale, committed).await {
+                        tracing::error!(error = %error, "stale index items were not deleted");
+                    }
                     return Ok(());
                 }
                 Err(error) => {
@@ -311,6 +319,49 @@ impl Store {
         }
     }
 
+    /// The token deletes among `actions`, each written alone on condition
+    /// that the item was written before `version` (or is gone): an item a
+    /// newer change wrote again is that change's.
+    async fn delete_stale_tokens<'a>(
+        &self,
+        actions: impl Iterator<Item = &'a TransactWriteItem>,
+        version: u64,
+    ) -> Result<(), StoreError> {
+        let deletes = actions
+            .filter_map(TransactWriteItem::delete)
+            .filter(|d| {
+                d.key
+                    .get("pk")
+                    .and_then(|pk| pk.as_s().ok())
+                    .is_some_and(|pk| pk.starts_with(TOKEN_PK_PREFIX))
+            })
+            .map(|d| {
+                let request = self
+                    .client
+                    .delete_item()
+                    .table_name(&d.table_name)
+                    .set_key(Some(d.key.clone()))
+                    .condition_expression("attribute_not_exists(#v) OR #v < :v")
+                    .expression_attribute_names("#v", TOKEN_STATE_VERSION)
+                    .expression_attribute_values(":v", n(version));
+                async move {
+                    match request.send().await {
+                        Ok(_) => Ok(()),
+                        Err(e)
+                            if e.as_service_error()
+                                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+                        {
+                            Ok(())
+                        }
+                        Err(e) => Err(StoreError::from(e)),
+                    }
+                }
+            })
+            .collect();
+        run_all(deletes).await?;
+        Ok(())
+    }
+
     /// The index items (S2) of the blocks a change touches: blocks put or
     /// removed, and every block when the contact changes. Items the change
     /// leaves without a token are deleted, the others written afresh (they
@@ -328,7 +379,7 @@ impl Store {
             blocks
                 .iter()
                 .filter(|b| touched.contains(b.scope.as_str()))
-                .flat_map(|b| TokenItem::all_of(b, contact))
+                .flat_map(|b| TokenItem::all_of(b, contact, change.expected_version + 1))
                 .collect::<Vec<_>>()
         };
         let after = items_of(&change.blocks_after, change.contact_after.as_ref());

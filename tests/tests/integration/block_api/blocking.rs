@@ -453,6 +453,72 @@ async fn b4_block_is_visible_to_the_next_read_at_once() {
     assert!(record.blocks.is_empty());
 }
 
+/// Blocks `number` on `count` business numbers from `first` on, one at a
+/// time: blocks of one number are changes of one version.
+async fn block_on_lines(api: &Api, number: &str, first: u64, count: u64) {
+    for scope in first..first + count {
+        let put = api
+            .block(
+                number,
+                json!({"reason": "spam", "scope": scope.to_string()}),
+            )
+            .await;
+        assert_eq!(put.status, 201, "{:?}", put.body);
+    }
+}
+
+/// A block API on `api`'s tables whose store goes through a relay that
+/// makes every overflow transaction of a change (the one whose first action
+/// checks the subject's `STATE` version) find another version, as when a
+/// newer change committed in between; with the relay (kept alive by the
+/// caller) and the count of guards it changed.
+fn superseding_app(
+    api: &Api,
+) -> (
+    block_api::App,
+    DynamoRelay,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    let relay = DynamoRelay::start(&endpoint());
+    let guards = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = guards.clone();
+    relay.rewrite(move |operation, body| {
+        let Some(first) = body["TransactItems"].get_mut(0) else {
+            return false;
+        };
+        if operation != "TransactWriteItems" || first.get("ConditionCheck").is_none() {
+            return false;
+        }
+        seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        first["ConditionCheck"]["ExpressionAttributeValues"][":version"] = json!({"N": "999"});
+        true
+    });
+    let app = block_api::App::new(
+        api.stack.store_via(&relay),
+        Authenticator::local_hs256(JWT_SECRET),
+    );
+    (app, relay, guards)
+}
+
+/// `method path` with `body` on `app`, as an operator with read and write.
+async fn ops_call(
+    app: &block_api::App,
+    method: &str,
+    path: &str,
+    body: Value,
+) -> integration_tests::ApiResponse {
+    call_block_api(
+        app,
+        ApiRequest::new(method, path)
+            .bearer(&integration_tests::token(
+                "ops",
+                &["blocklist:read", "blocklist:write"],
+            ))
+            .json(body),
+    )
+    .await
+}
+
 /// Chats of `number` on `count` business numbers, all active.
 async fn chats_on_many_lines(api: &Api, number: &str, count: u64) -> Vec<PhoneNumberId> {
     let lines: Vec<PhoneNumberId> = (0..count)
@@ -493,32 +559,12 @@ async fn b3_s3_chats_beyond_one_transaction_follow_the_change_under_its_version(
 
     // The unblock's overflow transaction finds another version: its chat
     // updates are not written.
-    let relay = DynamoRelay::start(&endpoint());
-    let guards = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let seen = guards.clone();
-    relay.rewrite(move |operation, body| {
-        let Some(first) = body["TransactItems"].get_mut(0) else {
-            return false;
-        };
-        if operation != "TransactWriteItems" || first.get("ConditionCheck").is_none() {
-            return false;
-        }
-        seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        first["ConditionCheck"]["ExpressionAttributeValues"][":version"] = json!({"N": "999"});
-        true
-    });
-    let app = block_api::App::new(
-        api.stack.store_via(&relay),
-        Authenticator::local_hs256(JWT_SECRET),
-    );
-    let unblock = call_block_api(
+    let (app, _relay, guards) = superseding_app(&api);
+    let unblock = ops_call(
         &app,
-        ApiRequest::new("DELETE", &format!("/v1/blocks/{number}"))
-            .bearer(&integration_tests::token(
-                "ops",
-                &["blocklist:read", "blocklist:write"],
-            ))
-            .json(json!({"reason": "resolved"})),
+        "DELETE",
+        &format!("/v1/blocks/{number}"),
+        json!({"reason": "resolved"}),
     )
     .await;
     assert_eq!(unblock.status, 200, "{:?}", unblock.body);
@@ -562,17 +608,7 @@ async fn b10_s3_contact_change_of_a_number_blocked_on_100_lines_is_written_whole
     const LINES: u64 = 100;
     let api = Api::new().await;
     let number = "+16505551299";
-    // One at a time: blocks of one number are changes of one version.
-    for i in 0..LINES {
-        let scope = 106_540_352_250_000 + i;
-        let put = api
-            .block(
-                number,
-                json!({"reason": "spam", "scope": scope.to_string()}),
-            )
-            .await;
-        assert_eq!(put.status, 201, "{:?}", put.body);
-    }
+    block_on_lines(&api, number, 106_540_352_250_000, LINES).await;
     let contact = api
         .call(
             "PUT",
@@ -613,5 +649,56 @@ async fn b10_s3_contact_change_of_a_number_blocked_on_100_lines_is_written_whole
         history.body["items"][0]["action"], "contact_updated",
         "{:?}",
         history.body
+    );
+}
+
+/// S2, S3: a contact change too large for one transaction whose rest is
+/// superseded (its guard finds a newer version) still removes the index
+/// items of the old name: a search for it finds nothing, rather than
+/// blocks whose contact no longer matches.
+#[tokio::test]
+async fn s2_s3_a_superseded_contact_change_leaves_no_index_item_of_the_old_name() {
+    const LINES: u64 = 24;
+    let api = Api::new().await;
+    let number = "+16505551288";
+    let contact = api
+        .call(
+            "PUT",
+            &format!("/v1/contacts/{number}"),
+            Some(json!({"name": "Wilhelmina Quast"})),
+        )
+        .await;
+    assert!([200, 201].contains(&contact.status), "{:?}", contact.body);
+    block_on_lines(&api, number, 106_540_352_260_000, LINES).await;
+    let found = |body: &serde_json::Value| body["items"].as_array().map_or(0, Vec::len);
+    let before = api
+        .call("GET", "/v1/blocks?q=wilhelmina&limit=100", None)
+        .await;
+    assert_eq!(found(&before.body), LINES as usize, "{:?}", before.body);
+
+    // Every overflow transaction of the rename finds another version, as
+    // when a newer change committed in between.
+    let (app, _relay, guards) = superseding_app(&api);
+    let rename = ops_call(
+        &app,
+        "PUT",
+        &format!("/v1/contacts/{number}"),
+        json!({"name": "Zed Zulu"}),
+    )
+    .await;
+    assert!([200, 201].contains(&rename.status), "{:?}", rename.body);
+    assert!(
+        guards.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "the rename overflowed its transaction"
+    );
+    let after = api
+        .call("GET", "/v1/blocks?q=wilhelmina&limit=100", None)
+        .await;
+    assert_eq!(after.status, 200, "{:?}", after.body);
+    assert_eq!(
+        found(&after.body),
+        0,
+        "no block is found by a name it no longer has: {:?}",
+        after.body
     );
 }
