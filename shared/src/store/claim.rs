@@ -11,7 +11,7 @@ use aws_sdk_dynamodb::types::{
 use chrono::{DateTime, Duration, Utc};
 
 use super::batch::{BATCH_FROM, run_all, run_in_turn};
-use super::transaction::MAX_TRANSACTION_ACTIONS;
+use super::transaction::{MAX_TRANSACTION_ACTIONS, condition_failure_is_fine};
 use super::{Item, Store, StoreError, build, n, s};
 use crate::inbound::Claim;
 
@@ -218,7 +218,9 @@ impl Store {
     async fn complete_claim(&self, key: &str, owner: &str, ttl: i64) -> Result<(), StoreError> {
         let update = build(self.completion(key, owner, ttl).build())?;
         let result = self.update_request(update).send().await;
-        lost_claim_is_fine(result, |e| e.is_conditional_check_failed_exception())
+        // A claim whose condition failed lost its lease to another
+        // invocation, which now owns the update: nothing left to do here.
+        condition_failure_is_fine(result, |e| e.is_conditional_check_failed_exception())
     }
 
     /// Gives claims back after a failed forward, so Meta's retry handles the
@@ -247,23 +249,6 @@ impl Store {
             .expression_attribute_values(":pending", s("pending"))
             .send()
             .await;
-        lost_claim_is_fine(delete, |e| e.is_conditional_check_failed_exception())
-    }
-}
-
-/// A claim update whose condition failed lost its lease to another
-/// invocation, which now owns the update: nothing left to do here.
-fn lost_claim_is_fine<O, E, R>(
-    result: Result<O, aws_sdk_dynamodb::error::SdkError<E, R>>,
-    condition_failed: impl Fn(&E) -> bool,
-) -> Result<(), StoreError>
-where
-    E: std::error::Error + 'static,
-    R: std::fmt::Debug + 'static,
-{
-    match result {
-        Ok(_) => Ok(()),
-        Err(error) if error.as_service_error().is_some_and(condition_failed) => Ok(()),
-        Err(error) => Err(StoreError::from(error)),
+        condition_failure_is_fine(delete, |e| e.is_conditional_check_failed_exception())
     }
 }

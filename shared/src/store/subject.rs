@@ -15,7 +15,9 @@ use super::chat::{ChatItem, chat_gsi1sk};
 use super::contact::{CONTACT, ContactItem};
 use super::keys::{shard_of, subject_of_pk, subject_pk};
 use super::stats::{BLOCKED_COUNT, stats_pk};
-use super::transaction::{MAX_TRANSACTION_ACTIONS, Outcome, delete_action, put_action};
+use super::transaction::{
+    MAX_TRANSACTION_ACTIONS, Outcome, condition_failure_is_fine, delete_action, put_action,
+};
 use super::{Item, Store, StoreError, build, key, n, s};
 use crate::identity::{Link, Subject};
 use crate::inbound::SenderFacts;
@@ -345,16 +347,9 @@ impl Store {
                     .expression_attribute_names("#v", TOKEN_STATE_VERSION)
                     .expression_attribute_values(":v", n(version));
                 async move {
-                    match request.send().await {
-                        Ok(_) => Ok(()),
-                        Err(e)
-                            if e.as_service_error()
-                                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-                        {
-                            Ok(())
-                        }
-                        Err(e) => Err(StoreError::from(e)),
-                    }
+                    condition_failure_is_fine(request.send().await, |e| {
+                        e.is_conditional_check_failed_exception()
+                    })
                 }
             })
             .collect();

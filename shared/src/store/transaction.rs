@@ -208,3 +208,20 @@ pub(super) fn delete_action(
         .delete(build(delete.build())?)
         .build())
 }
+
+/// The result of a conditional write whose failed condition means that
+/// nothing is left to do (another writer owns the item now): `Ok`.
+pub(super) fn condition_failure_is_fine<O, E, R>(
+    result: Result<O, aws_sdk_dynamodb::error::SdkError<E, R>>,
+    condition_failed: impl Fn(&E) -> bool,
+) -> Result<(), StoreError>
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    match result {
+        Ok(_) => Ok(()),
+        Err(error) if error.as_service_error().is_some_and(condition_failed) => Ok(()),
+        Err(error) => Err(StoreError::from(error)),
+    }
+}
