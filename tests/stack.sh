@@ -31,6 +31,8 @@ check() { # check NAME COMMAND...: one named assertion
   if "$@"; then passed=$((passed + 1)); echo "ok   $name"; else failed=$((failed + 1)); echo "FAIL $name"; fi
 }
 
+# The stacks' expiry sweep runs every second rather than every minute.
+export DEV_SWEEP_SECONDS=1
 # start_stack NAME PORT: scripts/dev on PORT with data in $WORK/NAME.
 start_stack() {
   local name=$1 port=$2
@@ -143,6 +145,29 @@ check "a second stack starts empty" not_blocked_in "$port_b" "%2B16505551234"
 WA_BASE_URL="http://127.0.0.1:$port_b" WA_TOKEN=$token wa-cli block +447700900999 --reason "only on b" >/dev/null
 check "a block on one stack stays there" blocked_in "$port_b" "%2B447700900999"
 check "the other stack does not see it" not_blocked_in "$port_a" "%2B447700900999"
+
+# B13: the stack's own sweep (every second here, DEV_SWEEP_SECONDS) removes
+# a temporary block after its end, with an `expired` event.
+expired_in() { # expired_in PORT SUBJECT: an expired event within 30 s
+  local deadline=$((SECONDS + 30)) history=""
+  while :; do
+    history=$(curl -s "http://127.0.0.1:$1/v1/numbers/$2/history" -H "Authorization: Bearer $token") &&
+      printf '%s' "$history" | python3 -c '
+import json, sys
+sys.exit(not any(e.get("action") == "expired" and e.get("actor") == "expiry"
+                 for e in json.load(sys.stdin).get("items", [])))' && return 0
+    [ "$SECONDS" -lt "$deadline" ] || break
+    sleep 0.5
+  done
+  echo "no expired event of $2 on :$1 within 30 s; history: ${history:-none}" >&2
+  return 1
+}
+ends=$(date -u -d '+2 seconds' +%Y-%m-%dT%H:%M:%SZ)
+curl -s -o /dev/null -X PUT "http://127.0.0.1:$port_b/v1/blocks/%2B447700900888" \
+  -H "Authorization: Bearer $token" -H 'content-type: application/json' \
+  -d "{\"reason\":\"cool off\",\"expires_at\":\"$ends\"}"
+check "a temporary block is swept after its end" expired_in "$port_b" "%2B447700900888"
+check "the swept block is gone" not_blocked_in "$port_b" "%2B447700900888"
 
 # B52 and the metrics: what the stacks wrote. JSON lines only: the welcome
 # banner prints example numbers and tokens on purpose.

@@ -4,16 +4,19 @@
 //! - [`tables`]: create the DynamoDB tables declared in `template.yaml`.
 //! - [`apigw`]: turn an HTTP request into the API Gateway (HTTP API, payload
 //!   2.0) event the Lambda functions receive.
-//! - [`server`]: the four functions' handlers behind the routes of
+//! - [`server`]: the functions' handlers behind the routes of
 //!   `template.yaml`, plus the Lambda Invoke API.
 //! - [`sandbox`]: a Graph API stand-in for sends when no real Graph is set.
 //! - [`poller`]: reads the DynamoDB Local stream and invokes `wa-blocked` as
 //!   Lambda's event source mapping would.
+//! - [`schedule`]: runs `block-expiry`'s sweep every minute, as the
+//!   template's schedule does.
 //! - [`tokens`]: HS256 tokens for the local API.
 
 pub mod apigw;
 pub mod poller;
 pub mod sandbox;
+pub mod schedule;
 pub mod server;
 pub mod tables;
 pub mod tokens;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use blocklist::config::{self, Env};
 use tokio::net::TcpListener;
 use wa_dev::server::{self, Stack};
-use wa_dev::{poller, tokens};
+use wa_dev::{poller, schedule, tokens};
 
 #[tokio::main]
 async fn main() {
@@ -25,9 +25,11 @@ async fn run() -> Result<(), String> {
         .map_err(|e| format!("listen on {addr}: {e}"))?;
     let stack = Arc::new(Stack::build(&env, &addr).await?);
     let poller = tokio::spawn(poller::run(stack.clone()));
+    let sweeps = tokio::spawn(schedule::run(stack.clone(), schedule::every(&env)?));
     print_welcome(&addr, stack.jwt_secret.as_bytes());
     server::serve(listener, stack, shutdown_signal()).await;
     poller.abort();
+    sweeps.abort();
     eprintln!("wa-dev: stopped");
     Ok(())
 }

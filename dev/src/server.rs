@@ -27,6 +27,7 @@ pub struct Stack {
     pub webhook_ingress: webhook_ingress::App,
     pub send_proxy: send_proxy::App,
     pub wa_blocked: wa_blocked::App,
+    pub block_expiry: block_expiry::App,
     pub sandbox: Arc<Sandbox>,
     pub jwt_secret: String,
 }
@@ -75,6 +76,7 @@ impl Stack {
             send_proxy: send_proxy::App::new(store.clone(), auth, proxy_config)
                 .map_err(|e| e.to_string())?,
             wa_blocked: wa_blocked::App::new(store.clone()),
+            block_expiry: block_expiry::App::new(store.clone()),
             store,
             sandbox,
             jwt_secret,
@@ -157,6 +159,11 @@ impl Stack {
                 Ok(value) => value,
                 Err(error) => return function_error(&error.to_string()),
             },
+            // Any event, as the schedule's: one sweep.
+            "block-expiry" => match block_expiry::sweep(&self.block_expiry).await {
+                Ok(summary) => summary.to_json(),
+                Err(error) => return function_error(&error.to_string()),
+            },
             "block-api" | "webhook-ingress" | "send-proxy" => match http_event() {
                 Ok(request) => {
                     let response = match name {
@@ -174,7 +181,7 @@ impl Stack {
                 return lambda_error(
                     "ResourceNotFoundException",
                     &format!(
-                        "Function not found: {name} (block-api, webhook-ingress, send-proxy, wa-blocked)"
+                        "Function not found: {name} (block-api, webhook-ingress, send-proxy, wa-blocked, block-expiry)"
                     ),
                     404,
                 );

@@ -51,6 +51,11 @@ pub fn tables(env: &Env) -> Tables {
     }
 }
 
+/// The store on the tables `env` names, through [`dynamodb_client`].
+pub async fn store(env: &Env<'_>) -> crate::store::Store {
+    crate::store::Store::new(dynamodb_client().await, tables(env))
+}
+
 /// How `/v1/` callers are authenticated (B51): HS256 tokens when
 /// `LOCAL_JWT_SECRET` is set (local stack and tests), otherwise the claims
 /// that API Gateway's JWT authorizer put in the request context.

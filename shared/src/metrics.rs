@@ -32,6 +32,8 @@ pub enum Counter {
     Unblocked,
     /// wa-blocked created an automatic block.
     AutoBlocked,
+    /// block-expiry removed a temporary block at its end.
+    Expired,
     /// An inbound message from a blocked sender was not forwarded.
     InboundSuppressed,
     /// The send proxy refused a send.
@@ -41,10 +43,11 @@ pub enum Counter {
 }
 
 impl Counter {
-    pub const ALL: [Counter; 6] = [
+    pub const ALL: [Counter; 7] = [
         Counter::Blocked,
         Counter::Unblocked,
         Counter::AutoBlocked,
+        Counter::Expired,
         Counter::InboundSuppressed,
         Counter::OutboundRefused,
         Counter::WebhookRejected,
@@ -56,6 +59,7 @@ impl Counter {
             Counter::Blocked => "blocked",
             Counter::Unblocked => "unblocked",
             Counter::AutoBlocked => "auto_blocked",
+            Counter::Expired => "expired",
             Counter::InboundSuppressed => "inbound_suppressed",
             Counter::OutboundRefused => "outbound_refused",
             Counter::WebhookRejected => "webhook_rejected",
@@ -216,6 +220,7 @@ mod tests {
                 "blocked",
                 "unblocked",
                 "auto_blocked",
+                "expired",
                 "inbound_suppressed",
                 "outbound_refused",
                 "webhook_rejected"

@@ -250,16 +250,19 @@ pub fn decide_block(
         .filter(|c| record.contact.as_ref() != Some(*c))
         .cloned();
 
-    // An automatic block also stands down where a permanent block in `all`
-    // already covers its business number: it would add nothing but noise
-    // (B42). Under a temporary one it still applies, so the number stays
-    // blocked when the temporary block ends.
+    // An automatic block stands down where a permanent block already
+    // covers its business number, in its scope or in `all`: it would add
+    // nothing but noise (B42). A temporary block does not stop it (B44): in
+    // `all` the automatic block is added beside it, and in its own scope it
+    // replaces it, so that the number stays blocked when the temporary
+    // block would have ended.
     let covers = |b: &&Block| {
         b.is_active(now)
-            && (b.scope == command.scope
-                || (command.source == Source::Auto
-                    && b.scope == Scope::All
-                    && b.expires_at.is_none()))
+            && if command.source == Source::Auto {
+                b.expires_at.is_none() && (b.scope == command.scope || b.scope == Scope::All)
+            } else {
+                b.scope == command.scope
+            }
     };
     if let Some(existing) = record.blocks.iter().find(covers) {
         // Idempotent: no second block, no second audit event (B1). An
@@ -309,6 +312,11 @@ pub fn decide_block(
         _ => (Action::Blocked, StatCounter::Blocked),
     };
     let mut details = json!({ "after": block });
+    // What the new block replaces: an expired block, or the temporary one
+    // an automatic block outlasts (B44).
+    if let Some(replaced) = record.blocks.iter().find(|b| b.scope == command.scope) {
+        details["before"] = json!(replaced);
+    }
     merge_details(&mut details, &command.details);
     change.events.push(AuditEvent {
         event_id: AuditEvent::new_id(now),
@@ -372,7 +380,66 @@ pub fn decide_unblock(
     now: DateTime<Utc>,
 ) -> Option<(Block, SubjectChange)> {
     // An expired block can still be removed explicitly.
-    let removed = record.blocks.iter().find(|b| &b.scope == scope)?.clone();
+    let removed = record.blocks.iter().find(|b| &b.scope == scope)?;
+    Some(removal(
+        record,
+        removed,
+        Removal {
+            action: Action::Unblocked,
+            counter: StatCounter::Unblocked,
+            reason: reason.as_str(),
+            actor,
+        },
+        now,
+    ))
+}
+
+/// The actor of expiry events: nobody acted, the block's time ran out.
+pub const EXPIRY_ACTOR: &str = "expiry";
+
+/// B13: removes the block of `record.subject` in `scope` once its
+/// `expires_at` has passed, as an unblock does (chats, counters) with an
+/// `expired` event. `None` when there is no such block or it has not
+/// expired (it was replaced or extended since it was found due).
+pub fn decide_expiry(
+    record: &SubjectRecord,
+    scope: &Scope,
+    now: DateTime<Utc>,
+) -> Option<(Block, SubjectChange)> {
+    let expired = record
+        .blocks
+        .iter()
+        .find(|b| &b.scope == scope && !b.is_active(now))?;
+    Some(removal(
+        record,
+        expired,
+        Removal {
+            action: Action::Expired,
+            counter: StatCounter::Expired,
+            reason: "the temporary block reached its expires_at",
+            actor: &Actor::system(EXPIRY_ACTOR),
+        },
+        now,
+    ))
+}
+
+/// How a block goes: the event and counter that record it, and why.
+struct Removal<'a> {
+    action: Action,
+    counter: StatCounter,
+    reason: &'a str,
+    actor: &'a Actor,
+}
+
+/// The change that removes `removed` (B3): the event, the counters, and
+/// the chats it alone kept blocked back to `active`.
+fn removal(
+    record: &SubjectRecord,
+    removed: &Block,
+    how: Removal<'_>,
+    now: DateTime<Utc>,
+) -> (Block, SubjectChange) {
+    let scope = &removed.scope;
     let remaining: Vec<&Block> = record.blocks.iter().filter(|b| &b.scope != scope).collect();
 
     let mut change = SubjectChange::new(record, now);
@@ -382,15 +449,15 @@ pub fn decide_unblock(
         event_id: AuditEvent::new_id(now),
         subject: Some(record.subject.clone()),
         scope: Some(scope.to_string()),
-        action: Action::Unblocked,
-        actor: actor.actor.clone(),
-        client: actor.client.clone(),
-        reason: Some(reason.as_str().to_owned()),
+        action: how.action,
+        actor: how.actor.actor.clone(),
+        client: how.actor.client.clone(),
+        reason: Some(how.reason.to_owned()),
         source: Some(removed.source.as_str().to_owned()),
         at: now,
         details: json!({ "before": removed }),
     });
-    change.counters.push(StatCounter::Unblocked);
+    change.counters.push(how.counter);
     if remaining.is_empty() {
         change.blocked_numbers_delta = -1;
     }
@@ -421,7 +488,7 @@ pub fn decide_unblock(
         })
         .collect();
     change.remove_blocks = vec![removed.clone()];
-    Some((removed, change.mirror(record)))
+    (removed.clone(), change.mirror(record))
 }
 
 /// B10: create or replace the contact of a number. `None` when unchanged.

@@ -15,6 +15,23 @@ use crate::policy::{
 };
 use crate::store::{Store, StoreError};
 
+/// What a function that needs only the store has, built once at init
+/// (`wa-blocked`, `block-expiry`): the store, and the clock, which tests
+/// replace.
+pub struct StoreApp {
+    pub store: Store,
+    pub now: fn() -> DateTime<Utc>,
+}
+
+impl StoreApp {
+    pub fn new(store: Store) -> Self {
+        StoreApp {
+            store,
+            now: Utc::now,
+        }
+    }
+}
+
 /// How often a change is decided again after losing a race.
 const MAX_ATTEMPTS: u32 = 12;
 
@@ -60,6 +77,24 @@ pub async fn unblock(
         match policy::decide_unblock(record, scope, reason, actor, now()) {
             Some((removed, change)) => (UnblockOutcome::Unblocked(removed), Some(change)),
             None => (UnblockOutcome::NotBlocked, None),
+        }
+    })
+    .await
+}
+
+/// B13: removes `subject`'s block in `scope` if its time has run out, in
+/// one transaction like an unblock. `None` when there is nothing to remove
+/// (already removed, or replaced by a block that has not expired).
+pub async fn expire(
+    store: &Store,
+    subject: &Subject,
+    scope: &Scope,
+    now: impl Fn() -> DateTime<Utc>,
+) -> Result<Option<Block>, StoreError> {
+    with_retries(store, subject, |record| {
+        match policy::decide_expiry(record, scope, now()) {
+            Some((removed, change)) => (Some(removed), Some(change)),
+            None => (None, None),
         }
     })
     .await

@@ -42,6 +42,21 @@ impl TestStack {
         }
     }
 
+    /// A chat of `subject` on business number `line`, as a first inbound
+    /// message leaves it: active, session open, not a known contact.
+    pub async fn chat_with(&self, line: &str, subject: &str) {
+        self.store
+            .record_inbound(
+                &blocklist::model::PhoneNumberId::parse(line).expect("a business number id"),
+                &blocklist::Subject::parse(subject).expect("a number or BSUID"),
+                chrono::Utc::now(),
+                blocklist::model::ChatStatus::Active,
+                false,
+            )
+            .await
+            .expect("the chat is recorded");
+    }
+
     /// The block API wired to these tables, authenticating local HS256
     /// tokens signed with [`JWT_SECRET`].
     pub fn block_api(&self) -> block_api::App {

@@ -96,6 +96,9 @@ pub fn reason_code(raw: Option<String>) -> Result<Option<String>, ApiError> {
     }
 }
 
+/// How far ahead a temporary block may end: 10 years.
+const MAX_BLOCK_DAYS: i64 = 3653;
+
 pub fn expires_at(
     raw: Option<&str>,
     now: DateTime<Utc>,
@@ -115,6 +118,15 @@ pub fn expires_at(
             "invalid_expires_at",
             "expires_at",
             "expires_at must be in the future",
+        ));
+    }
+    // A block meant to last longer is a permanent one: a typo in the year
+    // (2206 for 2026) must not pass as temporary.
+    if at > now + chrono::Duration::days(MAX_BLOCK_DAYS) {
+        return Err(ApiError::invalid(
+            "invalid_expires_at",
+            "expires_at",
+            "expires_at must be at most 10 years ahead; leave it out for a permanent block",
         ));
     }
     Ok(Some(at))

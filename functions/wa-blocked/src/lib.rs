@@ -26,8 +26,8 @@ use blocklist::model::{Actor, PhoneNumberId, Reason, Scope, SettingsTarget, Sour
 use blocklist::policy::BlockCommand;
 use blocklist::redact;
 use blocklist::service::{self, BlockOutcome};
-use blocklist::store::{FailureItem, Store, StoreError};
-use chrono::{DateTime, Duration, Utc};
+use blocklist::store::{FailureItem, StoreError};
+use chrono::Duration;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -47,21 +47,8 @@ pub enum Error {
     Store(#[from] StoreError),
 }
 
-/// What every event needs; built once at init.
-pub struct App {
-    pub store: Store,
-    /// The clock, replaceable in tests.
-    pub now: fn() -> DateTime<Utc>,
-}
-
-impl App {
-    pub fn new(store: Store) -> Self {
-        App {
-            store,
-            now: Utc::now,
-        }
-    }
-}
+/// What every invocation needs; built once at init.
+pub use blocklist::service::StoreApp as App;
 
 /// Handles one invocation. A stream batch always answers (with the failed
 /// records); a `wa_blocked` event answers its outcome, or fails so that the

@@ -13,11 +13,7 @@ use wa_blocked::App;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     config::init_tracing();
-    let env = Env::process();
-    let app = App::new(blocklist::store::Store::new(
-        config::dynamodb_client().await,
-        config::tables(&env),
-    ));
+    let app = App::new(config::store(&Env::process()).await);
     let app = &app;
     run(service_fn(move |event: LambdaEvent<Value>| async move {
         wa_blocked::handle(app, event.payload)

@@ -6,6 +6,8 @@ pub enum StatCounter {
     Blocked,
     Unblocked,
     AutoBlocked,
+    /// A temporary block reached its end (B13).
+    Expired,
     InboundSuppressed,
     OutboundRefused,
 }
@@ -16,6 +18,7 @@ impl StatCounter {
             StatCounter::Blocked => "blocked",
             StatCounter::Unblocked => "unblocked",
             StatCounter::AutoBlocked => "auto_blocked",
+            StatCounter::Expired => "expired",
             StatCounter::InboundSuppressed => "inbound_suppressed",
             StatCounter::OutboundRefused => "outbound_refused",
         }
@@ -31,6 +34,7 @@ pub struct DayStats {
     pub blocked: u64,
     pub unblocked: u64,
     pub auto_blocked: u64,
+    pub expired: u64,
     pub inbound_suppressed: u64,
     pub outbound_refused: u64,
 }
@@ -40,6 +44,7 @@ impl DayStats {
         self.blocked += other.blocked;
         self.unblocked += other.unblocked;
         self.auto_blocked += other.auto_blocked;
+        self.expired += other.expired;
         self.inbound_suppressed += other.inbound_suppressed;
         self.outbound_refused += other.outbound_refused;
     }

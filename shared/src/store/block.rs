@@ -1,15 +1,18 @@
 //! Blocks (B7) in Blocklist: `<subject pk>` / `B#<scope>`, listed through
-//! `gsi1` under `BLOCKS#<nn>`, and their index token items
+//! `gsi1` under `BLOCKS#<nn>`, temporary ones found by their end through
+//! `gsi2` under `EXPIRES#<nn>` (B13), and their index token items
 //! `I#<token>#<nn>` / `<blocked_at>#<subject>#<scope>` (S2).
 
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::batch::run_all;
 use super::cursor::Cursor;
-use super::keys::{SHARDS, shard_of, subject_pk};
+use super::keys::{SHARDS, shard_of, subject_of_pk, subject_pk};
 use super::sharded::{KeyRange, Order, ShardedQuery};
 use super::{Page, Store, StoreError, s};
+use crate::identity::Subject;
 use crate::model::search::{self, TextSearch};
 use crate::model::{Block, Contact, Scope, Source, format_time};
 
@@ -22,12 +25,29 @@ pub(super) fn blocks_index_pk(shard: u32) -> String {
     format!("BLOCKS#{shard:02}")
 }
 
+/// Expiry index partition (B13) holding `subject`'s temporary blocks.
+fn expiry_index_pk(shard: u32) -> String {
+    format!("EXPIRES#{shard:02}")
+}
+
+/// The expiry index: sparse (only temporary blocks carry its keys), keys
+/// only (the sweep needs the block's subject and scope, which its table
+/// keys name).
+const EXPIRY_INDEX: &str = "gsi2";
+
 #[derive(Debug, Serialize, Deserialize)]
 pub(super) struct BlockItem {
     pub pk: String,
     pub sk: String,
     pub gsi1pk: String,
     pub gsi1sk: String,
+    /// `EXPIRES#<nn>` for a temporary block; absent (not null: an index key
+    /// must be a string or missing) for a permanent one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gsi2pk: Option<String>,
+    /// `<expires_at>#<subject>#<scope>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gsi2sk: Option<String>,
     #[serde(flatten)]
     pub block: Block,
 }
@@ -45,11 +65,16 @@ pub(super) fn block_listing_sk(block: &Block) -> String {
 
 impl BlockItem {
     pub fn new(block: &Block) -> Self {
+        let shard = shard_of(block.subject.as_str());
         BlockItem {
             pk: subject_pk(&block.subject),
             sk: block_sk(block.scope.as_str()),
-            gsi1pk: blocks_index_pk(shard_of(block.subject.as_str())),
+            gsi1pk: blocks_index_pk(shard),
             gsi1sk: block_listing_sk(block),
+            gsi2pk: block.expires_at.map(|_| expiry_index_pk(shard)),
+            gsi2sk: block
+                .expires_at
+                .map(|at| format!("{}#{}#{}", format_time(at), block.subject, block.scope)),
             block: block.clone(),
         }
     }
@@ -154,7 +179,64 @@ impl BlockQuery {
     }
 }
 
+/// A temporary block whose end has passed, as the expiry index names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiredBlock {
+    pub subject: Subject,
+    pub scope: Scope,
+}
+
 impl Store {
+    /// B13: temporary blocks whose `expires_at` is at or before `now`,
+    /// oldest end first within each shard, at most `per_shard` of each of
+    /// the 16 shards (a sweep that finds a full shard runs again). The
+    /// index is eventually consistent: what it names is decided again on a
+    /// consistent read of the subject.
+    pub async fn expired_blocks(
+        &self,
+        now: DateTime<Utc>,
+        per_shard: i32,
+    ) -> Result<Vec<ExpiredBlock>, StoreError> {
+        // '~' sorts after '#': a block ending at `now` exactly is included.
+        let upper = format!("{}~", format_time(now));
+        let pages = run_all(
+            (0..SHARDS)
+                .map(|shard| {
+                    let request = self
+                        .client
+                        .query()
+                        .table_name(&self.tables.blocklist)
+                        .index_name(EXPIRY_INDEX)
+                        .key_condition_expression("gsi2pk = :p AND gsi2sk <= :hi")
+                        .expression_attribute_values(":p", s(expiry_index_pk(shard)))
+                        .expression_attribute_values(":hi", s(&upper))
+                        .limit(per_shard);
+                    async move { request.send().await.map_err(StoreError::from) }
+                })
+                .collect(),
+        )
+        .await?;
+        let mut expired = Vec::new();
+        for page in pages {
+            for item in page.items.unwrap_or_default() {
+                let key = |name: &str| item.get(name).and_then(|v| v.as_s().ok());
+                let subject = key("pk").and_then(|pk| subject_of_pk(pk));
+                let scope = key("sk")
+                    .and_then(|sk| sk.strip_prefix("B#"))
+                    .and_then(|raw| Scope::parse(raw).ok());
+                match (subject, scope) {
+                    (Some(subject), Some(scope)) => expired.push(ExpiredBlock { subject, scope }),
+                    _ => {
+                        return Err(StoreError::Corrupt(
+                            "an expiry index item names no block".into(),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(expired)
+    }
+
     /// B7: blocks, newest first. Unfiltered, the 16 shards of the block
     /// index, merged; filtered, the shards of the most selective index
     /// token the filters name (S2, see `model::search`), with the other

@@ -7,6 +7,8 @@
 //! string partition key `pk` and a string sort key `sk`; all but Failures
 //! have one global secondary index `gsi1` (`gsi1pk`, `gsi1sk`). Blocklist
 //! and Audit project all attributes into it; Chats projects keys only.
+//! Blocklist has a second, sparse, keys-only index `gsi2` (`gsi2pk`,
+//! `gsi2sk`): temporary blocks by their end, for the expiry sweep (B13).
 //! Failures is the only table with a stream (read by `wa-blocked`): a
 //! stream copies every write, and Blocklist takes a flood's claims,
 //! counters and index items, which nothing needs to read twice.
@@ -20,6 +22,7 @@
 //! |-----------|---------------------|--------------------|-------------------------|---------------------|---------------------------------|
 //! | Blocklist | subject state       | `<subject pk>`     | `STATE`                 |                     |                                 |
 //! | Blocklist | block               | `<subject pk>`     | `B#<scope>`             | `BLOCKS#<nn>`       | `<blocked_at>#<subject>#<scope>` |
+//! | Blocklist | temporary block (gsi2) | `<subject pk>`  | `B#<scope>`             | gsi2pk `EXPIRES#<nn>` | gsi2sk `<expires_at>#<subject>#<scope>` |
 //! | Blocklist | index token of a block | `I#<token>#<nn>` | `<blocked_at>#<subject>#<scope>` |      |                                 |
 //! | Blocklist | contact             | `<subject pk>`     | `CONTACT`               |                     |                                 |
 //! | Blocklist | settings            | `SETTINGS#<phone_number_id>`/`SETTINGS#default` | `SETTINGS` |     |                                 |
@@ -68,6 +71,7 @@
 //! | `<subject pk>` (Chats)            | a message stamps the chat               | ≤ sender's rate    | —               |
 //! | `STATS#<nn>`                      | day counters (+ `C` on a block)         | ≤ 63 tx = 125 WCU  | 2×63 tx = 250 WCU |
 //! | `BLOCKS#<nn>` (Blocklist gsi1)    | a block put or deleted                  | —                  | 63 WCU          |
+//! | `EXPIRES#<nn>` (Blocklist gsi2)   | a temporary block put or deleted        | —                  | ≤ 63 WCU (an import of temporary blocks) |
 //! | `I#<token>#<nn>`                  | a block put or deleted, a contact change of a blocked subject | — | ≤ 2×63 tx = 125 WCU (`s:all`, `o:import`, a shared 4-digit window) |
 //! | `D#<day>#<class>#<nn>` (Audit gsi1) | every audit event (suppression, block)  | ≤ 63 WCU           | 63 WCU          |
 //! | `CHATS#<nn>` (Chats gsi1)         | a new chat or a status change only      | ≤ 63 WCU           | ≤ 63 WCU        |
@@ -110,6 +114,10 @@
 //!   (`inbound_suppressed`, `outbound_refused`), `c` every change, so an
 //!   `action` filter reads its class only and a feed of changes never reads
 //!   through a flood's suppressions.
+//! - Expiry (B13): every minute, one `Query` per `EXPIRES#<nn>` shard of
+//!   `gsi2` for sort keys up to now: only due temporary blocks are read
+//!   (S2), keys only, and each is decided again on the subject's
+//!   consistent read before its removal's transaction.
 //! - Stats (B9): one `Query` per counter shard over the date range and one
 //!   `BatchGetItem` of the 16 blocked counts, summed.
 //! - Chats by status (B11): the 16 `CHATS#<nn>` partitions of `gsi1`, sort
@@ -153,7 +161,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 pub use audit::AuditQuery;
-pub use block::BlockQuery;
+pub use block::{BlockQuery, ExpiredBlock};
 pub use chat::ChatQuery;
 pub use cursor::{Cursor, CursorError, POSITION, filters_fingerprint};
 pub use failure::FailureItem;

@@ -12,8 +12,14 @@ use serde_yaml::{Mapping, Value};
 
 mod calls;
 
-/// The four functions, by the binary each is built from.
-const BINARIES: [&str; 4] = ["block-api", "webhook-ingress", "send-proxy", "wa-blocked"];
+/// The functions, by the binary each is built from.
+const BINARIES: [&str; 5] = [
+    "block-api",
+    "webhook-ingress",
+    "send-proxy",
+    "wa-blocked",
+    "block-expiry",
+];
 
 fn workspace_path(name: &str) -> String {
     format!("{}/../{name}", env!("CARGO_MANIFEST_DIR"))
@@ -992,6 +998,59 @@ fn check_b26_b34_timeouts_leave_room_for_dependencies_and_fit_api_gateway(t: &Va
 }
 
 #[test]
+fn b13_block_expiry_sweeps_every_minute_through_a_sparse_expiry_index() {
+    check_b13_block_expiry_sweeps_every_minute_through_a_sparse_expiry_index(&template());
+}
+
+/// B13: a block is gone within two minutes of its end, so the sweep runs
+/// at least every minute, and finds due blocks through an index whose
+/// sort key is the end (never a Scan).
+fn check_b13_block_expiry_sweeps_every_minute_through_a_sparse_expiry_index(t: &Value) {
+    let sweep = function(t, "block-expiry");
+    let events = sweep["Properties"]["Events"]
+        .as_mapping()
+        .expect("block-expiry has events");
+    let schedules: Vec<&str> = events
+        .values()
+        .filter(|e| e["Type"] == "Schedule" || e["Type"] == "ScheduleV2")
+        .filter_map(|e| {
+            e["Properties"]["Schedule"]
+                .as_str()
+                .or_else(|| e["Properties"]["ScheduleExpression"].as_str())
+        })
+        .collect();
+    assert_eq!(schedules, ["rate(1 minute)"], "block-expiry's schedule");
+    let enabled = events
+        .values()
+        .all(|e| e["Properties"]["Enabled"] != false && e["Properties"]["State"] != "DISABLED");
+    assert!(enabled, "block-expiry's schedule is enabled");
+
+    let table = &resources(t)["BlocklistTable"]["Properties"];
+    let index = table["GlobalSecondaryIndexes"]
+        .as_sequence()
+        .and_then(|all| all.iter().find(|i| i["IndexName"] == "gsi2"))
+        .expect("the expiry index gsi2 on the Blocklist table");
+    let keys: Vec<(&str, &str)> = index["KeySchema"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["AttributeName"].as_str().unwrap(),
+                k["KeyType"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(keys, [("gsi2pk", "HASH"), ("gsi2sk", "RANGE")]);
+    let grants = grants(t);
+    let expiry = functions(t)["block-expiry"].clone();
+    assert!(
+        grants[&expiry]["BlocklistTable.Arn/index/gsi2"].contains("dynamodb:query"),
+        "block-expiry queries the expiry index"
+    );
+}
+
+#[test]
 fn b52_functions_log_structured_json() {
     check_b52_functions_log_structured_json(&template());
 }
@@ -1037,12 +1096,47 @@ const SECRETS: Check = check_secrets_come_from_secrets_manager_not_parameters;
 const STREAM: Check = check_wa_blocked_stream_reports_batch_item_failures_with_dlq;
 const TIMEOUTS: Check = check_b26_b34_timeouts_leave_room_for_dependencies_and_fit_api_gateway;
 const LOGS: Check = check_b52_functions_log_structured_json;
+const EXPIRY: Check = check_b13_block_expiry_sweeps_every_minute_through_a_sparse_expiry_index;
 
 const BLOCK_API: &str = "Resources/BlockApiFunction/Properties/Policies/0/Statement";
 const PROXY: &str = "Resources/SendProxyFunction/Properties/Policies/0/Statement";
 const WA_BLOCKED: &str = "Resources/WaBlockedFunction/Properties/Policies/0/Statement";
 
 const REGRESSIONS: &[(&str, Check, Edit)] = &[
+    (
+        "the expiry sweep runs hourly",
+        EXPIRY,
+        Set(
+            "Resources/BlockExpiryFunction/Properties/Events/EveryMinute/Properties/Schedule",
+            "rate(1 hour)",
+        ),
+    ),
+    (
+        "the expiry sweep is disabled",
+        EXPIRY,
+        Set(
+            "Resources/BlockExpiryFunction/Properties/Events/EveryMinute/Properties/Enabled",
+            "false",
+        ),
+    ),
+    (
+        "the expiry sweep has no schedule",
+        EXPIRY,
+        Remove("Resources/BlockExpiryFunction/Properties/Events/EveryMinute"),
+    ),
+    (
+        "the expiry index is gone",
+        EXPIRY,
+        Set(
+            "Resources/BlocklistTable/Properties/GlobalSecondaryIndexes/1/IndexName",
+            "gsi9",
+        ),
+    ),
+    (
+        "block-expiry has no alarm on its errors",
+        ALARMS,
+        Remove("Resources/BlockExpiryErrorsAlarm"),
+    ),
     (
         "webhook-ingress may UpdateItem audit items",
         B53,

@@ -896,12 +896,15 @@ async fn b50_body_over_1_mib_is_413_and_writes_nothing() {
 }
 
 #[tokio::test]
-async fn b50_expires_at_in_the_past_or_not_rfc3339_is_422() {
+async fn b13_b50_expires_at_in_the_past_beyond_10_years_or_not_rfc3339_is_422() {
     let api = Api::new().await;
     let a_minute_ago = (chrono::Utc::now() - chrono::Duration::minutes(1)).to_rfc3339();
+    let past_10_years = (chrono::Utc::now() + chrono::Duration::days(3654)).to_rfc3339();
     for expires_at in [
         "2020-01-01T00:00:00Z",
         a_minute_ago.as_str(),
+        past_10_years.as_str(),
+        "9999-12-31T23:59:59Z",
         "tomorrow",
         "2030-01-01",
         "2030-01-01T00:00:00",

@@ -346,17 +346,7 @@ async fn fail_each_attempt_on(
 /// A number with a chat on line A and none blocked yet, on fresh tables.
 async fn number_with_a_chat() -> Api {
     let api = Api::new().await;
-    api.stack
-        .store
-        .record_inbound(
-            &PhoneNumberId::parse(LINE_A).unwrap(),
-            &Subject::parse(NUMBER).unwrap(),
-            Utc::now(),
-            ChatStatus::Active,
-            false,
-        )
-        .await
-        .unwrap();
+    api.stack.chat_with(LINE_A, NUMBER).await;
     api
 }
 

@@ -40,6 +40,7 @@ fn day(date: &str, blocked: u64, unblocked: u64) -> Value {
         "blocked": blocked,
         "unblocked": unblocked,
         "auto_blocked": 0,
+        "expired": 0,
         "inbound_suppressed": 0,
         "outbound_refused": 0
     })
@@ -364,17 +365,7 @@ async fn seeded_chats() -> Api {
         (LINE_B, "+16505550003"),
     ];
     for (line, number) in seed {
-        api.stack
-            .store
-            .record_inbound(
-                &PhoneNumberId::parse(line).unwrap(),
-                &Subject::parse(number).unwrap(),
-                Utc::now(),
-                ChatStatus::Active,
-                false,
-            )
-            .await
-            .unwrap();
+        api.stack.chat_with(line, number).await;
     }
     block_ok(&api, "+16505550001", LINE_A, "spam on A").await;
     block_ok(&api, "+16505550003", "all", "spam").await;

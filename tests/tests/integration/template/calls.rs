@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use blocklist::Subject;
 use blocklist::http::auth::Authenticator;
 use blocklist::meta::signature;
-use blocklist::model::{ChatStatus, PhoneNumberId};
+use blocklist::model::PhoneNumberId;
 use chrono::Utc;
 use integration_tests::{
     ApiRequest, ApiResponse, DynamoRelay, JWT_SECRET, TableAccess, TestStack, call_block_api,
@@ -60,17 +60,19 @@ pub fn recorded() -> &'static BTreeMap<String, Needs> {
 }
 
 async fn record_all() -> BTreeMap<String, Needs> {
-    let (block_api, webhook_ingress, send_proxy, wa_blocked) = tokio::join!(
+    let (block_api, webhook_ingress, send_proxy, wa_blocked, block_expiry) = tokio::join!(
         record_block_api(),
         record_webhook_ingress(),
         record_send_proxy(),
         record_wa_blocked(),
+        record_block_expiry(),
     );
     [
         ("block-api", block_api),
         ("webhook-ingress", webhook_ingress),
         ("send-proxy", send_proxy),
         ("wa-blocked", wa_blocked),
+        ("block-expiry", block_expiry),
     ]
     .into_iter()
     .map(|(binary, accesses)| (binary.to_owned(), needs(&accesses)))
@@ -156,17 +158,7 @@ async fn record_block_api() -> Vec<TableAccess> {
     let stack = TestStack::new().await;
     let crm = crm().await;
     setup_link(&stack, &crm).await;
-    stack
-        .store
-        .record_inbound(
-            &PhoneNumberId::parse(LINE_B).unwrap(),
-            &Subject::parse(NUMBER).unwrap(),
-            Utc::now(),
-            ChatStatus::Active,
-            false,
-        )
-        .await
-        .unwrap();
+    stack.chat_with(LINE_B, NUMBER).await;
     let relay = DynamoRelay::start(&endpoint());
     let app = block_api::App::new(
         stack.store_via(&relay),
@@ -549,6 +541,44 @@ async fn record_wa_blocked() -> Vec<TableAccess> {
             .await
             .expect("the event is handled");
         assert_eq!(answer["status"], status, "{answer}");
+    }
+    relay.accesses()
+}
+
+/// block-expiry: a sweep that removes the temporary blocks of a person
+/// with chats, a contact and a linked BSUID (one with a permanent block
+/// beside it, so one chat goes back to active and one stays blocked), and
+/// a sweep that finds nothing.
+async fn record_block_expiry() -> Vec<TableAccess> {
+    let stack = TestStack::new().await;
+    let crm = crm().await;
+    setup_link(&stack, &crm).await;
+    stack.chat_with(LINE_B, NUMBER).await;
+    let until = (Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    for (subject, body) in [
+        (
+            NUMBER,
+            json!({"reason": "cool off", "scope": "all", "expires_at": until,
+                   "contact": {"name": "Sheena Nelson"}}),
+        ),
+        (NUMBER, json!({"reason": "abuse", "scope": LINE_A})),
+        (
+            BSUID,
+            json!({"reason": "cool off", "scope": LINE_B, "expires_at": until}),
+        ),
+    ] {
+        let response = Api::on(&stack).block(subject, body).await;
+        expect("setup temporary block", &response, 201);
+    }
+    let relay = DynamoRelay::start(&endpoint());
+    let mut app = block_expiry::App::new(stack.store_via(&relay));
+    fn later() -> chrono::DateTime<Utc> {
+        Utc::now() + chrono::Duration::hours(2)
+    }
+    app.now = later;
+    for expired in [2, 0] {
+        let summary = block_expiry::sweep(&app).await.expect("a sweep succeeds");
+        assert_eq!(summary.expired, expired, "{summary:?}");
     }
     relay.accesses()
 }

@@ -1,0 +1,120 @@
+//! `block-expiry` (SPEC B13, B44): removes temporary blocks whose
+//! `expires_at` has passed. Run every minute by a schedule (and by the
+//! local stack's timer), so a block is gone from listings, chats and
+//! counters within two minutes of its end; enforcement never waits for
+//! it, since every path already treats an expired block as no block.
+//!
+//! A sweep reads the expiry index (`gsi2`, 16 shards, only temporary blocks
+//! and only those due: never a Scan), and removes each block through the
+//! same transactional path as an unblock (`blocklist::service::expire`):
+//! the `expired` audit event, the chats back to `active` where nothing else
+//! blocks them, the counters, in one transaction. Each block is decided
+//! again on a consistent read, so a block extended or replaced since the
+//! index was read stays, and a sweep that overlaps another (a slow run, a
+//! retried invocation) removes nothing twice.
+
+use blocklist::metrics::{self, Counter};
+use blocklist::service;
+use blocklist::store::{ExpiredBlock, StoreError};
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+/// The `Function` dimension of this crate's metrics outside Lambda.
+const FUNCTION: &str = env!("CARGO_PKG_NAME");
+
+/// Due blocks read per shard and round: 16 × 100 per round.
+const PER_SHARD: i32 = 100;
+/// Blocks removed at once (each a read and a transaction).
+const CONCURRENCY: usize = 8;
+/// How long one sweep keeps starting rounds, inside the function's 60 s
+/// timeout; what is left is found by the next minute's sweep.
+const BUDGET: std::time::Duration = std::time::Duration::from_secs(40);
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Some blocks could not be removed this time; the next sweep finds
+    /// them again. Failing the invocation is what the alarm on the
+    /// function's errors watches.
+    #[error("{failed} expired blocks could not be removed: {first}")]
+    Incomplete { failed: usize, first: StoreError },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What every invocation needs; built once at init.
+pub use blocklist::service::StoreApp as App;
+
+/// What one sweep did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// Blocks removed with an `expired` event.
+    pub expired: usize,
+    /// Due in the index but not removed: already gone, or replaced or
+    /// extended since.
+    pub skipped: usize,
+    /// Whether due blocks were left for the next sweep (budget spent).
+    pub more: bool,
+}
+
+impl Summary {
+    pub fn to_json(&self) -> Value {
+        json!({ "expired": self.expired, "skipped": self.skipped, "more": self.more })
+    }
+}
+
+/// One sweep: rounds of due blocks until none is left or the budget is
+/// spent.
+pub async fn sweep(app: &App) -> Result<Summary, Error> {
+    let started = tokio::time::Instant::now();
+    let mut summary = Summary::default();
+    let mut failures: Vec<StoreError> = Vec::new();
+    loop {
+        let due = app.store.expired_blocks((app.now)(), PER_SHARD).await?;
+        let full_round = due.len() >= PER_SHARD as usize;
+        let results: Vec<Result<bool, StoreError>> = futures::stream::iter(due)
+            .map(|block| expire(app, block))
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        for result in results {
+            match result {
+                Ok(true) => summary.expired += 1,
+                Ok(false) => summary.skipped += 1,
+                Err(error) => failures.push(error),
+            }
+        }
+        // A round that removed nothing new would find the same items again
+        // (the index lags the table): leave them to the next sweep.
+        let progressed = summary.expired > 0 || summary.skipped > 0;
+        if !full_round || !progressed || !failures.is_empty() {
+            break;
+        }
+        if started.elapsed() >= BUDGET {
+            summary.more = true;
+            break;
+        }
+    }
+    metrics::count(FUNCTION, Counter::Expired, summary.expired as u64);
+    tracing::info!(
+        expired = summary.expired,
+        skipped = summary.skipped,
+        failed = failures.len(),
+        more = summary.more,
+        "sweep done"
+    );
+    match failures.len() {
+        0 => Ok(summary),
+        failed => Err(Error::Incomplete {
+            failed,
+            first: failures.swap_remove(0),
+        }),
+    }
+}
+
+async fn expire(app: &App, block: ExpiredBlock) -> Result<bool, StoreError> {
+    let removed = service::expire(&app.store, &block.subject, &block.scope, app.now).await?;
+    if removed.is_some() {
+        tracing::info!(subject = %block.subject.masked(), scope = %block.scope, "expired");
+    }
+    Ok(removed.is_some())
+}

@@ -1,0 +1,21 @@
+//! `block-expiry` Lambda: wiring only. Config and clients are built once at
+//! init; every scheduled invocation goes to [`block_expiry::sweep`].
+
+use block_expiry::App;
+use blocklist::config::{self, Env};
+use lambda_runtime::{Error, LambdaEvent, run, service_fn};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    config::init_tracing();
+    let app = App::new(config::store(&Env::process()).await);
+    let app = &app;
+    run(service_fn(move |_event: LambdaEvent<Value>| async move {
+        block_expiry::sweep(app)
+            .await
+            .map(|summary| summary.to_json())
+            .map_err(Error::from)
+    }))
+    .await
+}
