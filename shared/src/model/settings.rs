@@ -73,6 +73,39 @@ impl Settings {
         }
     }
 
+    /// The settings of `target`: the built-in defaults, under what the
+    /// `default` entry sets, under what the target's own entry sets, field
+    /// by field (SPEC section 4). A later change of `default` reaches every
+    /// field a business number does not set itself.
+    pub fn resolved(
+        target: &SettingsTarget,
+        default: Option<&SettingsPatch>,
+        own: Option<&SettingsPatch>,
+    ) -> Settings {
+        let mut settings = Settings::builtin(target);
+        for layer in [default, own].into_iter().flatten() {
+            settings = settings.patched(layer);
+        }
+        settings.phone_number_id = target.as_str().to_owned();
+        settings
+    }
+
+    /// Every field of these settings, as an entry that sets them all (how
+    /// entries stored before inheritance, which copied everything, read).
+    pub fn as_patch(&self) -> SettingsPatch {
+        SettingsPatch {
+            phone_number_id: None,
+            allow_unknown_numbers: Some(self.allow_unknown_numbers),
+            auto_block: Some(AutoBlockPatch {
+                enabled: Some(self.auto_block.enabled),
+                error_codes: Some(self.auto_block.error_codes.clone()),
+                threshold: Some(self.auto_block.threshold),
+                window_days: Some(self.auto_block.window_days),
+            }),
+            carry_blocks_on_change: Some(self.carry_blocks_on_change),
+        }
+    }
+
     /// Applies a partial update: omitted fields keep their value.
     pub fn patched(&self, patch: &SettingsPatch) -> Settings {
         let mut next = self.clone();
@@ -100,27 +133,55 @@ impl Settings {
     }
 }
 
-/// The body of `PUT /v1/settings/{id}`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+/// The body of `PUT /v1/settings/{id}`, and what an entry stores: the
+/// fields it sets itself (the others are inherited).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SettingsPatch {
     /// Accepted so a client can send back what it read; must match the path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phone_number_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_unknown_numbers: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_block: Option<AutoBlockPatch>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub carry_blocks_on_change: Option<bool>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AutoBlockPatch {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_codes: Option<Vec<u32>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threshold: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window_days: Option<u32>,
 }
 
 impl SettingsPatch {
+    /// `self` with every field `later` sets replaced by its value.
+    pub fn merged(&self, later: &SettingsPatch) -> SettingsPatch {
+        let auto_block = match (&self.auto_block, &later.auto_block) {
+            (Some(a), Some(b)) => Some(AutoBlockPatch {
+                enabled: b.enabled.or(a.enabled),
+                error_codes: b.error_codes.clone().or_else(|| a.error_codes.clone()),
+                threshold: b.threshold.or(a.threshold),
+                window_days: b.window_days.or(a.window_days),
+            }),
+            (a, b) => b.clone().or_else(|| a.clone()),
+        };
+        SettingsPatch {
+            phone_number_id: None,
+            allow_unknown_numbers: later.allow_unknown_numbers.or(self.allow_unknown_numbers),
+            auto_block,
+            carry_blocks_on_change: later.carry_blocks_on_change.or(self.carry_blocks_on_change),
+        }
+    }
+
     /// Range checks that types cannot express. Returns the offending field.
     pub fn validate(&self) -> Result<(), (&'static str, &'static str)> {
         if let Some(auto) = &self.auto_block {

@@ -142,7 +142,9 @@ impl Store {
 
     /// The update recording inbound traffic on a chat (B24): creates the
     /// chat if needed with `status_if_new`, stamps `last_inbound_at`, opens
-    /// a session when there is none, and sets `known_contact`. The index
+    /// the session (a message that reaches the business opens one, also
+    /// where a block had cancelled it and an unblock since let the person
+    /// through again), and sets `known_contact`. The index
     /// keys are only set on a new chat, so a message writes no index item.
     pub(super) fn inbound_chat_update(
         &self,
@@ -173,7 +175,7 @@ impl Store {
                      gsi1pk = if_not_exists(gsi1pk, :gsi1pk), \
                      #status = if_not_exists(#status, :status), \
                      gsi1sk = if_not_exists(gsi1sk, :gsi1sk), \
-                     session_status = if_not_exists(session_status, :open), \
+                     session_status = :open, \
                      last_outbound_at = if_not_exists(last_outbound_at, :null)",
                 )
                 .expression_attribute_names("#subject", "subject")

@@ -27,16 +27,34 @@ pub(super) struct SettingsItem {
     pub pk: String,
     pub sk: String,
     pub version: u64,
+    /// The fields this entry sets itself; the others are inherited
+    /// (SPEC section 4).
+    #[serde(default)]
+    pub overrides: Option<SettingsPatch>,
+    /// Entries written before inheritance held every field, flattened: read
+    /// as setting them all, as they did.
     #[serde(flatten)]
-    pub settings: Settings,
+    pub settings: Option<Settings>,
+}
+
+impl SettingsItem {
+    fn overrides(&self) -> Option<SettingsPatch> {
+        self.overrides
+            .clone()
+            .or_else(|| self.settings.as_ref().map(Settings::as_patch))
+    }
 }
 
 /// Settings as stored, with the version that guards the next change.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredSettings {
-    /// What applies to the business number (its own entry, else `default`,
-    /// else built in).
+    /// What applies to the business number: the built-in defaults, under
+    /// the `default` entry, under its own entry, field by field.
     pub effective: Settings,
+    /// What the target's own entry sets.
+    pub own: SettingsPatch,
+    /// What the `default` entry sets (for a business number).
+    pub inherited: Option<SettingsPatch>,
     /// Version of the target's own entry; 0 when it has none.
     pub version: u64,
 }
@@ -109,14 +127,18 @@ impl Store {
             .map(serde_dynamo::from_item)
             .collect::<Result<_, _>>()?;
         let own = found.iter().find(|i| i.pk == settings_pk(target.as_str()));
-        let fallback = found.iter().find(|i| i.pk == settings_pk("default"));
-        let mut effective = own
-            .or(fallback)
-            .map(|i| i.settings.clone())
-            .unwrap_or_else(|| Settings::builtin(target));
-        effective.phone_number_id = target.as_str().to_owned();
+        let inherited = match target {
+            SettingsTarget::Default => None,
+            SettingsTarget::Business(_) => found
+                .iter()
+                .find(|i| i.pk == settings_pk("default"))
+                .and_then(SettingsItem::overrides),
+        };
+        let own_overrides = own.and_then(SettingsItem::overrides).unwrap_or_default();
         Ok(StoredSettings {
-            effective,
+            effective: Settings::resolved(target, inherited.as_ref(), Some(&own_overrides)),
+            own: own_overrides,
+            inherited,
             version: own.map_or(0, |i| i.version),
         })
     }
@@ -131,16 +153,20 @@ impl Store {
         actor: &Actor,
         now: DateTime<Utc>,
     ) -> Result<Settings, StoreError> {
-        let next = current.effective.patched(patch);
+        // The entry keeps what it set before and what this call sets; the
+        // rest stays inherited from `default`.
+        let overrides = current.own.merged(patch);
+        let next = Settings::resolved(target, current.inherited.as_ref(), Some(&overrides));
         let item = SettingsItem {
             pk: settings_pk(target.as_str()),
             sk: SETTINGS.to_owned(),
             version: current.version + 1,
-            settings: next.clone(),
+            overrides: Some(overrides),
+            settings: None,
         };
         let mut put = Put::builder()
             .table_name(&self.tables.blocklist)
-            .set_item(Some(serde_dynamo::to_item(item)?));
+            .set_item(Some(serde_dynamo::to_item(&item)?));
         put = if current.version == 0 {
             put.condition_expression("attribute_not_exists(pk)")
         } else {
@@ -160,7 +186,7 @@ impl Store {
             reason: None,
             source: None,
             at: now,
-            details: json!({ "before": current.effective, "after": next }),
+            details: json!({ "before": current.effective, "after": next, "set": item.overrides }),
         };
         let audit = self.audit_put(format!("S#{}", target.as_str()), &event)?;
         self.transact(

@@ -612,7 +612,7 @@ fn settings(
 }
 
 #[tokio::test]
-async fn b12_settings_defaults_partial_updates_and_fallback() {
+async fn b12_settings_defaults_partial_updates_and_inheritance_field_by_field() {
     let api = Api::new().await;
     assert_eq!(
         get_settings(&api, "default").await,
@@ -670,15 +670,31 @@ async fn b12_settings_defaults_partial_updates_and_fallback() {
     );
     assert_eq!(get_settings(&api, "default").await, stored_default);
 
-    // Changing the default later changes numbers that fall back on it, not
-    // those with their own entry.
+    // Changing the default later reaches every field a business number
+    // does not set itself, field by field: also on a number with an entry
+    // of its own, which keeps what it set (section 4).
     let changed = put_settings(&api, "default", json!({"auto_block": {"enabled": false}})).await;
     assert_eq!(changed.status, 200);
     assert_eq!(
         get_settings(&api, LINE_B).await,
         settings(LINE_B, false, false, &[131026, 131049], 1, 7)
     );
-    assert_eq!(get_settings(&api, LINE_A).await, line_a);
+    let line_a_now = settings(LINE_A, true, false, &[131026, 131049], 3, 7);
+    assert_eq!(get_settings(&api, LINE_A).await, line_a_now);
+    let changed = put_settings(
+        &api,
+        "default",
+        json!({"allow_unknown_numbers": true, "auto_block": {"threshold": 5}}),
+    )
+    .await;
+    assert_eq!(changed.status, 200);
+    assert_eq!(
+        get_settings(&api, LINE_A).await,
+        line_a_now,
+        "what the number set itself stays"
+    );
+    let changed = put_settings(&api, "default", json!({"allow_unknown_numbers": false})).await;
+    assert_eq!(changed.status, 200);
 
     // Every change is a settings_changed event in the audit feed.
     let events = items(&api, "/v1/audit?action=settings_changed").await;
@@ -688,7 +704,9 @@ async fn b12_settings_defaults_partial_updates_and_fallback() {
         .collect();
     assert_eq!(
         scopes,
-        ["default", LINE_A, "default", "default"],
+        [
+            "default", "default", "default", LINE_A, "default", "default"
+        ],
         "newest first"
     );
     for event in &events {
@@ -697,16 +715,21 @@ async fn b12_settings_defaults_partial_updates_and_fallback() {
         assert_eq!(event["actor"], "ops");
     }
     assert_eq!(
-        events[0]["details"]["before"]["auto_block"]["enabled"],
+        events[2]["details"]["before"]["auto_block"]["enabled"],
         true
     );
     assert_eq!(
-        events[0]["details"]["after"]["auto_block"]["enabled"],
+        events[2]["details"]["after"]["auto_block"]["enabled"],
         false
     );
-    assert_eq!(events[1]["details"]["after"], line_a);
+    assert_eq!(events[3]["details"]["after"], line_a);
+    assert_eq!(
+        events[3]["details"]["set"],
+        json!({"allow_unknown_numbers": true, "auto_block": {"threshold": 3}}),
+        "the event names what the entry sets itself"
+    );
     let feed = items(&api, "/v1/audit").await;
-    assert_eq!(feed.len(), 4);
+    assert_eq!(feed.len(), 6);
     assert!(feed.iter().all(|e| e["action"] == "settings_changed"));
 }
 

@@ -309,6 +309,59 @@ async fn b2_after_an_unblock_the_next_inbound_is_forwarded_and_the_next_send_goe
 }
 
 #[tokio::test]
+async fn b3_b24_a_message_after_an_unblock_opens_the_session_the_block_cancelled() {
+    let ingress = Ingress::new(200).await;
+    let api = Api::on(&ingress.stack);
+    let message = |id: &str| {
+        fixture("inbound-text.json").replace(
+            "wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQTRBNjU5OUFFRTAzODEwMTQ0RgA=",
+            id,
+        )
+    };
+    let chat = || async {
+        let response = api
+            .call("GET", &format!("/v1/chats/{LINE_A}/+16505551234"), None)
+            .await;
+        assert_eq!(response.status, 200, "{:?}", response.body);
+        (
+            response.body["status"].as_str().unwrap().to_owned(),
+            response.body["session_status"].as_str().unwrap().to_owned(),
+        )
+    };
+    let first = ingress.deliver(&message("wamid.S.1")).await;
+    assert_eq!(first.body["forwarded"], 1, "{:?}", first.body);
+    assert_eq!(chat().await, ("active".into(), "open".into()));
+
+    block(&ingress, "+16505551234", "all").await;
+    assert_eq!(chat().await, ("blocked".into(), "cancelled".into()));
+    // A message while blocked leaves the session cancelled.
+    let suppressed = ingress.deliver(&message("wamid.S.2")).await;
+    assert_eq!(suppressed.body["suppressed"], 1, "{:?}", suppressed.body);
+    assert_eq!(chat().await, ("blocked".into(), "cancelled".into()));
+
+    let unblocked = api
+        .call(
+            "DELETE",
+            "/v1/blocks/+16505551234?scope=all",
+            Some(json!({"reason": "resolved"})),
+        )
+        .await;
+    assert_eq!(unblocked.status, 200);
+    assert_eq!(
+        chat().await,
+        ("active".into(), "cancelled".into()),
+        "an unblock opens no session by itself"
+    );
+    let again = ingress.deliver(&message("wamid.S.3")).await;
+    assert_eq!(again.body["forwarded"], 1, "{:?}", again.body);
+    assert_eq!(
+        chat().await,
+        ("active".into(), "open".into()),
+        "the customer wrote again: a session is open"
+    );
+}
+
+#[tokio::test]
 async fn b23_blocked_sender_is_suppressed_while_others_in_the_delivery_are_forwarded() {
     let ingress = Ingress::new(200).await;
     block(&ingress, "+16505551234", "all").await;
