@@ -7,8 +7,8 @@
 //! - [`server`]: the functions' handlers behind the routes of
 //!   `template.yaml`, plus the Lambda Invoke API.
 //! - [`sandbox`]: a Graph API stand-in for sends when no real Graph is set.
-//! - [`poller`]: reads the DynamoDB Local stream and invokes `wa-blocked` as
-//!   Lambda's event source mapping would.
+//! - [`poller`]: reads DynamoDB Local's streams and invokes `wa-blocked`
+//!   and `change-events` as Lambda's event source mappings would.
 //! - [`schedule`]: runs `block-expiry`'s sweep every minute, as the
 //!   template's schedule does.
 //! - [`tokens`]: HS256 tokens for the local API.

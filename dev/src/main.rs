@@ -24,11 +24,21 @@ async fn run() -> Result<(), String> {
         .await
         .map_err(|e| format!("listen on {addr}: {e}"))?;
     let stack = Arc::new(Stack::build(&env, &addr).await?);
-    let poller = tokio::spawn(poller::run(stack.clone()));
+    let poller = tokio::spawn(poller::run(stack.clone(), poller::Feed::DeliveryFailures));
+    // As the template's mapping, enabled only with somewhere to send to.
+    let events = stack
+        .change_events
+        .config
+        .endpoint
+        .is_some()
+        .then(|| tokio::spawn(poller::run(stack.clone(), poller::Feed::AuditEvents)));
     let sweeps = tokio::spawn(schedule::run(stack.clone(), schedule::every(&env)?));
     print_welcome(&addr, stack.jwt_secret.as_bytes());
     server::serve(listener, stack, shutdown_signal()).await;
     poller.abort();
+    if let Some(events) = events {
+        events.abort();
+    }
     sweeps.abort();
     eprintln!("wa-dev: stopped");
     Ok(())

@@ -1,9 +1,10 @@
-//! Feeds `wa-blocked` from the DynamoDB Local stream of the Blocklist
-//! table, as Lambda's event source mapping does in AWS: the template's
-//! filter (new `F#` items only), batches of up to 100 records in Lambda's
-//! DynamoDB event shape, and `batchItemFailures` honoured (the failed
-//! record and those after it are retried, a bounded number of times, then
-//! dropped with an error in the log where AWS would use the DLQ).
+//! Feeds functions from DynamoDB Local's streams, as Lambda's event source
+//! mappings do in AWS ([`Feed`]): `wa-blocked` from the Failures stream,
+//! `change-events` from the Audit stream. Each with its mapping's filter,
+//! batches of up to 100 records in Lambda's DynamoDB event shape, and
+//! `batchItemFailures` honoured (the failed record and those after it are
+//! retried, as many times as the template's mapping, then dropped with an
+//! error in the log where AWS would use the DLQ).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,11 +18,80 @@ use crate::server::Stack;
 
 const POLL_EVERY: Duration = Duration::from_millis(500);
 const BATCH_SIZE: usize = 100;
-/// The template's `MaximumRetryAttempts` of the mapping to wa-blocked.
-const MAX_RETRIES: u32 = 5;
 
-/// Runs until the task is dropped.
-pub async fn run(stack: Arc<Stack>) {
+/// One event source mapping of the template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feed {
+    /// `WaBlockedDeliveryFailures`: new `F#` items to `wa-blocked`.
+    DeliveryFailures,
+    /// `ChangeEventsFromAudit`: new audit events to `change-events`.
+    AuditEvents,
+}
+
+impl Feed {
+    /// The mapping's `MaximumRetryAttempts`.
+    const fn max_retries(self) -> u32 {
+        match self {
+            Feed::DeliveryFailures => 5,
+            Feed::AuditEvents => 10,
+        }
+    }
+
+    fn table(self, stack: &Stack) -> String {
+        let tables = stack.store.tables();
+        match self {
+            Feed::DeliveryFailures => tables.failures.clone(),
+            Feed::AuditEvents => tables.audit.clone(),
+        }
+    }
+
+    /// Where the positions in the stream are kept, in `DEV_DATA_DIR`.
+    fn checkpoint(self) -> &'static str {
+        match self {
+            Feed::DeliveryFailures => "stream-positions.json",
+            Feed::AuditEvents => "audit-stream-positions.json",
+        }
+    }
+
+    /// The mapping's `FilterCriteria`.
+    fn matches(self, record: &Record) -> bool {
+        let inserted = record.event_name.as_ref().map(|n| n.as_str()) == Some("INSERT");
+        match self {
+            Feed::AuditEvents => inserted,
+            Feed::DeliveryFailures => {
+                let failure = record
+                    .dynamodb
+                    .as_ref()
+                    .and_then(|d| d.keys.as_ref())
+                    .and_then(|k| k.get("pk"))
+                    .and_then(|pk| pk.as_s().ok())
+                    .is_some_and(|pk| pk.starts_with("F#"));
+                inserted && failure
+            }
+        }
+    }
+
+    fn function(self) -> &'static str {
+        match self {
+            Feed::DeliveryFailures => "wa-blocked",
+            Feed::AuditEvents => "change-events",
+        }
+    }
+
+    /// One invocation with `records`: the function's answer, or its error.
+    async fn invoke(self, stack: &Stack, records: &[Value]) -> Result<Value, String> {
+        let event = json!({ "Records": records });
+        match self {
+            Feed::DeliveryFailures => wa_blocked::handle(&stack.wa_blocked, event)
+                .await
+                .map_err(|e| e.to_string()),
+            Feed::AuditEvents => Ok(change_events::handle(&stack.change_events, event).await),
+        }
+    }
+}
+
+/// Runs `feed` until the task is dropped.
+pub async fn run(stack: Arc<Stack>, feed: Feed) {
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let mut config = aws_sdk_dynamodbstreams::config::Builder::from(&sdk);
     // DynamoDB Local serves its streams on its own endpoint.
@@ -29,7 +99,7 @@ pub async fn run(stack: Arc<Stack>) {
         config = config.endpoint_url(endpoint);
     }
     let streams = aws_sdk_dynamodbstreams::Client::from_conf(config.build());
-    let table = stack.store.tables().failures.clone();
+    let table = feed.table(&stack);
     let arn = match stack
         .store
         .client()
@@ -55,13 +125,13 @@ pub async fn run(stack: Arc<Stack>) {
     // minute, hence the floor.
     let checkpoint = std::env::var("DEV_DATA_DIR")
         .ok()
-        .map(|d| std::path::Path::new(&d).join("stream-positions.json"));
+        .map(|d| std::path::Path::new(&d).join(feed.checkpoint()));
     let now = chrono::Utc::now().timestamp();
     let started = aws_smithy_types::DateTime::from_secs(now - now % 60);
     let mut shards: HashMap<String, ShardState> = load_positions(checkpoint.as_deref());
     loop {
-        if let Err(error) = poll(&streams, &arn, &mut shards, started, &stack).await {
-            tracing::warn!(error = %error, "stream poller");
+        if let Err(error) = poll(&streams, &arn, &mut shards, started, &stack, feed).await {
+            tracing::warn!(error = %error, function = feed.function(), "stream poller");
         }
         save_positions(checkpoint.as_deref(), &shards);
         tokio::time::sleep(POLL_EVERY).await;
@@ -121,6 +191,7 @@ async fn poll(
     shards: &mut HashMap<String, ShardState>,
     started: aws_smithy_types::DateTime,
     stack: &Arc<Stack>,
+    feed: Feed,
 ) -> Result<(), String> {
     let description = streams
         .describe_stream()
@@ -191,27 +262,14 @@ async fn poll(
         let batch: Vec<Value> = records
             .iter()
             .filter(fresh)
-            .filter(|r| matches_filter(r))
+            .filter(|r| feed.matches(r))
             .map(lambda_record)
             .collect();
         for chunk in batch.chunks(BATCH_SIZE) {
-            deliver(stack, chunk.to_vec()).await;
+            deliver(stack, feed, chunk.to_vec()).await;
         }
     }
     Ok(())
-}
-
-/// The template's `FilterCriteria`: INSERTs of `F#` items.
-fn matches_filter(record: &Record) -> bool {
-    let inserted = record.event_name.as_ref().map(|n| n.as_str()) == Some("INSERT");
-    let failure = record
-        .dynamodb
-        .as_ref()
-        .and_then(|d| d.keys.as_ref())
-        .and_then(|k| k.get("pk"))
-        .and_then(|pk| pk.as_s().ok())
-        .is_some_and(|pk| pk.starts_with("F#"));
-    inserted && failure
 }
 
 /// A record in the shape Lambda hands to a function.
@@ -240,11 +298,13 @@ fn lambda_record(record: &Record) -> Value {
     })
 }
 
-/// Invokes `wa-blocked`; on reported failures, invokes it again with the
-/// first failed record and everything after it, as Lambda does.
-async fn deliver(stack: &Arc<Stack>, mut batch: Vec<Value>) {
-    for attempt in 0..=MAX_RETRIES {
-        let answer = wa_blocked::handle(&stack.wa_blocked, json!({ "Records": batch }))
+/// Invokes the feed's function; on reported failures, invokes it again
+/// with the first failed record and everything after it, as Lambda does.
+async fn deliver(stack: &Arc<Stack>, feed: Feed, mut batch: Vec<Value>) {
+    let retries = feed.max_retries();
+    for attempt in 0..=retries {
+        let answer = feed
+            .invoke(stack, &batch)
             .instrument(crate::server::invocation_span(
                 &crate::apigw::new_request_id(),
             ))
@@ -257,7 +317,7 @@ async fn deliver(stack: &Arc<Stack>, mut batch: Vec<Value>) {
                 .filter_map(|f| f["itemIdentifier"].as_str().map(str::to_owned))
                 .collect(),
             Err(error) => {
-                tracing::error!(error = %error, "wa-blocked failed the whole batch");
+                tracing::error!(error = %error, function = feed.function(), "the function failed the whole batch");
                 batch
                     .iter()
                     .filter_map(|r| r["dynamodb"]["SequenceNumber"].as_str().map(str::to_owned))
@@ -272,34 +332,42 @@ async fn deliver(stack: &Arc<Stack>, mut batch: Vec<Value>) {
             return;
         };
         batch.drain(..first);
-        if attempt < MAX_RETRIES {
-            tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+        if attempt < retries {
+            tokio::time::sleep(Duration::from_millis(200 << attempt.min(5))).await;
         }
     }
     tracing::error!(
         records = batch.len(),
+        function = feed.function(),
         "stream records failed after retries; dropped (AWS: on-failure destination)"
     );
 }
 
 #[cfg(test)]
 mod tests {
+    use super::Feed;
+
     /// The local stack retries failed records as often as the deployed
-    /// mapping does.
+    /// mappings do.
     #[test]
-    fn retries_as_often_as_the_template_mapping() {
+    fn retries_as_often_as_the_template_mappings() {
         let template = include_str!("../../template.yaml");
-        let mapping = template
-            .split("\n  WaBlockedDeliveryFailures:")
-            .nth(1)
-            .expect("the wa-blocked event source mapping");
-        let retries: u32 = mapping
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("MaximumRetryAttempts:"))
-            .expect("MaximumRetryAttempts")
-            .trim()
-            .parse()
-            .expect("a number");
-        assert_eq!(super::MAX_RETRIES, retries);
+        for (mapping, feed) in [
+            ("WaBlockedDeliveryFailures", Feed::DeliveryFailures),
+            ("ChangeEventsFromAudit", Feed::AuditEvents),
+        ] {
+            let text = template
+                .split(&format!("\n  {mapping}:"))
+                .nth(1)
+                .unwrap_or_else(|| panic!("the {mapping} mapping"));
+            let retries: u32 = text
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("MaximumRetryAttempts:"))
+                .expect("MaximumRetryAttempts")
+                .trim()
+                .parse()
+                .expect("a number");
+            assert_eq!(feed.max_retries(), retries, "{mapping}");
+        }
     }
 }

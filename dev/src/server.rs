@@ -28,6 +28,7 @@ pub struct Stack {
     pub send_proxy: send_proxy::App,
     pub wa_blocked: wa_blocked::App,
     pub block_expiry: block_expiry::App,
+    pub change_events: change_events::App,
     pub sandbox: Arc<Sandbox>,
     pub jwt_secret: String,
 }
@@ -77,6 +78,10 @@ impl Stack {
                 .map_err(|e| e.to_string())?,
             wa_blocked: wa_blocked::App::new(store.clone()),
             block_expiry: block_expiry::App::new(store.clone()),
+            change_events: change_events::App::new(
+                change_events::Config::from_env(&env).map_err(|e| e.to_string())?,
+            )
+            .map_err(|e| e.to_string())?,
             store,
             sandbox,
             jwt_secret,
@@ -159,6 +164,7 @@ impl Stack {
                 Ok(value) => value,
                 Err(error) => return function_error(&error.to_string()),
             },
+            "change-events" => change_events::handle(&self.change_events, event.clone()).await,
             // Any event, as the schedule's: one sweep.
             "block-expiry" => match block_expiry::sweep(&self.block_expiry).await {
                 Ok(summary) => summary.to_json(),
@@ -181,7 +187,7 @@ impl Stack {
                 return lambda_error(
                     "ResourceNotFoundException",
                     &format!(
-                        "Function not found: {name} (block-api, webhook-ingress, send-proxy, wa-blocked, block-expiry)"
+                        "Function not found: {name} (block-api, webhook-ingress, send-proxy, wa-blocked, block-expiry, change-events)"
                     ),
                     404,
                 );

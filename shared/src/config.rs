@@ -39,6 +39,22 @@ impl Env<'_> {
     pub fn or(&self, key: &str, default: &str) -> String {
         (self.0)(key).unwrap_or_else(|| default.to_owned())
     }
+
+    /// A duration given in milliseconds (`CRM_TIMEOUT_MS`, …), `default`
+    /// when unset.
+    pub fn millis(
+        &self,
+        key: &'static str,
+        default: std::time::Duration,
+    ) -> Result<std::time::Duration, ConfigError> {
+        match (self.0)(key) {
+            None => Ok(default),
+            Some(raw) => raw
+                .parse::<u64>()
+                .map(std::time::Duration::from_millis)
+                .map_err(|_| ConfigError::Invalid(key, "not a number of milliseconds".into())),
+        }
+    }
 }
 
 /// Table names; defaults are the names `template.yaml` gives locally.

@@ -80,22 +80,11 @@ impl Config {
     pub fn from_env(env: &Env) -> Result<Config, ConfigError> {
         let crm = match env.optional("CRM_WEBHOOK_URL") {
             None => None,
-            Some(url) => {
-                let timeout = match env.optional("CRM_TIMEOUT_MS") {
-                    None => 5000,
-                    Some(raw) => raw.parse::<u64>().map_err(|_| {
-                        ConfigError::Invalid(
-                            "CRM_TIMEOUT_MS",
-                            "not a number of milliseconds".into(),
-                        )
-                    })?,
-                };
-                Some(CrmConfig {
-                    url,
-                    secret: env.required("CRM_WEBHOOK_SECRET")?,
-                    timeout: Duration::from_millis(timeout),
-                })
-            }
+            Some(url) => Some(CrmConfig {
+                url,
+                secret: env.required("CRM_WEBHOOK_SECRET")?,
+                timeout: env.millis("CRM_TIMEOUT_MS", Duration::from_secs(5))?,
+            }),
         };
         Ok(Config {
             app_secret: env.required("WHATSAPP_APP_SECRET")?,

@@ -89,6 +89,12 @@ impl AuditItem {
     }
 }
 
+/// The event an Audit item holds, from its image in the table's stream
+/// (B14).
+pub fn audit_event_of_image(image: serde_dynamo::Item) -> Result<AuditEvent, StoreError> {
+    Ok(serde_dynamo::from_item::<_, AuditItem>(image)?.event)
+}
+
 /// Filters of `GET /v1/audit` (B8).
 #[derive(Debug, Clone)]
 pub struct AuditQuery {

@@ -160,7 +160,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 
-pub use audit::AuditQuery;
+pub use audit::{AuditQuery, audit_event_of_image};
 pub use block::{BlockQuery, ExpiredBlock};
 pub use chat::ChatQuery;
 pub use cursor::{Cursor, CursorError, POSITION, filters_fingerprint};

@@ -34,7 +34,7 @@ fn workspace_file(name: &str) -> String {
 }
 
 /// `openapi.yaml` as JSON.
-fn document() -> Value {
+pub(crate) fn document() -> Value {
     serde_yaml::from_str(&workspace_file("openapi.yaml"))
         .unwrap_or_else(|e| panic!("openapi.yaml is not valid YAML of JSON values: {e}"))
 }
@@ -167,8 +167,8 @@ fn openapi_documents_every_route_of_the_template_and_nothing_else() {
 }
 
 /// The document, for looking up operations, responses and schemas.
-struct Contract {
-    doc: Value,
+pub(crate) struct Contract {
+    pub(crate) doc: Value,
 }
 
 impl Contract {
@@ -233,7 +233,7 @@ impl Contract {
 
     /// Validates `instance` against `schema`, whose `$ref`s point into the
     /// document's components.
-    fn validate(&self, schema: &Value, instance: &Value) -> Result<(), String> {
+    pub(crate) fn validate(&self, schema: &Value, instance: &Value) -> Result<(), String> {
         let mut root = schema.clone();
         match &mut root {
             Value::Object(map) => {

@@ -6,7 +6,7 @@ use integration_tests::TestStack;
 use serde_json::{Value, json};
 
 use crate::block_api::Api;
-use crate::wa_blocked::{failure, stored};
+use crate::wa_blocked::{deliver_ok, failure, stored};
 
 const LINE: &str = "106540352242922";
 const OTHER_LINE: &str = "106540352242923";
@@ -223,13 +223,7 @@ async fn b44_an_automatic_block_outlasts_a_temporary_manual_block_in_its_scope()
     assert_eq!(temporary.status, 201);
     // WhatsApp cannot deliver to the number: wa-blocked blocks it.
     let record = stored(&stack, &failure(131026, Utc::now(), "wamid.B44"), "44").await;
-    let answer = wa_blocked::handle(
-        &wa_blocked::App::new(stack.store.clone()),
-        json!({ "Records": [record] }),
-    )
-    .await
-    .expect("a stream batch answers");
-    assert_eq!(answer, json!({"batchItemFailures": []}));
+    deliver_ok(&stack, vec![record]).await;
 
     let view = get(&api, &format!("/v1/blocks/{NUMBER}")).await;
     let blocks = view["blocks"].as_array().unwrap();

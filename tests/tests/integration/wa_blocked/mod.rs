@@ -54,7 +54,7 @@ pub(crate) async fn stored(stack: &TestStack, failure: &DeliveryFailure, sequenc
     stream_record(item, sequence)
 }
 
-fn stream_record(
+pub(crate) fn stream_record(
     item: std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
     sequence: &str,
 ) -> Value {
@@ -92,7 +92,7 @@ async fn deliver(stack: &TestStack, records: Vec<Value>) -> Value {
 
 /// Delivers `records` and checks that every one of them was handled: no
 /// item is reported failed (B43).
-async fn deliver_ok(stack: &TestStack, records: Vec<Value>) {
+pub(crate) async fn deliver_ok(stack: &TestStack, records: Vec<Value>) {
     let answer = deliver(stack, records).await;
     assert_eq!(answer, json!({"batchItemFailures": []}));
 }
