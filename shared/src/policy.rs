@@ -10,8 +10,8 @@ use serde_json::json;
 
 use crate::identity::{Link, Subject};
 use crate::model::{
-    Action, Actor, AuditEvent, Block, Chat, ChatStatus, Contact, PhoneNumberId, Reason, Scope,
-    SessionStatus, Source, StatCounter,
+    Action, Actor, AuditEvent, Block, ChainHead, Chat, ChatStatus, Contact, PhoneNumberId, Reason,
+    Scope, SessionStatus, Source, StatCounter,
 };
 
 /// The `STATE` item of a subject: its version (the guard of every change),
@@ -33,6 +33,8 @@ pub struct SubjectState {
     /// empty though the subject has some, which must be read before they
     /// are mirrored anywhere.
     pub blocks_unknown: bool,
+    /// The newest link of the subject's chain of change events (B53).
+    pub audit_head: Option<ChainHead>,
 }
 
 impl SubjectState {
@@ -45,6 +47,7 @@ impl SubjectState {
             links: vec![],
             linked_blocks: vec![],
             blocks_unknown: false,
+            audit_head: None,
         }
     }
 
@@ -95,6 +98,8 @@ pub struct SubjectRecord {
     pub linked_blocks: Vec<Block>,
     /// The state of every linked identity, for the mirror write.
     pub linked: Vec<SubjectState>,
+    /// The newest link of its chain of change events (B53).
+    pub audit_head: Option<ChainHead>,
 }
 
 impl SubjectRecord {
@@ -109,6 +114,7 @@ impl SubjectRecord {
             links: vec![],
             linked_blocks: vec![],
             linked: vec![],
+            audit_head: None,
         }
     }
 }
@@ -175,7 +181,33 @@ pub struct SubjectChange {
     pub blocked_numbers_delta: i64,
     /// Kept on the subject's state: when it was last unblocked.
     pub unblocked_at: Option<DateTime<Utc>>,
+    /// The chain head as read: the change's events of this subject are
+    /// chained after it (B53).
+    pub audit_head: Option<ChainHead>,
     pub at: DateTime<Utc>,
+}
+
+impl SubjectChange {
+    /// The change's events, those of its subject chained after the head
+    /// it was decided on (B53), and the head they leave. Traffic events
+    /// never come through a change; events of another identity (a carry's
+    /// source) stay unchained.
+    pub fn chained_events(&self) -> (Vec<AuditEvent>, Option<ChainHead>) {
+        let mut head = self.audit_head.clone();
+        let events = self
+            .events
+            .iter()
+            .map(|event| {
+                if event.subject.as_ref().is_some_and(|s| s != &self.subject) {
+                    return event.clone();
+                }
+                let event = event.clone().chained(head.take());
+                head = event.as_head();
+                event
+            })
+            .collect();
+        (events, head)
+    }
 }
 
 impl SubjectChange {
@@ -199,6 +231,7 @@ impl SubjectChange {
             counters: vec![],
             blocked_numbers_delta: 0,
             unblocked_at: record.last_unblocked_at,
+            audit_head: record.audit_head.clone(),
             at,
         }
     }
@@ -329,6 +362,9 @@ pub fn decide_block(
         source: Some(command.source.as_str().to_owned()),
         at: now,
         details,
+        prev_event_id: None,
+        prev_hash: None,
+        hash: None,
     });
     change.counters.push(counter);
     if record.blocks.is_empty() {
@@ -456,6 +492,9 @@ fn removal(
         source: Some(removed.source.as_str().to_owned()),
         at: now,
         details: json!({ "before": removed }),
+        prev_event_id: None,
+        prev_hash: None,
+        hash: None,
     });
     change.counters.push(how.counter);
     if remaining.is_empty() {
@@ -549,6 +588,9 @@ fn contact_event(
         source: None,
         at: now,
         details: json!({ "before": record.contact, "after": contact }),
+        prev_event_id: None,
+        prev_hash: None,
+        hash: None,
     }
 }
 
@@ -698,6 +740,9 @@ pub fn decide_links(
             source: None,
             at: now,
             details: json!({ "link": link, "identities": person }),
+            prev_event_id: None,
+            prev_hash: None,
+            hash: None,
         };
         changes.push(LinkChange {
             link,
@@ -819,6 +864,9 @@ pub fn decide_carry(
             source: Some(Source::Carried.as_str().to_owned()),
             at: now,
             details: details.clone(),
+            prev_event_id: None,
+            prev_hash: None,
+            hash: None,
         });
     }
     if record.blocks.is_empty() {

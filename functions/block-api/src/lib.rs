@@ -146,7 +146,26 @@ fn page<T: serde::Serialize>(
     page: blocklist::store::Page<T>,
     query: &Query,
 ) -> Result<Response<Body>, ApiError> {
+    ok(&page_body(page, query))
+}
+
+/// A page with one more top-level field beside `items` and `next_cursor`.
+fn page_with<T: serde::Serialize>(
+    page: blocklist::store::Page<T>,
+    query: &Query,
+    field: &str,
+    value: serde_json::Value,
+) -> Result<Response<Body>, ApiError> {
+    let mut body = page_body(page, query);
+    body[field] = value;
+    ok(&body)
+}
+
+fn page_body<T: serde::Serialize>(
+    page: blocklist::store::Page<T>,
+    query: &Query,
+) -> serde_json::Value {
     let filters = query.filters();
     let next_cursor = page.next.map(|cursor| cursor.bound_to(&filters).encode());
-    ok(&serde_json::json!({ "items": page.items, "next_cursor": next_cursor }))
+    serde_json::json!({ "items": page.items, "next_cursor": next_cursor })
 }

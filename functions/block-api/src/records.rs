@@ -30,7 +30,17 @@ pub async fn history(
     let limit = query.limit()?;
     let cursor = cursor_param(&query, "history")?;
     let page = app.store.history(&number, limit, cursor.as_ref()).await?;
-    crate::page(page, &query)
+    // B53: whether this page of the number's changes holds as a chain.
+    let chain = app
+        .store
+        .history_chain(&number, &page.items, cursor.is_none())
+        .await?;
+    crate::page_with(
+        page,
+        &query,
+        "chain",
+        serde_json::to_value(chain).unwrap_or_default(),
+    )
 }
 
 /// B8: `GET /v1/audit?since=&until=&action=`, the compliance feed.

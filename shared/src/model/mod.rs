@@ -12,7 +12,7 @@ mod settings;
 mod stats;
 mod values;
 
-pub use audit::{Action, AuditEvent};
+pub use audit::{Action, AuditEvent, ChainCheck, ChainHead, verify_chain};
 pub use block::Block;
 pub use chat::{Chat, ChatStatus, SessionStatus};
 pub use contact::Contact;

@@ -15,10 +15,13 @@ use super::claim::DONE_CLAIM_DAYS;
 use super::cursor::Cursor;
 use super::keys::{SHARDS, day_of, shard_of, subject_pk};
 use super::sharded::{KeyRange, Order, ShardedQuery};
+use super::subject::{STATE, state_from_item};
 use super::{Page, Store, StoreError, build, n, s};
 use crate::identity::Subject;
 use crate::inbound::Suppression;
-use crate::model::{Action, Actor, AuditEvent, PhoneNumberId, StatCounter};
+use crate::model::{
+    Action, Actor, AuditEvent, ChainCheck, ChainHead, PhoneNumberId, StatCounter, verify_chain,
+};
 use crate::outbound::Refusal;
 
 /// Days of the global audit feed one request walks at most.
@@ -226,6 +229,9 @@ impl Store {
             source: None,
             at: now,
             details: json!({ "phone_number_id": business, "reason": refusal.reason() }),
+            prev_event_id: None,
+            prev_hash: None,
+            hash: None,
         };
         let audit = self.audit_put(subject_pk(subject), &event)?;
         let counter = self.counter_update(
@@ -280,6 +286,64 @@ impl Store {
             items: events,
             next,
         })
+    }
+
+    /// B53: whether a page of `subject`'s history (newest first) holds as
+    /// a chain: its own links, the link to the change event just before
+    /// the page (one read, by the id the page's oldest link names), and,
+    /// for the first page, the head recorded on the subject's `STATE`.
+    pub async fn history_chain(
+        &self,
+        subject: &Subject,
+        page: &[AuditEvent],
+        first_page: bool,
+    ) -> Result<ChainCheck, StoreError> {
+        let before_page = page
+            .iter()
+            .rev()
+            .find(|e| e.is_chained())
+            .and_then(|oldest| oldest.prev_event_id.clone());
+        let older = async {
+            match &before_page {
+                Some(id) => match self
+                    .get_one(&self.tables.audit, subject_pk(subject), id)
+                    .await?
+                {
+                    Some(item) => Ok(Some(serde_dynamo::from_item::<_, AuditItem>(item)?.event)),
+                    // Gone: the link to it cannot hold.
+                    None => Ok::<_, StoreError>(None),
+                },
+                None => Ok(None),
+            }
+        };
+        let head = async {
+            if !first_page {
+                return Ok::<_, StoreError>(None);
+            }
+            let state = self
+                .get_one(&self.tables.blocklist, subject_pk(subject), STATE)
+                .await?;
+            match state {
+                Some(item) => Ok(Some(state_from_item(subject, item)?.audit_head)),
+                None => Ok(Some(None)),
+            }
+        };
+        let (older, head): (Option<AuditEvent>, Option<Option<ChainHead>>) =
+            futures::try_join!(older, head)?;
+        let mut check = verify_chain(page, older.as_ref(), head.as_ref().map(Option::as_ref));
+        if check.verified && before_page.is_some() && older.is_none() {
+            // The event the oldest link names is missing.
+            check = ChainCheck {
+                verified: false,
+                broken_at: page
+                    .iter()
+                    .rev()
+                    .find(|e| e.is_chained())
+                    .map(|e| e.event_id.clone()),
+                checked: check.checked,
+            };
+        }
+        Ok(check)
     }
 
     /// B8: the global audit feed, newest first, one day partition at a time.
@@ -386,5 +450,8 @@ fn suppression_event(suppression: &Suppression, now: DateTime<Utc>) -> AuditEven
             "message_timestamp": message.timestamp.map(crate::model::format_time),
             "phone_number_id": message.phone_number_id,
         }),
+        prev_event_id: None,
+        prev_hash: None,
+        hash: None,
     }
 }

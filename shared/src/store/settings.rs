@@ -187,6 +187,9 @@ impl Store {
             source: None,
             at: now,
             details: json!({ "before": current.effective, "after": next, "set": item.overrides }),
+            prev_event_id: None,
+            prev_hash: None,
+            hash: None,
         };
         let audit = self.audit_put(format!("S#{}", target.as_str()), &event)?;
         self.transact(

@@ -21,7 +21,7 @@ use super::transaction::{
 use super::{Item, Store, StoreError, build, key, n, s};
 use crate::identity::{Link, Subject};
 use crate::inbound::SenderFacts;
-use crate::model::{Block, Contact, PhoneNumberId, format_time};
+use crate::model::{Block, ChainHead, Contact, PhoneNumberId, format_time};
 use crate::policy::{LinkChange, SubjectChange, SubjectRecord, SubjectState};
 
 /// How long the writes that did not fit in a change's transaction may be
@@ -47,6 +47,9 @@ pub(super) struct StateItem {
     /// Blocks of linked identities (B61), read by every enforcement path.
     #[serde(default)]
     pub linked_blocks: Vec<Block>,
+    /// The newest link of the subject's chain of change events (B53).
+    #[serde(default)]
+    pub audit_head: Option<ChainHead>,
 }
 
 impl Store {
@@ -73,6 +76,7 @@ impl Store {
                 record.last_unblocked_at = state.unblocked_at;
                 record.links = state.links;
                 record.linked_blocks = state.linked_blocks;
+                record.audit_head = state.audit_head;
             } else if sk == CONTACT {
                 let contact: ContactItem = serde_dynamo::from_item(item)?;
                 record.contact = Some(contact.contact);
@@ -401,7 +405,9 @@ impl Store {
         let bl = &self.tables.blocklist;
         let mut actions = Vec::new();
 
-        // The version guard: every change of a subject rewrites its state.
+        // The version guard: every change of a subject rewrites its state,
+        // with the head of its chain of change events.
+        let (events, audit_head) = change.chained_events();
         let state = SubjectState {
             subject: change.subject.clone(),
             version: change.expected_version,
@@ -410,6 +416,7 @@ impl Store {
             links: change.links.clone(),
             linked_blocks: change.linked_blocks.clone(),
             blocks_unknown: false,
+            audit_head,
         };
         actions.push(self.state_put(&state)?);
         // Linked identities whose mirror of these blocks changes (B61),
@@ -436,7 +443,7 @@ impl Store {
             };
             actions.push(put_action(bl, item)?);
         }
-        for event in &change.events {
+        for event in &events {
             let partition = event
                 .subject
                 .as_ref()
@@ -484,6 +491,7 @@ impl Store {
             blocks: state.blocks.clone(),
             links: state.links.clone(),
             linked_blocks: state.linked_blocks.clone(),
+            audit_head: state.audit_head.clone(),
         };
         let mut put = Put::builder()
             .table_name(&self.tables.blocklist)
@@ -604,5 +612,6 @@ pub(super) fn state_from_item(subject: &Subject, item: Item) -> Result<SubjectSt
         unblocked_at,
         links: state.links,
         linked_blocks: state.linked_blocks,
+        audit_head: state.audit_head,
     })
 }

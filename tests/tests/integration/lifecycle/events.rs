@@ -149,6 +149,13 @@ async fn b14_a_batch_reaches_the_crm_as_one_signed_post_in_order() {
         ["blocked", "unblocked", "auto_blocked"],
         "{body}"
     );
+    // Each change carries its link of the subject's chain (B53), so the CRM
+    // holds hashes that a rewritten history could not match.
+    let chained: Vec<&Value> = events.iter().filter(|e| e["number"] == NUMBER).collect();
+    for pair in chained.windows(2) {
+        assert!(pair[0]["hash"].is_string(), "{}", pair[0]);
+        assert_eq!(pair[1]["prev_hash"], pair[0]["hash"]);
+    }
     let auto = events
         .iter()
         .find(|e| e["action"] == "auto_blocked")

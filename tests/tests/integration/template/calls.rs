@@ -230,6 +230,14 @@ async fn record_block_api() -> Vec<TableAccess> {
             None,
             200,
         ),
+        (
+            // The chain check reads the change event just before the page.
+            "history, a page of one",
+            "GET",
+            format!("/v1/numbers/{NUMBER}/history?limit=1"),
+            None,
+            200,
+        ),
         ("audit feed", "GET", "/v1/audit".into(), None, 200),
         (
             "audit feed by action",
