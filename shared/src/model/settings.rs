@@ -182,6 +182,36 @@ impl SettingsPatch {
         }
     }
 
+    /// `self` without the fields `cleared` names (as in the body, with
+    /// dots: `auto_block.threshold`, or `auto_block` for all of its
+    /// fields): they are inherited again.
+    pub fn without(&self, cleared: &[String]) -> SettingsPatch {
+        let mut next = self.clone();
+        for field in cleared {
+            match field.as_str() {
+                "allow_unknown_numbers" => next.allow_unknown_numbers = None,
+                "carry_blocks_on_change" => next.carry_blocks_on_change = None,
+                "auto_block" => next.auto_block = None,
+                nested => {
+                    let Some(auto) = next.auto_block.as_mut() else {
+                        continue;
+                    };
+                    match nested {
+                        "auto_block.enabled" => auto.enabled = None,
+                        "auto_block.error_codes" => auto.error_codes = None,
+                        "auto_block.threshold" => auto.threshold = None,
+                        "auto_block.window_days" => auto.window_days = None,
+                        _ => {}
+                    }
+                }
+            }
+        }
+        if next.auto_block.as_ref() == Some(&AutoBlockPatch::default()) {
+            next.auto_block = None;
+        }
+        next
+    }
+
     /// Range checks that types cannot express. Returns the offending field.
     pub fn validate(&self) -> Result<(), (&'static str, &'static str)> {
         if let Some(auto) = &self.auto_block {

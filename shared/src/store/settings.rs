@@ -143,19 +143,22 @@ impl Store {
         })
     }
 
-    /// Writes `patch` over the current settings of `target` together with a
-    /// `settings_changed` audit event. `Conflict` if they changed meanwhile.
+    /// Writes `patch` over the current settings of `target`, and clears
+    /// the fields `cleared` names (they are inherited again), together with
+    /// a `settings_changed` audit event. `Conflict` if they changed
+    /// meanwhile.
     pub async fn put_settings(
         &self,
         target: &SettingsTarget,
         current: &StoredSettings,
         patch: &SettingsPatch,
+        cleared: &[String],
         actor: &Actor,
         now: DateTime<Utc>,
     ) -> Result<Settings, StoreError> {
-        // The entry keeps what it set before and what this call sets; the
-        // rest stays inherited from `default`.
-        let overrides = current.own.merged(patch);
+        // The entry keeps what it set before and what this call sets, less
+        // what it clears; the rest stays inherited from `default`.
+        let overrides = current.own.merged(patch).without(cleared);
         let next = Settings::resolved(target, current.inherited.as_ref(), Some(&overrides));
         let item = SettingsItem {
             pk: settings_pk(target.as_str()),

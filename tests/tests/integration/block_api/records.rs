@@ -734,6 +734,61 @@ async fn b12_settings_defaults_partial_updates_and_inheritance_field_by_field() 
 }
 
 #[tokio::test]
+async fn b12_null_clears_a_field_so_the_entry_inherits_it_again() {
+    let api = Api::new().await;
+    for (target, body) in [
+        (
+            "default",
+            json!({"allow_unknown_numbers": false, "auto_block": {"threshold": 2}}),
+        ),
+        (
+            LINE_A,
+            json!({"allow_unknown_numbers": true, "auto_block": {"threshold": 5, "window_days": 9}}),
+        ),
+    ] {
+        let response = put_settings(&api, target, body).await;
+        assert_eq!(response.status, 200, "{:?}", response.body);
+    }
+    assert_eq!(
+        get_settings(&api, LINE_A).await,
+        settings(LINE_A, true, true, &[131026], 5, 9)
+    );
+    let cleared = put_settings(
+        &api,
+        LINE_A,
+        json!({"allow_unknown_numbers": null, "auto_block": {"threshold": null}}),
+    )
+    .await;
+    assert_eq!(cleared.status, 200, "{:?}", cleared.body);
+    let inherited = settings(LINE_A, false, true, &[131026], 2, 9);
+    assert_eq!(
+        cleared.body, inherited,
+        "default's values, its own window kept"
+    );
+    assert_eq!(get_settings(&api, LINE_A).await, inherited);
+    // ...and it follows default from now on.
+    let response = put_settings(&api, "default", json!({"auto_block": {"threshold": 3}})).await;
+    assert_eq!(response.status, 200);
+    assert_eq!(
+        get_settings(&api, LINE_A).await,
+        settings(LINE_A, false, true, &[131026], 3, 9)
+    );
+    // A whole `auto_block` cleared; on `default`, null is the built-in value.
+    let response = put_settings(&api, LINE_A, json!({"auto_block": null})).await;
+    assert_eq!(response.status, 200);
+    assert_eq!(
+        get_settings(&api, LINE_A).await,
+        settings(LINE_A, false, true, &[131026], 3, 30)
+    );
+    let response = put_settings(&api, "default", json!({"auto_block": {"threshold": null}})).await;
+    assert_eq!(response.status, 200);
+    assert_eq!(
+        get_settings(&api, "default").await,
+        settings("default", false, true, &[131026], 1, 30)
+    );
+}
+
+#[tokio::test]
 async fn b12_invalid_settings_are_refused_and_change_nothing() {
     let api = Api::new().await;
     for body in [
@@ -742,6 +797,8 @@ async fn b12_invalid_settings_are_refused_and_change_nothing() {
         json!({"auto_block": {"window_days": 366}}),
         json!({"allow_unknown_numbers": "no"}),
         json!({"colour": "red"}),
+        json!({"colour": null}),
+        json!({"auto_block": {"colour": null}}),
         json!({"phone_number_id": LINE_B}),
     ] {
         let response = put_settings(&api, LINE_A, body.clone()).await;
