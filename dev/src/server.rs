@@ -165,9 +165,8 @@ impl Stack {
                 Err(error) => return function_error(&error.to_string()),
             },
             "change-events" => change_events::handle(&self.change_events, event.clone()).await,
-            // Any event, as the schedule's: one sweep.
-            "block-expiry" => match block_expiry::sweep(&self.block_expiry).await {
-                Ok(summary) => summary.to_json(),
+            "block-expiry" => match block_expiry::handle(&self.block_expiry, event.clone()).await {
+                Ok(value) => value,
                 Err(error) => return function_error(&error.to_string()),
             },
             "block-api" | "webhook-ingress" | "send-proxy" => match http_event() {

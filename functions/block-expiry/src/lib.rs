@@ -12,10 +12,14 @@
 //! again on a consistent read, so a block extended or replaced since the
 //! index was read stays, and a sweep that overlaps another (a slow run, a
 //! retried invocation) removes nothing twice.
+//!
+//! Invoked with `{"backfill": {}}` (and then with the `next` it answers,
+//! until that is null), it instead gives the index keys to temporary
+//! blocks stored before the index existed (see DEPLOY.md).
 
 use blocklist::metrics::{self, Counter};
 use blocklist::service;
-use blocklist::store::{ExpiredBlock, StoreError};
+use blocklist::store::{BackfillPosition, ExpiredBlock, StoreError};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
@@ -32,6 +36,8 @@ const BUDGET: std::time::Duration = std::time::Duration::from_secs(40);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    #[error("invalid backfill event: {0}")]
+    InvalidEvent(String),
     /// Some blocks could not be removed this time; the next sweep finds
     /// them again. Failing the invocation is what the alarm on the
     /// function's errors watches.
@@ -60,6 +66,26 @@ impl Summary {
     pub fn to_json(&self) -> Value {
         json!({ "expired": self.expired, "skipped": self.skipped, "more": self.more })
     }
+}
+
+/// One invocation: a sweep (the schedule's event, or any other), or a
+/// backfill run for `{"backfill": {"shard"?, "after"?}}`.
+pub async fn handle(app: &App, event: Value) -> Result<Value, Error> {
+    let Some(backfill) = event.get("backfill") else {
+        return Ok(sweep(app).await?.to_json());
+    };
+    let from: BackfillPosition = serde_json::from_value(backfill.clone())
+        .map_err(|e| Error::InvalidEvent(blocklist::redact::error(&e)))?;
+    let done = app
+        .store
+        .index_expiring_blocks(from, tokio::time::Instant::now() + BUDGET)
+        .await?;
+    tracing::info!(
+        indexed = done.indexed,
+        more = done.next.is_some(),
+        "backfill run done"
+    );
+    Ok(json!({ "indexed": done.indexed, "next": done.next }))
 }
 
 /// One sweep: rounds of due blocks until none is left or the budget is

@@ -1,5 +1,5 @@
 //! `block-expiry` Lambda: wiring only. Config and clients are built once at
-//! init; every scheduled invocation goes to [`block_expiry::sweep`].
+//! init; every invocation goes to [`block_expiry::handle`].
 
 use block_expiry::App;
 use blocklist::config::{self, Env};
@@ -11,10 +11,9 @@ async fn main() -> Result<(), Error> {
     config::init_tracing();
     let app = App::new(config::store(&Env::process()).await);
     let app = &app;
-    run(service_fn(move |_event: LambdaEvent<Value>| async move {
-        block_expiry::sweep(app)
+    run(service_fn(move |event: LambdaEvent<Value>| async move {
+        block_expiry::handle(app, event.payload)
             .await
-            .map(|summary| summary.to_json())
             .map_err(Error::from)
     }))
     .await

@@ -186,7 +186,116 @@ pub struct ExpiredBlock {
     pub scope: Scope,
 }
 
+/// Where a backfill of the expiry index stands: a shard of the block
+/// listing, and the last listing key read in it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackfillPosition {
+    pub shard: u32,
+    pub after: Option<String>,
+}
+
+/// What one backfill run did, and where the next one starts (`None`:
+/// every shard was read).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backfill {
+    pub indexed: usize,
+    pub next: Option<BackfillPosition>,
+}
+
 impl Store {
+    /// B13: gives the expiry index keys to temporary blocks stored before
+    /// the index existed, so that the sweep removes them too. A one-off
+    /// after an upgrade, run by an operator: it reads the block listing
+    /// (`gsi1`, every block, shard by shard; no Scan) from `from`, and
+    /// stops starting pages at `deadline`, answering where to go on.
+    pub async fn index_expiring_blocks(
+        &self,
+        from: BackfillPosition,
+        deadline: tokio::time::Instant,
+    ) -> Result<Backfill, StoreError> {
+        let mut position = from;
+        let mut indexed = 0;
+        while position.shard < SHARDS {
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(Backfill {
+                    indexed,
+                    next: Some(position),
+                });
+            }
+            let mut request = self
+                .client
+                .query()
+                .table_name(&self.tables.blocklist)
+                .index_name("gsi1")
+                .expression_attribute_values(":p", s(blocks_index_pk(position.shard)))
+                .filter_expression(
+                    "attribute_type(expires_at, :string) AND attribute_not_exists(gsi2pk)",
+                )
+                .expression_attribute_values(":string", s("S"))
+                .limit(200);
+            request = match &position.after {
+                Some(after) => request
+                    .key_condition_expression("gsi1pk = :p AND gsi1sk > :after")
+                    .expression_attribute_values(":after", s(after)),
+                None => request.key_condition_expression("gsi1pk = :p"),
+            };
+            let page = request.send().await?;
+            let updates = page
+                .items
+                .unwrap_or_default()
+                .into_iter()
+                .map(|item| {
+                    let item: BlockItem = serde_dynamo::from_item(item)?;
+                    let keyed = BlockItem::new(&item.block);
+                    let (Some(gsi2pk), Some(gsi2sk), Some(expires_at)) =
+                        (keyed.gsi2pk, keyed.gsi2sk, item.block.expires_at)
+                    else {
+                        return Ok(None);
+                    };
+                    let request = self
+                        .client
+                        .update_item()
+                        .table_name(&self.tables.blocklist)
+                        .key("pk", s(item.pk))
+                        .key("sk", s(item.sk))
+                        .update_expression("SET gsi2pk = :p, gsi2sk = :k")
+                        // The same block still, and not indexed meanwhile.
+                        .condition_expression("expires_at = :e AND attribute_not_exists(gsi2pk)")
+                        .expression_attribute_values(":p", s(gsi2pk))
+                        .expression_attribute_values(":k", s(gsi2sk))
+                        .expression_attribute_values(":e", s(format_time(expires_at)));
+                    Ok(Some(async move {
+                        super::transaction::condition_failure_is_fine(request.send().await, |e| {
+                            e.is_conditional_check_failed_exception()
+                        })
+                    }))
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>();
+            indexed += run_all(updates).await?.len();
+            let last = page
+                .last_evaluated_key
+                .and_then(|key| key.get("gsi1sk").and_then(|v| v.as_s().ok()).cloned());
+            position = match last {
+                Some(after) => BackfillPosition {
+                    shard: position.shard,
+                    after: Some(after),
+                },
+                None => BackfillPosition {
+                    shard: position.shard + 1,
+                    after: None,
+                },
+            };
+        }
+        Ok(Backfill {
+            indexed,
+            next: None,
+        })
+    }
+
     /// B13: temporary blocks whose `expires_at` is at or before `now`,
     /// oldest end first within each shard, at most `per_shard` of each of
     /// the 16 shards (a sweep that finds a full shard runs again). The

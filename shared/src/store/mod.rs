@@ -161,7 +161,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 pub use audit::{AuditQuery, audit_event_of_image};
-pub use block::{BlockQuery, ExpiredBlock};
+pub use block::{Backfill, BackfillPosition, BlockQuery, ExpiredBlock};
 pub use chat::ChatQuery;
 pub use cursor::{Cursor, CursorError, POSITION, filters_fingerprint};
 pub use failure::FailureItem;

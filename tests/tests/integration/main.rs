@@ -3,7 +3,7 @@
 
 mod block_api;
 mod identity;
-mod lifecycle;
+pub(crate) mod lifecycle;
 mod openapi;
 mod scale;
 mod send_proxy;

@@ -248,3 +248,67 @@ async fn b44_an_automatic_block_outlasts_a_temporary_manual_block_in_its_scope()
     assert_eq!(listed["items"][0]["source"], "auto");
     assert_eq!(get(&api, "/v1/stats").await["currently_blocked"], 1);
 }
+
+/// A temporary block as releases before the expiry index stored it: no
+/// index keys.
+pub(crate) async fn strip_expiry_keys(stack: &TestStack, subject_pk: &str, scope: &str) {
+    stack
+        .client
+        .update_item()
+        .table_name(&stack.tables.blocklist)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(subject_pk.into()),
+        )
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("B#{scope}")),
+        )
+        .update_expression("REMOVE gsi2pk, gsi2sk")
+        .send()
+        .await
+        .expect("the block item");
+}
+
+#[tokio::test]
+async fn b13_a_backfill_indexes_temporary_blocks_stored_before_the_index() {
+    let api = Api::new().await;
+    for (number, body) in [
+        (
+            NUMBER,
+            json!({"reason": "cool off", "expires_at": in_an_hour()}),
+        ),
+        ("+16505550000", json!({"reason": "for good"})),
+    ] {
+        let response = api.block(number, body).await;
+        assert_eq!(response.status, 201);
+    }
+    strip_expiry_keys(&api.stack, &format!("N#{NUMBER}"), "all").await;
+    assert_eq!(
+        sweep(&api.stack, later).await,
+        block_expiry::Summary::default(),
+        "not in the index: not swept"
+    );
+
+    let app = block_expiry::App::new(api.stack.store.clone());
+    let run = block_expiry::handle(&app, json!({"backfill": {}}))
+        .await
+        .expect("a backfill run");
+    assert_eq!(
+        run,
+        json!({"indexed": 1, "next": null}),
+        "only the temporary block"
+    );
+    let again = block_expiry::handle(&app, json!({"backfill": {"shard": 0}}))
+        .await
+        .expect("a backfill run");
+    assert_eq!(again["indexed"], 0, "indexed once");
+
+    let swept = sweep(&api.stack, later).await;
+    assert_eq!(swept.expired, 1, "{swept:?}");
+    let bad = block_expiry::handle(&app, json!({"backfill": {"shard": "x"}})).await;
+    assert!(
+        matches!(bad, Err(block_expiry::Error::InvalidEvent(_))),
+        "{bad:?}"
+    );
+}

@@ -2,4 +2,4 @@
 //! events that tell the CRM (B14).
 
 mod events;
-mod expiry;
+pub(crate) mod expiry;

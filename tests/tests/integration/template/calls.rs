@@ -556,7 +556,8 @@ async fn record_wa_blocked() -> Vec<TableAccess> {
     relay.accesses()
 }
 
-/// block-expiry: a sweep that removes the temporary blocks of a person
+/// block-expiry: a backfill of the expiry index, and a sweep that removes
+/// the temporary blocks of a person
 /// with chats, a contact and a linked BSUID (one with a permanent block
 /// beside it, so one chat goes back to active and one stays blocked), and
 /// a sweep that finds nothing.
@@ -581,8 +582,14 @@ async fn record_block_expiry() -> Vec<TableAccess> {
         let response = Api::on(&stack).block(subject, body).await;
         expect("setup temporary block", &response, 201);
     }
+    // One as releases before the expiry index stored it, for the backfill.
+    crate::lifecycle::expiry::strip_expiry_keys(&stack, &format!("U#{BSUID}"), LINE_B).await;
     let relay = DynamoRelay::start(&endpoint());
     let mut app = block_expiry::App::new(stack.store_via(&relay));
+    let backfill = block_expiry::handle(&app, json!({"backfill": {}}))
+        .await
+        .expect("a backfill run");
+    assert_eq!(backfill["indexed"], 1, "{backfill}");
     fn later() -> chrono::DateTime<Utc> {
         Utc::now() + chrono::Duration::hours(2)
     }
