@@ -29,12 +29,13 @@ pub async fn history(
         Query::parse(request, &["limit", "cursor"])?.with_path_parameter("number", number.as_str());
     let limit = query.limit()?;
     let cursor = cursor_param(&query, "history")?;
+    // B53: the chain's recorded head, read before the first page it checks.
+    let head = match cursor {
+        None => Some(app.store.audit_head(&number).await?),
+        Some(_) => None,
+    };
     let page = app.store.history(&number, limit, cursor.as_ref()).await?;
-    // B53: whether this page of the number's changes holds as a chain.
-    let chain = app
-        .store
-        .history_chain(&number, &page.items, cursor.is_none())
-        .await?;
+    let chain = app.store.history_chain(&number, &page.items, head).await?;
     crate::page_with(
         page,
         &query,

@@ -95,24 +95,25 @@ pub async fn sweep(app: &App) -> Result<Summary, Error> {
     let mut summary = Summary::default();
     let mut failures: Vec<StoreError> = Vec::new();
     loop {
-        let due = app.store.expired_blocks((app.now)(), PER_SHARD).await?;
-        let full_round = due.len() >= PER_SHARD as usize;
+        let (due, more) = app.store.expired_blocks((app.now)(), PER_SHARD).await?;
         let results: Vec<Result<bool, StoreError>> = futures::stream::iter(due)
             .map(|block| expire(app, block))
             .buffer_unordered(CONCURRENCY)
             .collect()
             .await;
+        let mut removed = 0;
         for result in results {
             match result {
-                Ok(true) => summary.expired += 1,
+                Ok(true) => removed += 1,
                 Ok(false) => summary.skipped += 1,
                 Err(error) => failures.push(error),
             }
         }
-        // A round that removed nothing new would find the same items again
-        // (the index lags the table): leave them to the next sweep.
-        let progressed = summary.expired > 0 || summary.skipped > 0;
-        if !full_round || !progressed || !failures.is_empty() {
+        summary.expired += removed;
+        // Read again only while a shard had more and this round removed
+        // something: a round that removed nothing would find the same
+        // items again (the index lags the table); the next sweep takes them.
+        if !more || removed == 0 || !failures.is_empty() {
             break;
         }
         if started.elapsed() >= BUDGET {

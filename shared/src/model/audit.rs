@@ -92,14 +92,16 @@ impl AuditEvent {
     }
 
     /// SHA-256 of the event's JSON with `hash` left out. serde_json writes
-    /// object keys sorted, so the bytes are the same for the same event
-    /// wherever it is computed.
+    /// object keys sorted, and numbers are written as DynamoDB gives them
+    /// back (a whole float as an integer), so the bytes are the same for
+    /// the same event before and after it is stored.
     pub fn content_hash(&self) -> String {
         use sha2::Digest;
         let mut value = serde_json::to_value(self).unwrap_or_default();
         if let Some(object) = value.as_object_mut() {
             object.remove("hash");
         }
+        canonical_numbers(&mut value);
         hex::encode(sha2::Sha256::digest(value.to_string().as_bytes()))
     }
 
@@ -136,6 +138,26 @@ impl AuditEvent {
     }
 }
 
+/// Whole floats as integers (`2.0` as `2`, `-0.0` as `0`): DynamoDB keeps
+/// a number's value, not its spelling.
+fn canonical_numbers(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Number(number) if number.is_f64() => {
+            if let Some(f) = number.as_f64() {
+                // Exactly representable as an i64: below 2^63 in magnitude.
+                if f.fract() == 0.0 && f.abs() < 9.223_372_036_854_775e18 {
+                    #[allow(clippy::cast_possible_truncation)]
+                    let whole = f as i64;
+                    *value = serde_json::Value::from(whole);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(canonical_numbers),
+        serde_json::Value::Object(map) => map.values_mut().for_each(canonical_numbers),
+        _ => {}
+    }
+}
+
 /// The newest link of a subject's chain, kept on its `STATE`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChainHead {
@@ -155,38 +177,105 @@ pub struct ChainCheck {
     pub checked: usize,
 }
 
-/// B53: checks the chained events of one history page, newest first.
-/// `older` is the next chained event beyond the page (the one the page's
-/// oldest links to), `head` the subject's recorded head when the page
-/// starts at the newest event. An edited event no longer hashes to its
-/// `hash`; a removed or inserted one breaks the `prev_hash` link of the
-/// event after it; removing the newest ones leaves the head pointing past
-/// them.
+/// The actions whose events a change writes on its own subject, under the
+/// subject's version guard: each is a link of the chain (B53). Identity
+/// events (written for several identities at once) and refused traffic
+/// are not.
+pub const CHAINED_ACTIONS: [Action; 6] = [
+    Action::Blocked,
+    Action::Unblocked,
+    Action::AutoBlocked,
+    Action::Expired,
+    Action::Edited,
+    Action::ContactUpdated,
+];
+
+/// B53: checks the events of one history page, newest first, as read
+/// after the subject's `head` (for the first page; `None` for later ones).
+/// `older` is the event the page's oldest link names as its previous one,
+/// when it is beyond the page.
+///
+/// The links are followed by `prev_event_id`, not by the page's order:
+/// event ids follow the clocks of the functions that wrote them, which may
+/// disagree by a few milliseconds, while the chain follows the order the
+/// changes committed in.
+///
+/// - Every chained event must hash to its `hash`, and its `prev_hash` must
+///   be the `hash` of the event it names (on the page, or `older`): an
+///   edited event, or one removed or slipped in, breaks this. No two may
+///   name the same one.
+/// - A chained event with no previous one starts the chain. It starts
+///   again where a release before the chain rewrote the subject's state
+///   (during a deploy), so a start is not a break; an event put in the
+///   place of another still breaks the link of the event after it.
+/// - Once the chain has started, a change event without a hash is a
+///   forgery (or an edit that dropped it).
+/// - On the first page, the recorded head must be on the page (events
+///   newer than it may be there too: they committed after it was read),
+///   unless the page holds no chained event (a page of refused traffic).
 pub fn verify_chain(
     newest_first: &[AuditEvent],
     older: Option<&AuditEvent>,
     head: Option<Option<&ChainHead>>,
 ) -> ChainCheck {
+    use std::collections::{HashMap, HashSet};
     let chained: Vec<&AuditEvent> = newest_first.iter().filter(|e| e.is_chained()).collect();
     let broken = |event: &AuditEvent| ChainCheck {
         verified: false,
         broken_at: Some(event.event_id.clone()),
         checked: chained.len(),
     };
-    if let (Some(head), Some(newest)) = (head, chained.first()) {
-        if head.map(|h| &h.hash) != newest.hash.as_ref() {
-            return broken(newest);
+    if let (Some(Some(head)), Some(newest)) = (head, chained.first()) {
+        match chained.iter().find(|e| e.event_id == head.event_id) {
+            Some(at_head) if at_head.hash.as_ref() == Some(&head.hash) => {}
+            // The head's event changed, or it was removed (with any after it).
+            Some(at_head) => return broken(at_head),
+            None => return broken(newest),
         }
     }
-    for (i, event) in chained.iter().enumerate() {
+    let on_page: HashMap<&str, &AuditEvent> =
+        chained.iter().map(|e| (e.event_id.as_str(), *e)).collect();
+    let mut named = HashSet::new();
+    let mut beyond_page = 0;
+    for event in &chained {
         if event.hash.as_deref() != Some(event.content_hash().as_str()) {
             return broken(event);
         }
-        let before = chained.get(i + 1).copied().or(older);
-        if let Some(before) = before {
-            if event.prev_hash != before.hash {
+        let Some(prev_id) = event.prev_event_id.as_deref() else {
+            if event.prev_hash.is_some() {
                 return broken(event);
             }
+            continue;
+        };
+        if !named.insert(prev_id) {
+            return broken(event);
+        }
+        let prev = match on_page.get(prev_id) {
+            Some(prev) => Some(*prev),
+            None => {
+                // Only the page's oldest link may name an event beyond it.
+                beyond_page += 1;
+                older.filter(|o| o.event_id == prev_id)
+            }
+        };
+        if beyond_page > 1 || prev.is_none_or(|prev| prev.hash != event.prev_hash) {
+            return broken(event);
+        }
+    }
+    // A change event without a hash, newer than where the chain starts on
+    // the page (anywhere, when the page's oldest link has one before it).
+    let started = chained
+        .iter()
+        .min_by(|a, b| a.event_id.cmp(&b.event_id))
+        .map(|oldest| match oldest.prev_event_id {
+            Some(_) => String::new(),
+            None => oldest.event_id.clone(),
+        });
+    if let Some(started) = started {
+        if let Some(forged) = newest_first.iter().find(|e| {
+            !e.is_chained() && CHAINED_ACTIONS.contains(&e.action) && e.event_id > started
+        }) {
+            return broken(forged);
         }
     }
     ChainCheck {
@@ -281,13 +370,65 @@ mod tests {
     }
 
     #[test]
-    fn events_before_the_chain_and_unchained_ones_are_skipped() {
+    fn events_before_the_chain_and_refused_traffic_are_not_links() {
+        let before = event(Action::Blocked, "before the chain");
         let mut events = chain();
         events.insert(1, event(Action::InboundSuppressed, "traffic"));
-        events.push(event(Action::Blocked, "before the chain"));
+        events.push(before);
         let head = events[0].as_head();
         let check = verify_chain(&events, None, Some(head.as_ref()));
         assert_eq!((check.verified, check.checked), (true, 3));
+    }
+
+    #[test]
+    fn b53_a_change_event_without_a_hash_after_the_chain_started_is_a_forgery() {
+        let mut events = chain();
+        let forged = event(Action::Unblocked, "slipped in");
+        let forged_id = forged.event_id.clone();
+        events.insert(0, forged);
+        let head = events[1].as_head();
+        let check = verify_chain(&events, None, Some(head.as_ref()));
+        assert_eq!(check.broken_at, Some(forged_id));
+    }
+
+    #[test]
+    fn a_restarted_chain_and_events_newer_than_the_head_verify() {
+        // A release before the chain rewrote the state: the next change
+        // starts the chain again.
+        let mut events = chain();
+        let restart = event(Action::Blocked, "after a deploy").chained(None);
+        events.insert(0, restart);
+        let head = events[0].as_head();
+        assert!(verify_chain(&events, None, Some(head.as_ref())).verified);
+        // The head as read before a newer change committed.
+        let newer = event(Action::Unblocked, "just now").chained(events[0].as_head());
+        events.insert(0, newer);
+        assert!(verify_chain(&events, None, Some(head.as_ref())).verified);
+    }
+
+    #[test]
+    fn links_are_followed_by_id_whatever_order_the_clocks_gave() {
+        // The second change's function ran a few ms behind the first's: its
+        // event sorts before the one it follows.
+        let mut first = event(Action::Blocked, "spam");
+        first.event_id = AuditEvent::new_id(Utc::now() + chrono::Duration::milliseconds(5));
+        let first = first.chained(None);
+        let second = event(Action::Unblocked, "ok").chained(first.as_head());
+        assert!(second.event_id < first.event_id);
+        let page = vec![first.clone(), second.clone()];
+        let check = verify_chain(&page, None, Some(second.as_head().as_ref()));
+        assert!(check.verified, "{check:?}");
+    }
+
+    #[test]
+    fn whole_floats_hash_as_dynamodb_gives_them_back() {
+        let mut stored = event(Action::AutoBlocked, "undeliverable");
+        stored.details =
+            serde_json::json!({"sender": {"v": 2.0, "z": -0.0, "big": 1e17, "half": 0.5}});
+        let stored = stored.chained(None);
+        let mut read = stored.clone();
+        read.details = serde_json::json!({"sender": {"v": 2, "z": 0, "big": 100_000_000_000_000_000u64, "half": 0.5}});
+        assert_eq!(read.content_hash(), stored.content_hash());
     }
 
     #[test]

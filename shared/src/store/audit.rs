@@ -263,6 +263,9 @@ impl Store {
             .table_name(&self.tables.audit)
             .expression_attribute_values(":pk", s(subject_pk(subject)))
             .scan_index_forward(false)
+            // Consistent: a page read just after a change shows it (and
+            // holds the chain head read before it, B53).
+            .consistent_read(true)
             .limit(i32::try_from(limit + 1).unwrap_or(i32::MAX));
         request = match cursor.and_then(Cursor::position) {
             Some(after) => request
@@ -288,62 +291,53 @@ impl Store {
         })
     }
 
+    /// B53: the head of `subject`'s chain as its `STATE` records it (strongly
+    /// consistent). Read before the history page it checks, so that the
+    /// page holds the head or newer events.
+    pub async fn audit_head(&self, subject: &Subject) -> Result<Option<ChainHead>, StoreError> {
+        let state = self
+            .get_one(&self.tables.blocklist, subject_pk(subject), STATE)
+            .await?;
+        match state {
+            Some(item) => Ok(state_from_item(subject, item)?.audit_head),
+            None => Ok(None),
+        }
+    }
+
     /// B53: whether a page of `subject`'s history (newest first) holds as
     /// a chain: its own links, the link to the change event just before
     /// the page (one read, by the id the page's oldest link names), and,
-    /// for the first page, the head recorded on the subject's `STATE`.
+    /// for the first page, `head` as read before the page
+    /// ([`Store::audit_head`]).
     pub async fn history_chain(
         &self,
         subject: &Subject,
         page: &[AuditEvent],
-        first_page: bool,
+        head: Option<Option<ChainHead>>,
     ) -> Result<ChainCheck, StoreError> {
+        // The link that names an event beyond the page (the chain's oldest
+        // on it, whatever the page's order).
         let before_page = page
             .iter()
-            .rev()
-            .find(|e| e.is_chained())
-            .and_then(|oldest| oldest.prev_event_id.clone());
-        let older = async {
-            match &before_page {
-                Some(id) => match self
-                    .get_one(&self.tables.audit, subject_pk(subject), id)
-                    .await?
-                {
-                    Some(item) => Ok(Some(serde_dynamo::from_item::<_, AuditItem>(item)?.event)),
-                    // Gone: the link to it cannot hold.
-                    None => Ok::<_, StoreError>(None),
-                },
-                None => Ok(None),
-            }
+            .filter(|e| e.is_chained())
+            .filter_map(|e| e.prev_event_id.clone())
+            .find(|id| !page.iter().any(|e| &e.event_id == id));
+        let older = match &before_page {
+            // Gone, it cannot be linked to: the check says so.
+            Some(id) => match self
+                .get_one(&self.tables.audit, subject_pk(subject), id)
+                .await?
+            {
+                Some(item) => Some(serde_dynamo::from_item::<_, AuditItem>(item)?.event),
+                None => None,
+            },
+            None => None,
         };
-        let head = async {
-            if !first_page {
-                return Ok::<_, StoreError>(None);
-            }
-            let state = self
-                .get_one(&self.tables.blocklist, subject_pk(subject), STATE)
-                .await?;
-            match state {
-                Some(item) => Ok(Some(state_from_item(subject, item)?.audit_head)),
-                None => Ok(Some(None)),
-            }
-        };
-        let (older, head): (Option<AuditEvent>, Option<Option<ChainHead>>) =
-            futures::try_join!(older, head)?;
-        let mut check = verify_chain(page, older.as_ref(), head.as_ref().map(Option::as_ref));
-        if check.verified && before_page.is_some() && older.is_none() {
-            // The event the oldest link names is missing.
-            check = ChainCheck {
-                verified: false,
-                broken_at: page
-                    .iter()
-                    .rev()
-                    .find(|e| e.is_chained())
-                    .map(|e| e.event_id.clone()),
-                checked: check.checked,
-            };
-        }
-        Ok(check)
+        Ok(verify_chain(
+            page,
+            older.as_ref(),
+            head.as_ref().map(Option::as_ref),
+        ))
     }
 
     /// B8: the global audit feed, newest first, one day partition at a time.

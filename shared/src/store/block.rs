@@ -266,16 +266,29 @@ impl Store {
                         .expression_attribute_values(":k", s(gsi2sk))
                         .expression_attribute_values(":e", s(format_time(expires_at)));
                     Ok(Some(async move {
-                        super::transaction::condition_failure_is_fine(request.send().await, |e| {
-                            e.is_conditional_check_failed_exception()
-                        })
+                        match request.send().await {
+                            Ok(_) => Ok(true),
+                            // Changed or indexed meanwhile: nothing to do.
+                            Err(error)
+                                if error
+                                    .as_service_error()
+                                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+                            {
+                                Ok(false)
+                            }
+                            Err(error) => Err(StoreError::from(error)),
+                        }
                     }))
                 })
                 .collect::<Result<Vec<_>, StoreError>>()?
                 .into_iter()
                 .flatten()
                 .collect::<Vec<_>>();
-            indexed += run_all(updates).await?.len();
+            indexed += run_all(updates)
+                .await?
+                .into_iter()
+                .filter(|updated| *updated)
+                .count();
             let last = page
                 .last_evaluated_key
                 .and_then(|key| key.get("gsi1sk").and_then(|v| v.as_s().ok()).cloned());
@@ -298,14 +311,14 @@ impl Store {
 
     /// B13: temporary blocks whose `expires_at` is at or before `now`,
     /// oldest end first within each shard, at most `per_shard` of each of
-    /// the 16 shards (a sweep that finds a full shard runs again). The
-    /// index is eventually consistent: what it names is decided again on a
-    /// consistent read of the subject.
+    /// the 16 shards, and whether a shard had more (a sweep that finds a
+    /// full shard reads again). The index is eventually consistent: what
+    /// it names is decided again on a consistent read of the subject.
     pub async fn expired_blocks(
         &self,
         now: DateTime<Utc>,
         per_shard: i32,
-    ) -> Result<Vec<ExpiredBlock>, StoreError> {
+    ) -> Result<(Vec<ExpiredBlock>, bool), StoreError> {
         // '~' sorts after '#': a block ending at `now` exactly is included.
         let upper = format!("{}~", format_time(now));
         let pages = run_all(
@@ -326,7 +339,9 @@ impl Store {
         )
         .await?;
         let mut expired = Vec::new();
+        let mut more = false;
         for page in pages {
+            more |= page.last_evaluated_key.is_some();
             for item in page.items.unwrap_or_default() {
                 let key = |name: &str| item.get(name).and_then(|v| v.as_s().ok());
                 let subject = key("pk").and_then(|pk| subject_of_pk(pk));
@@ -343,7 +358,7 @@ impl Store {
                 }
             }
         }
-        Ok(expired)
+        Ok((expired, more))
     }
 
     /// B7: blocks, newest first. Unfiltered, the 16 shards of the block

@@ -419,6 +419,16 @@ impl Store {
             audit_head,
         };
         actions.push(self.state_put(&state)?);
+        // The events right after the state that records their chain head:
+        // whatever of a large change follows in further transactions, they
+        // are never among it (B3, B53).
+        for event in &events {
+            let partition = event
+                .subject
+                .as_ref()
+                .map_or_else(|| pk.clone(), subject_pk);
+            actions.push(self.audit_put(partition, event)?);
+        }
         // Linked identities whose mirror of these blocks changes (B61),
         // each under its own version guard.
         for linked in &change.linked_states {
@@ -442,13 +452,6 @@ impl Store {
                 contact: contact.clone(),
             };
             actions.push(put_action(bl, item)?);
-        }
-        for event in &events {
-            let partition = event
-                .subject
-                .as_ref()
-                .map_or_else(|| pk.clone(), subject_pk);
-            actions.push(self.audit_put(partition, event)?);
         }
         let shard = shard_of(change.subject.as_str());
         // All of a change's counters live on one item (its day and shard),

@@ -184,3 +184,66 @@ async fn b53_removing_the_newest_events_breaks_the_chain_at_its_recorded_head() 
     assert_eq!(page["chain"]["verified"], false, "{page}");
     assert_eq!(page["chain"]["broken_at"], events[1]["event_id"]);
 }
+
+#[tokio::test]
+async fn b53_the_chain_holds_through_expiry_automatic_blocks_and_links() {
+    let api = Api::new().await;
+    // A link to a BSUID (its event is not a link of the chain), a
+    // temporary block that expires, and an automatic block whose details
+    // carry a caller's whole float, which DynamoDB gives back as an integer.
+    let ingress = crate::webhook_ingress::app_for(api.stack.store.clone(), None);
+    let body = crate::webhook_ingress::fixture("inbound-bsuid-linked.json");
+    let request = integration_tests::ApiRequest::new("POST", "/webhook")
+        .header(
+            "x-hub-signature-256",
+            &blocklist::meta::signature::sign(
+                crate::webhook_ingress::APP_SECRET.as_bytes(),
+                body.as_bytes(),
+            ),
+        )
+        .header("content-type", "application/json")
+        .raw_body(&body);
+    let linked = integration_tests::read_response(
+        webhook_ingress::handle(&ingress, request.to_lambda()).await,
+    );
+    assert_eq!(linked.status, 200, "{:?}", linked.body);
+    let until = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let temporary = api
+        .block(NUMBER, json!({"reason": "cool off", "expires_at": until}))
+        .await;
+    assert_eq!(temporary.status, 201);
+    let mut sweeper = block_expiry::App::new(api.stack.store.clone());
+    sweeper.now = || chrono::Utc::now() + chrono::Duration::hours(2);
+    assert_eq!(block_expiry::sweep(&sweeper).await.unwrap().expired, 1);
+    let event = json!({
+        "type": "wa_blocked",
+        "phone": NUMBER,
+        "reason_code": 131026,
+        "sender": {"system": "crm", "version": 2.0, "weight": 1e17}
+    });
+    let auto = wa_blocked::handle(&wa_blocked::App::new(api.stack.store.clone()), event)
+        .await
+        .expect("the event is handled");
+    assert_eq!(auto["status"], "auto_blocked", "{auto}");
+
+    let page = history(&api, "").await;
+    let actions: Vec<&str> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    // The sweep ran with a clock two hours ahead: its event sorts first,
+    // though the automatic block came after it. The chain follows the
+    // order of the changes, not of the clocks.
+    assert_eq!(
+        actions,
+        ["expired", "auto_blocked", "blocked", "identity_linked"],
+        "{page}"
+    );
+    assert_eq!(
+        page["chain"],
+        json!({"verified": true, "broken_at": null, "checked": 3}),
+        "{page}"
+    );
+}

@@ -352,6 +352,20 @@ async fn record_block_api() -> Vec<TableAccess> {
     )
     .await;
     expect("block after expiry", &again, 201);
+    // A contact change of a number blocked on 100 business numbers: more
+    // than one transaction holds, and the rest follows under a guard on the
+    // version the change committed (a ConditionCheck).
+    const WIDE: &str = "+16505559999";
+    for line in 0..100u64 {
+        setup_block(&stack, WIDE, &(106_540_352_200_000 + line).to_string()).await;
+    }
+    let wide = call(
+        "PUT",
+        &format!("/v1/contacts/{WIDE}"),
+        Some(json!({"name": "Wide Blocked", "email": "wide@example.com"})),
+    )
+    .await;
+    expect("contact change of a widely blocked number", &wide, 201);
     relay.accesses()
 }
 
