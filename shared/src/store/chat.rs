@@ -141,11 +141,14 @@ impl Store {
     }
 
     /// The update recording inbound traffic on a chat (B24): creates the
-    /// chat if needed with `status_if_new`, stamps `last_inbound_at`, opens
-    /// the session (a message that reaches the business opens one, also
-    /// where a block had cancelled it and an unblock since let the person
-    /// through again), and sets `known_contact`. The index
-    /// keys are only set on a new chat, so a message writes no index item.
+    /// chat if needed with `status_if_new`, stamps `last_inbound_at`, sets
+    /// `known_contact`, and with `reopen` opens the session: a message that
+    /// reaches the business opens one, also where a block had cancelled it
+    /// and an unblock since let the person through again. Reopening is on
+    /// condition that the chat is not `blocked`: a message let through just
+    /// before a block committed must not reopen what the block cancelled
+    /// (see [`Store::stamp_alone`]). The index keys are only set on a new
+    /// chat, so a message writes no index item.
     pub(super) fn inbound_chat_update(
         &self,
         business: &PhoneNumberId,
@@ -153,6 +156,7 @@ impl Store {
         at: DateTime<Utc>,
         status_if_new: ChatStatus,
         known_contact: bool,
+        reopen: bool,
     ) -> Result<Update, StoreError> {
         let new_chat = Chat {
             phone_number_id: business.clone(),
@@ -164,35 +168,60 @@ impl Store {
             known_contact,
         };
         let item = ChatItem::new(&new_chat);
-        build(
-            Update::builder()
-                .table_name(&self.tables.chats)
-                .key("pk", s(item.pk))
-                .key("sk", s(item.sk))
-                .update_expression(
-                    "SET last_inbound_at = :at, known_contact = :known, \
-                     phone_number_id = :pnid, #subject = :subject, #number = :number, \
-                     gsi1pk = if_not_exists(gsi1pk, :gsi1pk), \
-                     #status = if_not_exists(#status, :status), \
-                     gsi1sk = if_not_exists(gsi1sk, :gsi1sk), \
-                     session_status = :open, \
-                     last_outbound_at = if_not_exists(last_outbound_at, :null)",
-                )
-                .expression_attribute_names("#subject", "subject")
-                .expression_attribute_names("#number", "number")
-                .expression_attribute_names("#status", "status")
-                .expression_attribute_values(":at", s(format_time(at)))
-                .expression_attribute_values(":subject", s(subject.as_str()))
-                .expression_attribute_values(":number", number_attribute(subject))
-                .expression_attribute_values(":known", AttributeValue::Bool(known_contact))
-                .expression_attribute_values(":pnid", s(business.as_str()))
-                .expression_attribute_values(":gsi1pk", s(item.gsi1pk))
-                .expression_attribute_values(":status", s(status_if_new.as_str()))
-                .expression_attribute_values(":gsi1sk", s(item.gsi1sk))
-                .expression_attribute_values(":open", s("open"))
-                .expression_attribute_values(":null", AttributeValue::Null(true))
-                .build(),
-        )
+        let session = if reopen {
+            ":open"
+        } else {
+            "if_not_exists(session_status, :open)"
+        };
+        let mut update = Update::builder()
+            .table_name(&self.tables.chats)
+            .key("pk", s(item.pk))
+            .key("sk", s(item.sk))
+            .update_expression(format!(
+                "SET last_inbound_at = :at, known_contact = :known, \
+                 phone_number_id = :pnid, #subject = :subject, #number = :number, \
+                 gsi1pk = if_not_exists(gsi1pk, :gsi1pk), \
+                 #status = if_not_exists(#status, :status), \
+                 gsi1sk = if_not_exists(gsi1sk, :gsi1sk), \
+                 session_status = {session}, \
+                 last_outbound_at = if_not_exists(last_outbound_at, :null)",
+            ))
+            .expression_attribute_names("#subject", "subject")
+            .expression_attribute_names("#number", "number")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":at", s(format_time(at)))
+            .expression_attribute_values(":subject", s(subject.as_str()))
+            .expression_attribute_values(":number", number_attribute(subject))
+            .expression_attribute_values(":known", AttributeValue::Bool(known_contact))
+            .expression_attribute_values(":pnid", s(business.as_str()))
+            .expression_attribute_values(":gsi1pk", s(item.gsi1pk))
+            .expression_attribute_values(":status", s(status_if_new.as_str()))
+            .expression_attribute_values(":gsi1sk", s(item.gsi1sk))
+            .expression_attribute_values(":open", s("open"))
+            .expression_attribute_values(":null", AttributeValue::Null(true));
+        if reopen {
+            update = update
+                .condition_expression("attribute_not_exists(#status) OR #status <> :blocked")
+                .expression_attribute_values(":blocked", s(ChatStatus::Blocked.as_str()));
+        }
+        build(update.build())
+    }
+
+    /// Stamps one chat with `reopen` ([`Store::inbound_chat_update`]); a
+    /// chat found `blocked` is stamped again with `keep`, which leaves its
+    /// session as the block set it.
+    async fn stamp_alone(&self, reopen: Update, keep: Update) -> Result<(), StoreError> {
+        match self.update_request(reopen).send().await {
+            Ok(_) => Ok(()),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                self.update_alone(keep).await
+            }
+            Err(error) => Err(StoreError::from(error)),
+        }
     }
 
     /// Records inbound traffic on one chat: see [`Store::record_chats`] for
@@ -205,9 +234,10 @@ impl Store {
         status_if_new: ChatStatus,
         known_contact: bool,
     ) -> Result<(), StoreError> {
-        let update =
-            self.inbound_chat_update(business, subject, at, status_if_new, known_contact)?;
-        self.update_alone(update).await
+        let stamp = |reopen| {
+            self.inbound_chat_update(business, subject, at, status_if_new, known_contact, reopen)
+        };
+        self.stamp_alone(stamp(true)?, stamp(false)?).await
     }
 
     /// One chat (B11).
@@ -243,49 +273,59 @@ impl Store {
                 *entry = chat;
             }
         }
-        let updates = latest
+        let stamps = latest
             .into_values()
             .map(|chat| {
-                self.inbound_chat_update(
-                    &chat.phone_number_id,
-                    &chat.subject,
-                    chat.at,
-                    ChatStatus::Active,
-                    chat.known_contact,
-                )
+                let stamp = |reopen| {
+                    self.inbound_chat_update(
+                        &chat.phone_number_id,
+                        &chat.subject,
+                        chat.at,
+                        ChatStatus::Active,
+                        chat.known_contact,
+                        reopen,
+                    )
+                };
+                Ok((stamp(true)?, stamp(false)?))
             })
-            .collect::<Result<Vec<Update>, StoreError>>()?;
-        if updates.len() < BATCH_FROM {
-            run_all(updates.into_iter().map(|u| self.update_alone(u)).collect()).await?;
-            return Ok(());
+            .collect::<Result<Vec<(Update, Update)>, StoreError>>()?;
+        if stamps.len() < BATCH_FROM {
+            return self.stamps_alone(stamps).await;
         }
         run_in_turn(
-            updates
+            stamps
                 .chunks(MAX_TRANSACTION_ACTIONS)
-                .map(|chunk| self.updates_together(chunk.to_vec()))
+                .map(|chunk| self.stamps_together(chunk.to_vec()))
                 .collect(),
         )
         .await?;
         Ok(())
     }
 
-    /// Unconditional updates of distinct items in one transaction; one
-    /// call each should another transaction hold some of them.
-    async fn updates_together(&self, updates: Vec<Update>) -> Result<(), StoreError> {
-        let actions = updates
+    /// Stamps of distinct chats in one transaction; one call each should
+    /// another transaction hold some of them, or should some chats be
+    /// `blocked` (their sessions stay as the block set them).
+    async fn stamps_together(&self, stamps: Vec<(Update, Update)>) -> Result<(), StoreError> {
+        let actions = stamps
             .iter()
-            .map(|u| TransactWriteItem::builder().update(u.clone()).build())
+            .map(|(reopen, _)| TransactWriteItem::builder().update(reopen.clone()).build())
             .collect();
         match self.transact(actions, None).await? {
             Outcome::Committed => Ok(()),
-            Outcome::ConditionFailed { .. } => Err(StoreError::Corrupt(
-                "an unconditional update failed a condition".into(),
-            )),
-            Outcome::Conflict => {
-                run_all(updates.into_iter().map(|u| self.update_alone(u)).collect()).await?;
-                Ok(())
-            }
+            Outcome::ConditionFailed { .. } | Outcome::Conflict => self.stamps_alone(stamps).await,
         }
+    }
+
+    /// Stamps, one call each (see [`Store::stamp_alone`]).
+    async fn stamps_alone(&self, stamps: Vec<(Update, Update)>) -> Result<(), StoreError> {
+        run_all(
+            stamps
+                .into_iter()
+                .map(|(reopen, keep)| self.stamp_alone(reopen, keep))
+                .collect(),
+        )
+        .await?;
+        Ok(())
     }
 
     /// A message went out on a chat: stamps `last_outbound_at` and

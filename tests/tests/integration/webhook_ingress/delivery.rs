@@ -361,6 +361,58 @@ async fn b3_b24_a_message_after_an_unblock_opens_the_session_the_block_cancelled
     );
 }
 
+/// A message let through just before a block commits is stamped on its
+/// chat after the block: the stamp must not reopen the session the block
+/// cancelled. One chat alone, and eight at once (one transaction).
+#[tokio::test]
+async fn b3_b24_a_late_stamp_does_not_reopen_the_session_a_block_cancelled() {
+    let ingress = Ingress::new(200).await;
+    let api = Api::on(&ingress.stack);
+    let senders: Vec<String> = (0..8).map(|i| format!("+1650555010{i}")).collect();
+    for sender in &senders {
+        ingress.stack.chat_with(LINE_A, sender).await;
+    }
+    block(&ingress, &senders[0], "all").await;
+    let late = Utc::now();
+    for touched in [&senders[..1], &senders[..]] {
+        let touches: Vec<blocklist::inbound::ChatTouch> = touched
+            .iter()
+            .map(|sender| blocklist::inbound::ChatTouch {
+                phone_number_id: PhoneNumberId::parse(LINE_A).unwrap(),
+                subject: Subject::parse(sender).unwrap(),
+                at: late,
+                known_contact: false,
+            })
+            .collect();
+        ingress.stack.store.record_chats(&touches).await.unwrap();
+        for sender in touched {
+            let chat = api
+                .call("GET", &format!("/v1/chats/{LINE_A}/{sender}"), None)
+                .await;
+            let expected = if sender == &senders[0] {
+                ("blocked", "cancelled")
+            } else {
+                ("active", "open")
+            };
+            assert_eq!(
+                (
+                    chat.body["status"].as_str().unwrap(),
+                    chat.body["session_status"].as_str().unwrap()
+                ),
+                expected,
+                "{sender} of {}: {:?}",
+                touched.len(),
+                chat.body
+            );
+            assert_eq!(
+                chat.body["last_inbound_at"],
+                blocklist::model::format_time(late),
+                "the message is still stamped"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn b23_blocked_sender_is_suppressed_while_others_in_the_delivery_are_forwarded() {
     let ingress = Ingress::new(200).await;
