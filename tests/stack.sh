@@ -169,6 +169,34 @@ curl -s -o /dev/null -X PUT "http://127.0.0.1:$port_b/v1/blocks/%2B447700900888"
 check "a temporary block is swept after its end" expired_in "$port_b" "%2B447700900888"
 check "the swept block is gone" not_blocked_in "$port_b" "%2B447700900888"
 
+# B15: with platform_block on, a block of someone who just wrote reaches
+# Meta's Block Users API (the stack's Graph sandbox) through the Audit
+# stream, and an unblock takes it back.
+line=106540352242922
+meta_holds() { # meta_holds PORT DIGITS WANT(yes|no): the sandbox's list, within 30 s
+  local deadline=$((SECONDS + 30)) list=""
+  while :; do
+    list=$(curl -s "http://127.0.0.1:$1/sandbox/graph/v25.0/$line/block_users" \
+      -H "Authorization: Bearer local-access-token") &&
+      printf '%s' "$list" | python3 -c '
+import json, sys
+held = any(u.get("wa_id") == sys.argv[1] for u in json.load(sys.stdin).get("data", []))
+sys.exit(held != (sys.argv[2] == "yes"))' "$2" "$3" && return 0
+    [ "$SECONDS" -lt "$deadline" ] || break
+    sleep 0.5
+  done
+  echo "Meta's block list of $line on :$1 (want $3 for $2): ${list:-none}" >&2
+  return 1
+}
+curl -s -o /dev/null -X PUT "http://127.0.0.1:$port_b/v1/settings/$line" \
+  -H "Authorization: Bearer $token" -H 'content-type: application/json' \
+  -d '{"platform_block":true}'
+WA_BASE_URL="http://127.0.0.1:$port_b" wa-cli inbound --from +447700900777 --text hi >/dev/null
+WA_BASE_URL="http://127.0.0.1:$port_b" WA_TOKEN=$token wa-cli block +447700900777 --reason spam >/dev/null
+check "platform block: the person is blocked at Meta" meta_holds "$port_b" 447700900777 yes
+WA_BASE_URL="http://127.0.0.1:$port_b" WA_TOKEN=$token wa-cli unblock +447700900777 --reason sorted >/dev/null
+check "platform block: the unblock removes it at Meta" meta_holds "$port_b" 447700900777 no
+
 # B52 and the metrics: what the stacks wrote. JSON lines only: the welcome
 # banner prints example numbers and tokens on purpose.
 logs="$WORK/json-lines"

@@ -32,6 +32,7 @@ async fn run() -> Result<(), String> {
         .endpoint
         .is_some()
         .then(|| tokio::spawn(poller::run(stack.clone(), poller::Feed::AuditEvents)));
+    let platform = tokio::spawn(poller::run(stack.clone(), poller::Feed::PlatformBlocks));
     let sweeps = tokio::spawn(schedule::run(stack.clone(), schedule::every(&env)?));
     print_welcome(&addr, stack.jwt_secret.as_bytes());
     server::serve(listener, stack, shutdown_signal()).await;
@@ -39,6 +40,7 @@ async fn run() -> Result<(), String> {
     if let Some(events) = events {
         events.abort();
     }
+    platform.abort();
     sweeps.abort();
     eprintln!("wa-dev: stopped");
     Ok(())

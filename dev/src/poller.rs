@@ -1,6 +1,6 @@
 //! Feeds functions from DynamoDB Local's streams, as Lambda's event source
 //! mappings do in AWS ([`Feed`]): `wa-blocked` from the Failures stream,
-//! `change-events` from the Audit stream. Each with its mapping's filter,
+//! `change-events` and `platform-block` from the Audit stream. Each with its mapping's filter,
 //! batches of up to 100 records in Lambda's DynamoDB event shape, and
 //! `batchItemFailures` honoured (the failed record and those after it are
 //! retried, as many times as the template's mapping, then dropped with an
@@ -26,6 +26,9 @@ pub enum Feed {
     DeliveryFailures,
     /// `ChangeEventsFromAudit`: new audit events to `change-events`.
     AuditEvents,
+    /// `PlatformBlockFromAudit`: block changes and suppressed messages to
+    /// `platform-block`.
+    PlatformBlocks,
 }
 
 impl Feed {
@@ -33,7 +36,7 @@ impl Feed {
     const fn max_retries(self) -> u32 {
         match self {
             Feed::DeliveryFailures => 5,
-            Feed::AuditEvents => 10,
+            Feed::AuditEvents | Feed::PlatformBlocks => 10,
         }
     }
 
@@ -41,7 +44,7 @@ impl Feed {
         let tables = stack.store.tables();
         match self {
             Feed::DeliveryFailures => tables.failures.clone(),
-            Feed::AuditEvents => tables.audit.clone(),
+            Feed::AuditEvents | Feed::PlatformBlocks => tables.audit.clone(),
         }
     }
 
@@ -50,6 +53,7 @@ impl Feed {
         match self {
             Feed::DeliveryFailures => "stream-positions.json",
             Feed::AuditEvents => "audit-stream-positions.json",
+            Feed::PlatformBlocks => "platform-stream-positions.json",
         }
     }
 
@@ -58,6 +62,20 @@ impl Feed {
         let inserted = record.event_name.as_ref().map(|n| n.as_str()) == Some("INSERT");
         match self {
             Feed::AuditEvents => inserted,
+            Feed::PlatformBlocks => {
+                let action = record
+                    .dynamodb
+                    .as_ref()
+                    .and_then(|d| d.new_image.as_ref())
+                    .and_then(|image| image.get("action"))
+                    .and_then(|action| action.as_s().ok());
+                inserted
+                    && action.is_some_and(|a| {
+                        platform_block::STREAM_ACTIONS
+                            .iter()
+                            .any(|known| known.as_str() == a)
+                    })
+            }
             Feed::DeliveryFailures => {
                 let failure = record
                     .dynamodb
@@ -75,6 +93,7 @@ impl Feed {
         match self {
             Feed::DeliveryFailures => "wa-blocked",
             Feed::AuditEvents => "change-events",
+            Feed::PlatformBlocks => "platform-block",
         }
     }
 
@@ -86,6 +105,7 @@ impl Feed {
                 .await
                 .map_err(|e| e.to_string()),
             Feed::AuditEvents => Ok(change_events::handle(&stack.change_events, event).await),
+            Feed::PlatformBlocks => Ok(platform_block::handle(&stack.platform_block, event).await),
         }
     }
 }
@@ -355,6 +375,7 @@ mod tests {
         for (mapping, feed) in [
             ("WaBlockedDeliveryFailures", Feed::DeliveryFailures),
             ("ChangeEventsFromAudit", Feed::AuditEvents),
+            ("PlatformBlockFromAudit", Feed::PlatformBlocks),
         ] {
             let text = template
                 .split(&format!("\n  {mapping}:"))

@@ -19,7 +19,8 @@ use crate::apigw::{self, HttpRequest};
 use crate::sandbox::Sandbox;
 use crate::tables;
 
-/// The four functions, built once like their Lambdas, on one store.
+/// The functions, built once like their Lambdas, on one store, and the
+/// Graph sandbox.
 pub struct Stack {
     pub addr: String,
     pub store: Store,
@@ -29,6 +30,7 @@ pub struct Stack {
     pub wa_blocked: wa_blocked::App,
     pub block_expiry: block_expiry::App,
     pub change_events: change_events::App,
+    pub platform_block: platform_block::App,
     pub sandbox: Arc<Sandbox>,
     pub jwt_secret: String,
 }
@@ -65,9 +67,16 @@ impl Stack {
         let auth = Authenticator::local_hs256(jwt_secret.as_bytes());
         let ingress_config = webhook_ingress::Config::from_env(&env).map_err(|e| e.to_string())?;
         let proxy_config = send_proxy::Config::from_env(&env).map_err(|e| e.to_string())?;
-        let sandbox = Arc::new(Sandbox::new(
+        let block_list_cap = match env.optional("SANDBOX_BLOCK_LIST_CAP") {
+            None => crate::sandbox::BLOCK_LIST_CAP,
+            Some(raw) => raw
+                .parse()
+                .map_err(|_| format!("SANDBOX_BLOCK_LIST_CAP is not a number: {raw}"))?,
+        };
+        let sandbox = Arc::new(Sandbox::with_block_list_cap(
             env.or("WHATSAPP_ACCESS_TOKEN", "local-access-token"),
             ingress_config.app_secret.clone(),
+            block_list_cap,
         ));
         Ok(Stack {
             addr: addr.to_owned(),
@@ -80,6 +89,11 @@ impl Stack {
             block_expiry: block_expiry::App::new(store.clone()),
             change_events: change_events::App::new(
                 change_events::Config::from_env(&env).map_err(|e| e.to_string())?,
+            )
+            .map_err(|e| e.to_string())?,
+            platform_block: platform_block::App::new(
+                store.clone(),
+                platform_block::Config::from_env(&env).map_err(|e| e.to_string())?,
             )
             .map_err(|e| e.to_string())?,
             store,
@@ -110,7 +124,15 @@ impl Stack {
                 let span = invocation_span(&apigw::request_id_of(&lambda));
                 let response = async {
                     match parts.as_slice() {
-                        ["webhook"] => webhook_ingress::handle(&self.webhook_ingress, lambda).await,
+                        ["webhook"] => {
+                            // What Meta knows about who wrote, for the
+                            // 24-hour rule of its Block Users API.
+                            if request.method == "POST" {
+                                self.sandbox
+                                    .saw_webhook(request.body.as_deref().unwrap_or_default());
+                            }
+                            webhook_ingress::handle(&self.webhook_ingress, lambda).await
+                        }
                         // As API Gateway matches `/v1/{phone_number_id}/messages`:
                         // any id, unless a block-api route of the same shape
                         // names that segment literally.
@@ -165,6 +187,7 @@ impl Stack {
                 Err(error) => return function_error(&error.to_string()),
             },
             "change-events" => change_events::handle(&self.change_events, event.clone()).await,
+            "platform-block" => platform_block::handle(&self.platform_block, event.clone()).await,
             "block-expiry" => match block_expiry::handle(&self.block_expiry, event.clone()).await {
                 Ok(value) => value,
                 Err(error) => return function_error(&error.to_string()),
@@ -186,7 +209,7 @@ impl Stack {
                 return lambda_error(
                     "ResourceNotFoundException",
                     &format!(
-                        "Function not found: {name} (block-api, webhook-ingress, send-proxy, wa-blocked, block-expiry, change-events)"
+                        "Function not found: {name} (block-api, webhook-ingress, send-proxy, wa-blocked, block-expiry, change-events, platform-block)"
                     ),
                     404,
                 );

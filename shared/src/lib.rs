@@ -12,10 +12,12 @@ pub mod metrics;
 pub mod model;
 pub mod number;
 pub mod outbound;
+pub mod platform;
 pub mod policy;
 pub mod redact;
 pub mod service;
 pub mod store;
+pub mod stream;
 
 pub use identity::{Subject, UserId};
 pub use number::Number;

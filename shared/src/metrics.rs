@@ -40,10 +40,16 @@ pub enum Counter {
     OutboundRefused,
     /// A webhook delivery was rejected (bad signature).
     WebhookRejected,
+    /// Meta's Block Users API blocked a person on a business number (B15).
+    PlatformBlocked,
+    /// Meta unblocked a person on a business number (B15).
+    PlatformUnblocked,
+    /// Meta refused to block or unblock a person (B15).
+    PlatformRefused,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 7] = [
+    pub const ALL: [Counter; 10] = [
         Counter::Blocked,
         Counter::Unblocked,
         Counter::AutoBlocked,
@@ -51,6 +57,9 @@ impl Counter {
         Counter::InboundSuppressed,
         Counter::OutboundRefused,
         Counter::WebhookRejected,
+        Counter::PlatformBlocked,
+        Counter::PlatformUnblocked,
+        Counter::PlatformRefused,
     ];
 
     /// The metric name.
@@ -63,6 +72,9 @@ impl Counter {
             Counter::InboundSuppressed => "inbound_suppressed",
             Counter::OutboundRefused => "outbound_refused",
             Counter::WebhookRejected => "webhook_rejected",
+            Counter::PlatformBlocked => "platform_blocked",
+            Counter::PlatformUnblocked => "platform_unblocked",
+            Counter::PlatformRefused => "platform_refused",
         }
     }
 }

@@ -100,6 +100,8 @@ pub struct SubjectRecord {
     pub linked: Vec<SubjectState>,
     /// The newest link of its chain of change events (B53).
     pub audit_head: Option<ChainHead>,
+    /// What Meta's Block Users API holds for it, per business number (B15).
+    pub platform: Vec<crate::platform::PlatformMirror>,
 }
 
 impl SubjectRecord {
@@ -115,6 +117,7 @@ impl SubjectRecord {
             linked_blocks: vec![],
             linked: vec![],
             audit_head: None,
+            platform: vec![],
         }
     }
 }

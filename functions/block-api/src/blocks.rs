@@ -1,6 +1,6 @@
 //! B1, B2, B5, B6, B7: blocking, unblocking, reading and listing blocks.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use blocklist::http::auth::{Caller, READ, WRITE};
 use blocklist::http::request::{Query, field_subject, json_body, path_subject};
@@ -8,7 +8,10 @@ use blocklist::http::{ApiError, json};
 use blocklist::identity::{Link, Subject};
 use blocklist::metrics::{self, Counter};
 use blocklist::model::search::plan_search;
-use blocklist::model::{Block, Chat, Contact, Scope, Source};
+use blocklist::model::{
+    Block, Chat, Contact, PhoneNumberId, PlatformState, PlatformView, Scope, Source,
+};
+use blocklist::platform::PlatformMirror;
 use blocklist::policy::BlockCommand;
 use blocklist::service::{self, BlockOutcome, UnblockOutcome};
 use blocklist::store::{BlockQuery, Cursor, POSITION};
@@ -140,12 +143,58 @@ struct SubjectView {
     subject: String,
     /// The number, or null for a BSUID.
     number: Option<String>,
-    blocks: Vec<Block>,
+    blocks: Vec<BlockView>,
     /// Active blocks of linked identities, which stop this person too (B61).
     linked_blocks: Vec<Block>,
     links: Vec<Link>,
     contact: Option<Contact>,
     chats: Vec<Chat>,
+}
+
+/// A block with its platform state at Meta (B15).
+#[derive(Serialize)]
+struct BlockView {
+    #[serde(flatten)]
+    block: Block,
+    platform: PlatformView,
+}
+
+/// The platform view of each of `blocks`, from the subject's chats and
+/// recorded platform states and the `platform_block` setting of each
+/// business number they cover (read through the settings cache).
+async fn with_platform(
+    app: &App,
+    subject: &Subject,
+    blocks: Vec<Block>,
+    chats: &[Chat],
+    mirrors: &[PlatformMirror],
+) -> Result<Vec<BlockView>, ApiError> {
+    let chats_with: Vec<PhoneNumberId> = chats
+        .iter()
+        .filter(|c| &c.subject == subject)
+        .map(|c| c.phone_number_id.clone())
+        .collect();
+    let numbers: BTreeSet<PhoneNumberId> = blocks
+        .iter()
+        .flat_map(|b| blocklist::platform::covered_numbers(&b.scope, &chats_with))
+        .collect();
+    let enabled = app.store.platform_block_enabled(numbers).await?;
+    let held: BTreeMap<PhoneNumberId, PlatformState> = mirrors
+        .iter()
+        .map(|m| (m.phone_number_id.clone(), m.state.clone()))
+        .collect();
+    Ok(blocks
+        .into_iter()
+        .map(|block| {
+            let platform = PlatformView::of(
+                &block,
+                &chats_with,
+                |n| enabled.get(n).copied().unwrap_or(false),
+                &held,
+            );
+            BlockView { block, platform }
+        })
+        .collect())
 }
 
 /// B6, B61: `GET /v1/blocks/{subject}`: its blocks, the identities linked
@@ -161,14 +210,16 @@ pub async fn get(
     Query::parse(request, &[])?;
     let record = app.store.load_subject(&subject).await?;
     let now = (app.now)();
+    let active: Vec<Block> = record
+        .blocks
+        .into_iter()
+        .filter(|b| b.is_active(now))
+        .collect();
+    let blocks = with_platform(app, &subject, active, &record.chats, &record.platform).await?;
     ok(&SubjectView {
         subject: subject.to_string(),
         number: subject.number().map(ToString::to_string),
-        blocks: record
-            .blocks
-            .into_iter()
-            .filter(|b| b.is_active(now))
-            .collect(),
+        blocks,
         linked_blocks: record
             .linked_blocks
             .into_iter()

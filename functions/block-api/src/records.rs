@@ -250,43 +250,6 @@ pub async fn get_settings(
     ok(&app.store.settings(&target).await?.effective)
 }
 
-/// The fields a settings body may clear with `null`, at its top and in its
-/// `auto_block`. A `null` anywhere else is left for the typed parse to
-/// refuse (an unknown field stays unknown).
-const CLEARABLE: [&str; 4] = [
-    "allow_unknown_numbers",
-    "carry_blocks_on_change",
-    "auto_block",
-    "phone_number_id",
-];
-const CLEARABLE_AUTO_BLOCK: [&str; 4] = ["enabled", "error_codes", "threshold", "window_days"];
-
-/// The clearable members of a settings body that are `null`, removed,
-/// named as in the body (`auto_block.threshold`).
-fn take_nulls(body: &mut serde_json::Value) -> Vec<String> {
-    let mut cleared = Vec::new();
-    let Some(object) = body.as_object_mut() else {
-        return cleared;
-    };
-    if let Some(auto) = object.get_mut("auto_block").and_then(|a| a.as_object_mut()) {
-        auto.retain(|key, value| {
-            let clear = value.is_null() && CLEARABLE_AUTO_BLOCK.contains(&key.as_str());
-            if clear {
-                cleared.push(format!("auto_block.{key}"));
-            }
-            !clear
-        });
-    }
-    object.retain(|key, value| {
-        let clear = value.is_null() && CLEARABLE.contains(&key.as_str());
-        if clear {
-            cleared.push(key.clone());
-        }
-        !clear
-    });
-    cleared
-}
-
 /// B12: `PUT /v1/settings/{phone_number_id|default}`; omitted fields keep
 /// their value, `null` ones are inherited again. Needs `blocklist:admin`.
 pub async fn put_settings(
@@ -302,7 +265,7 @@ pub async fn put_settings(
     // `null` clears a field: the entry inherits it again (from `default`,
     // or for `default` itself, the built-in value).
     let mut body: serde_json::Value = json_body(request)?;
-    let cleared = take_nulls(&mut body);
+    let cleared = SettingsPatch::take_nulls(&mut body);
     let patch: SettingsPatch = parse_json(&serde_json::to_vec(&body).unwrap_or_default())?;
     if patch
         .phone_number_id
@@ -316,7 +279,7 @@ pub async fn put_settings(
         ));
     }
     patch
-        .validate()
+        .validate(&target)
         .map_err(|(field, message)| ApiError::invalid("invalid_settings", field, message))?;
     let settings = service::retry_on_conflict(5, &target.as_str(), || async {
         let current = app.store.settings(&target).await?;

@@ -26,12 +26,11 @@
 
 use std::time::Duration;
 
-use aws_lambda_events::event::dynamodb::EventRecord;
 use blocklist::config::{ConfigError, Env};
 use blocklist::meta::signature;
 use blocklist::model::AuditEvent;
 use blocklist::redact;
-use blocklist::store::audit_event_of_image;
+use blocklist::stream::{AuditBatch, failed_from, with_pauses};
 use serde_json::{Value, json};
 
 /// Where events go and how they are signed.
@@ -120,63 +119,16 @@ enum DeliveryError {
 /// POST. Always answers: `batchItemFailures` names the first record not
 /// delivered, and Lambda retries from there.
 pub async fn handle(app: &App, event: Value) -> Value {
-    let records = event
-        .get("Records")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let mut events = Vec::new();
-    // The records whose events are in `events`, and the first that could
-    // not be read (retried, then parked: it may be a release behind).
-    let mut sequences = Vec::new();
-    let mut unreadable = None;
-    for raw in &records {
-        let sequence = raw
-            .pointer("/dynamodb/SequenceNumber")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        match audit_event(raw) {
-            Ok(Some(event)) => {
-                events.push(event);
-                sequences.push(sequence);
-            }
-            Ok(None) => {}
-            Err(error) => {
-                tracing::error!(sequence = %sequence, error = %error, "unreadable audit record");
-                unreadable = Some(sequence);
-                break;
-            }
-        }
-    }
+    let batch = AuditBatch::of(&event);
+    let events: Vec<AuditEvent> = batch.events.iter().map(|(_, e)| e.clone()).collect();
     if let (Some(endpoint), false) = (&app.config.endpoint, events.is_empty()) {
         if let Err(error) = deliver(app, endpoint, &events).await {
             tracing::error!(events = events.len(), error = %error, "change events not delivered");
-            return failed_from(sequences.first().cloned().or(unreadable));
+            return failed_from(batch.first_sequence().or(batch.unreadable));
         }
         tracing::info!(events = events.len(), "change events delivered");
     }
-    failed_from(unreadable)
-}
-
-fn failed_from(sequence: Option<String>) -> Value {
-    let failures: Vec<Value> = sequence
-        .into_iter()
-        .map(|s| json!({ "itemIdentifier": s }))
-        .collect();
-    json!({ "batchItemFailures": failures })
-}
-
-/// The event of a new audit item; `None` for anything else (the template
-/// passes INSERTs only; audit items are never changed).
-fn audit_event(raw: &Value) -> Result<Option<AuditEvent>, String> {
-    let record: EventRecord = serde_json::from_value(raw.clone()).map_err(|e| redact::error(&e))?;
-    if record.event_name != "INSERT" {
-        return Ok(None);
-    }
-    audit_event_of_image(record.change.new_image)
-        .map(Some)
-        .map_err(|e| redact::error(&e))
+    failed_from(batch.unreadable)
 }
 
 async fn deliver(
@@ -186,18 +138,12 @@ async fn deliver(
 ) -> Result<(), DeliveryError> {
     let body = serde_json::to_vec(&webhook_body(events)).unwrap_or_default();
     let signature = signature::sign(endpoint.secret.as_bytes(), &body);
-    let mut pauses = app.config.retry_pauses.iter();
-    loop {
-        let error = match post(app, endpoint, &body, &signature).await {
-            Ok(()) => return Ok(()),
-            Err(error) => error,
-        };
-        let Some(pause) = pauses.next() else {
-            return Err(error);
-        };
-        tracing::warn!(error = %error, "change events not delivered; retrying");
-        tokio::time::sleep(*pause).await;
-    }
+    with_pauses(
+        &app.config.retry_pauses,
+        |_| true,
+        || post(app, endpoint, &body, &signature),
+    )
+    .await
 }
 
 async fn post(

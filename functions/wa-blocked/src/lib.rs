@@ -76,11 +76,7 @@ async fn handle_stream(app: &App, records: &[Value]) -> Value {
     let deadline = tokio::time::Instant::now() + STREAM_BUDGET;
     let mut failures = Vec::new();
     for raw in records {
-        let sequence = raw
-            .pointer("/dynamodb/SequenceNumber")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
+        let sequence = blocklist::stream::sequence_of(raw);
         match handle_record(app, raw, deadline).await {
             Ok(outcome) => tracing::info!(sequence = %sequence, outcome, "record handled"),
             Err(error) => {

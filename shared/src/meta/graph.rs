@@ -1,5 +1,7 @@
-//! The Graph API messages endpoint (`POST /{version}/{phone_number_id}/messages`):
-//! the one call the send proxy makes to Meta.
+//! The Graph API calls the product makes: the messages endpoint
+//! (`POST /{version}/{phone_number_id}/messages`) for the send proxy, and
+//! the Block Users API (`POST`/`DELETE /{version}/{phone_number_id}/block_users`)
+//! for the platform block (B15).
 
 use std::time::Duration;
 
@@ -69,10 +71,38 @@ impl GraphClient {
         business: &PhoneNumberId,
         body: Vec<u8>,
     ) -> Result<GraphAnswer, GraphError> {
-        let url = format!("{}/{}/{}/messages", self.base_url, self.version, business);
+        self.call(reqwest::Method::POST, business, "messages", body)
+            .await
+    }
+
+    /// A Block Users request (B15): `block` is `POST` (block the users of
+    /// `body`), otherwise `DELETE` (unblock them).
+    pub async fn block_users(
+        &self,
+        business: &PhoneNumberId,
+        block: bool,
+        body: &serde_json::Value,
+    ) -> Result<GraphAnswer, GraphError> {
+        let method = if block {
+            reqwest::Method::POST
+        } else {
+            reqwest::Method::DELETE
+        };
+        let body = serde_json::to_vec(body).unwrap_or_default();
+        self.call(method, business, "block_users", body).await
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        business: &PhoneNumberId,
+        edge: &str,
+        body: Vec<u8>,
+    ) -> Result<GraphAnswer, GraphError> {
+        let url = format!("{}/{}/{}/{edge}", self.base_url, self.version, business);
         let response = self
             .http
-            .post(&url)
+            .request(method, &url)
             .bearer_auth(&self.access_token)
             .header("content-type", "application/json")
             .body(body)

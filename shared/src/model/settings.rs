@@ -56,6 +56,11 @@ pub struct Settings {
     /// user id, the blocks follow them to the new identity.
     #[serde(default = "carry_blocks_default")]
     pub carry_blocks_on_change: bool,
+    /// B15: blocks that cover this business number are mirrored to Meta's
+    /// Block Users API. Per business number only: Meta's block list is a
+    /// business number's.
+    #[serde(default)]
+    pub platform_block: bool,
 }
 
 fn carry_blocks_default() -> bool {
@@ -70,6 +75,7 @@ impl Settings {
             allow_unknown_numbers: true,
             auto_block: AutoBlockPolicy::default(),
             carry_blocks_on_change: true,
+            platform_block: false,
         }
     }
 
@@ -103,6 +109,7 @@ impl Settings {
                 window_days: Some(self.auto_block.window_days),
             }),
             carry_blocks_on_change: Some(self.carry_blocks_on_change),
+            platform_block: Some(self.platform_block),
         }
     }
 
@@ -114,6 +121,9 @@ impl Settings {
         }
         if let Some(carry) = patch.carry_blocks_on_change {
             next.carry_blocks_on_change = carry;
+        }
+        if let Some(platform) = patch.platform_block {
+            next.platform_block = platform;
         }
         if let Some(auto) = &patch.auto_block {
             if let Some(enabled) = auto.enabled {
@@ -147,6 +157,8 @@ pub struct SettingsPatch {
     pub auto_block: Option<AutoBlockPatch>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub carry_blocks_on_change: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform_block: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -163,6 +175,13 @@ pub struct AutoBlockPatch {
 }
 
 impl SettingsPatch {
+    /// The clearable members of a `PUT /v1/settings/{id}` body that are
+    /// `null`, removed from it and named as [`SettingsPatch::without`]
+    /// takes them.
+    pub fn take_nulls(body: &mut serde_json::Value) -> Vec<String> {
+        take_nulls_of(body)
+    }
+
     /// `self` with every field `later` sets replaced by its value.
     pub fn merged(&self, later: &SettingsPatch) -> SettingsPatch {
         let auto_block = match (&self.auto_block, &later.auto_block) {
@@ -179,6 +198,7 @@ impl SettingsPatch {
             allow_unknown_numbers: later.allow_unknown_numbers.or(self.allow_unknown_numbers),
             auto_block,
             carry_blocks_on_change: later.carry_blocks_on_change.or(self.carry_blocks_on_change),
+            platform_block: later.platform_block.or(self.platform_block),
         }
     }
 
@@ -191,6 +211,7 @@ impl SettingsPatch {
             match field.as_str() {
                 "allow_unknown_numbers" => next.allow_unknown_numbers = None,
                 "carry_blocks_on_change" => next.carry_blocks_on_change = None,
+                "platform_block" => next.platform_block = None,
                 "auto_block" => next.auto_block = None,
                 nested => {
                     let Some(auto) = next.auto_block.as_mut() else {
@@ -212,8 +233,17 @@ impl SettingsPatch {
         next
     }
 
-    /// Range checks that types cannot express. Returns the offending field.
-    pub fn validate(&self) -> Result<(), (&'static str, &'static str)> {
+    /// Range checks that types cannot express, for an entry of `target`.
+    /// Returns the offending field.
+    pub fn validate(&self, target: &SettingsTarget) -> Result<(), (&'static str, &'static str)> {
+        if *target == SettingsTarget::Default && self.platform_block.is_some() {
+            // Meta's block list belongs to one business number: turning it
+            // on everywhere at once is not a default to inherit by accident.
+            return Err((
+                "platform_block",
+                "platform_block is set per business number, not on default",
+            ));
+        }
         if let Some(auto) = &self.auto_block {
             if auto.threshold.is_some_and(|t| !(1..=1000).contains(&t)) {
                 return Err(("auto_block.threshold", "threshold must be 1 to 1000"));
@@ -227,4 +257,42 @@ impl SettingsPatch {
         }
         Ok(())
     }
+}
+
+/// The fields a settings body may clear with `null`, at its top and in its
+/// `auto_block`. A `null` anywhere else is left for the typed parse to
+/// refuse (an unknown field stays unknown).
+const CLEARABLE: [&str; 5] = [
+    "allow_unknown_numbers",
+    "carry_blocks_on_change",
+    "platform_block",
+    "auto_block",
+    "phone_number_id",
+];
+const CLEARABLE_AUTO_BLOCK: [&str; 4] = ["enabled", "error_codes", "threshold", "window_days"];
+
+/// The clearable members of a settings body that are `null`, removed,
+/// named as in the body (`auto_block.threshold`).
+fn take_nulls_of(body: &mut serde_json::Value) -> Vec<String> {
+    let mut cleared = Vec::new();
+    let Some(object) = body.as_object_mut() else {
+        return cleared;
+    };
+    if let Some(auto) = object.get_mut("auto_block").and_then(|a| a.as_object_mut()) {
+        auto.retain(|key, value| {
+            let clear = value.is_null() && CLEARABLE_AUTO_BLOCK.contains(&key.as_str());
+            if clear {
+                cleared.push(format!("auto_block.{key}"));
+            }
+            !clear
+        });
+    }
+    object.retain(|key, value| {
+        let clear = value.is_null() && CLEARABLE.contains(&key.as_str());
+        if clear {
+            cleared.push(key.clone());
+        }
+        !clear
+    });
+    cleared
 }

@@ -25,6 +25,7 @@
 //! | Blocklist | temporary block (gsi2) | `<subject pk>`  | `B#<scope>`             | gsi2pk `EXPIRES#<nn>` | gsi2sk `<expires_at>#<subject>#<scope>` |
 //! | Blocklist | index token of a block | `I#<token>#<nn>` | `<blocked_at>#<subject>#<scope>` |      |                                 |
 //! | Blocklist | contact             | `<subject pk>`     | `CONTACT`               |                     |                                 |
+//! | Blocklist | platform state (B15) | `<subject pk>`    | `P#<phone_number_id>`   |                     |                                 |
 //! | Blocklist | settings            | `SETTINGS#<phone_number_id>`/`SETTINGS#default` | `SETTINGS` |     |                                 |
 //! | Blocklist | day counters        | `STATS#<nn>`       | `D#<yyyy-mm-dd>`        |                     |                                 |
 //! | Blocklist | blocked count       | `STATS#<nn>`       | `C`                     |                     |                                 |
@@ -66,7 +67,7 @@
 //! | key (table or index)              | written by                              | 1,000 deliveries/s | import, 1,000/s |
 //! |-----------------------------------|-----------------------------------------|-------------------:|----------------:|
 //! | `W#<update key>`                  | claim, completion (one per message)     | 4 WCU (own key, in transactions) | — |
-//! | `<subject pk>` (Blocklist)        | a change of that subject                | —                  | 2×~3 WCU, once  |
+//! | `<subject pk>` (Blocklist)        | a change of that subject; Meta's answer to its platform block (`P#`, once per block change or first message after one) | ≤ 1 WCU per business number, once | 2×~3 WCU, once (+1 per number with `platform_block`) |
 //! | `<subject pk>` (Audit)            | its events; one sender's messages       | ≤ sender's rate ×2 | 2 WCU, once     |
 //! | `<subject pk>` (Chats)            | a message stamps the chat               | ≤ sender's rate    | —               |
 //! | `STATS#<nn>`                      | day counters (+ `C` on a block)         | ≤ 63 tx = 125 WCU  | 2×63 tx = 250 WCU |
@@ -148,6 +149,7 @@ mod contact;
 mod cursor;
 mod failure;
 mod keys;
+mod platform;
 mod sent;
 mod settings;
 mod sharded;

@@ -109,6 +109,22 @@ impl Store {
         Ok(settings)
     }
 
+    /// Whether each of `numbers` has `platform_block` on (B15), through
+    /// the settings cache.
+    pub async fn platform_block_enabled(
+        &self,
+        numbers: std::collections::BTreeSet<crate::model::PhoneNumberId>,
+    ) -> Result<std::collections::BTreeMap<crate::model::PhoneNumberId, bool>, StoreError> {
+        let mut enabled = std::collections::BTreeMap::new();
+        for number in numbers {
+            let settings = self
+                .recent_settings(&SettingsTarget::Business(number.clone()))
+                .await?;
+            enabled.insert(number, settings.effective.platform_block);
+        }
+        Ok(enabled)
+    }
+
     /// The settings that apply to `target`: its own entry, else the
     /// `default` entry, else the built-in defaults. One round trip.
     pub async fn settings(&self, target: &SettingsTarget) -> Result<StoredSettings, StoreError> {

@@ -14,6 +14,7 @@ use super::block::{BlockItem, TOKEN_PK_PREFIX, TOKEN_STATE_VERSION, TokenItem, b
 use super::chat::{ChatItem, chat_gsi1sk};
 use super::contact::{CONTACT, ContactItem};
 use super::keys::{shard_of, subject_of_pk, subject_pk};
+use super::platform::{PLATFORM_PREFIX, PlatformItem};
 use super::stats::{BLOCKED_COUNT, stats_pk};
 use super::transaction::{
     MAX_TRANSACTION_ACTIONS, Outcome, condition_failure_is_fine, delete_action, put_action,
@@ -22,6 +23,7 @@ use super::{Item, Store, StoreError, build, key, n, s};
 use crate::identity::{Link, Subject};
 use crate::inbound::SenderFacts;
 use crate::model::{Block, ChainHead, Contact, PhoneNumberId, format_time};
+use crate::platform::PlatformMirror;
 use crate::policy::{LinkChange, SubjectChange, SubjectRecord, SubjectState};
 
 /// How long the writes that did not fit in a change's transaction may be
@@ -83,6 +85,13 @@ impl Store {
             } else if sk.starts_with("B#") {
                 let block: BlockItem = serde_dynamo::from_item(item)?;
                 record.blocks.push(block.block);
+            } else if sk.starts_with(PLATFORM_PREFIX) {
+                let mirror: PlatformItem = serde_dynamo::from_item(item)?;
+                record.platform.push(PlatformMirror {
+                    subject: subject.clone(),
+                    phone_number_id: mirror.phone_number_id,
+                    state: mirror.state,
+                });
             }
         }
         for item in chats {

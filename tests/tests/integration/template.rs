@@ -13,13 +13,14 @@ use serde_yaml::{Mapping, Value};
 mod calls;
 
 /// The functions, by the binary each is built from.
-const BINARIES: [&str; 6] = [
+const BINARIES: [&str; 7] = [
     "block-api",
     "webhook-ingress",
     "send-proxy",
     "wa-blocked",
     "block-expiry",
     "change-events",
+    "platform-block",
 ];
 
 /// Functions whose code calls no table: the event source mapping reads
@@ -337,13 +338,18 @@ fn check_b53_no_function_can_update_or_delete_audit_items(t: &Value) {
     }
     problems.extend(opaque);
     assert!(problems.is_empty(), "B53: {problems:#?}");
-    // Every function that calls a table writes audit events, so each must
-    // hold PutItem on the audit table: this is what the check above looked
-    // at.
-    let all: BTreeSet<String> = functions(t)
-        .into_iter()
-        .filter(|(binary, _)| !CALL_NO_TABLE.contains(&binary.as_str()))
-        .map(|(_, id)| id)
+    // Every function whose code writes audit events (as recorded, see
+    // `calls`) holds PutItem on the audit table, and no other: this is
+    // what the check above looked at.
+    let by_binary = functions(t);
+    let all: BTreeSet<String> = calls::recorded()
+        .iter()
+        .filter(|(_, needs)| {
+            needs
+                .get("AuditTable.Arn")
+                .is_some_and(|a| a.contains("dynamodb:putitem"))
+        })
+        .map(|(binary, _)| by_binary[binary].clone())
         .collect();
     assert_eq!(appenders, all, "functions appending to the audit table");
 }
@@ -428,7 +434,8 @@ const UNUSED_GRANTS: &[(&str, &str, &str, &str)] = &[
 
 /// What is granted for Lambda's event source mappings, which run with
 /// their function's role, rather than for calls of the code: reading the
-/// Failures stream (wa-blocked) and the Audit stream (change-events), and
+/// Failures stream (wa-blocked) and the Audit stream (change-events,
+/// platform-block), and
 /// sending what fails for good to a dead-letter queue. Nothing else may be granted on a resource that is not a table
 /// or an index.
 const EVENT_SOURCE_GRANTS: &[(&str, &str, &[&str])] = &[
@@ -468,6 +475,25 @@ const EVENT_SOURCE_GRANTS: &[(&str, &str, &[&str])] = &[
     (
         "change-events",
         "ChangeEventsDeadLetterQueue.Arn",
+        &["sqs:sendmessage"],
+    ),
+    (
+        "platform-block",
+        "AuditTable.StreamArn",
+        &[
+            "dynamodb:describestream",
+            "dynamodb:getrecords",
+            "dynamodb:getsharditerator",
+        ],
+    ),
+    (
+        "platform-block",
+        "AuditTable.Arn/stream/*",
+        &["dynamodb:liststreams"],
+    ),
+    (
+        "platform-block",
+        "PlatformBlockDeadLetterQueue.Arn",
         &["sqs:sendmessage"],
     ),
 ];
@@ -910,6 +936,17 @@ fn check_wa_blocked_stream_reports_batch_item_failures_with_dlq(t: &Value) {
         "AuditTable",
         serde_json::json!({"eventName": ["INSERT"]}),
     );
+    // B15: the actions platform-block acts on, as its code names them.
+    let actions: Vec<&str> = platform_block::STREAM_ACTIONS
+        .iter()
+        .map(|a| a.as_str())
+        .collect();
+    check_stream_reader(
+        t,
+        "platform-block",
+        "AuditTable",
+        serde_json::json!({"eventName": ["INSERT"], "dynamodb": {"NewImage": {"action": {"S": actions}}}}),
+    );
     // No other table has one: a stream no function reads is a second copy
     // of every write a flood makes, for nobody.
     for (table, resource) in of_type(t, "AWS::DynamoDB::Table") {
@@ -922,11 +959,23 @@ fn check_wa_blocked_stream_reports_batch_item_failures_with_dlq(t: &Value) {
     }
     // B14: a subject's events reach the CRM in order: one batch per shard
     // at a time.
-    let (_, events) = mapping_of(t, "change-events");
-    let parallel = events["Properties"]["ParallelizationFactor"].as_i64();
+    // B15: a block and its unblock reach Meta in order.
+    for reader in ["change-events", "platform-block"] {
+        let (_, events) = mapping_of(t, reader);
+        let parallel = events["Properties"]["ParallelizationFactor"].as_i64();
+        assert!(
+            parallel.is_none_or(|p| p == 1),
+            "{reader}: ParallelizationFactor 1, is {parallel:?}"
+        );
+    }
+    // DynamoDB Streams serves two readers per shard without throttling.
+    let audit_readers = of_type(t, "AWS::Lambda::EventSourceMapping")
+        .into_iter()
+        .filter(|(_, m)| resource_key(&m["Properties"]["EventSourceArn"]) == "AuditTable.StreamArn")
+        .count();
     assert!(
-        parallel.is_none_or(|p| p == 1),
-        "change-events: ParallelizationFactor 1, is {parallel:?}"
+        audit_readers <= 2,
+        "{audit_readers} readers of the Audit stream"
     );
 }
 

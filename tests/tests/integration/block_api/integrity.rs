@@ -193,19 +193,7 @@ async fn b53_the_chain_holds_through_expiry_automatic_blocks_and_links() {
     // carry a caller's whole float, which DynamoDB gives back as an integer.
     let ingress = crate::webhook_ingress::app_for(api.stack.store.clone(), None);
     let body = crate::webhook_ingress::fixture("inbound-bsuid-linked.json");
-    let request = integration_tests::ApiRequest::new("POST", "/webhook")
-        .header(
-            "x-hub-signature-256",
-            &blocklist::meta::signature::sign(
-                crate::webhook_ingress::APP_SECRET.as_bytes(),
-                body.as_bytes(),
-            ),
-        )
-        .header("content-type", "application/json")
-        .raw_body(&body);
-    let linked = integration_tests::read_response(
-        webhook_ingress::handle(&ingress, request.to_lambda()).await,
-    );
+    let linked = crate::webhook_ingress::deliver_to(&ingress, &body).await;
     assert_eq!(linked.status, 200, "{:?}", linked.body);
     let until = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
     let temporary = api

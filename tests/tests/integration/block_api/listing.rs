@@ -358,6 +358,7 @@ async fn b6_get_number_shows_every_block_its_contact_and_chats() {
             "client",
             "expires_at",
             "number",
+            "platform",
             "reason",
             "reason_code",
             "scope",
@@ -368,6 +369,8 @@ async fn b6_get_number_shows_every_block_its_contact_and_chats() {
         .into_iter()
         .collect()
     );
+    // B15: no business number mirrors blocks to Meta here.
+    assert_eq!(all_block["platform"]["state"], "off");
 
     assert_eq!(
         view["contact"],

@@ -607,7 +607,8 @@ fn settings(
         "phone_number_id": id,
         "allow_unknown_numbers": allow,
         "auto_block": {"enabled": enabled, "error_codes": codes, "threshold": threshold, "window_days": days},
-        "carry_blocks_on_change": true
+        "carry_blocks_on_change": true,
+        "platform_block": false
     })
 }
 
@@ -620,7 +621,8 @@ async fn b12_settings_defaults_partial_updates_and_inheritance_field_by_field() 
             "phone_number_id": "default",
             "allow_unknown_numbers": true,
             "auto_block": {"enabled": true, "error_codes": [131026], "threshold": 1, "window_days": 30},
-            "carry_blocks_on_change": true
+            "carry_blocks_on_change": true,
+            "platform_block": false
         })
     );
     assert_eq!(

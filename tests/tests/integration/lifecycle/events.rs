@@ -34,7 +34,7 @@ fn app(url: Option<String>, timeout: Duration) -> change_events::App {
 
 /// The stream records DynamoDB Streams would deliver for every audit item
 /// of `stack`, in the order they were written (event ids follow time).
-async fn audit_records(stack: &TestStack) -> Vec<Value> {
+pub(crate) async fn audit_records(stack: &TestStack) -> Vec<Value> {
     let out = stack
         .client
         .scan()
@@ -294,18 +294,29 @@ async fn b14_an_unreadable_record_is_reported_after_the_events_before_it_are_del
     );
 }
 
-/// The whole path over DynamoDB Local's streams, as in AWS: a `failed`
-/// status webhook is recorded, the Failures stream feeds `wa-blocked`, the
-/// automatic block's event lands in the Audit stream, and `change-events`
-/// delivers it to the CRM, signed.
+/// The whole path over DynamoDB Local's streams, as in AWS: a customer
+/// writes, a `failed` status webhook is recorded, the Failures stream feeds
+/// `wa-blocked`, the automatic block's event lands in the Audit stream,
+/// `change-events` delivers it to the CRM, signed, and `platform-block`
+/// blocks the customer at Meta (the business number has `platform_block`
+/// on and the customer wrote within 24 hours).
 #[tokio::test]
-async fn b14_b40_end_to_end_an_automatic_block_reaches_the_crm_as_a_signed_change_event() {
+async fn b14_b15_b40_end_to_end_an_automatic_block_reaches_the_crm_and_meta() {
     let crm = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/events"))
         .and(header_exists("x-hub-signature-256"))
         .respond_with(ResponseTemplate::new(200))
         .mount(&crm)
+        .await;
+    let graph = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v25.0/106540352242922/block_users"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "messaging_product": "whatsapp",
+            "block_users": {"added_users": [{"input": NUMBER, "wa_id": "16505551234"}]},
+        })))
+        .mount(&graph)
         .await;
     let nanos = Utc::now().timestamp_nanos_opt().unwrap_or_default();
     let prefix = format!("events{}-{nanos}", std::process::id());
@@ -316,6 +327,11 @@ async fn b14_b40_end_to_end_an_automatic_block_reaches_the_crm_as_a_signed_chang
         ("FAILURES_TABLE", format!("{prefix}-Failures")),
         ("EVENTS_WEBHOOK_URL", format!("{}/events", crm.uri())),
         ("EVENTS_WEBHOOK_SECRET", SECRET.to_owned()),
+        ("GRAPH_API_BASE_URL", graph.uri()),
+        (
+            "LOCAL_JWT_SECRET",
+            String::from_utf8_lossy(integration_tests::JWT_SECRET).into_owned(),
+        ),
     ]);
     let lookup = move |key: &str| vars.get(key).cloned();
     let stack = Arc::new(
@@ -326,23 +342,35 @@ async fn b14_b40_end_to_end_an_automatic_block_reaches_the_crm_as_a_signed_chang
     let feeds = [
         wa_dev::poller::Feed::DeliveryFailures,
         wa_dev::poller::Feed::AuditEvents,
+        wa_dev::poller::Feed::PlatformBlocks,
     ]
     .map(|feed| tokio::spawn(wa_dev::poller::run(stack.clone(), feed)));
+    let settings = integration_tests::call_block_api(
+        &stack.block_api,
+        integration_tests::ApiRequest::new("PUT", "/v1/settings/106540352242922")
+            .bearer(&integration_tests::token("ops", &["blocklist:admin"]))
+            .json(json!({"platform_block": true})),
+    )
+    .await;
+    assert_eq!(settings.status, 200, "{}", settings.body);
+    let webhook = |body: String| crate::webhook_ingress::signed_webhook(&body, b"local-app-secret");
+    // The customer writes (forwarded: the CRM of this stack is unset).
+    let wrote = crate::webhook_ingress::fixture("inbound-text.json").replace(
+        "\"timestamp\":\"1749416383\"",
+        &format!("\"timestamp\":\"{}\"", Utc::now().timestamp()),
+    );
+    let answer = integration_tests::read_response(
+        webhook_ingress::handle(&stack.webhook_ingress, webhook(wrote).to_lambda()).await,
+    );
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
 
     // Failed just now: a failure counts within the policy's window.
     let body = crate::webhook_ingress::fixture("status-failed-131026.json").replace(
         "\"timestamp\":\"1751142888\"",
         &format!("\"timestamp\":\"{}\"", Utc::now().timestamp()),
     );
-    let request = integration_tests::ApiRequest::new("POST", "/webhook")
-        .header(
-            "x-hub-signature-256",
-            &signature::sign(b"local-app-secret", body.as_bytes()),
-        )
-        .header("content-type", "application/json")
-        .raw_body(&body);
     let answer = integration_tests::read_response(
-        webhook_ingress::handle(&stack.webhook_ingress, request.to_lambda()).await,
+        webhook_ingress::handle(&stack.webhook_ingress, webhook(body).to_lambda()).await,
     );
     assert_eq!(answer.status, 200, "{:?}", answer.body);
 
@@ -370,6 +398,17 @@ async fn b14_b40_end_to_end_an_automatic_block_reaches_the_crm_as_a_signed_chang
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
+    let blocked_at_meta = loop {
+        let requests = graph.received_requests().await.unwrap();
+        if let Some(request) = requests.first() {
+            break serde_json::from_slice::<Value>(&request.body).unwrap();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no block_users request reached Graph in 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     for feed in feeds {
         feed.abort();
     }
@@ -378,4 +417,8 @@ async fn b14_b40_end_to_end_an_automatic_block_reaches_the_crm_as_a_signed_chang
     assert_eq!(event["number"], NUMBER);
     assert_eq!(event["scope"], "106540352242922");
     assert_eq!(event["source"], "auto");
+    assert_eq!(
+        blocked_at_meta,
+        json!({"messaging_product": "whatsapp", "block_users": [{"user": NUMBER}]})
+    );
 }

@@ -60,12 +60,13 @@ pub fn recorded() -> &'static BTreeMap<String, Needs> {
 }
 
 async fn record_all() -> BTreeMap<String, Needs> {
-    let (block_api, webhook_ingress, send_proxy, wa_blocked, block_expiry) = tokio::join!(
+    let (block_api, webhook_ingress, send_proxy, wa_blocked, block_expiry, platform_block) = tokio::join!(
         record_block_api(),
         record_webhook_ingress(),
         record_send_proxy(),
         record_wa_blocked(),
         record_block_expiry(),
+        record_platform_block(),
     );
     [
         ("block-api", block_api),
@@ -73,6 +74,7 @@ async fn record_all() -> BTreeMap<String, Needs> {
         ("send-proxy", send_proxy),
         ("wa-blocked", wa_blocked),
         ("block-expiry", block_expiry),
+        ("platform-block", platform_block),
         // It calls no table: it reads the Audit stream (through its
         // mapping) and posts to the CRM.
         ("change-events", Vec::new()),
@@ -612,5 +614,46 @@ async fn record_block_expiry() -> Vec<TableAccess> {
         let summary = block_expiry::sweep(&app).await.expect("a sweep succeeds");
         assert_eq!(summary.expired, expired, "{summary:?}");
     }
+    relay.accesses()
+}
+
+/// A person linked to a BSUID is blocked and unblocked where the setting is
+/// on; the function mirrors both to a Graph fake.
+async fn record_platform_block() -> Vec<TableAccess> {
+    let stack = TestStack::new().await;
+    let crm = crm().await;
+    setup_link(&stack, &crm).await;
+    stack.chat_with(LINE_A, NUMBER).await;
+    let admin = ApiRequest::new("PUT", &format!("/v1/settings/{LINE_A}"))
+        .bearer(&token("ops", &["blocklist:admin"]))
+        .json(json!({"platform_block": true}));
+    expect("setup setting", &Api::on(&stack).send(admin).await, 200);
+    let graph = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"block_users": {"added_users": [{"input": NUMBER, "wa_id": "16505551234"}]}}),
+        ))
+        .mount(&graph)
+        .await;
+    let blocked = Api::on(&stack)
+        .block(NUMBER, json!({"reason": "spam"}))
+        .await;
+    expect("setup block", &blocked, 201);
+    let records = crate::lifecycle::audit_records(&stack).await;
+    let relay = DynamoRelay::start(&endpoint());
+    let app = platform_block::App::new(
+        stack.store_via(&relay),
+        platform_block::Config {
+            graph_base_url: graph.uri(),
+            graph_version: "v25.0".into(),
+            access_token: "token".into(),
+            timeout: std::time::Duration::from_secs(5),
+            retry_pauses: vec![],
+        },
+    )
+    .expect("a Graph client");
+    let answer = platform_block::handle(&app, json!({ "Records": records })).await;
+    assert_eq!(answer["batchItemFailures"], json!([]), "{answer}");
+    assert_eq!(graph.received_requests().await.unwrap().len(), 1);
     relay.accesses()
 }

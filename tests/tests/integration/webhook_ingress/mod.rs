@@ -45,14 +45,7 @@ impl Ingress {
 
     /// POSTs `body` signed with the app secret.
     pub async fn deliver(&self, body: &str) -> ApiResponse {
-        let request = ApiRequest::new("POST", "/webhook")
-            .header(
-                "x-hub-signature-256",
-                &signature::sign(APP_SECRET.as_bytes(), body.as_bytes()),
-            )
-            .header("content-type", "application/json")
-            .raw_body(body);
-        self.send(request).await
+        deliver_to(&self.app, body).await
     }
 
     pub async fn send(&self, request: ApiRequest) -> ApiResponse {
@@ -94,6 +87,24 @@ impl Ingress {
             .mount(&self.crm)
             .await;
     }
+}
+
+/// `POST /webhook` with `body`, signed with `secret` as Meta signs.
+pub fn signed_webhook(body: &str, secret: &[u8]) -> ApiRequest {
+    ApiRequest::new("POST", "/webhook")
+        .header(
+            "x-hub-signature-256",
+            &signature::sign(secret, body.as_bytes()),
+        )
+        .header("content-type", "application/json")
+        .raw_body(body)
+}
+
+/// Delivers `body`, signed with [`APP_SECRET`], to the ingress `app`.
+pub async fn deliver_to(app: &App, body: &str) -> ApiResponse {
+    read_response(
+        webhook_ingress::handle(app, signed_webhook(body, APP_SECRET.as_bytes()).to_lambda()).await,
+    )
 }
 
 pub fn app_for(store: Store, crm_url: Option<String>) -> App {
