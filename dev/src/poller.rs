@@ -105,7 +105,9 @@ impl Feed {
                 .await
                 .map_err(|e| e.to_string()),
             Feed::AuditEvents => Ok(change_events::handle(&stack.change_events, event).await),
-            Feed::PlatformBlocks => Ok(platform_block::handle(&stack.platform_block, event).await),
+            Feed::PlatformBlocks => platform_block::handle(&stack.platform_block, event)
+                .await
+                .map_err(|e| e.to_string()),
         }
     }
 }

@@ -75,9 +75,13 @@ impl Sandbox {
         }
     }
 
-    /// Notes who wrote to which business number in a webhook body the
-    /// stack received, as Meta knows it (for the 24-hour rule).
-    pub fn saw_webhook(&self, body: &[u8]) {
+    /// Notes who wrote to which business number in a webhook the stack
+    /// received signed with the app secret (as Meta sends them), as Meta
+    /// knows it, for the 24-hour rule.
+    pub fn saw_webhook(&self, signature: Option<&str>, body: &[u8]) {
+        if signature::verify(self.app_secret.as_bytes(), body, signature).is_err() {
+            return;
+        }
         let Ok(payload) = serde_json::from_slice::<Value>(body) else {
             return;
         };
@@ -108,12 +112,12 @@ impl Sandbox {
     }
 
     /// `POST`/`DELETE`/`GET …/{business}/block_users`, as Meta answers.
-    pub fn block_users(&self, request: &HttpRequest, business: &str) -> Answer {
+    pub fn block_users(&self, request: &HttpRequest, version: &str, business: &str) -> Answer {
         if !self.authorized(request) {
             return graph_error(401, 190, "Invalid OAuth access token.");
         }
         if request.method == "GET" {
-            return self.list_blocked(request, business);
+            return self.list_blocked(request, version, business);
         }
         let body: Value = serde_json::from_slice(request.body.as_deref().unwrap_or_default())
             .unwrap_or(Value::Null);
@@ -128,6 +132,20 @@ impl Sandbox {
         let wrote = lock(&self.wrote).get(business).cloned().unwrap_or_default();
         let mut blocked = lock(&self.blocked);
         let list = blocked.entry(business.to_owned()).or_default();
+        if block {
+            // The whole request fails, and adds no one, when the list
+            // cannot take everyone in it who is not on it yet.
+            let new = users
+                .iter()
+                .filter_map(|u| u["user"].as_str().or_else(|| u["user_id"].as_str()))
+                .filter_map(|raw| Subject::parse(raw).ok())
+                .filter(|u| !list.contains(u))
+                .filter(|u| wrote.get(u).is_some_and(|at| now - at <= 24 * 3600))
+                .count();
+            if new > 0 && list.len() + new > self.block_list_cap {
+                return graph_error(400, 139101, "(#139101) Block list limit reached");
+            }
+        }
         let mut done = Vec::new();
         let mut failed = Vec::new();
         for entry in users {
@@ -163,9 +181,6 @@ impl Sandbox {
                     "Re-engagement message",
                     "Message failed to send because more than 24 hours have passed since the customer last replied to this number.",
                 ));
-            } else if list.len() >= self.block_list_cap {
-                // The whole request fails once the list is full.
-                return graph_error(400, 139101, "(#139101) Block list limit reached");
             } else {
                 list.push(user.clone());
                 done.push(added(&input, &user));
@@ -201,7 +216,7 @@ impl Sandbox {
 
     /// `GET …/block_users?limit=&after=`: the block list, oldest first, in
     /// pages with Graph's cursors (the position, base64).
-    fn list_blocked(&self, request: &HttpRequest, business: &str) -> Answer {
+    fn list_blocked(&self, request: &HttpRequest, version: &str, business: &str) -> Answer {
         use base64::Engine;
         let codec = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let query = request
@@ -251,7 +266,7 @@ impl Sandbox {
         if end < list.len() {
             cursors["after"] = json!(codec.encode(end.to_string()));
             paging["next"] = json!(format!(
-                "/sandbox/graph/v25.0/{business}/block_users?limit={limit}&after={}",
+                "/sandbox/graph/{version}/{business}/block_users?limit={limit}&after={}",
                 codec.encode(end.to_string())
             ));
         }
@@ -273,10 +288,9 @@ impl Sandbox {
             ("POST", ["sandbox", "graph", _version, business, "messages"]) => {
                 self.send(stack, request, business)
             }
-            (
-                "POST" | "DELETE" | "GET",
-                ["sandbox", "graph", _version, business, "block_users"],
-            ) => self.block_users(request, business),
+            ("POST" | "DELETE" | "GET", ["sandbox", "graph", version, business, "block_users"]) => {
+                self.block_users(request, version, business)
+            }
             ("GET", ["sandbox", "messages"]) => {
                 let sent = lock(&self.sent).clone();
                 json_answer(200, &json!({ "messages": sent }))
@@ -515,8 +529,10 @@ mod tests {
         let body = json!({"entry": [{"changes": [{"value": {
             "metadata": {"phone_number_id": LINE},
             "messages": [{"from": from.trim_start_matches('+'), "timestamp": at.to_string()}],
-        }}]}]});
-        sandbox.saw_webhook(body.to_string().as_bytes());
+        }}]}]})
+        .to_string();
+        let signed = signature::sign(b"secret", body.as_bytes());
+        sandbox.saw_webhook(Some(&signed), body.as_bytes());
     }
 
     fn answer_json(answer: &Answer) -> Value {
@@ -529,7 +545,11 @@ mod tests {
         let now = chrono::Utc::now().timestamp();
         wrote(&sandbox, "+16505551234", now - 60);
         wrote(&sandbox, "+16505557777", now - 25 * 3600);
-        let answer = sandbox.block_users(&users("POST", &["+16505551234", "+16505557777"]), LINE);
+        let answer = sandbox.block_users(
+            &users("POST", &["+16505551234", "+16505557777"]),
+            "v25.0",
+            LINE,
+        );
         assert_eq!(answer.0, 400);
         let body = answer_json(&answer);
         assert_eq!(body["error"]["code"], 139100);
@@ -545,9 +565,9 @@ mod tests {
             body["block_users"]["failed_users"][0]["errors"][0]["code"],
             131047
         );
-        let all = sandbox.block_users(&users("POST", &["+16505551234"]), LINE);
+        let all = sandbox.block_users(&users("POST", &["+16505551234"]), "v25.0", LINE);
         assert_eq!(all.0, 200, "blocking again succeeds");
-        let removed = sandbox.block_users(&users("DELETE", &["+16505551234"]), LINE);
+        let removed = sandbox.block_users(&users("DELETE", &["+16505551234"]), "v25.0", LINE);
         assert_eq!(removed.0, 200);
         assert_eq!(
             answer_json(&removed)["block_users"]["removed_users"][0]["input"],
@@ -563,19 +583,36 @@ mod tests {
         wrote(&sandbox, "+16505557777", now);
         assert_eq!(
             sandbox
-                .block_users(&users("POST", &["+16505551234"]), LINE)
+                .block_users(&users("POST", &["+16505551234"]), "v25.0", LINE)
                 .0,
             200
         );
-        let full = sandbox.block_users(&users("POST", &["+16505557777"]), LINE);
+        let full = sandbox.block_users(&users("POST", &["+16505557777"]), "v25.0", LINE);
         assert_eq!(full.0, 400);
         assert_eq!(answer_json(&full)["error"]["code"], 139101);
         let many: Vec<String> = (0..1001).map(|i| format!("+1650555{i:04}")).collect();
         let many: Vec<&str> = many.iter().map(String::as_str).collect();
-        assert_eq!(sandbox.block_users(&users("POST", &many), LINE).0, 400);
+        assert_eq!(
+            sandbox.block_users(&users("POST", &many), "v25.0", LINE).0,
+            400
+        );
+        // A webhook not signed with the app secret is not Meta's.
+        let forged = json!({"entry": [{"changes": [{"value": {
+            "metadata": {"phone_number_id": LINE},
+            "messages": [{"from": "16505550000", "timestamp": now.to_string()}],
+        }}]}]})
+        .to_string();
+        let other = super::tests::sandbox(BLOCK_LIST_CAP);
+        other.saw_webhook(Some("sha256=00"), forged.as_bytes());
+        other.saw_webhook(None, forged.as_bytes());
+        let refused = other.block_users(&users("POST", &["+16505550000"]), "v25.0", LINE);
+        assert_eq!(
+            answer_json(&refused)["block_users"]["failed_users"][0]["errors"][0]["code"],
+            131047
+        );
         let mut unauthorized = users("POST", &["+16505551234"]);
         unauthorized.headers.clear();
-        assert_eq!(sandbox.block_users(&unauthorized, LINE).0, 401);
+        assert_eq!(sandbox.block_users(&unauthorized, "v25.0", LINE).0, 401);
     }
 
     #[test]
@@ -587,11 +624,15 @@ mod tests {
             wrote(&sandbox, number, now);
         }
         let refs: Vec<&str> = numbers.iter().map(String::as_str).collect();
-        assert_eq!(sandbox.block_users(&users("POST", &refs), LINE).0, 200);
+        assert_eq!(
+            sandbox.block_users(&users("POST", &refs), "v25.0", LINE).0,
+            200
+        );
         let mut seen = Vec::new();
         let mut uri = format!("/sandbox/graph/v25.0/{LINE}/block_users?limit=2");
         loop {
-            let page = answer_json(&sandbox.block_users(&request("GET", &uri, None), LINE));
+            let page =
+                answer_json(&sandbox.block_users(&request("GET", &uri, None), "v25.0", LINE));
             for entry in page["data"].as_array().unwrap() {
                 seen.push(format!("+{}", entry["wa_id"].as_str().unwrap()));
             }

@@ -1,6 +1,7 @@
-//! Runs `block-expiry`'s sweep on a timer, as the template's
-//! `rate(1 minute)` schedule does in AWS (B13). `DEV_SWEEP_SECONDS`
-//! changes the period (tests and demos use a shorter one).
+//! Runs the scheduled sweeps on a timer, as the template's schedules do in
+//! AWS: `block-expiry` every minute (B13) and `platform-block`'s retry
+//! sweep every 5 minutes (B15). `DEV_SWEEP_SECONDS` sets the period of
+//! both (tests and demos use a shorter one).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +40,13 @@ pub async fn run(stack: Arc<Stack>, every: Duration) {
             .await
         {
             tracing::error!(error = %error, "expiry sweep failed");
+        }
+        let span = tracing::info_span!("invocation", function = "platform-block");
+        if let Err(error) = platform_block::sweep(&stack.platform_block)
+            .instrument(span)
+            .await
+        {
+            tracing::error!(error = %error, "platform retry sweep failed");
         }
     }
 }

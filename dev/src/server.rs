@@ -128,8 +128,15 @@ impl Stack {
                             // What Meta knows about who wrote, for the
                             // 24-hour rule of its Block Users API.
                             if request.method == "POST" {
-                                self.sandbox
-                                    .saw_webhook(request.body.as_deref().unwrap_or_default());
+                                let signature = request
+                                    .headers
+                                    .iter()
+                                    .find(|(k, _)| k.eq_ignore_ascii_case("x-hub-signature-256"))
+                                    .map(|(_, v)| v.as_str());
+                                self.sandbox.saw_webhook(
+                                    signature,
+                                    request.body.as_deref().unwrap_or_default(),
+                                );
                             }
                             webhook_ingress::handle(&self.webhook_ingress, lambda).await
                         }
@@ -187,7 +194,12 @@ impl Stack {
                 Err(error) => return function_error(&error.to_string()),
             },
             "change-events" => change_events::handle(&self.change_events, event.clone()).await,
-            "platform-block" => platform_block::handle(&self.platform_block, event.clone()).await,
+            "platform-block" => {
+                match platform_block::handle(&self.platform_block, event.clone()).await {
+                    Ok(value) => value,
+                    Err(error) => return function_error(&error.to_string()),
+                }
+            }
             "block-expiry" => match block_expiry::handle(&self.block_expiry, event.clone()).await {
                 Ok(value) => value,
                 Err(error) => return function_error(&error.to_string()),

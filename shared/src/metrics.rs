@@ -235,7 +235,10 @@ mod tests {
                 "expired",
                 "inbound_suppressed",
                 "outbound_refused",
-                "webhook_rejected"
+                "webhook_rejected",
+                "platform_blocked",
+                "platform_unblocked",
+                "platform_refused",
             ]
         );
     }

@@ -7,7 +7,9 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
 
 use crate::identity::Subject;
-use crate::model::{LIST_FULL, OUTSIDE_WINDOW, PhoneNumberId, PlatformState, PlatformStatus};
+use crate::model::{
+    LIST_FULL, OUTSIDE_WINDOW, PhoneNumberId, PlatformState, PlatformStatus, Scope, is_transient,
+};
 
 /// Meta only blocks persons who wrote within this window.
 pub const WINDOW: Duration = Duration::hours(24);
@@ -15,12 +17,16 @@ pub const WINDOW: Duration = Duration::hours(24);
 /// Meta takes at most this many users per Block Users request.
 pub const MAX_USERS_PER_REQUEST: usize = 1000;
 
-/// One recorded state: the person, the business number, and Meta's side.
+/// One recorded state: the person, the business number, Meta's side, and
+/// the latest time the person was known to write there (kept so that the
+/// retry sweep, which has no message at hand, can still tell whether Meta
+/// would accept them).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlatformMirror {
     pub subject: Subject,
     pub phone_number_id: PhoneNumberId,
     pub state: PlatformState,
+    pub wrote_at: Option<DateTime<Utc>>,
 }
 
 /// What is known about one person and one business number.
@@ -28,17 +34,15 @@ pub struct PlatformMirror {
 pub struct MirrorFacts<'a> {
     /// The business number's `platform_block` setting.
     pub enabled: bool,
-    /// An active block of the person covers the business number.
-    pub covered: bool,
+    /// When the newest active block of the person that covers the
+    /// business number was made; `None`: no block covers it.
+    pub covered_since: Option<DateTime<Utc>>,
     /// What Meta holds, as last recorded.
     pub current: Option<&'a PlatformState>,
     /// When the person last wrote to the business number, as far as known
-    /// (their chat, or a message suppressed in the events at hand).
+    /// (their chats, a message suppressed in the events at hand, or what
+    /// was recorded with the state).
     pub last_inbound_at: Option<DateTime<Utc>>,
-    /// The events at hand changed the person's blocks (a block, unblock,
-    /// expiry, edit or carried identity), rather than only showing a
-    /// message they wrote.
-    pub blocks_changed: bool,
 }
 
 /// What to do about one person and one business number.
@@ -58,39 +62,42 @@ pub enum MirrorStep {
 /// - A covered person on a number with `platform_block` on is blocked at
 ///   Meta once they wrote within 24 hours, and otherwise waits (`pending`)
 ///   for their next message.
-/// - A refusal that stands (anything but a rate limit or an outage) is not
-///   asked again because the person keeps writing: only a change of their
-///   blocks asks again. So a flood from a person Meta will not block costs
-///   no Graph calls.
-/// - A person Meta holds who is no longer covered is unblocked there, also
-///   where the setting was switched off meanwhile (it stops new mirrors; it
-///   does not leave people blocked at Meta after their unblock here).
+/// - A refusal that stands (anything but [`is_transient`]) is not asked
+///   again because the person keeps writing or a batch is retried: only a
+///   block made after the refusal asks again. So a flood from a person Meta
+///   will not block costs no Graph calls.
+/// - A person who is no longer covered is unblocked at Meta wherever Meta
+///   may hold them (`blocked`, or `failed`, whose answer may have been
+///   unclear; unblocking has no 24-hour rule), also where the setting was
+///   switched off meanwhile: it stops new mirrors, it does not leave people
+///   blocked at Meta after their unblock here.
 pub fn decide(facts: &MirrorFacts<'_>, now: DateTime<Utc>) -> MirrorStep {
     let current = facts
         .current
         .map(|c| c.state)
         .unwrap_or(PlatformStatus::Off);
-    if !facts.covered {
+    let Some(covered_since) = facts.covered_since else {
         return match current {
-            PlatformStatus::Blocked => MirrorStep::Unblock,
-            PlatformStatus::Pending | PlatformStatus::Failed => {
+            PlatformStatus::Blocked | PlatformStatus::Failed => MirrorStep::Unblock,
+            PlatformStatus::Pending => {
                 MirrorStep::Record(PlatformState::new(PlatformStatus::Off, None, now))
             }
             PlatformStatus::Off => MirrorStep::Nothing,
         };
+    };
+    if facts.current.is_some_and(PlatformState::is_failed_unblock) {
+        // Blocked again before a failed unblock went through: Meta holds
+        // the person, as it should; nothing is left to retry.
+        return MirrorStep::Record(PlatformState::new(PlatformStatus::Blocked, None, now));
     }
-    if !facts.enabled {
+    if !facts.enabled || current == PlatformStatus::Blocked {
         return MirrorStep::Nothing;
     }
-    match current {
-        PlatformStatus::Blocked => return MirrorStep::Nothing,
-        PlatformStatus::Failed
-            if !facts.blocks_changed
-                && !facts.current.is_some_and(|c| c.is_transient_failure()) =>
-        {
-            return MirrorStep::Nothing;
-        }
-        _ => {}
+    if let Some(refused) = facts.current.filter(|c| c.state == PlatformStatus::Failed)
+        && !refused.is_transient_failure()
+        && covered_since <= refused.at
+    {
+        return MirrorStep::Nothing;
     }
     let eligible = facts
         .last_inbound_at
@@ -115,16 +122,17 @@ pub fn user_entry(subject: &Subject) -> Value {
     }
 }
 
-/// The bodies of the requests for `subjects`: at most
-/// [`MAX_USERS_PER_REQUEST`] users each.
-pub fn request_bodies(subjects: &[Subject]) -> Vec<Value> {
+/// The requests for `subjects`: at most [`MAX_USERS_PER_REQUEST`] users
+/// each, with the users of each.
+pub fn requests(subjects: &[Subject]) -> Vec<(Vec<Subject>, Value)> {
     subjects
         .chunks(MAX_USERS_PER_REQUEST)
         .map(|chunk| {
-            json!({
+            let body = json!({
                 "messaging_product": "whatsapp",
                 "block_users": chunk.iter().map(user_entry).collect::<Vec<_>>(),
-            })
+            });
+            (chunk.to_vec(), body)
         })
         .collect()
 }
@@ -133,15 +141,15 @@ pub fn request_bodies(subjects: &[Subject]) -> Vec<Value> {
 /// users in it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum BlockUsersAnswer {
-    /// Per user: done (`added_users` / `removed_users`) or refused
-    /// (`failed_users` with Meta's error). A 200, or a 400 with code 139100
-    /// (some failed).
+    /// Per user: the entries of `added_users` / `removed_users`, and those
+    /// of `failed_users` with Meta's error. A 2xx, or a 400 with code
+    /// 139100 (some failed) that carries the lists.
     PerUser {
-        done: Vec<String>,
-        failed: Vec<(String, Value)>,
+        done: Vec<Value>,
+        failed: Vec<(Value, Value)>,
     },
     /// The whole request was refused with this error; `transient` when
-    /// trying later may succeed (a rate limit, a 5xx, no answer).
+    /// trying later may succeed ([`is_transient`]).
     Refused { error: Value, transient: bool },
 }
 
@@ -150,53 +158,78 @@ impl BlockUsersAnswer {
     pub fn parse(status: u16, body: &[u8]) -> BlockUsersAnswer {
         let parsed: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
         let list = &parsed["block_users"];
-        let has_lists = list.is_object();
         let error = parsed.get("error").filter(|e| e.is_object()).cloned();
         let code = error
             .as_ref()
             .and_then(|e| e.get("code"))
             .and_then(Value::as_i64);
-        let per_user = (200..300).contains(&status) || (code == Some(139100) && has_lists);
-        if per_user && has_lists {
-            let inputs = |key: &str| -> Vec<&Value> {
-                list[key]
-                    .as_array()
-                    .map(|a| a.iter().collect())
-                    .unwrap_or_default()
-            };
-            let input_of = |entry: &Value| entry["input"].as_str().map(str::to_owned);
-            let mut done: Vec<String> = Vec::new();
-            for key in ["added_users", "removed_users"] {
-                done.extend(inputs(key).into_iter().filter_map(input_of));
-            }
-            let failed = inputs("failed_users")
+        let per_user = (200..300).contains(&status) || code == Some(139100);
+        if per_user && list.is_object() {
+            let entries =
+                |key: &str| -> Vec<Value> { list[key].as_array().cloned().unwrap_or_default() };
+            let mut done = entries("added_users");
+            done.extend(entries("removed_users"));
+            let failed = entries("failed_users")
                 .into_iter()
-                .filter_map(|entry| {
-                    let input = input_of(entry)?;
+                .map(|entry| {
                     let error = entry["errors"]
                         .as_array()
                         .and_then(|errors| errors.first())
                         .cloned()
                         .unwrap_or_else(|| json!({ "message": "refused by Meta" }));
-                    Some((input, error))
+                    (entry, error)
                 })
                 .collect();
             return BlockUsersAnswer::PerUser { done, failed };
         }
-        let transient = status >= 500
-            || status == 429
-            || code.is_some_and(|code| {
-                PlatformState::new(
-                    PlatformStatus::Failed,
-                    Some(json!({ "code": code })),
-                    Utc::now(),
-                )
-                .is_transient_failure()
-            });
+        // A 139100 without its lists says some users were done and not
+        // which: unclear, so asked again.
+        let transient = code == Some(139100) || is_transient(Some(status), code);
         let error = error.unwrap_or_else(|| {
             json!({ "message": format!("the Graph API answered {status}"), "http_status": status })
         });
         BlockUsersAnswer::Refused { error, transient }
+    }
+
+    /// Whether the request must be asked again as a whole.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            BlockUsersAnswer::Refused {
+                transient: true,
+                ..
+            }
+        )
+    }
+}
+
+/// Whether an entry of Meta's lists names `subject`: by the `input` it was
+/// asked with, or by the `wa_id` / `user_id` Meta resolved.
+fn names(entry: &Value, subject: &Subject) -> bool {
+    if entry["input"].as_str() == Some(subject.as_str()) {
+        return true;
+    }
+    match subject {
+        Subject::Number(number) => entry["wa_id"].as_str() == Some(number.digits()),
+        Subject::User(id) => entry["user_id"].as_str() == Some(id.as_str()),
+    }
+}
+
+/// What Meta answered about `subject` in `answer`: the user's own
+/// outcome, or the request's error. A user Meta's answer leaves out counts
+/// as refused with no code: unclear, so asked again.
+pub fn outcome_of(answer: &BlockUsersAnswer, subject: &Subject) -> Result<(), Value> {
+    match answer {
+        BlockUsersAnswer::PerUser { done, failed } => {
+            if let Some((_, error)) = failed.iter().find(|(entry, _)| names(entry, subject)) {
+                Err(error.clone())
+            } else if done.iter().any(|entry| names(entry, subject)) {
+                Ok(())
+            } else {
+                Err(json!({ "message": "Meta's answer did not name this user" }))
+            }
+        }
+        BlockUsersAnswer::Refused { error, .. } => Err(error.clone()),
     }
 }
 
@@ -206,8 +239,9 @@ impl BlockUsersAnswer {
 /// - Blocked: `blocked`; Meta's 131047 (not written within 24 hours, by
 ///   Meta's clock): `pending`, until the person writes again; any other
 ///   refusal: `failed` with Meta's error.
-/// - Unblocked: `off`; refused: still `blocked`, with the error, so the
-///   next change of the person's blocks asks again.
+/// - Unblocked: `off`; refused for a reason that may pass: still `blocked`,
+///   with the error, for the retry sweep; refused for good (e.g. the user is
+///   not on the list): `off`, with the error.
 pub fn state_after(
     blocking: bool,
     outcome: Result<(), &Value>,
@@ -226,27 +260,14 @@ pub fn state_after(
             PlatformState::new(state, Some(error.clone()), now)
         }
         (false, Err(error)) => {
-            PlatformState::new(PlatformStatus::Blocked, Some(error.clone()), now)
-        }
-    }
-}
-
-/// What Meta answered about `subject` in `answer`: the user's own
-/// outcome, or the request's error. A user Meta's answer leaves out counts
-/// as refused with no code, which is asked again at their next message.
-pub fn outcome_of(answer: &BlockUsersAnswer, subject: &Subject) -> Result<(), Value> {
-    let input = subject.as_str();
-    match answer {
-        BlockUsersAnswer::PerUser { done, failed } => {
-            if let Some((_, error)) = failed.iter().find(|(i, _)| i == input) {
-                Err(error.clone())
-            } else if done.iter().any(|i| i == input) {
-                Ok(())
+            let refused = PlatformState::new(PlatformStatus::Failed, Some(error.clone()), now);
+            let state = if refused.is_transient_failure() {
+                PlatformStatus::Blocked
             } else {
-                Err(json!({ "message": "Meta's answer did not name this user" }))
-            }
+                PlatformStatus::Off
+            };
+            PlatformState::new(state, Some(error.clone()), now)
         }
-        BlockUsersAnswer::Refused { error, .. } => Err(error.clone()),
     }
 }
 
@@ -255,15 +276,19 @@ pub fn is_list_full(error: &Value) -> bool {
     error.get("code").and_then(Value::as_i64) == Some(LIST_FULL)
 }
 
-/// The business numbers a scope covers among those the person has chats
-/// with (`all`), or the one it names.
-pub fn covered_numbers(
-    scope: &crate::model::Scope,
-    chats_with: &[PhoneNumberId],
-) -> Vec<PhoneNumberId> {
+/// The business numbers a person has chats with, by any of their linked
+/// identities (the same person to Meta), each once.
+pub fn chats_with(chats: &[crate::model::Chat]) -> Vec<PhoneNumberId> {
+    let numbers: std::collections::BTreeSet<PhoneNumberId> =
+        chats.iter().map(|c| c.phone_number_id.clone()).collect();
+    numbers.into_iter().collect()
+}
+
+/// Whether a block in `scope` covers `number`.
+pub fn scope_covers(scope: &Scope, number: &PhoneNumberId) -> bool {
     match scope {
-        crate::model::Scope::All => chats_with.to_vec(),
-        crate::model::Scope::Business(id) => vec![id.clone()],
+        Scope::All => true,
+        Scope::Business(id) => id == number,
     }
 }
 
@@ -275,16 +300,17 @@ mod tests {
         "2026-06-01T12:00:00Z".parse().unwrap()
     }
 
+    /// Blocked three hours ago; wrote an hour ago.
     fn facts(current: Option<&PlatformState>) -> MirrorFacts<'_> {
         MirrorFacts {
             enabled: true,
-            covered: true,
+            covered_since: Some(now() - Duration::hours(3)),
             current,
             last_inbound_at: Some(now() - Duration::hours(1)),
-            blocks_changed: true,
         }
     }
 
+    /// Recorded two hours ago.
     fn state(status: PlatformStatus, error: Option<Value>) -> PlatformState {
         PlatformState::new(status, error, now() - Duration::hours(2))
     }
@@ -313,38 +339,47 @@ mod tests {
     }
 
     #[test]
-    fn b15_a_standing_refusal_is_not_asked_again_because_the_person_writes() {
+    fn b15_a_standing_refusal_is_asked_again_only_for_a_newer_block() {
         let full = state(PlatformStatus::Failed, Some(json!({"code": LIST_FULL})));
-        let mut wrote = facts(Some(&full));
-        wrote.blocks_changed = false;
-        assert_eq!(decide(&wrote, now()), MirrorStep::Nothing);
-        wrote.blocks_changed = true;
+        let wrote = facts(Some(&full));
         assert_eq!(
             decide(&wrote, now()),
+            MirrorStep::Nothing,
+            "the block is older"
+        );
+        let mut reblocked = facts(Some(&full));
+        reblocked.covered_since = Some(now() - Duration::hours(1));
+        assert_eq!(
+            decide(&reblocked, now()),
             MirrorStep::Block,
             "a new block asks again"
         );
         let limited = state(PlatformStatus::Failed, Some(json!({"code": 130429})));
-        let mut again = facts(Some(&limited));
-        again.blocks_changed = false;
         assert_eq!(
-            decide(&again, now()),
+            decide(&facts(Some(&limited)), now()),
             MirrorStep::Block,
             "a rate limit passes"
         );
     }
 
     #[test]
-    fn b15_unblock_and_expiry_remove_what_meta_holds() {
+    fn b15_unblock_and_expiry_remove_what_meta_may_hold() {
         let blocked = state(PlatformStatus::Blocked, None);
         let mut gone = facts(Some(&blocked));
-        gone.covered = false;
+        gone.covered_since = None;
         assert_eq!(decide(&gone, now()), MirrorStep::Unblock);
         gone.enabled = false;
         assert_eq!(
             decide(&gone, now()),
             MirrorStep::Unblock,
             "setting off meanwhile"
+        );
+        let unclear = state(PlatformStatus::Failed, None);
+        gone.current = Some(&unclear);
+        assert_eq!(
+            decide(&gone, now()),
+            MirrorStep::Unblock,
+            "an unclear answer"
         );
         let pending = state(PlatformStatus::Pending, None);
         gone.current = Some(&pending);
@@ -360,6 +395,20 @@ mod tests {
     }
 
     #[test]
+    fn b15_a_failed_unblock_is_retried_until_it_succeeds_or_a_block_covers_again() {
+        let held = state(PlatformStatus::Blocked, Some(json!({"code": 2})));
+        let mut gone = facts(Some(&held));
+        gone.covered_since = None;
+        assert_eq!(decide(&gone, now()), MirrorStep::Unblock);
+        let again = facts(Some(&held));
+        assert_eq!(
+            decide(&again, now()),
+            MirrorStep::Record(PlatformState::new(PlatformStatus::Blocked, None, now())),
+            "covered again: Meta holds them as it should"
+        );
+    }
+
+    #[test]
     fn b15_nothing_is_mirrored_where_the_setting_is_off() {
         let mut off = facts(None);
         off.enabled = false;
@@ -371,14 +420,18 @@ mod tests {
         let subjects: Vec<Subject> = (0..2500)
             .map(|i| Subject::parse(&format!("+1650555{i:04}")).unwrap())
             .collect();
-        let bodies = request_bodies(&subjects);
-        let sizes: Vec<usize> = bodies
+        let requests = requests(&subjects);
+        let sizes: Vec<(usize, usize)> = requests
             .iter()
-            .map(|b| b["block_users"].as_array().unwrap().len())
+            .map(|(users, body)| (users.len(), body["block_users"].as_array().unwrap().len()))
             .collect();
-        assert_eq!(sizes, vec![1000, 1000, 500]);
-        assert_eq!(bodies[0]["messaging_product"], "whatsapp");
-        assert_eq!(bodies[0]["block_users"][0], json!({"user": "+16505550000"}));
+        assert_eq!(sizes, vec![(1000, 1000), (1000, 1000), (500, 500)]);
+        assert_eq!(requests[0].1["messaging_product"], "whatsapp");
+        assert_eq!(
+            requests[0].1["block_users"][0],
+            json!({"user": "+16505550000"})
+        );
+        assert_eq!(requests[2].0[0], subjects[2000]);
         let bsuid = Subject::parse("US.13491208655302741918").unwrap();
         assert_eq!(
             user_entry(&bsuid),
@@ -405,10 +458,26 @@ mod tests {
             "131047 waits for a message"
         );
         let other = Subject::parse("+16505559999").unwrap();
+        let unnamed = outcome_of(&answer, &other).unwrap_err();
         assert!(
-            outcome_of(&answer, &other).is_err(),
-            "left out counts as refused"
+            state_after(true, Err(&unnamed), now()).is_transient_failure(),
+            "left out: unclear, asked again"
         );
+    }
+
+    #[test]
+    fn b15_users_are_matched_by_what_meta_resolved_too() {
+        let answer = BlockUsersAnswer::parse(
+            200,
+            json!({"block_users": {"added_users": [{"input": "16505551234", "wa_id": "16505551234"}],
+                                   "failed_users": [{"user_id": "US.1", "errors": [{"code": 100}]}]}})
+            .to_string()
+            .as_bytes(),
+        );
+        let phone = Subject::parse("+16505551234").unwrap();
+        assert_eq!(outcome_of(&answer, &phone), Ok(()));
+        let bsuid = Subject::parse("US.1").unwrap();
+        assert_eq!(outcome_of(&answer, &bsuid).unwrap_err()["code"], 100);
     }
 
     #[test]
@@ -419,21 +488,16 @@ mod tests {
             400,
             json!({"error": {"code": LIST_FULL, "message": "list full"}}),
         );
-        assert!(matches!(
-            full,
-            BlockUsersAnswer::Refused {
-                transient: false,
-                ..
-            }
-        ));
+        assert!(!full.is_transient());
         let limited = refused(400, json!({"error": {"code": 130429, "message": "rate"}}));
-        assert!(matches!(
-            limited,
-            BlockUsersAnswer::Refused {
-                transient: true,
-                ..
-            }
-        ));
+        assert!(limited.is_transient());
+        let token = refused(401, json!({"error": {"code": 190, "message": "expired"}}));
+        assert!(token.is_transient(), "the operator fixes the token");
+        let listless = refused(
+            400,
+            json!({"error": {"code": 139100, "message": "some failed"}}),
+        );
+        assert!(listless.is_transient(), "139100 without lists is unclear");
         let outage = BlockUsersAnswer::parse(503, b"<html>");
         let BlockUsersAnswer::Refused { error, transient } = outage else {
             panic!("refused expected");
@@ -446,7 +510,19 @@ mod tests {
         );
         let phone = Subject::parse("+16505551234").unwrap();
         assert_eq!(outcome_of(&removed, &phone), Ok(()));
+    }
+
+    #[test]
+    fn b15_a_refused_unblock_keeps_the_person_blocked_only_while_it_may_pass() {
         let kept = state_after(false, Err(&json!({"code": 1})), now());
         assert_eq!(kept.state, PlatformStatus::Blocked, "Meta still holds them");
+        assert!(kept.is_retry_due());
+        let not_held = state_after(
+            false,
+            Err(&json!({"code": 100, "message": "not blocked"})),
+            now(),
+        );
+        assert_eq!(not_held.state, PlatformStatus::Off);
+        assert!(!not_held.is_retry_due());
     }
 }

@@ -164,20 +164,19 @@ struct BlockView {
 /// business number they cover (read through the settings cache).
 async fn with_platform(
     app: &App,
-    subject: &Subject,
     blocks: Vec<Block>,
     chats: &[Chat],
     mirrors: &[PlatformMirror],
 ) -> Result<Vec<BlockView>, ApiError> {
-    let chats_with: Vec<PhoneNumberId> = chats
-        .iter()
-        .filter(|c| &c.subject == subject)
-        .map(|c| c.phone_number_id.clone())
-        .collect();
-    let numbers: BTreeSet<PhoneNumberId> = blocks
-        .iter()
-        .flat_map(|b| blocklist::platform::covered_numbers(&b.scope, &chats_with))
-        .collect();
+    let chats_with = blocklist::platform::chats_with(chats);
+    // Every number a view may name (see `PlatformView::of`).
+    let mut numbers: BTreeSet<PhoneNumberId> = chats_with.iter().cloned().collect();
+    numbers.extend(mirrors.iter().map(|m| m.phone_number_id.clone()));
+    for block in &blocks {
+        if let Scope::Business(id) = &block.scope {
+            numbers.insert(id.clone());
+        }
+    }
     let enabled = app.store.platform_block_enabled(numbers).await?;
     let held: BTreeMap<PhoneNumberId, PlatformState> = mirrors
         .iter()
@@ -215,7 +214,7 @@ pub async fn get(
         .into_iter()
         .filter(|b| b.is_active(now))
         .collect();
-    let blocks = with_platform(app, &subject, active, &record.chats, &record.platform).await?;
+    let blocks = with_platform(app, active, &record.chats, &record.platform).await?;
     ok(&SubjectView {
         subject: subject.to_string(),
         number: subject.number().map(ToString::to_string),

@@ -19,17 +19,21 @@
 //!   recorded to hold, so a batch retried by Lambda redoes only what is
 //!   missing.
 //! - A refusal that stands (list full at 64,000, a user Meta rejects) is
-//!   recorded with Meta's error and not asked again until the person's
-//!   blocks change; a rate limit, a 5xx or no answer is retried within the
-//!   invocation, then the batch is reported failed from its first record,
-//!   so Lambda retries it a bounded number of times before the dead-letter
-//!   queue.
+//!   recorded with Meta's error and not asked again until a newer block;
+//!   a rate limit, a 5xx, a token or permission error or no answer is
+//!   retried within the invocation, then the batch is reported failed from
+//!   its first record, so Lambda retries it a bounded number of times
+//!   before the dead-letter queue.
+//! - What no event will bring back is asked again by the retry sweep (the
+//!   same function on a schedule, every 5 minutes): above all a failed
+//!   unblock, since a person Meta holds cannot write, and must not stay
+//!   blocked there after their unblock here.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use blocklist::config::{ConfigError, Env};
-use blocklist::identity::Subject;
+use blocklist::identity::{Link, Subject};
 use blocklist::meta::graph::GraphClient;
 use blocklist::metrics::{self, Counter};
 use blocklist::model::{Action, AuditEvent, PhoneNumberId, Scope};
@@ -41,7 +45,7 @@ use blocklist::store::{Store, StoreError};
 use blocklist::stream::{AuditBatch, failed_from, with_pauses};
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// The `Function` dimension of this function's metrics outside Lambda.
 const FUNCTION: &str = env!("CARGO_PKG_NAME");
@@ -55,15 +59,28 @@ pub struct Config {
     pub timeout: Duration,
     /// Pauses between the attempts of one request within an invocation.
     pub retry_pauses: Vec<Duration>,
+    /// No request starts later than this after the invocation began (the
+    /// function's timeout is 120 s; one request takes 47 s at worst); the
+    /// rest are left for Lambda's retry of the batch.
+    pub deadline: Duration,
 }
 
-/// Within the function's 120 s timeout: 4 attempts of at most 10 s and 7 s
-/// of pauses per request, requests of one batch running concurrently.
+/// 4 attempts of at most 10 s and 7 s of pauses per request, requests of
+/// one batch running 4 at a time; none starts after [`Config::deadline`].
 const RETRY_PAUSES: [Duration; 3] = [
     Duration::from_secs(1),
     Duration::from_secs(2),
     Duration::from_secs(4),
 ];
+
+/// See [`Config::deadline`].
+const DEADLINE: Duration = Duration::from_secs(70);
+
+/// The retry sweep asks again what was last decided this long ago.
+pub const RETRY_AFTER: chrono::Duration = chrono::Duration::minutes(5);
+
+/// Persons of one sweep, per shard of the retry index.
+const RETRIES_PER_SHARD: i32 = 100;
 
 /// Persons of one batch read concurrently.
 const READ_CONCURRENCY: usize = 16;
@@ -80,6 +97,7 @@ impl Config {
             access_token: env.required("WHATSAPP_ACCESS_TOKEN")?,
             timeout: env.millis("GRAPH_TIMEOUT_MS", Duration::from_secs(10))?,
             retry_pauses: RETRY_PAUSES.to_vec(),
+            deadline: DEADLINE,
         })
     }
 }
@@ -111,9 +129,9 @@ impl App {
 }
 
 /// What a batch says about one person.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Trigger {
-    /// Their blocks changed.
+    /// An event changed their blocks (or the retry sweep asks again).
     blocks_changed: bool,
     /// Business numbers they wrote to, and when (suppressed messages).
     wrote: BTreeMap<PhoneNumberId, DateTime<Utc>>,
@@ -137,11 +155,23 @@ fn changes_blocks(action: Action) -> bool {
     action != Action::InboundSuppressed && STREAM_ACTIONS.contains(&action)
 }
 
-/// One stream batch. Always answers: `batchItemFailures` names the first
-/// record when Meta or DynamoDB could not be reached, and Lambda retries
-/// the batch from there.
-pub async fn handle(app: &App, event: Value) -> Value {
-    let batch = AuditBatch::of(&event);
+/// One invocation: a stream batch (`{"Records":[…]}`) or, from the
+/// schedule, the retry sweep. Always answers; for a stream batch,
+/// `batchItemFailures` names the first record when Meta or DynamoDB could
+/// not be reached, and Lambda retries the batch from there.
+///
+/// A sweep that fails is an error of the invocation (the function's Errors
+/// alarm sees it); the next sweep finds the same persons.
+pub async fn handle(app: &App, event: Value) -> Result<Value, Retry> {
+    if event.get("Records").is_none() {
+        let asked = sweep(app).await?;
+        return Ok(json!({ "asked_again": asked }));
+    }
+    Ok(handle_batch(app, &event).await)
+}
+
+async fn handle_batch(app: &App, event: &Value) -> Value {
+    let batch = AuditBatch::of(event);
     let triggers = triggers(batch.events.iter().map(|(_, e)| e));
     if triggers.is_empty() {
         return failed_from(batch.unreadable);
@@ -153,6 +183,29 @@ pub async fn handle(app: &App, event: Value) -> Value {
             failed_from(batch.first_sequence().or(batch.unreadable))
         }
     }
+}
+
+/// The retry sweep: every person whose platform state must be asked again
+/// and was last decided [`RETRY_AFTER`] ago or more. Returns how many.
+pub async fn sweep(app: &App) -> Result<usize, Retry> {
+    let before = (app.now)() - RETRY_AFTER;
+    let due = app
+        .store
+        .platform_retries_due(before, RETRIES_PER_SHARD)
+        .await?;
+    let count = due.len();
+    let triggers = due
+        .into_iter()
+        .map(|subject| {
+            let trigger = Trigger {
+                blocks_changed: true,
+                ..Trigger::default()
+            };
+            (subject, trigger)
+        })
+        .collect();
+    mirror(app, triggers).await?;
+    Ok(count)
 }
 
 fn triggers<'a>(events: impl Iterator<Item = &'a AuditEvent>) -> BTreeMap<Subject, Trigger> {
@@ -175,20 +228,24 @@ fn triggers<'a>(events: impl Iterator<Item = &'a AuditEvent>) -> BTreeMap<Subjec
                 .as_str()
                 .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
                 .map_or(event.at, |t| t.with_timezone(&Utc));
-            let wrote = triggers.entry(subject.clone()).or_default();
-            let latest = wrote.wrote.entry(business).or_insert(at);
-            *latest = (*latest).max(at);
+            note_wrote(triggers.entry(subject.clone()).or_default(), business, at);
         }
     }
     triggers
 }
 
+fn note_wrote(trigger: &mut Trigger, business: PhoneNumberId, at: DateTime<Utc>) {
+    let latest = trigger.wrote.entry(business).or_insert(at);
+    *latest = (*latest).max(at);
+}
+
 /// Why a batch is retried.
 #[derive(Debug)]
-enum Retry {
+pub enum Retry {
     Store(StoreError),
-    /// Meta refused for a reason that may pass (rate limit, 5xx, no
-    /// answer), after the retries of this invocation.
+    /// Meta refused for a reason that may pass (rate limit, 5xx, token, no
+    /// answer) after the retries of this invocation, or the deadline left
+    /// requests unsent.
     Meta(String),
 }
 
@@ -201,163 +258,248 @@ impl std::fmt::Display for Retry {
     }
 }
 
+impl std::error::Error for Retry {}
+
 impl From<StoreError> for Retry {
     fn from(error: StoreError) -> Self {
         Retry::Store(error)
     }
 }
 
-/// The calls a batch makes: per business number and direction (`true`:
-/// block), the persons.
-type Calls = BTreeMap<(PhoneNumberId, bool), Vec<Subject>>;
+/// One person, read, with what the events say about them.
+struct Person {
+    record: SubjectRecord,
+    trigger: Trigger,
+}
 
-async fn mirror(app: &App, triggers: BTreeMap<Subject, Trigger>) -> Result<(), Retry> {
-    let now = (app.now)();
-    let records: Vec<(SubjectRecord, Trigger)> = futures::stream::iter(triggers)
+/// Reads `triggers`' persons. A suppressed message that names only the
+/// business numbers without the setting changes nothing and is not read.
+/// The message of a person linked to other identities (B61) is the
+/// message of all of them: the block that suppressed it may be another
+/// identity's, and Meta's 24-hour rule is the person's.
+async fn gather(
+    app: &App,
+    mut triggers: BTreeMap<Subject, Trigger>,
+) -> Result<(Vec<Person>, BTreeMap<PhoneNumberId, bool>), Retry> {
+    let wrote_to: BTreeSet<PhoneNumberId> = triggers
+        .values()
+        .flat_map(|t| t.wrote.keys().cloned())
+        .collect();
+    let mut enabled = app.store.platform_block_enabled(wrote_to).await?;
+    for trigger in triggers.values_mut() {
+        trigger
+            .wrote
+            .retain(|number, _| enabled.get(number).copied().unwrap_or(false));
+    }
+    triggers.retain(|_, t| t.blocks_changed || !t.wrote.is_empty());
+
+    let mut people = load(app, triggers).await?;
+    let mut linked: BTreeMap<Subject, Trigger> = BTreeMap::new();
+    let known: BTreeSet<Subject> = people.iter().map(|p| p.record.subject.clone()).collect();
+    for person in &people {
+        if person.trigger.wrote.is_empty() {
+            continue;
+        }
+        for other in person.record.links.iter().flat_map(Link::subjects) {
+            if known.contains(&other) {
+                continue;
+            }
+            let trigger = linked.entry(other).or_default();
+            for (number, at) in &person.trigger.wrote {
+                note_wrote(trigger, number.clone(), *at);
+            }
+        }
+    }
+    people.extend(load(app, linked).await?);
+
+    let numbers: BTreeSet<PhoneNumberId> = people
+        .iter()
+        .flat_map(|p| numbers_of(&p.record, &p.trigger))
+        .filter(|n| !enabled.contains_key(n))
+        .collect();
+    enabled.extend(app.store.platform_block_enabled(numbers).await?);
+    Ok((people, enabled))
+}
+
+async fn load(app: &App, triggers: BTreeMap<Subject, Trigger>) -> Result<Vec<Person>, StoreError> {
+    futures::stream::iter(triggers)
         .map(|(subject, trigger)| async move {
             let record = app.store.load_subject(&subject).await?;
-            Ok::<_, StoreError>((record, trigger))
+            Ok::<_, StoreError>(Person { record, trigger })
         })
         .buffer_unordered(READ_CONCURRENCY)
         .try_collect()
-        .await?;
-    let numbers: BTreeSet<PhoneNumberId> =
-        records.iter().flat_map(|(r, t)| numbers_of(r, t)).collect();
-    let enabled = app.store.platform_block_enabled(numbers).await?;
+        .await
+}
+
+/// The calls a batch makes: per business number and direction (`true`:
+/// block), the persons, with when each last wrote there.
+type Calls = BTreeMap<(PhoneNumberId, bool), Vec<(Subject, Option<DateTime<Utc>>)>>;
+
+async fn mirror(app: &App, triggers: BTreeMap<Subject, Trigger>) -> Result<(), Retry> {
+    let started = tokio::time::Instant::now();
+    let now = (app.now)();
+    let (people, enabled) = gather(app, triggers).await?;
 
     let mut calls: Calls = BTreeMap::new();
     let mut recorded: Vec<PlatformMirror> = Vec::new();
-    for (record, trigger) in &records {
+    for Person { record, trigger } in &people {
         for number in numbers_of(record, trigger) {
-            let current = record
-                .platform
-                .iter()
-                .find(|m| m.phone_number_id == number)
-                .map(|m| &m.state);
+            let current = record.platform.iter().find(|m| m.phone_number_id == number);
+            let last_inbound_at = last_inbound_at(record, trigger, &number, current);
             let facts = MirrorFacts {
                 enabled: enabled.get(&number).copied().unwrap_or(false),
-                covered: covers(record, &number, now),
-                current,
-                last_inbound_at: last_inbound_at(record, trigger, &number),
-                blocks_changed: trigger.blocks_changed,
+                covered_since: covered_since(record, &number, now),
+                current: current.map(|m| &m.state),
+                last_inbound_at,
             };
+            let subject = record.subject.clone();
             match platform::decide(&facts, now) {
                 MirrorStep::Block => calls
                     .entry((number, true))
                     .or_default()
-                    .push(record.subject.clone()),
+                    .push((subject, last_inbound_at)),
                 MirrorStep::Unblock => calls
                     .entry((number, false))
                     .or_default()
-                    .push(record.subject.clone()),
+                    .push((subject, last_inbound_at)),
                 MirrorStep::Record(state) => recorded.push(PlatformMirror {
-                    subject: record.subject.clone(),
+                    subject,
                     phone_number_id: number,
                     state,
+                    wrote_at: last_inbound_at,
                 }),
                 MirrorStep::Nothing => {}
             }
         }
     }
-
-    let requests: Vec<(PhoneNumberId, bool, Vec<Subject>)> = calls
-        .into_iter()
-        .flat_map(|((number, block), subjects)| {
-            subjects
-                .chunks(platform::MAX_USERS_PER_REQUEST)
-                .map(|chunk| (number.clone(), block, chunk.to_vec()))
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    let answers: Vec<(PhoneNumberId, bool, Vec<Subject>, BlockUsersAnswer)> =
-        futures::stream::iter(requests)
-            .map(|(number, block, subjects)| async move {
-                let answer = call(app, &number, block, &subjects).await;
-                (number, block, subjects, answer)
-            })
-            .buffer_unordered(GRAPH_CONCURRENCY)
-            .collect()
-            .await;
-
-    let mut retry = None;
-    let (mut done, mut refused) = ([0u64; 2], 0u64);
-    for (number, block, subjects, answer) in &answers {
-        if let BlockUsersAnswer::Refused {
-            error,
-            transient: true,
-        } = answer
-        {
-            retry = Some(Retry::Meta(error.to_string()));
-        }
-        for subject in subjects {
-            let outcome = platform::outcome_of(answer, subject);
-            match &outcome {
-                Ok(()) => done[usize::from(*block)] += 1,
-                Err(error) => {
-                    refused += 1;
-                    log_refusal(number, *block, error);
-                }
-            }
-            recorded.push(PlatformMirror {
-                subject: subject.clone(),
-                phone_number_id: number.clone(),
-                state: platform::state_after(*block, outcome.as_ref().map(|_| ()), now),
-            });
-        }
-        tracing::info!(
-            phone_number_id = %number,
-            block = *block,
-            users = subjects.len(),
-            "Block Users request answered"
-        );
-    }
     app.store.record_platform_states(&recorded).await?;
-    metrics::count(FUNCTION, Counter::PlatformBlocked, done[1]);
-    metrics::count(FUNCTION, Counter::PlatformUnblocked, done[0]);
-    metrics::count(FUNCTION, Counter::PlatformRefused, refused);
+
+    let mut requests = Vec::new();
+    for ((number, block), people) in calls {
+        let wrote: BTreeMap<Subject, Option<DateTime<Utc>>> = people.iter().cloned().collect();
+        let subjects: Vec<Subject> = people.into_iter().map(|(s, _)| s).collect();
+        for (users, body) in platform::requests(&subjects) {
+            let wrote: Vec<Option<DateTime<Utc>>> = users.iter().map(|u| wrote[u]).collect();
+            requests.push((number.clone(), block, users, wrote, body));
+        }
+    }
+    let outcomes: Vec<Result<Tally, Retry>> = futures::stream::iter(requests)
+        .map(|(number, block, users, wrote, body)| async move {
+            if started.elapsed() > app.config.deadline {
+                return Err(Retry::Meta(format!(
+                    "out of time before asking about {} users",
+                    users.len()
+                )));
+            }
+            let answer = call(app, &number, block, &body).await;
+            let mut tally = Tally::default();
+            let mirrors: Vec<PlatformMirror> = users
+                .iter()
+                .zip(wrote)
+                .map(|(subject, wrote_at)| {
+                    let outcome = platform::outcome_of(&answer, subject);
+                    match &outcome {
+                        Ok(()) if block => tally.blocked += 1,
+                        Ok(()) => tally.unblocked += 1,
+                        Err(error) => {
+                            tally.refused += 1;
+                            log_refusal(&number, block, error);
+                        }
+                    }
+                    PlatformMirror {
+                        subject: subject.clone(),
+                        phone_number_id: number.clone(),
+                        state: platform::state_after(block, outcome.as_ref().map(|_| ()), now),
+                        wrote_at,
+                    }
+                })
+                .collect();
+            // Recorded as each answer comes: a timeout later loses nothing.
+            app.store.record_platform_states(&mirrors).await?;
+            tracing::info!(phone_number_id = %number, block, users = users.len(), "Block Users request answered");
+            if let BlockUsersAnswer::Refused { error, transient: true } = &answer {
+                return Err(Retry::Meta(error.to_string()));
+            }
+            Ok(tally)
+        })
+        .buffer_unordered(GRAPH_CONCURRENCY)
+        .collect()
+        .await;
+
+    let mut total = Tally::default();
+    let mut retry = None;
+    for outcome in outcomes {
+        match outcome {
+            Ok(tally) => total.add(&tally),
+            Err(error) => retry = Some(error),
+        }
+    }
+    metrics::count(FUNCTION, Counter::PlatformBlocked, total.blocked);
+    metrics::count(FUNCTION, Counter::PlatformUnblocked, total.unblocked);
+    metrics::count(FUNCTION, Counter::PlatformRefused, total.refused);
     match retry {
         Some(retry) => Err(retry),
         None => Ok(()),
     }
 }
 
+#[derive(Debug, Default)]
+struct Tally {
+    blocked: u64,
+    unblocked: u64,
+    refused: u64,
+}
+
+impl Tally {
+    fn add(&mut self, other: &Tally) {
+        self.blocked += other.blocked;
+        self.unblocked += other.unblocked;
+        self.refused += other.refused;
+    }
+}
+
 /// The business numbers to decide for a person: those their blocks name,
 /// those they have chats with when a block covers every number, those Meta
-/// holds them on, and those they just wrote to.
+/// was asked about, and those they just wrote to.
 fn numbers_of(record: &SubjectRecord, trigger: &Trigger) -> BTreeSet<PhoneNumberId> {
-    let chats_with: Vec<PhoneNumberId> = record
-        .chats
-        .iter()
-        .map(|c| c.phone_number_id.clone())
-        .collect();
-    let mut numbers: BTreeSet<PhoneNumberId> = record
-        .blocks
-        .iter()
-        .flat_map(|b| platform::covered_numbers(&b.scope, &chats_with))
-        .collect();
+    let chats_with = platform::chats_with(&record.chats);
+    let mut numbers: BTreeSet<PhoneNumberId> = BTreeSet::new();
+    for block in &record.blocks {
+        match &block.scope {
+            Scope::All => numbers.extend(chats_with.iter().cloned()),
+            Scope::Business(id) => {
+                numbers.insert(id.clone());
+            }
+        }
+    }
     numbers.extend(record.platform.iter().map(|m| m.phone_number_id.clone()));
     numbers.extend(trigger.wrote.keys().cloned());
     numbers
 }
 
-/// Whether an active block of the person itself covers `number`. (A block
-/// of a linked identity is that identity's to mirror.)
-fn covers(record: &SubjectRecord, number: &PhoneNumberId, now: DateTime<Utc>) -> bool {
+/// When the newest active block of the person itself that covers `number`
+/// was made. (A block of a linked identity is that identity's to mirror.)
+fn covered_since(
+    record: &SubjectRecord,
+    number: &PhoneNumberId,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
     record
         .blocks
         .iter()
-        .filter(|b| b.is_active(now))
-        .any(|b| match &b.scope {
-            Scope::All => true,
-            Scope::Business(id) => id == number,
-        })
+        .filter(|b| b.is_active(now) && platform::scope_covers(&b.scope, number))
+        .map(|b| b.blocked_at)
+        .max()
 }
 
-/// When the person (by any identity linked to it) last wrote to `number`.
+/// When the person (by any identity linked to it) last wrote to `number`:
+/// their chats, a suppressed message at hand, or what was recorded.
 fn last_inbound_at(
     record: &SubjectRecord,
     trigger: &Trigger,
     number: &PhoneNumberId,
+    current: Option<&PlatformMirror>,
 ) -> Option<DateTime<Utc>> {
     record
         .chats
@@ -365,34 +507,25 @@ fn last_inbound_at(
         .filter(|c| &c.phone_number_id == number)
         .filter_map(|c| c.last_inbound_at)
         .chain(trigger.wrote.get(number).copied())
+        .chain(current.and_then(|m| m.wrote_at))
         .max()
 }
 
 /// One Block Users request, retried within the invocation while Meta's
 /// answer is transient.
-async fn call(
-    app: &App,
-    number: &PhoneNumberId,
-    block: bool,
-    subjects: &[Subject],
-) -> BlockUsersAnswer {
-    let body = platform::request_bodies(subjects)
-        .into_iter()
-        .next()
-        .unwrap_or_default();
+async fn call(app: &App, number: &PhoneNumberId, block: bool, body: &Value) -> BlockUsersAnswer {
     let attempt = || async {
-        let answer = match app.graph.block_users(number, block, &body).await {
+        let answer = match app.graph.block_users(number, block, body).await {
             Ok(answer) => BlockUsersAnswer::parse(answer.status, &answer.body),
             Err(error) => BlockUsersAnswer::Refused {
-                error: serde_json::json!({ "message": error.to_string() }),
+                error: json!({ "message": error.to_string() }),
                 transient: true,
             },
         };
-        match answer {
-            BlockUsersAnswer::Refused {
-                transient: true, ..
-            } => Err(Transient(answer)),
-            answer => Ok(answer),
+        if answer.is_transient() {
+            Err(Transient(answer))
+        } else {
+            Ok(answer)
         }
     };
     match with_pauses(&app.config.retry_pauses, |_| true, attempt).await {
@@ -419,7 +552,9 @@ fn log_refusal(number: &PhoneNumberId, block: bool, error: &Value) {
             phone_number_id = %number,
             "Meta's block list of this business number is full (64,000 users): blocks here go on without the platform block"
         );
+    } else if !block {
+        tracing::error!(phone_number_id = %number, code, "Meta refused an unblock; asked again by the retry sweep while the refusal may pass");
     } else {
-        tracing::warn!(phone_number_id = %number, block, code, "Meta refused a user");
+        tracing::warn!(phone_number_id = %number, code, "Meta refused a user");
     }
 }

@@ -13,7 +13,9 @@ async fn main() -> Result<(), Error> {
     let app = App::new(config::store(&env).await, Config::from_env(&env)?)?;
     let app = &app;
     run(service_fn(move |event: LambdaEvent<Value>| async move {
-        Ok::<Value, Error>(platform_block::handle(app, event.payload).await)
+        platform_block::handle(app, event.payload)
+            .await
+            .map_err(Error::from)
     }))
     .await
 }

@@ -17,7 +17,9 @@ pub use audit::{Action, AuditEvent, ChainCheck, ChainHead, verify_chain};
 pub use block::Block;
 pub use chat::{Chat, ChatStatus, SessionStatus};
 pub use contact::Contact;
-pub use platform::{LIST_FULL, OUTSIDE_WINDOW, PlatformState, PlatformStatus, PlatformView};
+pub use platform::{
+    LIST_FULL, OUTSIDE_WINDOW, PlatformState, PlatformStatus, PlatformView, is_transient,
+};
 pub use settings::{AutoBlockPolicy, Settings, SettingsPatch, SettingsTarget};
 pub use stats::{DayStats, StatCounter, Stats};
 pub use values::{Actor, PhoneNumberId, Reason, Scope, Source, ValueError};

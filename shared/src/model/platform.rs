@@ -39,8 +39,20 @@ pub struct PlatformState {
 
 /// Graph error codes that say "try again later", not "no": rate limits
 /// (130429 throughput, 80007 account, 4 application), temporary errors (1,
-/// 2) and Meta's own failures (131000, 131016).
-const TRANSIENT_CODES: [i64; 7] = [1, 2, 4, 80007, 130429, 131000, 131016];
+/// 2), Meta's own failures (131000, 131016), and what the operator fixes
+/// rather than the person: an expired or wrong token (190), a missing
+/// permission (10, 200–299) or capability (3).
+const TRANSIENT_CODES: [i64; 10] = [1, 2, 3, 4, 10, 190, 80007, 130429, 131000, 131016];
+
+/// Whether a refusal may pass by itself or by the operator's fix, rather
+/// than stand for this person: one of [`TRANSIENT_CODES`], no code at all
+/// (no answer, or one that could not be read), or an HTTP status that says
+/// so (5xx, 429, 401, 403).
+pub fn is_transient(http_status: Option<u16>, code: Option<i64>) -> bool {
+    let by_code = code.is_none_or(|c| TRANSIENT_CODES.contains(&c) || (200..300).contains(&c));
+    let by_status = http_status.is_some_and(|s| s >= 500 || matches!(s, 401 | 403 | 429));
+    by_code || by_status
+}
 
 /// Meta's per-user error for a person who has not written in the last 24
 /// hours: the mirror waits for their next message.
@@ -62,15 +74,35 @@ impl PlatformState {
             .and_then(Value::as_i64)
     }
 
-    /// A refusal that may pass by itself (a rate limit, Meta unavailable,
-    /// no answer): worth another attempt when the person writes again.
-    /// Every other refusal stands until the block changes (never retried in
-    /// a loop).
+    /// A refusal to block that may pass ([`is_transient`]): asked again by
+    /// the retry sweep and when the person writes again. Every other
+    /// refusal stands until a newer block asks again (never retried in a
+    /// loop).
     pub fn is_transient_failure(&self) -> bool {
-        self.state == PlatformStatus::Failed
-            && self
-                .error_code()
-                .is_none_or(|code| TRANSIENT_CODES.contains(&code))
+        self.state == PlatformStatus::Failed && self.error_is_transient()
+    }
+
+    fn error_is_transient(&self) -> bool {
+        let status = self
+            .error
+            .as_ref()
+            .and_then(|e| e.get("http_status"))
+            .and_then(Value::as_u64)
+            .and_then(|s| u16::try_from(s).ok());
+        is_transient(status, self.error_code())
+    }
+
+    /// Meta still holds the person although they should be unblocked: an
+    /// unblock that failed, asked again by the retry sweep until it
+    /// succeeds (a person must not stay blocked at Meta after an unblock).
+    pub fn is_failed_unblock(&self) -> bool {
+        self.state == PlatformStatus::Blocked && self.error.is_some()
+    }
+
+    /// Whether the retry sweep must ask Meta again, with no event to
+    /// trigger it.
+    pub fn is_retry_due(&self) -> bool {
+        self.is_transient_failure() || self.is_failed_unblock()
     }
 }
 
@@ -97,8 +129,17 @@ impl PlatformView {
         enabled: impl Fn(&PhoneNumberId) -> bool,
         mirrors: &BTreeMap<PhoneNumberId, PlatformState>,
     ) -> PlatformView {
+        // Every number of a chat, and every number Meta was asked about
+        // (a person blocked before they ever chatted is mirrored at a
+        // suppressed message, which opens no chat).
         let numbers: Vec<PhoneNumberId> = match &block.scope {
-            Scope::All => chats_with.to_vec(),
+            Scope::All => chats_with
+                .iter()
+                .chain(mirrors.keys())
+                .cloned()
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect(),
             Scope::Business(id) => vec![id.clone()],
         };
         let off = PlatformState::new(PlatformStatus::Off, None, block.blocked_at);
@@ -201,10 +242,32 @@ mod tests {
         let at = Utc::now();
         let failed = |error| PlatformState::new(PlatformStatus::Failed, error, at);
         assert!(failed(Some(json!({"code": 130429}))).is_transient_failure());
+        assert!(
+            failed(Some(json!({"code": 190}))).is_transient_failure(),
+            "token"
+        );
+        assert!(failed(Some(json!({"http_status": 503}))).is_transient_failure());
         assert!(failed(None).is_transient_failure());
         assert!(!failed(Some(json!({"code": LIST_FULL}))).is_transient_failure());
         assert!(!failed(Some(json!({"code": 131026}))).is_transient_failure());
         let pending = PlatformState::new(PlatformStatus::Pending, None, at);
         assert!(!pending.is_transient_failure());
+        assert!(!pending.is_retry_due());
+        let unblock_failed =
+            PlatformState::new(PlatformStatus::Blocked, Some(json!({"code": 1})), at);
+        assert!(unblock_failed.is_retry_due());
+        assert!(!PlatformState::new(PlatformStatus::Blocked, None, at).is_retry_due());
+    }
+
+    #[test]
+    fn b15_a_block_of_every_number_shows_numbers_meta_was_asked_about_without_a_chat() {
+        let at: DateTime<Utc> = "2026-01-02T00:00:00Z".parse().unwrap();
+        let mirrors = BTreeMap::from([(
+            id("444"),
+            PlatformState::new(PlatformStatus::Blocked, None, at),
+        )]);
+        let view = PlatformView::of(&block(Scope::All), &[], |_| true, &mirrors);
+        assert_eq!(view.summary.state, PlatformStatus::Blocked);
+        assert_eq!(view.numbers["444"].state, PlatformStatus::Blocked);
     }
 }

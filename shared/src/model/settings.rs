@@ -236,7 +236,9 @@ impl SettingsPatch {
     /// Range checks that types cannot express, for an entry of `target`.
     /// Returns the offending field.
     pub fn validate(&self, target: &SettingsTarget) -> Result<(), (&'static str, &'static str)> {
-        if *target == SettingsTarget::Default && self.platform_block.is_some() {
+        // `false` is what `GET /v1/settings/default` shows: sending it back
+        // is fine.
+        if *target == SettingsTarget::Default && self.platform_block == Some(true) {
             // Meta's block list belongs to one business number: turning it
             // on everywhere at once is not a default to inherit by accident.
             return Err((

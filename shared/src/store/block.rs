@@ -321,23 +321,9 @@ impl Store {
     ) -> Result<(Vec<ExpiredBlock>, bool), StoreError> {
         // '~' sorts after '#': a block ending at `now` exactly is included.
         let upper = format!("{}~", format_time(now));
-        let pages = run_all(
-            (0..SHARDS)
-                .map(|shard| {
-                    let request = self
-                        .client
-                        .query()
-                        .table_name(&self.tables.blocklist)
-                        .index_name(EXPIRY_INDEX)
-                        .key_condition_expression("gsi2pk = :p AND gsi2sk <= :hi")
-                        .expression_attribute_values(":p", s(expiry_index_pk(shard)))
-                        .expression_attribute_values(":hi", s(&upper))
-                        .limit(per_shard);
-                    async move { request.send().await.map_err(StoreError::from) }
-                })
-                .collect(),
-        )
-        .await?;
+        let pages = self
+            .index_up_to(EXPIRY_INDEX, expiry_index_pk, &upper, per_shard)
+            .await?;
         let mut expired = Vec::new();
         let mut more = false;
         for page in pages {
@@ -359,6 +345,35 @@ impl Store {
             }
         }
         Ok((expired, more))
+    }
+
+    /// The first `per_shard` items of each of the 16 shards of `index`
+    /// (partitions `pk_of(shard)`) whose sort key is at most `upper`:
+    /// what the expiry and retry sweeps read.
+    pub(super) async fn index_up_to(
+        &self,
+        index: &str,
+        pk_of: fn(u32) -> String,
+        upper: &str,
+        per_shard: i32,
+    ) -> Result<Vec<aws_sdk_dynamodb::operation::query::QueryOutput>, StoreError> {
+        run_all(
+            (0..SHARDS)
+                .map(|shard| {
+                    let request = self
+                        .client
+                        .query()
+                        .table_name(&self.tables.blocklist)
+                        .index_name(index)
+                        .key_condition_expression("gsi2pk = :p AND gsi2sk <= :hi")
+                        .expression_attribute_values(":p", s(pk_of(shard)))
+                        .expression_attribute_values(":hi", s(upper))
+                        .limit(per_shard);
+                    async move { request.send().await.map_err(StoreError::from) }
+                })
+                .collect(),
+        )
+        .await
     }
 
     /// B7: blocks, newest first. Unfiltered, the 16 shards of the block

@@ -23,7 +23,6 @@ use super::{Item, Store, StoreError, build, key, n, s};
 use crate::identity::{Link, Subject};
 use crate::inbound::SenderFacts;
 use crate::model::{Block, ChainHead, Contact, PhoneNumberId, format_time};
-use crate::platform::PlatformMirror;
 use crate::policy::{LinkChange, SubjectChange, SubjectRecord, SubjectState};
 
 /// How long the writes that did not fit in a change's transaction may be
@@ -87,11 +86,7 @@ impl Store {
                 record.blocks.push(block.block);
             } else if sk.starts_with(PLATFORM_PREFIX) {
                 let mirror: PlatformItem = serde_dynamo::from_item(item)?;
-                record.platform.push(PlatformMirror {
-                    subject: subject.clone(),
-                    phone_number_id: mirror.phone_number_id,
-                    state: mirror.state,
-                });
+                record.platform.push(mirror.mirror(subject));
             }
         }
         for item in chats {

@@ -1142,24 +1142,15 @@ fn b13_block_expiry_sweeps_every_minute_through_a_sparse_expiry_index() {
 /// at least every minute, and finds due blocks through an index whose
 /// sort key is the end (never a Scan).
 fn check_b13_block_expiry_sweeps_every_minute_through_a_sparse_expiry_index(t: &Value) {
-    let sweep = function(t, "block-expiry");
-    let events = sweep["Properties"]["Events"]
-        .as_mapping()
-        .expect("block-expiry has events");
-    let schedules: Vec<&str> = events
-        .values()
-        .filter(|e| e["Type"] == "Schedule" || e["Type"] == "ScheduleV2")
-        .filter_map(|e| {
-            e["Properties"]["Schedule"]
-                .as_str()
-                .or_else(|| e["Properties"]["ScheduleExpression"].as_str())
-        })
-        .collect();
-    assert_eq!(schedules, ["rate(1 minute)"], "block-expiry's schedule");
-    let enabled = events
-        .values()
-        .all(|e| e["Properties"]["Enabled"] != false && e["Properties"]["State"] != "DISABLED");
-    assert!(enabled, "block-expiry's schedule is enabled");
+    check_schedule(t, "block-expiry", "rate(1 minute)");
+    // B15: the retry sweep of platform-block (failed unblocks) reads the
+    // same index, under its own partition keys.
+    check_schedule(t, "platform-block", "rate(5 minutes)");
+    let platform = functions(t)["platform-block"].clone();
+    assert!(
+        grants(t)[&platform]["BlocklistTable.Arn/index/gsi2"].contains("dynamodb:query"),
+        "platform-block queries the retry index"
+    );
 
     let table = &resources(t)["BlocklistTable"]["Properties"];
     let index = table["GlobalSecondaryIndexes"]
@@ -1184,6 +1175,40 @@ fn check_b13_block_expiry_sweeps_every_minute_through_a_sparse_expiry_index(t: &
         grants[&expiry]["BlocklistTable.Arn/index/gsi2"].contains("dynamodb:query"),
         "block-expiry queries the expiry index"
     );
+}
+
+/// `binary` runs on one enabled schedule, `rate`, not retried (the next
+/// run finds what a failed one left).
+fn check_schedule(t: &Value, binary: &str, rate: &str) {
+    let sweep = function(t, binary);
+    let events = sweep["Properties"]["Events"]
+        .as_mapping()
+        .unwrap_or_else(|| panic!("{binary} has events"));
+    let schedules: Vec<&Value> = events
+        .values()
+        .filter(|e| e["Type"] == "Schedule" || e["Type"] == "ScheduleV2")
+        .collect();
+    let rates: Vec<&str> = schedules
+        .iter()
+        .filter_map(|e| {
+            e["Properties"]["Schedule"]
+                .as_str()
+                .or_else(|| e["Properties"]["ScheduleExpression"].as_str())
+        })
+        .collect();
+    assert_eq!(rates, [rate], "{binary}'s schedule");
+    for schedule in schedules {
+        let p = &schedule["Properties"];
+        assert!(
+            p["Enabled"] != false && p["State"] != "DISABLED",
+            "{binary}'s schedule is enabled"
+        );
+        assert_eq!(
+            p["RetryPolicy"]["MaximumRetryAttempts"].as_i64(),
+            Some(0),
+            "{binary}'s schedule is not retried"
+        );
+    }
 }
 
 #[test]

@@ -32,6 +32,7 @@ fn app(stack: &TestStack, graph: &MockServer) -> platform_block::App {
             access_token: TOKEN.into(),
             timeout: Duration::from_secs(5),
             retry_pauses: vec![Duration::from_millis(10), Duration::from_millis(20)],
+            deadline: Duration::from_secs(60),
         },
     )
     .expect("a Graph client")
@@ -41,6 +42,11 @@ fn app(stack: &TestStack, graph: &MockServer) -> platform_block::App {
 /// does for persons who wrote within 24 hours.
 async fn graph_that_accepts() -> MockServer {
     let graph = MockServer::start().await;
+    accept_everyone(&graph).await;
+    graph
+}
+
+async fn accept_everyone(graph: &MockServer) {
     Mock::given(path(BLOCK_USERS))
         .and(header("authorization", format!("Bearer {TOKEN}").as_str()))
         .respond_with(|request: &Request| {
@@ -60,9 +66,8 @@ async fn graph_that_accepts() -> MockServer {
                 json!({ "messaging_product": "whatsapp", "block_users": { list: done } }),
             )
         })
-        .mount(&graph)
+        .mount(graph)
         .await;
-    graph
 }
 
 async fn graph_answering(status: u16, body: Value) -> MockServer {
@@ -113,10 +118,31 @@ async fn turn_on(stack: &TestStack, line: &str) {
 /// Feeds every audit record written since `seen` to the function, as the
 /// stream would; returns its answer.
 async fn feed(stack: &TestStack, app: &platform_block::App, seen: &mut usize) -> Value {
-    let records = audit_records(stack).await;
+    let records = platform_records(stack).await;
     let new = records[*seen..].to_vec();
     *seen = records.len();
-    platform_block::handle(app, json!({ "Records": new })).await
+    run(app, new).await
+}
+
+/// The stream records of every audit item, as the template's filter
+/// passes them to the function.
+async fn platform_records(stack: &TestStack) -> Vec<Value> {
+    audit_records(stack)
+        .await
+        .into_iter()
+        .filter(|r| {
+            let action = r["dynamodb"]["NewImage"]["action"]["S"].as_str();
+            platform_block::STREAM_ACTIONS
+                .iter()
+                .any(|a| Some(a.as_str()) == action)
+        })
+        .collect()
+}
+
+async fn run(app: &platform_block::App, records: Vec<Value>) -> Value {
+    platform_block::handle(app, json!({ "Records": records }))
+        .await
+        .expect("a stream batch always answers")
 }
 
 fn failures(answer: &Value) -> usize {
@@ -145,6 +171,28 @@ async fn recorded(stack: &TestStack, subject: &str, line: &str) -> Option<Platfo
         .map(|m| m.state.state)
 }
 
+/// NUMBER unblocked everywhere, through the block API.
+async fn unblock_everywhere(stack: &TestStack) {
+    let unblocked = Api::on(stack)
+        .call(
+            "DELETE",
+            &format!("/v1/blocks/{NUMBER}?scope=all"),
+            Some(json!({"reason": "sorted out"})),
+        )
+        .await;
+    assert_eq!(unblocked.status, 200, "{}", unblocked.body);
+}
+
+/// Fresh tables where LINE has `platform_block` on and NUMBER wrote to it
+/// just now; the function talks to `graph`.
+async fn wrote_today(graph: &MockServer) -> (TestStack, platform_block::App) {
+    let stack = TestStack::new().await;
+    let app = app(&stack, graph);
+    turn_on(&stack, LINE).await;
+    stack.chat_with(LINE, NUMBER).await;
+    (stack, app)
+}
+
 async fn wrote_at(stack: &TestStack, line: &str, subject: &str, hours_ago: i64) {
     stack
         .store
@@ -161,11 +209,8 @@ async fn wrote_at(stack: &TestStack, line: &str, subject: &str, hours_ago: i64) 
 
 #[tokio::test]
 async fn b15_a_block_of_a_person_who_wrote_today_is_mirrored_then_removed_on_unblock() {
-    let stack = TestStack::new().await;
     let graph = graph_that_accepts().await;
-    let app = app(&stack, &graph);
-    turn_on(&stack, LINE).await;
-    stack.chat_with(LINE, NUMBER).await;
+    let (stack, app) = wrote_today(&graph).await;
     stack.chat_with(OTHER_LINE, NUMBER).await;
     let mut seen = 0;
     let blocked = Api::on(&stack)
@@ -188,19 +233,11 @@ async fn b15_a_block_of_a_person_who_wrote_today_is_mirrored_then_removed_on_unb
     assert_eq!(platform["numbers"][OTHER_LINE]["state"], "off");
 
     // The same records again (Lambda's retry): nothing asked twice.
-    let again =
-        platform_block::handle(&app, json!({ "Records": audit_records(&stack).await })).await;
+    let again = run(&app, platform_records(&stack).await).await;
     assert_eq!(failures(&again), 0);
     assert_eq!(requests(&graph).await.len(), 1, "idempotent");
 
-    let unblocked = Api::on(&stack)
-        .call(
-            "DELETE",
-            &format!("/v1/blocks/{NUMBER}?scope=all"),
-            Some(json!({"reason": "sorted out"})),
-        )
-        .await;
-    assert_eq!(unblocked.status, 200);
+    unblock_everywhere(&stack).await;
     assert_eq!(failures(&feed(&stack, &app, &mut seen).await), 0);
     let sent = requests(&graph).await;
     assert_eq!(sent.len(), 2);
@@ -248,11 +285,8 @@ async fn b15_a_person_silent_for_a_day_is_mirrored_at_their_next_message() {
 
 #[tokio::test]
 async fn b15_b13_expiry_removes_the_platform_block() {
-    let stack = TestStack::new().await;
     let graph = graph_that_accepts().await;
-    let mut app = app(&stack, &graph);
-    turn_on(&stack, LINE).await;
-    stack.chat_with(LINE, NUMBER).await;
+    let (stack, mut app) = wrote_today(&graph).await;
     let mut seen = 0;
     let until = (Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
     let blocked = Api::on(&stack)
@@ -398,8 +432,8 @@ async fn b15_rate_limits_and_5xx_are_retried_then_the_batch_is_reported_and_redo
     Api::on(&stack)
         .block(NUMBER, json!({"reason": "spam"}))
         .await;
-    let records = audit_records(&stack).await;
-    let answer = platform_block::handle(&app, json!({ "Records": records.clone() })).await;
+    let records = platform_records(&stack).await;
+    let answer = run(&app, records.clone()).await;
     assert_eq!(
         answer["batchItemFailures"][0]["itemIdentifier"], records[0]["dynamodb"]["SequenceNumber"],
         "reported from the first record: {answer}"
@@ -430,7 +464,7 @@ async fn b15_rate_limits_and_5xx_are_retried_then_the_batch_is_reported_and_redo
         ))
         .mount(&graph)
         .await;
-    let retried = platform_block::handle(&app, json!({ "Records": records })).await;
+    let retried = run(&app, records).await;
     assert_eq!(failures(&retried), 0, "{retried}");
     assert_eq!(requests(&graph).await.len(), 2, "503, then accepted");
     assert_eq!(platform_of(&stack, NUMBER).await["state"], "blocked");
@@ -464,6 +498,12 @@ async fn b15_platform_block_is_a_per_number_setting_refused_on_default() {
     );
     let default = api.call("GET", "/v1/settings/default", None).await;
     assert_eq!(default.body["platform_block"], false, "nothing stored");
+    let round_trip = put_settings(&stack, "default", default.body.clone()).await;
+    assert_eq!(
+        round_trip.status, 200,
+        "what GET shows can be sent back: {}",
+        round_trip.body
+    );
 
     turn_on(&stack, LINE).await;
     let on = api.call("GET", &format!("/v1/settings/{LINE}"), None).await;
@@ -474,4 +514,173 @@ async fn b15_platform_block_is_a_per_number_setting_refused_on_default() {
         cleared.body["platform_block"], false,
         "null: back to the default"
     );
+}
+
+/// Meta refuses an unblock (503) through every retry of the invocation:
+/// the person is still held at Meta, so the state stays `blocked` with the
+/// error, and the retry sweep asks again later until Meta unblocks them.
+#[tokio::test]
+async fn b15_a_failed_unblock_is_asked_again_by_the_retry_sweep_until_it_succeeds() {
+    let graph = graph_that_accepts().await;
+    let (stack, mut app) = wrote_today(&graph).await;
+    let mut seen = 0;
+    Api::on(&stack)
+        .block(NUMBER, json!({"reason": "spam"}))
+        .await;
+    feed(&stack, &app, &mut seen).await;
+    assert_eq!(
+        recorded(&stack, NUMBER, LINE).await,
+        Some(PlatformStatus::Blocked)
+    );
+
+    graph.reset().await;
+    Mock::given(method("DELETE"))
+        .and(path(BLOCK_USERS))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&graph)
+        .await;
+    unblock_everywhere(&stack).await;
+    let answer = feed(&stack, &app, &mut seen).await;
+    assert_eq!(
+        failures(&answer),
+        1,
+        "reported for Lambda's retry: {answer}"
+    );
+    assert_eq!(requests(&graph).await.len(), 3);
+    assert_eq!(
+        recorded(&stack, NUMBER, LINE).await,
+        Some(PlatformStatus::Blocked),
+        "Meta still holds the person"
+    );
+
+    // Within 5 minutes the sweep leaves it; after, it asks again.
+    let swept = platform_block::sweep(&app).await.expect("a sweep");
+    assert_eq!(swept, 0, "asked again only 5 minutes later");
+    graph.reset().await;
+    accept_everyone(&graph).await;
+    fn later() -> chrono::DateTime<Utc> {
+        Utc::now() + chrono::Duration::minutes(10)
+    }
+    app.now = later;
+    let swept = platform_block::sweep(&app).await.expect("a sweep");
+    assert_eq!(swept, 1);
+    let sent = requests(&graph).await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].0, "DELETE");
+    assert_eq!(
+        recorded(&stack, NUMBER, LINE).await,
+        Some(PlatformStatus::Off)
+    );
+    assert_eq!(
+        platform_block::sweep(&app).await.expect("a sweep"),
+        0,
+        "nothing is left to ask again"
+    );
+}
+
+/// A 200 that still lists failed users, for an unblock Meta has nothing
+/// to undo (the user is not on its list): recorded `off` with the error,
+/// not asked again.
+#[tokio::test]
+async fn b15_a_200_with_failed_users_is_read_per_user_and_a_not_held_unblock_is_off() {
+    let stack = TestStack::new().await;
+    let graph = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(BLOCK_USERS))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "messaging_product": "whatsapp",
+            "block_users": {"added_users": [{"input": NUMBER, "wa_id": "16505551234"}], "failed_users": []},
+        })))
+        .mount(&graph)
+        .await;
+    Mock::given(method("DELETE"))
+        .and(path(BLOCK_USERS))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "messaging_product": "whatsapp",
+            "block_users": {"removed_users": [], "failed_users": [
+                {"input": NUMBER, "errors": [{"code": 100, "message": "(#100) the user is not blocked"}]}
+            ]},
+        })))
+        .mount(&graph)
+        .await;
+    let mut app = app(&stack, &graph);
+    turn_on(&stack, LINE).await;
+    stack.chat_with(LINE, NUMBER).await;
+    let mut seen = 0;
+    Api::on(&stack)
+        .block(NUMBER, json!({"reason": "spam"}))
+        .await;
+    feed(&stack, &app, &mut seen).await;
+    unblock_everywhere(&stack).await;
+    assert_eq!(failures(&feed(&stack, &app, &mut seen).await), 0);
+    assert_eq!(
+        recorded(&stack, NUMBER, LINE).await,
+        Some(PlatformStatus::Off)
+    );
+    fn later() -> chrono::DateTime<Utc> {
+        Utc::now() + chrono::Duration::minutes(10)
+    }
+    app.now = later;
+    assert_eq!(platform_block::sweep(&app).await.expect("a sweep"), 0);
+    assert_eq!(requests(&graph).await.len(), 2, "one block, one unblock");
+}
+
+/// B61: the block is on the person's BSUID; they write with their number
+/// visible. The suppressed message is recorded under the number, and it is
+/// the BSUID's block that is mirrored.
+#[tokio::test]
+async fn b15_b61_a_message_under_a_linked_identity_mirrors_the_blocked_identity() {
+    let stack = TestStack::new().await;
+    let graph = graph_that_accepts().await;
+    let app = app(&stack, &graph);
+    turn_on(&stack, LINE).await;
+    let crm = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&crm)
+        .await;
+    let ingress = app_for(stack.store.clone(), Some(format!("{}/crm", crm.uri())));
+    let linked = deliver_to(&ingress, &fixture("inbound-bsuid-linked.json")).await;
+    assert_eq!(linked.status, 200, "{}", linked.body);
+    let mut seen = platform_records(&stack).await.len();
+    let blocked = Api::on(&stack)
+        .block(BSUID, json!({"reason": "spam", "scope": LINE}))
+        .await;
+    assert_eq!(blocked.status, 201);
+    // The link's message is old (the fixture's time): not eligible yet.
+    assert_eq!(failures(&feed(&stack, &app, &mut seen).await), 0);
+    assert!(
+        requests(&graph).await.is_empty(),
+        "{:?}",
+        requests(&graph).await
+    );
+    writes(&stack, "wamid.LINKED").await;
+    assert_eq!(failures(&feed(&stack, &app, &mut seen).await), 0);
+    let sent = requests(&graph).await;
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].1["block_users"], json!([{"user_id": BSUID}]));
+    assert_eq!(
+        recorded(&stack, BSUID, LINE).await,
+        Some(PlatformStatus::Blocked)
+    );
+}
+
+/// Past the invocation's deadline no request starts: the batch is
+/// reported for Lambda's retry, and nothing is recorded as done.
+#[tokio::test]
+async fn b15_past_the_deadline_requests_are_left_for_the_retry() {
+    let stack = TestStack::new().await;
+    let graph = graph_that_accepts().await;
+    let mut app = app(&stack, &graph);
+    app.config.deadline = Duration::ZERO;
+    turn_on(&stack, LINE).await;
+    stack.chat_with(LINE, NUMBER).await;
+    let mut seen = 0;
+    Api::on(&stack)
+        .block(NUMBER, json!({"reason": "spam"}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(failures(&feed(&stack, &app, &mut seen).await), 1);
+    assert!(requests(&graph).await.is_empty());
+    assert_eq!(recorded(&stack, NUMBER, LINE).await, None);
 }

@@ -617,8 +617,9 @@ async fn record_block_expiry() -> Vec<TableAccess> {
     relay.accesses()
 }
 
-/// A person linked to a BSUID is blocked and unblocked where the setting is
-/// on; the function mirrors both to a Graph fake.
+/// A person linked to a BSUID is blocked where the setting is on: the
+/// function reads them and mirrors the block to a Graph fake (an unblock
+/// reads and writes the same items); then the retry sweep runs.
 async fn record_platform_block() -> Vec<TableAccess> {
     let stack = TestStack::new().await;
     let crm = crm().await;
@@ -649,11 +650,18 @@ async fn record_platform_block() -> Vec<TableAccess> {
             access_token: "token".into(),
             timeout: std::time::Duration::from_secs(5),
             retry_pauses: vec![],
+            deadline: std::time::Duration::from_secs(60),
         },
     )
     .expect("a Graph client");
-    let answer = platform_block::handle(&app, json!({ "Records": records })).await;
+    let answer = platform_block::handle(&app, json!({ "Records": records }))
+        .await
+        .expect("a batch answers");
     assert_eq!(answer["batchItemFailures"], json!([]), "{answer}");
     assert_eq!(graph.received_requests().await.unwrap().len(), 1);
+    let swept = platform_block::handle(&app, json!({}))
+        .await
+        .expect("a sweep");
+    assert_eq!(swept["asked_again"], 0, "{swept}");
     relay.accesses()
 }
