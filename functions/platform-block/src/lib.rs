@@ -176,7 +176,9 @@ async fn handle_batch(app: &App, event: &Value) -> Value {
     if triggers.is_empty() {
         return failed_from(batch.unreadable);
     }
-    match mirror(app, triggers).await {
+    // Boxed: the batch's nested futures would make the handler's type
+    // deeper than the compiler lays out by default.
+    match Box::pin(mirror(app, triggers)).await {
         Ok(()) => failed_from(batch.unreadable),
         Err(error) => {
             tracing::error!(error = %error, "platform blocks not brought up to date; the batch is retried");
@@ -204,7 +206,7 @@ pub async fn sweep(app: &App) -> Result<usize, Retry> {
             (subject, trigger)
         })
         .collect();
-    mirror(app, triggers).await?;
+    Box::pin(mirror(app, triggers)).await?;
     Ok(count)
 }
 
