@@ -30,6 +30,24 @@ pub fn format_time(at: chrono::DateTime<chrono::Utc>) -> String {
     at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
+/// Reads an optional nested object of a request body as `T`, refusing
+/// anything but an object or `null`: serde alone would also read a struct
+/// from a list (`"auto_block": [null]`).
+pub fn object_only<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    use serde::Deserialize;
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Null => Ok(None),
+        value @ serde_json::Value::Object(_) => serde_json::from_value(value)
+            .map(Some)
+            .map_err(serde::de::Error::custom),
+        _ => Err(serde::de::Error::custom("must be an object")),
+    }
+}
+
 /// Serde helpers for [`format_time`]-shaped timestamps.
 pub mod time_format {
     use chrono::{DateTime, Utc};

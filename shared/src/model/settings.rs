@@ -153,7 +153,11 @@ pub struct SettingsPatch {
     pub phone_number_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_unknown_numbers: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::object_only"
+    )]
     pub auto_block: Option<AutoBlockPatch>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub carry_blocks_on_change: Option<bool>,

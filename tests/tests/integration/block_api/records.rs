@@ -802,6 +802,9 @@ async fn b12_invalid_settings_are_refused_and_change_nothing() {
         json!({"colour": null}),
         json!({"auto_block": {"colour": null}}),
         json!({"phone_number_id": LINE_B}),
+        // Found by the fuzz run: serde reads a struct from a list.
+        json!({"auto_block": [null, null]}),
+        json!({"auto_block": [true]}),
     ] {
         let response = put_settings(&api, LINE_A, body.clone()).await;
         assert_eq!(response.status, 422, "{body}: {:?}", response.body);
