@@ -73,6 +73,8 @@ check "walkthrough: history shows the block and the suppression" \
 check "walkthrough: the BSUID-only message is suppressed too" \
   test "$(grep -c '"suppressed": *1' "$out")" -eq 2
 check "walkthrough: the BSUID shows the linked number's block" grep -q '"linked_blocks": \[$' "$out"
+check "walkthrough: STOP opts the customer out" grep -q '"all": *"opted_out"' "$out"
+check "walkthrough: the send to them is refused" grep -q 'recipient_opted_out' "$out"
 
 export PATH="${CARGO_TARGET_DIR:-$ROOT/target}/debug:$PATH"
 token=$(wa-cli token --scope all)

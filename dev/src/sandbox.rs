@@ -22,6 +22,10 @@
 //!   per request, at most `SANDBOX_BLOCK_LIST_CAP` (default 64,000) per
 //!   business number (then 139101), partial failures as HTTP 400 with code
 //!   139100 and both lists, and `GET` paged with `limit` and `after`.
+//! - `GET /sandbox/graph/{version}/{account}/message_templates?name=`: the
+//!   template lookup (B83), answering from the sandbox's templates:
+//!   `order_update` (UTILITY) and `spring_sale` (MARKETING) in `en_US`, and
+//!   any added with `POST /sandbox/templates {"name","language","category"}`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -53,6 +57,8 @@ pub struct Sandbox {
     /// Per business number, its block list in the order users were added.
     blocked: Mutex<HashMap<String, Vec<Subject>>>,
     block_list_cap: usize,
+    /// Message templates: name, language, category.
+    templates: Mutex<Vec<(String, String, String)>>,
 }
 
 /// Meta's limit of one business number's block list.
@@ -72,7 +78,58 @@ impl Sandbox {
             wrote: Mutex::new(HashMap::new()),
             blocked: Mutex::new(HashMap::new()),
             block_list_cap: cap,
+            templates: Mutex::new(
+                [
+                    ("order_update", "en_US", "UTILITY"),
+                    ("spring_sale", "en_US", "MARKETING"),
+                ]
+                .iter()
+                .map(|(n, l, c)| ((*n).to_owned(), (*l).to_owned(), (*c).to_owned()))
+                .collect(),
+            ),
         }
+    }
+
+    /// `GET …/{account}/message_templates?name=`: Graph's list, filtered.
+    fn message_templates(&self, request: &HttpRequest) -> Answer {
+        if !self.authorized(request) {
+            return graph_error(401, 190, "Invalid OAuth access token.");
+        }
+        let query = request
+            .uri
+            .split_once('?')
+            .map(|(_, q)| q)
+            .unwrap_or_default();
+        let name = query
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .find(|(k, _)| *k == "name")
+            .map(|(_, v)| {
+                percent_encoding::percent_decode_str(v)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            });
+        let data: Vec<Value> = lock(&self.templates)
+            .iter()
+            .filter(|(n, _, _)| name.as_ref().is_none_or(|wanted| wanted == n))
+            .map(|(n, l, c)| json!({ "name": n, "language": l, "category": c, "status": "APPROVED" }))
+            .collect();
+        json_answer(200, &json!({ "data": data }))
+    }
+
+    /// `POST /sandbox/templates {"name","language","category"}`.
+    fn add_template(&self, request: &HttpRequest) -> Answer {
+        let body: Value = serde_json::from_slice(request.body.as_deref().unwrap_or_default())
+            .unwrap_or(Value::Null);
+        let field = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_owned);
+        let (Some(name), Some(category)) = (field("name"), field("category")) else {
+            return graph_error(400, 100, "name and category are required");
+        };
+        let language = field("language").unwrap_or_else(|| "en_US".to_owned());
+        let entry = (name, language, category.to_uppercase());
+        let answer = json!({ "name": entry.0, "language": entry.1, "category": entry.2 });
+        lock(&self.templates).push(entry);
+        json_answer(201, &answer)
     }
 
     /// Notes who wrote to which business number in a webhook the stack
@@ -291,6 +348,10 @@ impl Sandbox {
             ("POST" | "DELETE" | "GET", ["sandbox", "graph", version, business, "block_users"]) => {
                 self.block_users(request, version, business)
             }
+            ("GET", ["sandbox", "graph", _version, _account, "message_templates"]) => {
+                self.message_templates(request)
+            }
+            ("POST", ["sandbox", "templates"]) => self.add_template(request),
             ("GET", ["sandbox", "messages"]) => {
                 let sent = lock(&self.sent).clone();
                 json_answer(200, &json!({ "messages": sent }))
@@ -644,5 +705,24 @@ mod tests {
             }
         }
         assert_eq!(seen, numbers);
+    }
+
+    #[test]
+    fn b83_templates_are_listed_by_name_and_can_be_added() {
+        let sandbox = sandbox(BLOCK_LIST_CAP);
+        let list = |name: &str| {
+            let uri = format!("/sandbox/graph/v25.0/102290129340398/message_templates?name={name}");
+            answer_json(&sandbox.message_templates(&request("GET", &uri, None)))
+        };
+        assert_eq!(list("spring_sale")["data"][0]["category"], "MARKETING");
+        assert_eq!(list("order_update")["data"][0]["category"], "UTILITY");
+        assert_eq!(list("welcome")["data"], json!([]));
+        let added = sandbox.add_template(&request(
+            "POST",
+            "/sandbox/templates",
+            Some(json!({"name": "welcome", "category": "marketing"})),
+        ));
+        assert_eq!(added.0, 201);
+        assert_eq!(list("welcome")["data"][0]["category"], "MARKETING");
     }
 }

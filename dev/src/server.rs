@@ -41,6 +41,7 @@ fn local_default(key: &str) -> Option<&'static str> {
         "WHATSAPP_APP_SECRET" => "local-app-secret",
         "WHATSAPP_VERIFY_TOKEN" => "local-verify-token",
         "WHATSAPP_ACCESS_TOKEN" => "local-access-token",
+        "WHATSAPP_BUSINESS_ACCOUNT_ID" => "102290129340398",
         "GRAPH_API_VERSION" => "v25.0",
         "LOCAL_JWT_SECRET" => "local-jwt-secret",
         _ => return None,

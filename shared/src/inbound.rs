@@ -8,7 +8,9 @@ use chrono::{DateTime, Utc};
 
 use crate::identity::Subject;
 use crate::meta::webhook::{Delivery, InboundMessage, Position};
-use crate::model::{Block, PhoneNumberId, Scope};
+use crate::model::{
+    Block, ConsentCategory, ConsentChange, ConsentSource, ConsentValue, PhoneNumberId, Scope,
+};
 use crate::policy::{SubjectState, blocking_block};
 
 /// What the store knows about one identity, read consistently (B4).
@@ -368,6 +370,98 @@ pub fn plan_inbound(
     chats.sort_by(|a, b| (&a.phone_number_id, &a.subject).cmp(&(&b.phone_number_id, &b.subject)));
     plan.chats = chats;
     plan
+}
+
+/// Meta's error for a send to a customer who stopped marketing messages.
+pub const MARKETING_STOPPED: i64 = 131050;
+
+/// B81, B82: the consent changes a delivery carries, decided for every
+/// message and preference whatever its claim says (a retry after a failed
+/// write must write again; a change is applied once, by its time): keywords
+/// in messages to the business numbers whose `settings` are given, and
+/// Meta's `user_preferences`. Failures with 131050 are in
+/// [`marketing_stops`].
+pub fn consent_changes(
+    delivery: &Delivery,
+    settings: &HashMap<PhoneNumberId, crate::model::Settings>,
+    now: DateTime<Utc>,
+) -> Vec<ConsentChange> {
+    let mut changes = Vec::new();
+    for message in &delivery.messages {
+        let (Some(said), Some(business), Some(subject)) = (
+            message.said.as_deref(),
+            message.phone_number_id.as_ref(),
+            message.sender.primary(),
+        ) else {
+            continue;
+        };
+        let Some(value) = settings.get(business).and_then(|s| s.keyword(said)) else {
+            continue;
+        };
+        changes.push(ConsentChange {
+            subject,
+            scope: Scope::Business(business.clone()),
+            category: ConsentCategory::All,
+            value,
+            source: ConsentSource::Keyword,
+            at: message.timestamp.unwrap_or(now),
+            message_id: Some(message.id.clone()),
+        });
+    }
+    for preference in &delivery.preferences {
+        let value = match (preference.category.as_str(), preference.value.as_str()) {
+            ("marketing_messages", "stop") => ConsentValue::OptedOut,
+            ("marketing_messages", "resume") => ConsentValue::OptedIn,
+            _ => continue,
+        };
+        changes.push(ConsentChange {
+            subject: preference.subject.clone(),
+            scope: Scope::Business(preference.phone_number_id.clone()),
+            category: ConsentCategory::Marketing,
+            value,
+            source: ConsentSource::UserPreferences,
+            at: preference.timestamp.unwrap_or(now),
+            message_id: None,
+        });
+    }
+    changes
+}
+
+/// B82: a send that failed with 131050 says the customer stopped marketing
+/// messages from that business number.
+pub fn marketing_stops(failures: &[DeliveryFailure]) -> Vec<ConsentChange> {
+    failures
+        .iter()
+        .filter(|f| f.code == Some(MARKETING_STOPPED))
+        .map(|f| ConsentChange {
+            subject: f.subject.clone(),
+            scope: f
+                .phone_number_id
+                .clone()
+                .map_or(Scope::All, Scope::Business),
+            category: ConsentCategory::Marketing,
+            value: ConsentValue::OptedOut,
+            source: ConsentSource::DeliveryFailure,
+            at: f.at,
+            message_id: Some(f.message_id.clone()),
+        })
+        .collect()
+}
+
+/// The business numbers whose settings [`consent_changes`] needs: those of
+/// messages whose text is short enough to be a keyword (a question or a
+/// sentence is not: it costs no read).
+pub fn keyword_numbers(delivery: &Delivery) -> HashSet<PhoneNumberId> {
+    delivery
+        .messages
+        .iter()
+        .filter(|m| {
+            m.said
+                .as_deref()
+                .is_some_and(crate::model::could_be_keyword)
+        })
+        .filter_map(|m| m.phone_number_id.clone())
+        .collect()
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::inbound::SenderFacts;
-use crate::model::{PhoneNumberId, Scope};
+use crate::model::{Consent, PhoneNumberId, Purpose, Scope, refusing_consent};
 use crate::policy::blocking_block;
 
 /// Why a recipient is refused.
@@ -14,6 +14,9 @@ pub enum Refusal {
     /// B32: no contact, and the business number does not allow unknown
     /// numbers.
     Unknown,
+    /// B83: the recipient opted out (of every message, or of marketing for
+    /// a marketing message), in `scope`.
+    OptedOut { scope: Scope },
 }
 
 impl Refusal {
@@ -21,27 +24,39 @@ impl Refusal {
         match self {
             Refusal::Blocked { .. } => "recipient_blocked",
             Refusal::Unknown => "recipient_unknown",
+            Refusal::OptedOut { .. } => "recipient_opted_out",
         }
     }
 
+    /// The scope of the block or opt-out that refused.
     pub fn scope(&self) -> Option<&Scope> {
         match self {
-            Refusal::Blocked { scope } => Some(scope),
+            Refusal::Blocked { scope } | Refusal::OptedOut { scope } => Some(scope),
             Refusal::Unknown => None,
         }
     }
 }
 
-/// `Ok(())` when a message from `business` may go to the recipient.
+/// `Ok(())` when a message for `purpose` from `business` may go to the
+/// recipient, whose consent records (of every identity) are `consents`. A
+/// block refuses first; an opt-out refuses whether or not the person is
+/// blocked, and an unblock leaves it as it is (B80).
 pub fn decide_send(
     recipient: &SenderFacts,
+    consents: &[Consent],
     business: &PhoneNumberId,
+    purpose: Purpose,
     allow_unknown_numbers: bool,
     now: DateTime<Utc>,
 ) -> Result<(), Refusal> {
     if let Some(block) = blocking_block(&recipient.blocks, business, now) {
         return Err(Refusal::Blocked {
             scope: block.scope.clone(),
+        });
+    }
+    if let Some(consent) = refusing_consent(consents, business, purpose) {
+        return Err(Refusal::OptedOut {
+            scope: consent.phone_number_id.clone(),
         });
     }
     if !allow_unknown_numbers && !recipient.known_contact {
@@ -83,12 +98,36 @@ mod tests {
     fn b31_blocked_in_all_or_this_business_number_is_refused() {
         let line = PhoneNumberId::parse("111").unwrap();
         assert_eq!(
-            decide_send(&facts(Some("all"), true), &line, true, Utc::now()),
+            decide_send(
+                &facts(Some("all"), true),
+                &[],
+                &line,
+                Purpose::Any,
+                true,
+                Utc::now()
+            ),
             Err(Refusal::Blocked { scope: Scope::All })
         );
-        assert!(decide_send(&facts(Some("111"), true), &line, true, Utc::now()).is_err());
+        assert!(
+            decide_send(
+                &facts(Some("111"), true),
+                &[],
+                &line,
+                Purpose::Any,
+                true,
+                Utc::now()
+            )
+            .is_err()
+        );
         assert_eq!(
-            decide_send(&facts(Some("222"), true), &line, true, Utc::now()),
+            decide_send(
+                &facts(Some("222"), true),
+                &[],
+                &line,
+                Purpose::Any,
+                true,
+                Utc::now()
+            ),
             Ok(())
         );
     }
@@ -97,21 +136,69 @@ mod tests {
     fn b32_unknown_recipient_is_refused_only_when_unknown_numbers_are_not_allowed() {
         let line = PhoneNumberId::parse("111").unwrap();
         assert_eq!(
-            decide_send(&facts(None, false), &line, false, Utc::now()),
+            decide_send(
+                &facts(None, false),
+                &[],
+                &line,
+                Purpose::Any,
+                false,
+                Utc::now()
+            ),
             Err(Refusal::Unknown)
         );
         assert_eq!(
-            decide_send(&facts(None, false), &line, true, Utc::now()),
+            decide_send(
+                &facts(None, false),
+                &[],
+                &line,
+                Purpose::Any,
+                true,
+                Utc::now()
+            ),
             Ok(())
         );
         assert_eq!(
-            decide_send(&facts(None, true), &line, false, Utc::now()),
+            decide_send(
+                &facts(None, true),
+                &[],
+                &line,
+                Purpose::Any,
+                false,
+                Utc::now()
+            ),
             Ok(())
         );
         // Blocked wins over unknown.
         assert_eq!(
             Refusal::Blocked { scope: Scope::All }.reason(),
             "recipient_blocked"
+        );
+    }
+
+    #[test]
+    fn b83_an_opt_out_refuses_by_purpose_and_a_block_still_comes_first() {
+        let line = PhoneNumberId::parse("111").unwrap();
+        let subject = crate::identity::Subject::parse("+16505551234").unwrap();
+        let mut stopped = Consent::unset(subject, Scope::Business(line.clone()));
+        stopped.marketing = crate::model::ConsentValue::OptedOut;
+        let consents = [stopped];
+        let send = |facts: &SenderFacts, purpose| {
+            decide_send(facts, &consents, &line, purpose, true, Utc::now())
+        };
+        assert_eq!(
+            send(&facts(None, true), Purpose::Marketing),
+            Err(Refusal::OptedOut {
+                scope: Scope::Business(line.clone())
+            })
+        );
+        assert_eq!(send(&facts(None, true), Purpose::Utility), Ok(()));
+        assert_eq!(
+            send(&facts(Some("all"), true), Purpose::Marketing),
+            Err(Refusal::Blocked { scope: Scope::All })
+        );
+        assert_eq!(
+            Refusal::OptedOut { scope: Scope::All }.reason(),
+            "recipient_opted_out"
         );
     }
 }

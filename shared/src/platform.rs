@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::identity::Subject;
 use crate::model::{
-    LIST_FULL, OUTSIDE_WINDOW, PhoneNumberId, PlatformState, PlatformStatus, Scope, is_transient,
+    LIST_FULL, OUTSIDE_WINDOW, PhoneNumberId, PlatformState, PlatformStatus, is_transient,
 };
 
 /// Meta only blocks persons who wrote within this window.
@@ -282,14 +282,6 @@ pub fn chats_with(chats: &[crate::model::Chat]) -> Vec<PhoneNumberId> {
     let numbers: std::collections::BTreeSet<PhoneNumberId> =
         chats.iter().map(|c| c.phone_number_id.clone()).collect();
     numbers.into_iter().collect()
-}
-
-/// Whether a block in `scope` covers `number`.
-pub fn scope_covers(scope: &Scope, number: &PhoneNumberId) -> bool {
-    match scope {
-        Scope::All => true,
-        Scope::Business(id) => id == number,
-    }
 }
 
 #[cfg(test)]

@@ -102,6 +102,8 @@ pub struct SubjectRecord {
     pub audit_head: Option<ChainHead>,
     /// What Meta's Block Users API holds for it, per business number (B15).
     pub platform: Vec<crate::platform::PlatformMirror>,
+    /// Its consent records (B80), per scope.
+    pub consents: Vec<crate::model::Consent>,
 }
 
 impl SubjectRecord {
@@ -118,6 +120,7 @@ impl SubjectRecord {
             linked: vec![],
             audit_head: None,
             platform: vec![],
+            consents: vec![],
         }
     }
 }

@@ -17,7 +17,7 @@ use std::sync::LazyLock;
 use blocklist::identity::{Subject, UserId};
 use blocklist::inbound::{Claim, SenderFacts, claim_keys, message_key, plan_inbound, senders};
 use blocklist::meta::webhook::{Delivery, Position, UpdateKind};
-use blocklist::model::{Actor, Block, PhoneNumberId, Reason, Scope, Source};
+use blocklist::model::{Actor, Block, PhoneNumberId, Purpose, Reason, Scope, Source};
 use blocklist::number::Number;
 use blocklist::outbound::decide_send;
 use blocklist::policy::{
@@ -1983,8 +1983,8 @@ proptest! {
         let (a, b) = (facts(&blocks), facts(&permuted));
         for business in BUSINESSES {
             let business = PhoneNumberId::parse(business).unwrap();
-            let ra = decide_send(&a, &business, allow_unknown, now());
-            let rb = decide_send(&b, &business, allow_unknown, now());
+            let ra = decide_send(&a, &[], &business, Purpose::Any, allow_unknown, now());
+            let rb = decide_send(&b, &[], &business, Purpose::Any, allow_unknown, now());
             prop_assert_eq!(ra.as_ref().err().map(|r| r.reason()), rb.as_ref().err().map(|r| r.reason()));
             for refusal in [ra, rb].into_iter().filter_map(Result::err) {
                 if let Some(scope) = refusal.scope() {

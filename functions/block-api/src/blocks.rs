@@ -9,7 +9,7 @@ use blocklist::identity::{Link, Subject};
 use blocklist::metrics::{self, Counter};
 use blocklist::model::search::plan_search;
 use blocklist::model::{
-    Block, Chat, Contact, PhoneNumberId, PlatformState, PlatformView, Scope, Source,
+    Block, Chat, Consent, Contact, PhoneNumberId, PlatformState, PlatformView, Scope, Source,
 };
 use blocklist::platform::PlatformMirror;
 use blocklist::policy::BlockCommand;
@@ -149,6 +149,8 @@ struct SubjectView {
     links: Vec<Link>,
     contact: Option<Contact>,
     chats: Vec<Chat>,
+    /// The subject's consent records (B80): kept apart from its blocks.
+    consents: Vec<Consent>,
 }
 
 /// A block with its platform state at Meta (B15).
@@ -227,6 +229,7 @@ pub async fn get(
         links: record.links,
         contact: record.contact,
         chats: record.chats,
+        consents: record.consents,
     })
 }
 

@@ -6,6 +6,7 @@
 //! become B50 responses in [`handle`], the one place that maps them.
 
 mod blocks;
+mod consents;
 mod records;
 mod wire;
 
@@ -104,6 +105,12 @@ async fn dispatch(
         (["chats", business, number], "GET") => {
             records::get_chat(app, &caller(app, request)?, request, business, number).await
         }
+        (["consents", subject], "GET") => {
+            consents::get(app, &caller(app, request)?, request, subject).await
+        }
+        (["consents", subject], "PUT") => {
+            consents::put(app, &caller(app, request)?, request, subject).await
+        }
         (["settings", target], "GET") => {
             records::get_settings(app, &caller(app, request)?, request, target).await
         }
@@ -126,7 +133,7 @@ fn allowed_methods(route: &[&str]) -> Option<&'static str> {
         }
         ["blocks:batch"] => "POST",
         ["blocks", _] => "GET, PUT, DELETE",
-        ["contacts", _] | ["settings", _] => "GET, PUT",
+        ["contacts", _] | ["settings", _] | ["consents", _] => "GET, PUT",
         _ => return None,
     })
 }

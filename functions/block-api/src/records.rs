@@ -281,6 +281,13 @@ pub async fn put_settings(
     patch
         .validate(&target)
         .map_err(|(field, message)| ApiError::invalid("invalid_settings", field, message))?;
+    // What the entry would resolve to, with what it inherits (checked
+    // again by nothing later: a race with another change of the lists is
+    // settled by the last writer, as for every field).
+    let next = app.store.settings(&target).await?.effective.patched(&patch);
+    if let Some((field, message)) = next.keyword_conflict() {
+        return Err(ApiError::invalid("invalid_settings", field, message));
+    }
     let settings = service::retry_on_conflict(5, &target.as_str(), || async {
         let current = app.store.settings(&target).await?;
         app.store

@@ -490,7 +490,7 @@ fn covered_since(
     record
         .blocks
         .iter()
-        .filter(|b| b.is_active(now) && platform::scope_covers(&b.scope, number))
+        .filter(|b| b.is_active(now) && b.scope.covers(number))
         .map(|b| b.blocked_at)
         .max()
 }

@@ -17,6 +17,9 @@ pub fn refusal(recipient: &Subject, refusal: &Refusal) -> Response<Body> {
         Refusal::Unknown => {
             format!("Recipient {recipient} is not a known contact; nothing was sent")
         }
+        Refusal::OptedOut { scope } => format!(
+            "Recipient {recipient} opted out of these messages (scope {scope}); nothing was sent"
+        ),
     };
     let mut error_data = json!({ "reason": refusal.reason(), "recipient": recipient.as_str() });
     if let Some(scope) = refusal.scope() {

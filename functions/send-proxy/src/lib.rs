@@ -11,7 +11,8 @@
 mod errors;
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use blocklist::config::{ConfigError, Env};
 use blocklist::http::ApiError;
@@ -21,7 +22,7 @@ use blocklist::identity::{Link, Subject, UserId};
 use blocklist::inbound::{self, SenderFacts};
 use blocklist::meta::graph::{GraphAnswer, GraphClient, GraphError};
 use blocklist::metrics::{self, Counter};
-use blocklist::model::{Actor, AuditEvent, PhoneNumberId, SettingsTarget};
+use blocklist::model::{Actor, AuditEvent, Consent, PhoneNumberId, Purpose, SettingsTarget};
 use blocklist::number::Number;
 use blocklist::outbound::{self, Refusal};
 use blocklist::policy::SubjectState;
@@ -49,6 +50,10 @@ pub struct Config {
     pub graph_base_url: String,
     pub graph_version: String,
     pub graph_timeout: Duration,
+    /// `WHATSAPP_BUSINESS_ACCOUNT_ID`: where template categories are
+    /// looked up (B83). Unset: a template send's purpose is unknown, and it
+    /// is refused to anyone who opted out of anything (fails closed).
+    pub business_account_id: Option<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -81,6 +86,7 @@ impl Config {
                 .to_owned(),
             graph_version: env.or("GRAPH_API_VERSION", "v25.0"),
             graph_timeout: Duration::from_millis(timeout),
+            business_account_id: env.optional("WHATSAPP_BUSINESS_ACCOUNT_ID"),
         })
     }
 }
@@ -96,7 +102,16 @@ pub struct App {
     /// How long a refusal's audit event may take to write, retries
     /// included, before the send fails 503 instead (S3).
     pub record_refusal_within: Duration,
+    /// Template categories looked up, by name and language, with when.
+    categories: Mutex<HashMap<TemplateKey, (Instant, Option<String>)>>,
 }
+
+/// A message template: its name and language.
+type TemplateKey = (String, String);
+
+/// How long a looked-up template category is used: Meta can recategorise
+/// a template, and the change then reaches sends within this time.
+pub const CATEGORY_CACHE_FOR: Duration = Duration::from_secs(600);
 
 /// See [`App::record_refusal_within`]: well inside the 29 s timeout.
 const RECORD_REFUSAL_WITHIN: Duration = Duration::from_secs(10);
@@ -116,6 +131,7 @@ impl App {
             graph,
             now: Utc::now,
             record_refusal_within: RECORD_REFUSAL_WITHIN,
+            categories: Mutex::new(HashMap::new()),
         })
     }
 }
@@ -172,24 +188,27 @@ async fn allow_unknown(app: &App, business: &PhoneNumberId) -> Result<bool, Stor
 /// What the decision needs about `subjects` as recipients from
 /// `business`, in one round trip: their blocks (with those of every linked
 /// identity), contacts and states in one batched, strongly consistent read
-/// (B4, B61), and the business number's settings. Fails closed (B34): an
-/// unreadable blocklist is a 503, and nothing is sent.
+/// (B4, B61), their consent records (B83, read alongside), and the
+/// business number's settings. Fails closed (B34): an unreadable blocklist
+/// is a 503, and nothing is sent.
 async fn recipient_facts(
     app: &App,
     business: &PhoneNumberId,
     subjects: impl IntoIterator<Item = Subject>,
-) -> Result<(HashMap<Subject, SenderFacts>, bool), ApiError> {
+) -> Result<(HashMap<Subject, SenderFacts>, Vec<Consent>, bool), ApiError> {
     let senders: HashMap<Subject, HashSet<PhoneNumberId>> = subjects
         .into_iter()
         .map(|n| (n, HashSet::from([business.clone()])))
         .collect();
-    let (facts, allow) = tokio::join!(
+    let subjects: Vec<Subject> = senders.keys().cloned().collect();
+    let (facts, consents, allow) = tokio::join!(
         app.store.sender_facts(&senders, &[]),
+        app.store.consents_for(&subjects, business),
         allow_unknown(app, business)
     );
-    match (facts, allow) {
-        (Ok(facts), Ok(allow)) => Ok((facts, allow)),
-        (Err(error), _) | (_, Err(error)) => {
+    match (facts, consents, allow) {
+        (Ok(facts), Ok(consents), Ok(allow)) => Ok((facts, consents, allow)),
+        (Err(error), _, _) | (_, Err(error), _) | (_, _, Err(error)) => {
             tracing::error!(error = %error, "blocklist unreadable; refused");
             Err(ApiError::new(
                 503,
@@ -209,13 +228,17 @@ async fn send(app: &App, request: &Request, business: &str) -> Result<Response<B
 
     let mut checked: Option<(Subject, SenderFacts, HashMap<Subject, SenderFacts>)> = None;
     if let Addressee::Person(identities) = &addressee {
-        let (facts, allow_unknown) =
-            recipient_facts(app, &business, identities.iter().cloned()).await?;
+        let ((facts, consents, allow_unknown), purpose) = tokio::try_join!(
+            recipient_facts(app, &business, identities.iter().cloned()),
+            purpose_of(app, body),
+        )?;
         check_same_person(identities, &facts)?;
         let now = (app.now)();
         let person = inbound::person_facts(identities, &facts);
         let primary = identities[0].clone();
-        if let Err(refusal) = outbound::decide_send(&person, &business, allow_unknown, now) {
+        if let Err(refusal) =
+            outbound::decide_send(&person, &consents, &business, purpose, allow_unknown, now)
+        {
             // Name the identity the block was found under, so the caller
             // and the audit trail see which one is blocked.
             let refused = refusal
@@ -509,6 +532,66 @@ async fn refuse(
 #[serde(deny_unknown_fields)]
 struct CheckBody {
     numbers: Vec<String>,
+    /// B83: `marketing`, `utility` or `any` (the default: refused to
+    /// anyone who opted out of anything).
+    #[serde(default)]
+    purpose: Option<String>,
+}
+
+/// B83: what a send is for. A template's category says it (looked up from
+/// Graph, cached for [`CATEGORY_CACHE_FOR`]); any other message is a reply
+/// in a conversation the customer opened. A template whose category cannot
+/// be known (no business account configured, or none of that name) counts
+/// as any purpose; a lookup that fails is a 502, and nothing is sent.
+async fn purpose_of(app: &App, body: &[u8]) -> Result<Purpose, ApiError> {
+    let parsed: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    if parsed["type"] != "template" {
+        return Ok(Purpose::Utility);
+    }
+    let (Some(name), Some(account)) = (
+        parsed.pointer("/template/name").and_then(Value::as_str),
+        app.config.business_account_id.as_deref(),
+    ) else {
+        return Ok(Purpose::Any);
+    };
+    let language = parsed
+        .pointer("/template/language/code")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let key = (name.to_owned(), language.to_owned());
+    let cached = app
+        .categories
+        .lock()
+        .ok()
+        .and_then(|c| c.get(&key).cloned())
+        .filter(|(at, _)| at.elapsed() < CATEGORY_CACHE_FOR);
+    let category = match cached {
+        Some((_, category)) => category,
+        None => {
+            let category = app
+                .graph
+                .template_category(account, name, language)
+                .await
+                .map_err(|error| {
+                    tracing::error!(error = %error, "template category lookup failed; refused");
+                    ApiError::new(
+                        502,
+                        "template_lookup_failed",
+                        "the template's category could not be looked up; nothing was sent",
+                    )
+                })?;
+            if let Ok(mut cache) = app.categories.lock() {
+                cache.retain(|_, (at, _)| at.elapsed() < CATEGORY_CACHE_FOR);
+                cache.insert(key, (Instant::now(), category.clone()));
+            }
+            category
+        }
+    };
+    Ok(match category.as_deref() {
+        Some("MARKETING") => Purpose::Marketing,
+        Some(_) => Purpose::Utility,
+        None => Purpose::Any,
+    })
 }
 
 /// B33: `POST /v1/{phone_number_id}/recipients:check`.
@@ -516,6 +599,16 @@ async fn check(app: &App, request: &Request, business: &str) -> Result<Response<
     authorize(app, request)?;
     let business = business_number(business)?;
     let body: CheckBody = parse_json(body_bytes(request)?)?;
+    let purpose = match body.purpose.as_deref() {
+        None => Purpose::Any,
+        Some(raw) => Purpose::parse(raw).ok_or_else(|| {
+            ApiError::invalid(
+                "invalid_purpose",
+                "purpose",
+                "purpose is marketing, utility or any",
+            )
+        })?,
+    };
     if body.numbers.len() > MAX_CHECK {
         return Err(ApiError::invalid(
             "too_many_numbers",
@@ -532,7 +625,7 @@ async fn check(app: &App, request: &Request, business: &str) -> Result<Response<
         })
         .collect();
     let numbers = parsed.iter().filter_map(|(_, n)| n.clone());
-    let (facts, allow_unknown) = recipient_facts(app, &business, numbers).await?;
+    let (facts, consents, allow_unknown) = recipient_facts(app, &business, numbers).await?;
     let now = (app.now)();
     let mut allowed = Vec::new();
     let mut refused = Vec::new();
@@ -547,7 +640,12 @@ async fn check(app: &App, request: &Request, business: &str) -> Result<Response<
             continue;
         };
         let recipient = inbound::person_facts(std::slice::from_ref(&number), &facts);
-        match outbound::decide_send(&recipient, &business, allow_unknown, now) {
+        let own: Vec<Consent> = consents
+            .iter()
+            .filter(|c| c.subject == number)
+            .cloned()
+            .collect();
+        match outbound::decide_send(&recipient, &own, &business, purpose, allow_unknown, now) {
             Ok(()) => allowed.push(Value::String(given)),
             Err(refusal) => refused.push(json!({ "number": given, "reason": refusal.reason() })),
         }

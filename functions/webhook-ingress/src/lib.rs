@@ -154,6 +154,13 @@ fn verify_subscription(app: &App, request: &Request) -> Result<Response<Body>, A
     }
 }
 
+fn consent_actor() -> blocklist::model::Actor {
+    blocklist::model::Actor {
+        actor: ACTOR.to_owned(),
+        client: None,
+    }
+}
+
 /// B21–B27: one delivery.
 async fn receive(app: &App, request: &Request) -> Result<Response<Body>, ApiError> {
     let deadline = tokio::time::Instant::now() + ANSWER_WITHIN;
@@ -198,17 +205,23 @@ async fn receive(app: &App, request: &Request) -> Result<Response<Body>, ApiErro
     // Round trip 1: the batched read of every identity (with the blocks of
     // their linked identities), the claims, and the records of sends whose
     // failed statuses name no recipient, concurrently.
-    let (facts, claims, sent) = tokio::join!(
+    // The settings of business numbers that got a possible keyword (B81)
+    // come from the settings cache, in the same round.
+    let (facts, claims, sent, keyword_settings) = tokio::join!(
         app.store.sender_facts(&senders, &link_only),
         app.store.claim(&keys, &owner, now),
         app.store.sent_subjects(&unattributed),
+        app.store
+            .settings_of::<HashMap<_, _>>(inbound::keyword_numbers(&delivery)),
     );
-    let (facts, claims, sent) = (
+    let (facts, claims, sent, keyword_settings) = (
         facts.map_err(dependency_error)?,
         claims.map_err(dependency_error)?,
         sent.map_err(dependency_error)?,
+        keyword_settings.map_err(dependency_error)?,
     );
     let plan = inbound::plan_inbound(&delivery, &facts, &claims, &sent, now);
+    let consents = inbound::consent_changes(&delivery, &keyword_settings, now);
     let known_states: HashMap<Subject, SubjectState> = facts
         .into_iter()
         // Read and absent is known too: an identity without a state has
@@ -271,7 +284,17 @@ async fn receive(app: &App, request: &Request) -> Result<Response<Body>, ApiErro
                 "identities linked; ambiguous ones left unlinked"
             );
         }
-        carry_blocks(app, &plan.carries).await
+        carry_blocks(app, &plan.carries).await?;
+        // B81, B82: decided on every delivery, so Meta's retry after a
+        // failed write writes again; each change applies once.
+        let changed = app
+            .store
+            .record_consents(&consents, &consent_actor(), now)
+            .await?;
+        if changed > 0 {
+            tracing::info!(changed, "consent changed");
+        }
+        Ok(())
     };
     let (recorded, identities) = tokio::join!(
         futures_join4(
@@ -300,6 +323,11 @@ async fn receive(app: &App, request: &Request) -> Result<Response<Body>, ApiErro
             service::retry_until(deadline, || app.store.record_chats(chats)),
             async {
                 app.store.record_failures(failures).await?;
+                // B82: 131050 stops marketing; before the claim completes,
+                // so that a failed write is redone by Meta's retry.
+                app.store
+                    .record_consents(&inbound::marketing_stops(failures), &consent_actor(), now)
+                    .await?;
                 app.store.complete_claims(&failure_keys, &owner, now).await
             },
         ),

@@ -79,20 +79,15 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(|error| {
         ApiError::bad_request("malformed_json", format!("body is not valid JSON: {error}"))
     })?;
+    // The syntax is sound: whatever the typed parse refuses is a value of
+    // the wrong type or shape (serde_json calls some of those syntax
+    // errors, e.g. `true` where a string enum is expected).
     serde_json::from_slice(bytes).map_err(|error| {
-        use serde_json::error::Category;
-        match error.classify() {
-            Category::Data => {
-                let message = error.to_string();
-                let field = field_of(&message);
-                let mut api = ApiError::new(422, "invalid_field", strip_position(&message));
-                api.field = field;
-                api
-            }
-            _ => {
-                ApiError::bad_request("malformed_json", format!("body is not valid JSON: {error}"))
-            }
-        }
+        let message = error.to_string();
+        let field = field_of(&message);
+        let mut api = ApiError::new(422, "invalid_field", strip_position(&message));
+        api.field = field;
+        api
     })
 }
 

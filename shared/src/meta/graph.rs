@@ -92,6 +92,48 @@ impl GraphClient {
         self.call(method, business, "block_users", body).await
     }
 
+    /// B83: the category (`MARKETING`, `UTILITY`, `AUTHENTICATION`) of the
+    /// message template `name` in `language` of the WhatsApp Business
+    /// Account `account` (`GET /{account}/message_templates?name=`);
+    /// `None` when the account has no such template.
+    pub async fn template_category(
+        &self,
+        account: &str,
+        name: &str,
+        language: &str,
+    ) -> Result<Option<String>, GraphError> {
+        let encoded =
+            percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC);
+        let url = format!(
+            "{}/{}/{}/message_templates?name={encoded}&fields=name,language,category",
+            self.base_url, self.version, account
+        );
+        let response = self
+            .http
+            .get(&url)
+            .bearer_auth(&self.access_token)
+            .send()
+            .await
+            .map_err(transport_error)?;
+        let status = response.status().as_u16();
+        let body: serde_json::Value = response.json().await.map_err(transport_error)?;
+        if !(200..300).contains(&status) {
+            return Err(GraphError::Unreachable(format!(
+                "the template lookup answered {status}"
+            )));
+        }
+        let templates = body["data"].as_array().cloned().unwrap_or_default();
+        let named: Vec<&serde_json::Value> =
+            templates.iter().filter(|t| t["name"] == name).collect();
+        let chosen = named
+            .iter()
+            .find(|t| t["language"] == language)
+            .or_else(|| named.first());
+        Ok(chosen
+            .and_then(|t| t["category"].as_str())
+            .map(str::to_uppercase))
+    }
+
     async fn call(
         &self,
         method: reqwest::Method,
@@ -108,14 +150,7 @@ impl GraphClient {
             .body(body)
             .send()
             .await
-            .map_err(|error| {
-                if error.is_timeout() {
-                    GraphError::Timeout
-                } else {
-                    // reqwest's message names the URL: left out.
-                    GraphError::Unreachable(crate::redact::error(&error.without_url()))
-                }
-            })?;
+            .map_err(transport_error)?;
         let status = response.status().as_u16();
         let content_type = response
             .headers()
@@ -132,5 +167,15 @@ impl GraphClient {
             content_type,
             body,
         })
+    }
+}
+
+/// A request that got no answer. reqwest's message names the URL: left
+/// out.
+fn transport_error(error: reqwest::Error) -> GraphError {
+    if error.is_timeout() {
+        GraphError::Timeout
+    } else {
+        GraphError::Unreachable(crate::redact::error(&error.without_url()))
     }
 }

@@ -94,6 +94,23 @@ pub struct InboundMessage {
     /// A `system` message saying the sender now writes under another
     /// identity (`user_changed_number`, `user_changed_user_id`, B62).
     pub changed_to: Option<Subject>,
+    /// What the customer typed or tapped, as keywords are matched (B81):
+    /// a text's body, a quick-reply button's payload, an interactive
+    /// button reply's id. Never logged or stored.
+    pub said: Option<String>,
+}
+
+/// Meta's `user_preferences` update (B82): a customer stopped or resumed
+/// marketing messages from a business number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreferenceUpdate {
+    pub phone_number_id: PhoneNumberId,
+    /// The number when Meta gave it, else the BSUID.
+    pub subject: Subject,
+    pub category: String,
+    /// `stop` or `resume`.
+    pub value: String,
+    pub timestamp: Option<DateTime<Utc>>,
 }
 
 /// One error of a `failed` status.
@@ -141,6 +158,8 @@ pub struct Delivery {
     /// Messages or statuses without an id, or not objects: logged, not
     /// forwarded (they cannot be de-duplicated).
     pub unusable: usize,
+    /// `user_preferences` updates (B82).
+    pub preferences: Vec<PreferenceUpdate>,
 }
 
 impl Delivery {
@@ -159,6 +178,7 @@ impl Delivery {
             statuses: vec![],
             links: vec![],
             unusable: 0,
+            preferences: vec![],
         };
         for (entry_index, entry) in array(&body, "entry").iter().enumerate() {
             for (change_index, change) in array(entry, "changes").iter().enumerate() {
@@ -192,6 +212,13 @@ impl Delivery {
                         }
                         None => delivery.unusable += 1,
                     }
+                }
+                if let Some(business) = &phone_number_id {
+                    delivery.preferences.extend(
+                        array(value, "user_preferences")
+                            .iter()
+                            .filter_map(|p| read_preference(p, business)),
+                    );
                 }
                 for (index, status) in array(value, "statuses").iter().enumerate() {
                     match read_status(status, at(UpdateKind::Status, index), &phone_number_id) {
@@ -411,6 +438,14 @@ fn read_message(
             }
         }
     }
+    let said = [
+        "/text/body",
+        "/button/payload",
+        "/interactive/button_reply/id",
+    ]
+    .iter()
+    .find_map(|pointer| message.pointer(pointer).and_then(Value::as_str))
+    .map(str::to_owned);
     Some(InboundMessage {
         position,
         id,
@@ -419,6 +454,28 @@ fn read_message(
         message_type,
         timestamp: unix_seconds(message.get("timestamp")),
         changed_to,
+        said,
+    })
+}
+
+/// One entry of `user_preferences[]`; `None` without a person or a value.
+fn read_preference(entry: &Value, business: &PhoneNumberId) -> Option<PreferenceUpdate> {
+    let number = entry
+        .get("wa_id")
+        .and_then(Value::as_str)
+        .and_then(|w| Number::from_whatsapp_id(w).ok())
+        .map(Subject::Number);
+    let user = entry
+        .get("user_id")
+        .and_then(Value::as_str)
+        .and_then(|u| UserId::parse(u).ok())
+        .map(Subject::User);
+    Some(PreferenceUpdate {
+        phone_number_id: business.clone(),
+        subject: number.or(user)?,
+        category: entry.get("category")?.as_str()?.to_owned(),
+        value: entry.get("value")?.as_str()?.to_owned(),
+        timestamp: unix_seconds(entry.get("timestamp")),
     })
 }
 

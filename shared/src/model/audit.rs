@@ -22,6 +22,10 @@ pub enum Action {
     /// WhatsApp reported a changed number or user id, and blocks were
     /// carried to the new identity (B62).
     IdentityChanged,
+    /// The customer opted out of marketing or of every message (B80).
+    OptedOut,
+    /// The customer opted back in (B80).
+    OptedIn,
 }
 
 impl Action {
@@ -38,6 +42,8 @@ impl Action {
             Action::SettingsChanged => "settings_changed",
             Action::IdentityLinked => "identity_linked",
             Action::IdentityChanged => "identity_changed",
+            Action::OptedOut => "opted_out",
+            Action::OptedIn => "opted_in",
         }
     }
 

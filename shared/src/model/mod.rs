@@ -6,6 +6,7 @@
 mod audit;
 mod block;
 mod chat;
+mod consent;
 mod contact;
 mod platform;
 pub mod search;
@@ -16,11 +17,16 @@ mod values;
 pub use audit::{Action, AuditEvent, ChainCheck, ChainHead, verify_chain};
 pub use block::Block;
 pub use chat::{Chat, ChatStatus, SessionStatus};
+pub use consent::{
+    Consent, ConsentCategory, ConsentChange, ConsentSource, ConsentValue, Purpose, refusing_consent,
+};
 pub use contact::Contact;
 pub use platform::{
     LIST_FULL, OUTSIDE_WINDOW, PlatformState, PlatformStatus, PlatformView, is_transient,
 };
-pub use settings::{AutoBlockPolicy, Settings, SettingsPatch, SettingsTarget};
+pub use settings::{
+    AutoBlockPolicy, Settings, SettingsPatch, SettingsTarget, could_be_keyword, keyword_form,
+};
 pub use stats::{DayStats, StatCounter, Stats};
 pub use values::{Actor, PhoneNumberId, Reason, Scope, Source, ValueError};
 

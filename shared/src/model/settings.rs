@@ -61,10 +61,65 @@ pub struct Settings {
     /// business number's.
     #[serde(default)]
     pub platform_block: bool,
+    /// B81: a text (or quick-reply payload) that is one of these, trimmed
+    /// and case-folded, opts the writer out of every message; one of
+    /// `opt_in_keywords` opts them back in. Add the words of the
+    /// customers' languages here.
+    #[serde(default = "default_opt_out_keywords")]
+    pub opt_out_keywords: Vec<String>,
+    #[serde(default = "default_opt_in_keywords")]
+    pub opt_in_keywords: Vec<String>,
 }
 
 fn carry_blocks_default() -> bool {
     true
+}
+
+/// SPEC B81's default opt-out keywords.
+pub const OPT_OUT_KEYWORDS: [&str; 8] = [
+    "STOP",
+    "STOPALL",
+    "UNSUBSCRIBE",
+    "CANCEL",
+    "END",
+    "QUIT",
+    "OPTOUT",
+    "REVOKE",
+];
+
+/// SPEC B81's default opt-in keywords.
+pub const OPT_IN_KEYWORDS: [&str; 3] = ["START", "UNSTOP", "YES"];
+
+/// How long a keyword may be.
+pub const MAX_KEYWORD_CHARS: usize = 64;
+
+/// How many words a keyword has at most: what lets a delivery read
+/// settings only for messages that short (S5: a customer's question costs
+/// no read for keywords).
+pub const MAX_KEYWORD_WORDS: usize = 3;
+
+/// Whether `text` is short enough to be a keyword at all.
+pub fn could_be_keyword(text: &str) -> bool {
+    let said = keyword_form(text);
+    !said.is_empty()
+        && said.chars().count() <= MAX_KEYWORD_CHARS
+        && said.split_whitespace().count() <= MAX_KEYWORD_WORDS
+}
+
+/// How many keywords one list holds at most.
+pub const MAX_KEYWORDS: usize = 100;
+
+fn default_opt_out_keywords() -> Vec<String> {
+    OPT_OUT_KEYWORDS.iter().map(|k| (*k).to_owned()).collect()
+}
+
+fn default_opt_in_keywords() -> Vec<String> {
+    OPT_IN_KEYWORDS.iter().map(|k| (*k).to_owned()).collect()
+}
+
+/// A text as keywords are compared: trimmed and case-folded.
+pub fn keyword_form(text: &str) -> String {
+    text.trim().to_lowercase()
 }
 
 impl Settings {
@@ -76,6 +131,39 @@ impl Settings {
             auto_block: AutoBlockPolicy::default(),
             carry_blocks_on_change: true,
             platform_block: false,
+            opt_out_keywords: default_opt_out_keywords(),
+            opt_in_keywords: default_opt_in_keywords(),
+        }
+    }
+
+    /// B81: a word in both keyword lists (it could not say which it
+    /// means): the field to blame, and why.
+    pub fn keyword_conflict(&self) -> Option<(&'static str, &'static str)> {
+        let both = self.opt_out_keywords.iter().any(|w| {
+            self.opt_in_keywords
+                .iter()
+                .any(|b| keyword_form(b) == keyword_form(w))
+        });
+        both.then_some((
+            "opt_in_keywords",
+            "a keyword cannot both opt out and opt in",
+        ))
+    }
+
+    /// B81: whether `text` (a message's whole text) is an opt-out
+    /// (`OptedOut`) or opt-in keyword of these settings.
+    pub fn keyword(&self, text: &str) -> Option<super::ConsentValue> {
+        if !could_be_keyword(text) {
+            return None;
+        }
+        let said = keyword_form(text);
+        let is_in = |list: &[String]| list.iter().any(|k| keyword_form(k) == said);
+        if is_in(&self.opt_out_keywords) {
+            Some(super::ConsentValue::OptedOut)
+        } else if is_in(&self.opt_in_keywords) {
+            Some(super::ConsentValue::OptedIn)
+        } else {
+            None
         }
     }
 
@@ -110,6 +198,8 @@ impl Settings {
             }),
             carry_blocks_on_change: Some(self.carry_blocks_on_change),
             platform_block: Some(self.platform_block),
+            opt_out_keywords: Some(self.opt_out_keywords.clone()),
+            opt_in_keywords: Some(self.opt_in_keywords.clone()),
         }
     }
 
@@ -124,6 +214,12 @@ impl Settings {
         }
         if let Some(platform) = patch.platform_block {
             next.platform_block = platform;
+        }
+        if let Some(words) = &patch.opt_out_keywords {
+            next.opt_out_keywords = words.clone();
+        }
+        if let Some(words) = &patch.opt_in_keywords {
+            next.opt_in_keywords = words.clone();
         }
         if let Some(auto) = &patch.auto_block {
             if let Some(enabled) = auto.enabled {
@@ -163,6 +259,10 @@ pub struct SettingsPatch {
     pub carry_blocks_on_change: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform_block: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opt_out_keywords: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opt_in_keywords: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -203,6 +303,14 @@ impl SettingsPatch {
             auto_block,
             carry_blocks_on_change: later.carry_blocks_on_change.or(self.carry_blocks_on_change),
             platform_block: later.platform_block.or(self.platform_block),
+            opt_out_keywords: later
+                .opt_out_keywords
+                .clone()
+                .or_else(|| self.opt_out_keywords.clone()),
+            opt_in_keywords: later
+                .opt_in_keywords
+                .clone()
+                .or_else(|| self.opt_in_keywords.clone()),
         }
     }
 
@@ -216,6 +324,8 @@ impl SettingsPatch {
                 "allow_unknown_numbers" => next.allow_unknown_numbers = None,
                 "carry_blocks_on_change" => next.carry_blocks_on_change = None,
                 "platform_block" => next.platform_block = None,
+                "opt_out_keywords" => next.opt_out_keywords = None,
+                "opt_in_keywords" => next.opt_in_keywords = None,
                 "auto_block" => next.auto_block = None,
                 nested => {
                     let Some(auto) = next.auto_block.as_mut() else {
@@ -250,6 +360,24 @@ impl SettingsPatch {
                 "platform_block is set per business number, not on default",
             ));
         }
+        for (field, words) in [
+            ("opt_out_keywords", &self.opt_out_keywords),
+            ("opt_in_keywords", &self.opt_in_keywords),
+        ] {
+            let Some(words) = words else { continue };
+            if words.len() > MAX_KEYWORDS {
+                return Err((field, "at most 100 keywords"));
+            }
+            if words.iter().any(|w| keyword_form(w).is_empty()) {
+                return Err((field, "a keyword must not be empty"));
+            }
+            if words
+                .iter()
+                .any(|w| w.trim().chars().count() > MAX_KEYWORD_CHARS)
+            {
+                return Err((field, "a keyword is at most 64 characters"));
+            }
+        }
         if let Some(auto) = &self.auto_block {
             if auto.threshold.is_some_and(|t| !(1..=1000).contains(&t)) {
                 return Err(("auto_block.threshold", "threshold must be 1 to 1000"));
@@ -268,10 +396,12 @@ impl SettingsPatch {
 /// The fields a settings body may clear with `null`, at its top and in its
 /// `auto_block`. A `null` anywhere else is left for the typed parse to
 /// refuse (an unknown field stays unknown).
-const CLEARABLE: [&str; 5] = [
+const CLEARABLE: [&str; 7] = [
     "allow_unknown_numbers",
     "carry_blocks_on_change",
     "platform_block",
+    "opt_out_keywords",
+    "opt_in_keywords",
     "auto_block",
     "phone_number_id",
 ];

@@ -10,6 +10,10 @@ pub enum StatCounter {
     Expired,
     InboundSuppressed,
     OutboundRefused,
+    /// A customer opted out (B80).
+    OptedOut,
+    /// A customer opted back in (B80).
+    OptedIn,
 }
 
 impl StatCounter {
@@ -21,6 +25,8 @@ impl StatCounter {
             StatCounter::Expired => "expired",
             StatCounter::InboundSuppressed => "inbound_suppressed",
             StatCounter::OutboundRefused => "outbound_refused",
+            StatCounter::OptedOut => "opted_out",
+            StatCounter::OptedIn => "opted_in",
         }
     }
 }
@@ -37,6 +43,8 @@ pub struct DayStats {
     pub expired: u64,
     pub inbound_suppressed: u64,
     pub outbound_refused: u64,
+    pub opted_out: u64,
+    pub opted_in: u64,
 }
 
 impl DayStats {
@@ -47,6 +55,8 @@ impl DayStats {
         self.expired += other.expired;
         self.inbound_suppressed += other.inbound_suppressed;
         self.outbound_refused += other.outbound_refused;
+        self.opted_out += other.opted_out;
+        self.opted_in += other.opted_in;
     }
 }
 

@@ -25,6 +25,7 @@
 //! | Blocklist | temporary block (gsi2) | `<subject pk>`  | `B#<scope>`             | gsi2pk `EXPIRES#<nn>` | gsi2sk `<expires_at>#<subject>#<scope>` |
 //! | Blocklist | index token of a block | `I#<token>#<nn>` | `<blocked_at>#<subject>#<scope>` |      |                                 |
 //! | Blocklist | contact             | `<subject pk>`     | `CONTACT`               |                     |                                 |
+//! | Blocklist | consent (B80)       | `<subject pk>`     | `CONSENT#<all or phone_number_id>` |          |                                 |
 //! | Blocklist | platform state (B15) | `<subject pk>`    | `P#<phone_number_id>`   |                     |                                 |
 //! | Blocklist | settings            | `SETTINGS#<phone_number_id>`/`SETTINGS#default` | `SETTINGS` |     |                                 |
 //! | Blocklist | day counters        | `STATS#<nn>`       | `D#<yyyy-mm-dd>`        |                     |                                 |
@@ -145,6 +146,7 @@ mod batch;
 mod block;
 mod chat;
 mod claim;
+mod consent;
 mod contact;
 mod cursor;
 mod failure;

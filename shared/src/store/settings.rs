@@ -109,20 +109,38 @@ impl Store {
         Ok(settings)
     }
 
-    /// Whether each of `numbers` has `platform_block` on (B15), through
-    /// the settings cache.
+    /// The settings in effect for each of `numbers`, through the settings
+    /// cache, read concurrently.
+    pub async fn settings_of<C>(
+        &self,
+        numbers: impl IntoIterator<Item = crate::model::PhoneNumberId>,
+    ) -> Result<C, StoreError>
+    where
+        C: FromIterator<(crate::model::PhoneNumberId, Settings)>,
+    {
+        let reads = numbers
+            .into_iter()
+            .map(|number| async move {
+                let settings = self
+                    .recent_settings(&SettingsTarget::Business(number.clone()))
+                    .await?;
+                Ok::<_, StoreError>((number, settings.effective))
+            })
+            .collect();
+        Ok(super::batch::run_all(reads).await?.into_iter().collect())
+    }
+
+    /// Whether each of `numbers` has `platform_block` on (B15).
     pub async fn platform_block_enabled(
         &self,
         numbers: std::collections::BTreeSet<crate::model::PhoneNumberId>,
     ) -> Result<std::collections::BTreeMap<crate::model::PhoneNumberId, bool>, StoreError> {
-        let mut enabled = std::collections::BTreeMap::new();
-        for number in numbers {
-            let settings = self
-                .recent_settings(&SettingsTarget::Business(number.clone()))
-                .await?;
-            enabled.insert(number, settings.effective.platform_block);
-        }
-        Ok(enabled)
+        let settings: Vec<(crate::model::PhoneNumberId, Settings)> =
+            self.settings_of(numbers).await?;
+        Ok(settings
+            .into_iter()
+            .map(|(number, s)| (number, s.platform_block))
+            .collect())
     }
 
     /// The settings that apply to `target`: its own entry, else the

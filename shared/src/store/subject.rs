@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::batch::{all_pages, run_all};
 use super::block::{BlockItem, TOKEN_PK_PREFIX, TOKEN_STATE_VERSION, TokenItem, block_sk};
 use super::chat::{ChatItem, chat_gsi1sk};
+use super::consent::{CONSENT_PREFIX, ConsentItem};
 use super::contact::{CONTACT, ContactItem};
 use super::keys::{shard_of, subject_of_pk, subject_pk};
 use super::platform::{PLATFORM_PREFIX, PlatformItem};
@@ -84,6 +85,9 @@ impl Store {
             } else if sk.starts_with("B#") {
                 let block: BlockItem = serde_dynamo::from_item(item)?;
                 record.blocks.push(block.block);
+            } else if sk.starts_with(CONSENT_PREFIX) {
+                let consent: ConsentItem = serde_dynamo::from_item(item)?;
+                record.consents.push(consent.consent);
             } else if sk.starts_with(PLATFORM_PREFIX) {
                 let mirror: PlatformItem = serde_dynamo::from_item(item)?;
                 record.platform.push(mirror.mirror(subject));

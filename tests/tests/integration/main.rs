@@ -2,6 +2,7 @@
 //! Test names start with the SPEC behaviour they prove.
 
 mod block_api;
+mod consent;
 mod identity;
 pub(crate) mod lifecycle;
 mod openapi;

@@ -839,6 +839,27 @@ async fn every_documented_operation_answers_as_documented() {
     api.expect(req("GET", "/v1/contacts/123").bearer(&reader), 422)
         .await;
 
+    // B80: consents.
+    let consent_uri = format!("/v1/consents/{contact}");
+    api.expect(
+        req("PUT", &consent_uri)
+            .bearer(&writer)
+            .json(json!({ "phone_number_id": LINE, "marketing": "opted_out" })),
+        200,
+    )
+    .await;
+    api.expect(
+        req("PUT", &consent_uri)
+            .bearer(&writer)
+            .json(json!({ "all": "maybe" })),
+        422,
+    )
+    .await;
+    api.expect(req("GET", &consent_uri).bearer(&reader), 200)
+        .await;
+    api.expect(req("GET", "/v1/consents/123").bearer(&reader), 422)
+        .await;
+
     // B30–B33: the send proxy, through the local Graph sandbox.
     let messages = format!("/v1/{LINE}/messages");
     api.expect(

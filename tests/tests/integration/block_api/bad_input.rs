@@ -548,7 +548,10 @@ async fn b50_invalid_contacts_are_422_and_block_nothing() {
     }
     // serde alone would read the contact from a list.
     let listed = api
-        .block(NUMBER, json!({"reason": "spam", "contact": [null, null, "Ana"]}))
+        .block(
+            NUMBER,
+            json!({"reason": "spam", "contact": [null, null, "Ana"]}),
+        )
         .await;
     assert_eq!(listed.status, 422, "{}", listed.body);
     assert_nothing_written(&api, &[NUMBER, OTHER]).await;

@@ -407,7 +407,8 @@ async fn b6_get_never_blocked_number_is_200_with_no_blocks() {
         assert_eq!(
             view.body,
             json!({"subject": "+447700900123", "number": "+447700900123", "blocks": [],
-                   "linked_blocks": [], "links": [], "contact": null, "chats": []}),
+                   "linked_blocks": [], "links": [], "contact": null, "chats": [],
+                   "consents": []}),
             "{form}"
         );
     }

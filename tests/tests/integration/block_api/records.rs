@@ -42,7 +42,9 @@ fn day(date: &str, blocked: u64, unblocked: u64) -> Value {
         "auto_blocked": 0,
         "expired": 0,
         "inbound_suppressed": 0,
-        "outbound_refused": 0
+        "outbound_refused": 0,
+        "opted_out": 0,
+        "opted_in": 0
     })
 }
 
@@ -608,7 +610,9 @@ fn settings(
         "allow_unknown_numbers": allow,
         "auto_block": {"enabled": enabled, "error_codes": codes, "threshold": threshold, "window_days": days},
         "carry_blocks_on_change": true,
-        "platform_block": false
+        "platform_block": false,
+        "opt_out_keywords": ["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT", "REVOKE"],
+        "opt_in_keywords": ["START", "UNSTOP", "YES"]
     })
 }
 
@@ -622,7 +626,9 @@ async fn b12_settings_defaults_partial_updates_and_inheritance_field_by_field() 
             "allow_unknown_numbers": true,
             "auto_block": {"enabled": true, "error_codes": [131026], "threshold": 1, "window_days": 30},
             "carry_blocks_on_change": true,
-            "platform_block": false
+            "platform_block": false,
+            "opt_out_keywords": ["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT", "REVOKE"],
+            "opt_in_keywords": ["START", "UNSTOP", "YES"]
         })
     );
     assert_eq!(

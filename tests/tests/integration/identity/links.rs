@@ -42,6 +42,7 @@ async fn b61_link_shown_by_a_message_is_stored_on_both_identities_and_audited() 
             [
                 "blocks",
                 "chats",
+                "consents",
                 "contact",
                 "linked_blocks",
                 "links",

@@ -135,7 +135,38 @@ pub fn config(graph_base_url: &str, graph_timeout: Duration) -> Config {
         graph_base_url: graph_base_url.into(),
         graph_version: GRAPH_VERSION.into(),
         graph_timeout,
+        business_account_id: Some(BUSINESS_ACCOUNT.into()),
     }
+}
+
+/// The WhatsApp Business Account whose templates the fake Graph lists.
+pub const BUSINESS_ACCOUNT: &str = "102290129340398";
+
+/// Graph's template lookup (B83): `spring_sale` is a MARKETING template,
+/// every other name a UTILITY one, in `en_US`.
+pub async fn list_templates(graph: &MockServer) {
+    Mock::given(method("GET"))
+        .and(wiremock::matchers::path(format!(
+            "/{GRAPH_VERSION}/{BUSINESS_ACCOUNT}/message_templates"
+        )))
+        .respond_with(|request: &wiremock::Request| {
+            let name = request
+                .url
+                .query_pairs()
+                .find(|(k, _)| k == "name")
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default();
+            let category = if name == "spring_sale" {
+                "MARKETING"
+            } else {
+                "UTILITY"
+            };
+            ResponseTemplate::new(200).set_body_json(json!({"data": [
+                {"name": name, "language": "en_US", "category": category, "status": "APPROVED"}
+            ]}))
+        })
+        .mount(graph)
+        .await;
 }
 
 pub fn app_for(store: Store, config: Config) -> App {
@@ -187,6 +218,7 @@ impl Proxy {
             .respond_with(answer)
             .mount(&self.graph)
             .await;
+        list_templates(&self.graph).await;
     }
 
     /// The block API on the same tables.
@@ -211,20 +243,39 @@ impl Proxy {
 
     /// `POST /v1/{business}/recipients:check`.
     pub async fn check(&self, business: &str, numbers: &[String]) -> RawResponse {
+        self.check_body(business, json!({ "numbers": numbers }))
+            .await
+    }
+
+    /// `POST /v1/{business}/recipients:check` with `body` as is.
+    pub async fn check_body(&self, business: &str, body: Value) -> RawResponse {
         self.send(
             ApiRequest::new("POST", &format!("/v1/{business}/recipients:check"))
                 .bearer(&self.token)
-                .json(json!({ "numbers": numbers })),
+                .json(body),
         )
         .await
     }
 
-    /// Every request Graph received.
+    /// Every request Graph received but the template lookups (B83).
     pub async fn graph_requests(&self) -> Vec<wiremock::Request> {
+        let (_, sends) = self.graph_requests_split().await;
+        sends
+    }
+
+    /// How many template lookups Graph answered.
+    pub async fn template_lookups(&self) -> usize {
+        let (lookups, _) = self.graph_requests_split().await;
+        lookups.len()
+    }
+
+    async fn graph_requests_split(&self) -> (Vec<wiremock::Request>, Vec<wiremock::Request>) {
         self.graph
             .received_requests()
             .await
             .expect("request recording is on")
+            .into_iter()
+            .partition(|r| r.url.path().ends_with("/message_templates"))
     }
 
     /// Blocks `number` in `scope` through the block API.
