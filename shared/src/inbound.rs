@@ -381,32 +381,37 @@ pub const MARKETING_STOPPED: i64 = 131050;
 /// in messages to the business numbers whose `settings` are given, and
 /// Meta's `user_preferences`. Failures with 131050 are in
 /// [`marketing_stops`].
+///
+/// A person's say holds for every identity they are known by (B61): each
+/// change is made for every identity the update names and every identity
+/// `senders` shows linked to them, so a send to any of them finds it.
 pub fn consent_changes(
     delivery: &Delivery,
+    senders: &HashMap<Subject, SenderFacts>,
     settings: &HashMap<PhoneNumberId, crate::model::Settings>,
     now: DateTime<Utc>,
 ) -> Vec<ConsentChange> {
     let mut changes = Vec::new();
     for message in &delivery.messages {
-        let (Some(said), Some(business), Some(subject)) = (
-            message.said.as_deref(),
-            message.phone_number_id.as_ref(),
-            message.sender.primary(),
-        ) else {
+        let (Some(said), Some(business)) =
+            (message.said.as_deref(), message.phone_number_id.as_ref())
+        else {
             continue;
         };
         let Some(value) = settings.get(business).and_then(|s| s.keyword(said)) else {
             continue;
         };
-        changes.push(ConsentChange {
-            subject,
-            scope: Scope::Business(business.clone()),
-            category: ConsentCategory::All,
-            value,
-            source: ConsentSource::Keyword,
-            at: message.timestamp.unwrap_or(now),
-            message_id: Some(message.id.clone()),
-        });
+        for subject in person_identities(&message.sender.identities(), senders) {
+            changes.push(ConsentChange {
+                subject,
+                scope: Scope::Business(business.clone()),
+                category: ConsentCategory::All,
+                value,
+                source: ConsentSource::Keyword,
+                at: message.timestamp.unwrap_or(now),
+                message_id: Some(message.id.clone()),
+            });
+        }
     }
     for preference in &delivery.preferences {
         let value = match (preference.category.as_str(), preference.value.as_str()) {
@@ -414,36 +419,59 @@ pub fn consent_changes(
             ("marketing_messages", "resume") => ConsentValue::OptedIn,
             _ => continue,
         };
-        changes.push(ConsentChange {
-            subject: preference.subject.clone(),
-            scope: Scope::Business(preference.phone_number_id.clone()),
-            category: ConsentCategory::Marketing,
-            value,
-            source: ConsentSource::UserPreferences,
-            at: preference.timestamp.unwrap_or(now),
-            message_id: None,
-        });
+        for subject in person_identities(&preference.subjects, senders) {
+            changes.push(ConsentChange {
+                subject,
+                scope: Scope::Business(preference.phone_number_id.clone()),
+                category: ConsentCategory::Marketing,
+                value,
+                source: ConsentSource::UserPreferences,
+                at: preference.timestamp.unwrap_or(now),
+                message_id: None,
+            });
+        }
     }
     changes
 }
 
+/// `identities` and every identity their states (in `senders`) link them to.
+fn person_identities(
+    identities: &[Subject],
+    senders: &HashMap<Subject, SenderFacts>,
+) -> Vec<Subject> {
+    let mut all: Vec<Subject> = identities.to_vec();
+    for identity in identities {
+        let linked = senders
+            .get(identity)
+            .and_then(|f| f.state.as_ref())
+            .map(SubjectState::linked_subjects)
+            .unwrap_or_default();
+        for other in linked {
+            if !all.contains(&other) {
+                all.push(other);
+            }
+        }
+    }
+    all
+}
+
 /// B82: a send that failed with 131050 says the customer stopped marketing
-/// messages from that business number.
+/// messages from that business number. A failure that names no business
+/// number changes nothing (it would stop marketing from every number).
 pub fn marketing_stops(failures: &[DeliveryFailure]) -> Vec<ConsentChange> {
     failures
         .iter()
         .filter(|f| f.code == Some(MARKETING_STOPPED))
-        .map(|f| ConsentChange {
-            subject: f.subject.clone(),
-            scope: f
-                .phone_number_id
-                .clone()
-                .map_or(Scope::All, Scope::Business),
-            category: ConsentCategory::Marketing,
-            value: ConsentValue::OptedOut,
-            source: ConsentSource::DeliveryFailure,
-            at: f.at,
-            message_id: Some(f.message_id.clone()),
+        .filter_map(|f| {
+            Some(ConsentChange {
+                subject: f.subject.clone(),
+                scope: Scope::Business(f.phone_number_id.clone()?),
+                category: ConsentCategory::Marketing,
+                value: ConsentValue::OptedOut,
+                source: ConsentSource::DeliveryFailure,
+                at: f.at,
+                message_id: Some(f.message_id.clone()),
+            })
         })
         .collect()
 }

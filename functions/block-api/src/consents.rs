@@ -79,38 +79,44 @@ pub async fn put(
         ));
     }
     let now = (app.now)();
-    let mut record = None;
-    for (category, value) in values {
-        let change = ConsentChange {
-            subject: subject.clone(),
-            scope: scope.clone(),
-            category,
-            value,
-            source: ConsentSource::Api,
-            at: now,
-            message_id: None,
-        };
-        if let Some((after, _)) = app.store.change_consent(&change, &actor, now).await? {
-            record = Some(after);
+    // The person's say holds for every identity they are known by (B61).
+    let linked = app.store.load_subject(&subject).await?.links;
+    let mut identities = vec![subject.clone()];
+    for other in linked.iter().flat_map(blocklist::identity::Link::subjects) {
+        if !identities.contains(&other) {
+            identities.push(other);
         }
     }
-    let record = match record {
-        Some(record) => record,
-        None => stored(app, &subject, &scope).await?,
-    };
+    for (category, value) in values {
+        let changes: Vec<ConsentChange> = identities
+            .iter()
+            .map(|identity| ConsentChange {
+                subject: identity.clone(),
+                scope: scope.clone(),
+                category,
+                value,
+                source: ConsentSource::Api,
+                at: now,
+                message_id: None,
+            })
+            .collect();
+        app.store.record_consents(&changes, &actor, now).await?;
+    }
+    let record = stored_of(app, &subject, &scope)
+        .await?
+        .unwrap_or_else(|| Consent::unset(subject.clone(), scope.clone()));
     Ok(json(200, &record))
 }
 
-/// The stored record of `subject` in `scope`, or the unset one.
-async fn stored(
+/// The stored record of `subject` in `scope`, if it has one.
+async fn stored_of(
     app: &App,
     subject: &blocklist::identity::Subject,
     scope: &Scope,
-) -> Result<Consent, ApiError> {
+) -> Result<Option<Consent>, ApiError> {
     let record = app.store.load_subject(subject).await?;
     Ok(record
         .consents
         .into_iter()
-        .find(|c| &c.phone_number_id == scope)
-        .unwrap_or_else(|| Consent::unset(subject.clone(), scope.clone())))
+        .find(|c| &c.phone_number_id == scope))
 }

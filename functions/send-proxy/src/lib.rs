@@ -22,7 +22,9 @@ use blocklist::identity::{Link, Subject, UserId};
 use blocklist::inbound::{self, SenderFacts};
 use blocklist::meta::graph::{GraphAnswer, GraphClient, GraphError};
 use blocklist::metrics::{self, Counter};
-use blocklist::model::{Actor, AuditEvent, Consent, PhoneNumberId, Purpose, SettingsTarget};
+use blocklist::model::{
+    Actor, AuditEvent, Consent, PhoneNumberId, Purpose, SettingsTarget, refusing_consent,
+};
 use blocklist::number::Number;
 use blocklist::outbound::{self, Refusal};
 use blocklist::policy::SubjectState;
@@ -228,22 +230,31 @@ async fn send(app: &App, request: &Request, business: &str) -> Result<Response<B
 
     let mut checked: Option<(Subject, SenderFacts, HashMap<Subject, SenderFacts>)> = None;
     if let Addressee::Person(identities) = &addressee {
-        let ((facts, consents, allow_unknown), purpose) = tokio::try_join!(
-            recipient_facts(app, &business, identities.iter().cloned()),
-            purpose_of(app, body),
-        )?;
+        let (facts, consents, allow_unknown) =
+            recipient_facts(app, &business, identities.iter().cloned()).await?;
         check_same_person(identities, &facts)?;
         let now = (app.now)();
         let person = inbound::person_facts(identities, &facts);
         let primary = identities[0].clone();
+        // B83: only a marketing-only opt-out makes the template's category
+        // matter; only then is it looked up.
+        let purpose = if refusing_consent(&consents, &business, Purpose::Utility).is_none()
+            && refusing_consent(&consents, &business, Purpose::Marketing).is_some()
+        {
+            purpose_of(app, body).await
+        } else {
+            Purpose::Utility
+        };
         if let Err(refusal) =
             outbound::decide_send(&person, &consents, &business, purpose, allow_unknown, now)
         {
-            // Name the identity the block was found under, so the caller
-            // and the audit trail see which one is blocked.
-            let refused = refusal
-                .scope()
-                .and_then(|scope| {
+            // Name the identity the block or opt-out was found under, so
+            // the caller and the audit trail see which one it is.
+            let refused = match &refusal {
+                Refusal::OptedOut { .. } => refusing_consent(&consents, &business, purpose)
+                    .map(|c| &c.subject)
+                    .and_then(|s| identities.iter().find(|i| *i == s)),
+                _ => refusal.scope().and_then(|scope| {
                     identities.iter().find(|i| {
                         facts.get(*i).is_some_and(|f| {
                             f.blocks
@@ -251,8 +262,9 @@ async fn send(app: &App, request: &Request, business: &str) -> Result<Response<B
                                 .any(|b| b.is_active(now) && &b.scope == scope)
                         })
                     })
-                })
-                .unwrap_or(&primary);
+                }),
+            }
+            .unwrap_or(&primary);
             return refuse(app, refused, &business, &refusal, &actor, now).await;
         }
         checked = Some((primary, person, facts));
@@ -541,18 +553,20 @@ struct CheckBody {
 /// B83: what a send is for. A template's category says it (looked up from
 /// Graph, cached for [`CATEGORY_CACHE_FOR`]); any other message is a reply
 /// in a conversation the customer opened. A template whose category cannot
-/// be known (no business account configured, or none of that name) counts
-/// as any purpose; a lookup that fails is a 502, and nothing is sent.
-async fn purpose_of(app: &App, body: &[u8]) -> Result<Purpose, ApiError> {
+/// be known (no business account configured, none of that name and
+/// language, or a lookup that failed) counts as any purpose: it is refused
+/// to a customer who stopped marketing (fails closed), and goes to everyone
+/// else, since it is asked only about such a customer.
+async fn purpose_of(app: &App, body: &[u8]) -> Purpose {
     let parsed: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     if parsed["type"] != "template" {
-        return Ok(Purpose::Utility);
+        return Purpose::Utility;
     }
     let (Some(name), Some(account)) = (
         parsed.pointer("/template/name").and_then(Value::as_str),
         app.config.business_account_id.as_deref(),
     ) else {
-        return Ok(Purpose::Any);
+        return Purpose::Any;
     };
     let language = parsed
         .pointer("/template/language/code")
@@ -567,32 +581,36 @@ async fn purpose_of(app: &App, body: &[u8]) -> Result<Purpose, ApiError> {
         .filter(|(at, _)| at.elapsed() < CATEGORY_CACHE_FOR);
     let category = match cached {
         Some((_, category)) => category,
-        None => {
-            let category = app
-                .graph
-                .template_category(account, name, language)
-                .await
-                .map_err(|error| {
-                    tracing::error!(error = %error, "template category lookup failed; refused");
-                    ApiError::new(
-                        502,
-                        "template_lookup_failed",
-                        "the template's category could not be looked up; nothing was sent",
-                    )
-                })?;
-            if let Ok(mut cache) = app.categories.lock() {
-                cache.retain(|_, (at, _)| at.elapsed() < CATEGORY_CACHE_FOR);
-                cache.insert(key, (Instant::now(), category.clone()));
+        None => match app.graph.template_category(account, name, language).await {
+            Ok(category) => {
+                if category.is_none() {
+                    tracing::warn!(
+                        "template not found in the business account; treated as marketing"
+                    );
+                }
+                if let Ok(mut cache) = app.categories.lock() {
+                    cache.retain(|_, (at, _)| at.elapsed() < CATEGORY_CACHE_FOR);
+                    if cache.len() < MAX_CACHED_TEMPLATES {
+                        cache.insert(key, (Instant::now(), category.clone()));
+                    }
+                }
+                category
             }
-            category
-        }
+            Err(error) => {
+                tracing::error!(error = %error, "template category lookup failed; treated as marketing");
+                None
+            }
+        },
     };
-    Ok(match category.as_deref() {
+    match category.as_deref() {
         Some("MARKETING") => Purpose::Marketing,
         Some(_) => Purpose::Utility,
         None => Purpose::Any,
-    })
+    }
 }
+
+/// Templates whose category one warm function keeps at most.
+const MAX_CACHED_TEMPLATES: usize = 1000;
 
 /// B33: `POST /v1/{phone_number_id}/recipients:check`.
 async fn check(app: &App, request: &Request, business: &str) -> Result<Response<Body>, ApiError> {
@@ -626,6 +644,13 @@ async fn check(app: &App, request: &Request, business: &str) -> Result<Response<
         .collect();
     let numbers = parsed.iter().filter_map(|(_, n)| n.clone());
     let (facts, consents, allow_unknown) = recipient_facts(app, &business, numbers).await?;
+    let mut consents_of: HashMap<Subject, Vec<Consent>> = HashMap::new();
+    for consent in consents {
+        consents_of
+            .entry(consent.subject.clone())
+            .or_default()
+            .push(consent);
+    }
     let now = (app.now)();
     let mut allowed = Vec::new();
     let mut refused = Vec::new();
@@ -640,12 +665,11 @@ async fn check(app: &App, request: &Request, business: &str) -> Result<Response<
             continue;
         };
         let recipient = inbound::person_facts(std::slice::from_ref(&number), &facts);
-        let own: Vec<Consent> = consents
-            .iter()
-            .filter(|c| c.subject == number)
-            .cloned()
-            .collect();
-        match outbound::decide_send(&recipient, &own, &business, purpose, allow_unknown, now) {
+        let own = consents_of
+            .get(&number)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        match outbound::decide_send(&recipient, own, &business, purpose, allow_unknown, now) {
             Ok(()) => allowed.push(Value::String(given)),
             Err(refusal) => refused.push(json!({ "number": given, "reason": refusal.reason() })),
         }

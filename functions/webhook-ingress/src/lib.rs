@@ -221,7 +221,7 @@ async fn receive(app: &App, request: &Request) -> Result<Response<Body>, ApiErro
         keyword_settings.map_err(dependency_error)?,
     );
     let plan = inbound::plan_inbound(&delivery, &facts, &claims, &sent, now);
-    let consents = inbound::consent_changes(&delivery, &keyword_settings, now);
+    let consents = inbound::consent_changes(&delivery, &facts, &keyword_settings, now);
     let known_states: HashMap<Subject, SubjectState> = facts
         .into_iter()
         // Read and absent is known too: an identity without a state has
@@ -268,33 +268,38 @@ async fn receive(app: &App, request: &Request) -> Result<Response<Body>, ApiErro
     let identities = async {
         // B61 and B62 are decided on every delivery, retries included, so
         // a retry after a failure here redoes them.
-        let (linked, ambiguous) = service::learn_links(
-            &app.store,
-            &delivery.links,
-            known_states,
-            ACTOR,
-            12,
-            app.now,
-        )
-        .await?;
-        if linked > 0 || !ambiguous.is_empty() {
-            tracing::info!(
-                linked,
-                ambiguous = ambiguous.len(),
-                "identities linked; ambiguous ones left unlinked"
-            );
-        }
-        carry_blocks(app, &plan.carries).await?;
+        let links = async {
+            let (linked, ambiguous) = service::learn_links(
+                &app.store,
+                &delivery.links,
+                known_states,
+                ACTOR,
+                12,
+                app.now,
+            )
+            .await?;
+            if linked > 0 || !ambiguous.is_empty() {
+                tracing::info!(
+                    linked,
+                    ambiguous = ambiguous.len(),
+                    "identities linked; ambiguous ones left unlinked"
+                );
+            }
+            carry_blocks(app, &plan.carries).await
+        };
         // B81, B82: decided on every delivery, so Meta's retry after a
         // failed write writes again; each change applies once.
-        let changed = app
-            .store
-            .record_consents(&consents, &consent_actor(), now)
-            .await?;
-        if changed > 0 {
-            tracing::info!(changed, "consent changed");
-        }
-        Ok(())
+        let consented = async {
+            let changed = app
+                .store
+                .record_consents(&consents, &consent_actor(), now)
+                .await?;
+            if changed > 0 {
+                tracing::info!(changed, "consent changed");
+            }
+            Ok::<(), StoreError>(())
+        };
+        tokio::try_join!(links, consented).map(|_| ())
     };
     let (recorded, identities) = tokio::join!(
         futures_join4(

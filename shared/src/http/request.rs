@@ -74,15 +74,25 @@ pub fn json_body<T: DeserializeOwned>(request: &Request) -> Result<T, ApiError> 
 }
 
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let malformed = |error: serde_json::Error| {
+        ApiError::bad_request("malformed_json", format!("body is not valid JSON: {error}"))
+    };
     // Syntax first: a typed parse stops at the first missing field, before it
     // sees trailing junk, and broken JSON must be 400 whatever `T` expects.
-    serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(|error| {
-        ApiError::bad_request("malformed_json", format!("body is not valid JSON: {error}"))
-    })?;
-    // The syntax is sound: whatever the typed parse refuses is a value of
-    // the wrong type or shape (serde_json calls some of those syntax
-    // errors, e.g. `true` where a string enum is expected).
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(malformed)?;
+    // Typed from the bytes, not from a parsed value: a repeated key (a
+    // blocked `to` behind an allowed one) must stay an error.
     serde_json::from_slice(bytes).map_err(|error| {
+        use serde_json::error::Category;
+        // serde_json calls some type mismatches syntax errors (`true` where
+        // a string enum is expected); the checks the skim above does not
+        // make (UTF-8 in strings, surrogates, nesting depth) fail a full
+        // parse too, and stay 400.
+        let mismatch = error.classify() == Category::Data
+            || serde_json::from_slice::<serde_json::Value>(bytes).is_ok();
+        if !mismatch {
+            return malformed(error);
+        }
         let message = error.to_string();
         let field = field_of(&message);
         let mut api = ApiError::new(422, "invalid_field", strip_position(&message));
@@ -247,6 +257,35 @@ pub fn segments(request: &Request) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Typed {
+        #[allow(dead_code)]
+        mode: Mode,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    enum Mode {
+        On,
+    }
+
+    #[test]
+    fn b50_a_sound_body_of_the_wrong_type_is_422_and_broken_json_400() {
+        let status = |body: &[u8]| parse_json::<Typed>(body).unwrap_err().status;
+        assert_eq!(status(br#"{"mode": true}"#), 422, "a bool where an enum is");
+        assert_eq!(status(br#"{"mode": "off"}"#), 422);
+        assert_eq!(
+            status(br#"{"mode": "on", "mode": "on"}"#),
+            422,
+            "a repeated key"
+        );
+        assert_eq!(status(br#"{"mode": "on""#), 400);
+        assert_eq!(status(b"{\"mode\": \"\xff\"}"), 400, "not UTF-8");
+        assert_eq!(status(br#"{"mode": "\ud800"}"#), 400, "a lone surrogate");
+        assert!(parse_json::<Typed>(br#"{"mode": "on"}"#).is_ok());
+    }
 
     /// A POST as API Gateway (HTTP API, payload 2.0) delivers it.
     fn api_gateway_post(path: &str, body: &str, is_base64_encoded: bool) -> Request {

@@ -125,10 +125,8 @@ impl GraphClient {
         let templates = body["data"].as_array().cloned().unwrap_or_default();
         let named: Vec<&serde_json::Value> =
             templates.iter().filter(|t| t["name"] == name).collect();
-        let chosen = named
-            .iter()
-            .find(|t| t["language"] == language)
-            .or_else(|| named.first());
+        // Another language's category is not this one's.
+        let chosen = named.iter().find(|t| t["language"] == language);
         Ok(chosen
             .and_then(|t| t["category"].as_str())
             .map(str::to_uppercase))

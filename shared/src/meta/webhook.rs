@@ -105,8 +105,8 @@ pub struct InboundMessage {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PreferenceUpdate {
     pub phone_number_id: PhoneNumberId,
-    /// The number when Meta gave it, else the BSUID.
-    pub subject: Subject,
+    /// Every identity Meta gave for the person: the number and the BSUID.
+    pub subjects: Vec<Subject>,
     pub category: String,
     /// `stop` or `resume`.
     pub value: String,
@@ -470,9 +470,13 @@ fn read_preference(entry: &Value, business: &PhoneNumberId) -> Option<Preference
         .and_then(Value::as_str)
         .and_then(|u| UserId::parse(u).ok())
         .map(Subject::User);
+    let subjects: Vec<Subject> = number.into_iter().chain(user).collect();
+    if subjects.is_empty() {
+        return None;
+    }
     Some(PreferenceUpdate {
         phone_number_id: business.clone(),
-        subject: number.or(user)?,
+        subjects,
         category: entry.get("category")?.as_str()?.to_owned(),
         value: entry.get("value")?.as_str()?.to_owned(),
         timestamp: unix_seconds(entry.get("timestamp")),

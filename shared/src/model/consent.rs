@@ -113,15 +113,33 @@ impl Consent {
     }
 
     /// The record after `change`, and whether its value changed; `None`
-    /// when `change` is not newer than what last set that value (a
-    /// duplicate, or a late delivery of an older message).
+    /// when `change` changes nothing: it is older than what last set that
+    /// value (a late delivery), or a duplicate.
+    ///
+    /// Where either time is whole seconds (Meta's are), times compare by
+    /// the second: a customer's STOP must not lose to an API call made in
+    /// the same second, and within one second an opt-out wins (fails
+    /// closed). Two API calls compare exactly.
+    /// The source and message id change only with the value, so they keep
+    /// saying what caused it.
     pub fn after(&self, change: &ConsentChange) -> Option<(Consent, bool)> {
         let (value, set_at) = match change.category {
             ConsentCategory::Marketing => (self.marketing, self.marketing_at),
             ConsentCategory::All => (self.all, self.all_at),
         };
-        if set_at.is_some_and(|at| at >= change.at) {
-            return None;
+        let changed = value != change.value;
+        if let Some(set_at) = set_at {
+            let whole_seconds = |at: DateTime<Utc>| at.timestamp_subsec_nanos() == 0;
+            let older = if whole_seconds(set_at) || whole_seconds(change.at) {
+                let (before, now) = (set_at.timestamp(), change.at.timestamp());
+                let wins_tie = changed && change.value == ConsentValue::OptedOut;
+                now < before || (now == before && !wins_tie)
+            } else {
+                change.at <= set_at
+            };
+            if older {
+                return None;
+            }
         }
         let mut next = self.clone();
         match change.category {
@@ -134,10 +152,12 @@ impl Consent {
                 next.all_at = Some(change.at);
             }
         }
-        next.source = Some(change.source);
-        next.at = Some(change.at);
-        next.message_id = change.message_id.clone();
-        Some((next, value != change.value))
+        if changed {
+            next.source = Some(change.source);
+            next.at = Some(change.at);
+            next.message_id = change.message_id.clone();
+        }
+        Some((next, changed))
     }
 }
 
@@ -225,6 +245,45 @@ mod tests {
         assert_eq!(stopped.all, ConsentValue::OptedOut);
         assert_eq!(stopped.after(&stop), None, "a duplicate");
         assert_eq!(stopped.marketing, ConsentValue::OptedIn, "values are apart");
+    }
+
+    #[test]
+    fn b80_within_one_second_an_opt_out_wins_and_the_cause_is_kept() {
+        let unset = Consent::unset(Subject::parse("+16505551234").unwrap(), Scope::All);
+        // The API's opt-in at .400 and the customer's STOP at .000 of the
+        // same second (Meta's times are whole seconds).
+        let api = change(
+            ConsentCategory::All,
+            ConsentValue::OptedIn,
+            "2026-01-01T10:00:00.400Z",
+        );
+        let stop = change(
+            ConsentCategory::All,
+            ConsentValue::OptedOut,
+            "2026-01-01T10:00:00Z",
+        );
+        let (opted_in, _) = unset.after(&api).unwrap();
+        let (stopped, changed) = opted_in.after(&stop).expect("the STOP wins the tie");
+        assert!(changed);
+        assert_eq!(stopped.all, ConsentValue::OptedOut);
+        assert_eq!(
+            stopped.after(&api),
+            None,
+            "and stays: the opt-in lost the tie"
+        );
+        // A later no-op keeps what caused the value.
+        let mut later = change(
+            ConsentCategory::All,
+            ConsentValue::OptedOut,
+            "2026-01-01T11:00:00Z",
+        );
+        later.source = ConsentSource::Api;
+        later.message_id = None;
+        let (kept, changed) = stopped.after(&later).unwrap();
+        assert!(!changed);
+        assert_eq!(kept.source, Some(ConsentSource::Keyword));
+        assert_eq!(kept.message_id.as_deref(), Some("wamid.1"));
+        assert_eq!(kept.all_at, Some(later.at));
     }
 
     #[test]

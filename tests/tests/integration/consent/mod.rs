@@ -474,3 +474,67 @@ async fn b80_an_unblock_keeps_the_opt_out_and_an_opt_in_keeps_the_block() {
         "recipient_blocked"
     );
 }
+
+/// B61: a person known by number and BSUID who writes STOP under one is
+/// opted out under both: a send to the other is refused too.
+#[tokio::test]
+async fn b80_b61_an_opt_out_holds_for_every_linked_identity() {
+    let ingress = Ingress::new(200).await;
+    let linked = ingress.deliver(&fixture("inbound-bsuid-linked.json")).await;
+    assert_eq!(linked.status, 200, "{}", linked.body);
+    let bsuid = "US.13491208655302741918";
+    let only_bsuid: Value = {
+        let mut body: Value = serde_json::from_str(&fixture("inbound-bsuid-only.json")).unwrap();
+        let message = &mut body["entry"][0]["changes"][0]["value"]["messages"][0];
+        message["text"]["body"] = json!("STOP");
+        message["id"] = json!("wamid.BSUIDSTOP");
+        message["timestamp"] = json!(Utc::now().timestamp().to_string());
+        body
+    };
+    let stop = ingress.deliver(&only_bsuid.to_string()).await;
+    assert_eq!(stop.status, 200, "{}", stop.body);
+    for subject in [bsuid, NUMBER] {
+        let stored = consents(&ingress.stack, subject).await;
+        assert_eq!(
+            of_scope(&stored, LINE)["all"],
+            "opted_out",
+            "{subject}: {stored:?}"
+        );
+    }
+
+    // Meta's preference names both identities.
+    let other = Ingress::new(200).await;
+    other.deliver(&fixture("user-preferences-stop.json")).await;
+    for subject in [bsuid, NUMBER] {
+        let stored = consents(&other.stack, subject).await;
+        assert_eq!(
+            of_scope(&stored, LINE)["marketing"],
+            "opted_out",
+            "{subject}"
+        );
+    }
+}
+
+/// The API's opt-in and the customer's STOP in the same second: the STOP
+/// wins (Meta's times are whole seconds).
+#[tokio::test]
+async fn b80_an_api_opt_in_in_the_same_second_does_not_undo_a_stop() {
+    let ingress = Ingress::new(200).await;
+    let opt_in = put_consent(
+        &ingress.stack,
+        NUMBER,
+        json!({"phone_number_id": LINE, "all": "opted_in"}),
+    )
+    .await;
+    assert_eq!(opt_in.status, 200);
+    let at = chrono::DateTime::parse_from_rfc3339(opt_in.body["all_at"].as_str().unwrap())
+        .unwrap()
+        .timestamp();
+    ingress
+        .deliver(&text_message("STOP", "wamid.TIE", at))
+        .await;
+    assert_eq!(
+        of_scope(&consents(&ingress.stack, NUMBER).await, LINE)["all"],
+        "opted_out"
+    );
+}
