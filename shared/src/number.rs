@@ -160,7 +160,21 @@ const MIN_WHATSAPP_ID_DIGITS: usize = 7;
 
 impl Number {
     /// Parses any accepted form into the canonical number.
+    ///
+    /// The canonical form parses to itself: a form whose canonical number
+    /// would read as another one again (the metadata stripping a second
+    /// trunk `0` from a national number of zeros) is refused, so that no
+    /// stored number ever changes under a later parse.
     pub fn parse(input: &str) -> Result<Number, NumberError> {
+        let number = Number::parse_once(input)?;
+        match Number::parse_once(&number.0) {
+            Ok(again) if again == number => Ok(number),
+            Ok(_) => Err(NumberError::TooShort),
+            Err(error) => Err(error),
+        }
+    }
+
+    fn parse_once(input: &str) -> Result<Number, NumberError> {
         let digits = international_digits(input)?;
         canonicalise(&fold_whatsapp_quirks(&digits))
     }
@@ -536,6 +550,17 @@ mod tests {
 
     fn canonical(input: &str) -> String {
         Number::parse(input).unwrap().to_string()
+    }
+
+    /// B63 finding of the property run, pinned: an Argentine id of zeros
+    /// whose canonical form would lose another trunk `0` when parsed again
+    /// is not a canonical number; WhatsApp's id is kept as it came.
+    #[test]
+    fn b63_a_canonical_number_always_parses_to_itself() {
+        assert!(Number::parse("54000000000001").is_err());
+        let kept = Number::from_whatsapp_id("54000000000001").unwrap();
+        assert_eq!(kept.as_str(), "+54000000000001");
+        assert_eq!(Number::from_whatsapp_id(kept.as_str()).unwrap(), kept);
     }
 
     #[test]
