@@ -265,6 +265,14 @@ pub async fn put_settings(
     // `null` clears a field: the entry inherits it again (from `default`,
     // or for `default` itself, the built-in value).
     let mut body: serde_json::Value = json_body(request)?;
+    // serde would read the entry's fields from a list too.
+    if !body.is_object() {
+        return Err(ApiError::invalid(
+            "invalid_field",
+            "body",
+            "the body is a JSON object",
+        ));
+    }
     let cleared = SettingsPatch::take_nulls(&mut body);
     let patch: SettingsPatch = parse_json(&serde_json::to_vec(&body).unwrap_or_default())?;
     if patch

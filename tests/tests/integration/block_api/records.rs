@@ -811,6 +811,7 @@ async fn b12_invalid_settings_are_refused_and_change_nothing() {
         // Found by the fuzz run: serde reads a struct from a list.
         json!({"auto_block": [null, null]}),
         json!({"auto_block": [true]}),
+        json!([null, null]),
     ] {
         let response = put_settings(&api, LINE_A, body.clone()).await;
         assert_eq!(response.status, 422, "{body}: {:?}", response.body);
