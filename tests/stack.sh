@@ -70,11 +70,12 @@ check "walkthrough: inbound from the blocked number is suppressed" grep -q '"sup
 check "walkthrough: the send is refused" grep -q 'recipient_blocked' "$out"
 check "walkthrough: history shows the block and the suppression" \
   bash -c "grep -q '\"action\": *\"blocked\"' '$out' && grep -q '\"action\": *\"inbound_suppressed\"' '$out'"
-check "walkthrough: the BSUID-only message is suppressed too" \
-  test "$(grep -c '"suppressed": *1' "$out")" -eq 2
+check "walkthrough: the BSUID-only message and the range's are suppressed too" \
+  test "$(grep -c '"suppressed": *1' "$out")" -eq 3
 check "walkthrough: the BSUID shows the linked number's block" grep -q '"linked_blocks": \[$' "$out"
 check "walkthrough: STOP opts the customer out" grep -q '"all": *"opted_out"' "$out"
 check "walkthrough: the send to them is refused" grep -q 'recipient_opted_out' "$out"
+check "walkthrough: the prefix rule refuses the send" grep -q '"rule": *"wave-234"' "$out"
 
 export PATH="${CARGO_TARGET_DIR:-$ROOT/target}/debug:$PATH"
 token=$(wa-cli token --scope all)

@@ -537,3 +537,68 @@ fn bsuids_are_taken_wherever_a_number_is() {
     let status = webhook(&["status", "--user-id", user, "--status", "failed"]);
     assert_eq!(status["status"], "ok", "{status}");
 }
+
+#[test]
+fn consent_shows_and_sets_a_subjects_opt_outs() {
+    let local = Local::start();
+    let token = local.token(&["all"]);
+    let set = local.json(
+        &token,
+        &["consent", "+16505550701", "--marketing", "opted_out"],
+    );
+    assert_eq!(set["marketing"], "opted_out", "{set}");
+    assert_eq!(set["all"], "opted_in", "{set}");
+    assert_eq!(set["source"], "api", "{set}");
+    let shown = local.json(&token, &["consent", "+16505550701"]);
+    assert_eq!(shown["consents"][0]["marketing"], "opted_out", "{shown}");
+    let bad = local.run(&token, &["consent", "+16505550701", "--all", "maybe"]);
+    assert_eq!(
+        bad.status.code(),
+        Some(2),
+        "clap refuses a value outside the enum"
+    );
+}
+
+#[test]
+fn rules_are_made_listed_shown_and_removed() {
+    let local = Local::start();
+    let token = local.token(&["all"]);
+    let made = local.json(
+        &token,
+        &[
+            "rule",
+            "put",
+            "wave",
+            "--prefix",
+            "+1650555",
+            "--reason",
+            "spam wave",
+        ],
+    );
+    assert_eq!(made["prefix"], "+1650555", "{made}");
+    assert_eq!(made["actor"], "cli-test");
+    let list = local.json(&token, &["rule", "list"]);
+    assert_eq!(list["items"][0]["id"], "wave", "{list}");
+    assert_eq!(local.json(&token, &["rule", "get", "wave"]), made);
+    let view = local.json(&token, &["get", "+16505550801"]);
+    assert_eq!(view["rules"][0]["id"], "wave", "{view}");
+    let out = local.run(&token, &["send", "+16505550801", "--text", "hi"]);
+    assert_eq!(out.status.code(), Some(1));
+    let (_, body) = exchange(&out);
+    assert_eq!(body["error"]["error_data"]["rule"], "wave", "{body}");
+    let removed = local.json(&token, &["rule", "delete", "wave", "--reason", "over"]);
+    assert_eq!(removed["id"], "wave");
+    let again = local.run(&token, &["rule", "get", "wave"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).contains("rule_not_found"),
+        "{}",
+        stderr(&again)
+    );
+    let reader = local.token(&["blocklist:read", "blocklist:write"]);
+    let refused = local.run(
+        &reader,
+        &["rule", "put", "x", "--prefix", "+1", "--reason", "r"],
+    );
+    assert_eq!(refused.status.code(), Some(1), "needs blocklist:admin");
+}

@@ -190,7 +190,7 @@ pub fn unattributed_status_ids(delivery: &Delivery) -> Vec<String> {
 /// Every active block of a person, in every scope: the enforcement read
 /// only fetches the scopes of the delivery, but each identity's state holds
 /// a copy of all its blocks and of its linked identities' (B62 carries them
-/// all).
+/// all). Blocks made by prefix rules are left out.
 fn every_block(
     identities: &[Subject],
     facts: &HashMap<Subject, SenderFacts>,
@@ -202,7 +202,9 @@ fn every_block(
             .state
             .iter()
             .flat_map(|s| s.blocks.iter().chain(&s.linked_blocks));
-        for block in f.blocks.iter().chain(stored) {
+        // A rule's block is not the person's: their new number is held by
+        // the rules it matches itself (B84).
+        for block in f.blocks.iter().chain(stored).filter(|b| b.rule.is_none()) {
             if block.is_active(now)
                 && !blocks
                     .iter()
@@ -525,6 +527,7 @@ mod tests {
             blocked_at: now(),
             expires_at: None,
             version: 1,
+            rule: None,
         }
     }
 
@@ -812,5 +815,45 @@ mod tests {
         );
         assert!(plan.carries.is_empty());
         assert_eq!(plan.forward.len(), 1);
+    }
+
+    #[test]
+    fn b84_a_rule_blocks_but_is_not_carried_to_a_changed_number() {
+        let delivery = Delivery::parse(CHANGED_NUMBER).unwrap();
+        let subject = Subject::parse("+16505551234").unwrap();
+        let rule = crate::model::RuleEntry {
+            id: crate::model::RuleId::parse("wave").unwrap(),
+            prefix: crate::model::Prefix::parse("+1650555").unwrap(),
+            scope: Scope::All,
+            created_at: now(),
+        };
+        let facts = facts_with("+16505551234", vec![rule.block_of(&subject)]);
+        let plan = plan_inbound(
+            &delivery,
+            &facts,
+            &all_claimed(&delivery),
+            &HashMap::new(),
+            now(),
+        );
+        assert_eq!(plan.suppressed.len(), 1, "the rule blocks the message");
+        assert!(
+            plan.carries.is_empty(),
+            "the new number is held by the rules it matches itself"
+        );
+        // With a block of the person besides, that block alone is carried.
+        let facts = facts_with(
+            "+16505551234",
+            vec![rule.block_of(&subject), block("+16505551234", "all")],
+        );
+        let plan = plan_inbound(
+            &delivery,
+            &facts,
+            &all_claimed(&delivery),
+            &HashMap::new(),
+            now(),
+        );
+        assert_eq!(plan.carries.len(), 1);
+        assert!(plan.carries[0].blocks.iter().all(|b| b.rule.is_none()));
+        assert_eq!(plan.carries[0].blocks.len(), 1);
     }
 }

@@ -3,14 +3,15 @@
 use chrono::{DateTime, Utc};
 
 use crate::inbound::SenderFacts;
-use crate::model::{Consent, PhoneNumberId, Purpose, Scope, refusing_consent};
+use crate::model::{Consent, PhoneNumberId, Purpose, RuleId, Scope, refusing_consent};
 use crate::policy::blocking_block;
 
 /// Why a recipient is refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
-    /// B31: blocked for this business number, in `scope`.
-    Blocked { scope: Scope },
+    /// B31: blocked for this business number, in `scope`; by the prefix
+    /// rule `rule` when a rule made the block (B84).
+    Blocked { scope: Scope, rule: Option<RuleId> },
     /// B32: no contact, and the business number does not allow unknown
     /// numbers.
     Unknown,
@@ -31,8 +32,16 @@ impl Refusal {
     /// The scope of the block or opt-out that refused.
     pub fn scope(&self) -> Option<&Scope> {
         match self {
-            Refusal::Blocked { scope } | Refusal::OptedOut { scope } => Some(scope),
+            Refusal::Blocked { scope, .. } | Refusal::OptedOut { scope } => Some(scope),
             Refusal::Unknown => None,
+        }
+    }
+
+    /// The prefix rule that refused, if a rule did (B84).
+    pub fn rule(&self) -> Option<&RuleId> {
+        match self {
+            Refusal::Blocked { rule, .. } => rule.as_ref(),
+            _ => None,
         }
     }
 }
@@ -52,6 +61,7 @@ pub fn decide_send(
     if let Some(block) = blocking_block(&recipient.blocks, business, now) {
         return Err(Refusal::Blocked {
             scope: block.scope.clone(),
+            rule: block.rule.clone(),
         });
     }
     if let Some(consent) = refusing_consent(consents, business, purpose) {
@@ -84,6 +94,7 @@ mod tests {
                 blocked_at: Utc::now(),
                 expires_at: None,
                 version: 1,
+                rule: None,
             })
             .into_iter()
             .collect();
@@ -106,7 +117,10 @@ mod tests {
                 true,
                 Utc::now()
             ),
-            Err(Refusal::Blocked { scope: Scope::All })
+            Err(Refusal::Blocked {
+                scope: Scope::All,
+                rule: None
+            })
         );
         assert!(
             decide_send(
@@ -170,7 +184,11 @@ mod tests {
         );
         // Blocked wins over unknown.
         assert_eq!(
-            Refusal::Blocked { scope: Scope::All }.reason(),
+            Refusal::Blocked {
+                scope: Scope::All,
+                rule: None
+            }
+            .reason(),
             "recipient_blocked"
         );
     }
@@ -194,7 +212,10 @@ mod tests {
         assert_eq!(send(&facts(None, true), Purpose::Utility), Ok(()));
         assert_eq!(
             send(&facts(Some("all"), true), Purpose::Marketing),
-            Err(Refusal::Blocked { scope: Scope::All })
+            Err(Refusal::Blocked {
+                scope: Scope::All,
+                rule: None
+            })
         );
         assert_eq!(
             Refusal::OptedOut { scope: Scope::All }.reason(),

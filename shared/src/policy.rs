@@ -324,6 +324,7 @@ pub fn decide_block(
         blocked_at: now,
         expires_at: command.expires_at,
         version: 1,
+        rule: None,
     };
 
     let mut change = SubjectChange::new(record, now);
@@ -847,6 +848,7 @@ pub fn decide_carry(
             blocked_at: now,
             expires_at: block.expires_at,
             version: 1,
+            rule: None,
         });
     }
     if carried.is_empty() {

@@ -43,7 +43,7 @@ pub enum BlockOutcome {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum UnblockOutcome {
-    Unblocked(Block),
+    Unblocked(Box<Block>),
     NotBlocked,
 }
 
@@ -75,7 +75,7 @@ pub async fn unblock(
 ) -> Result<UnblockOutcome, StoreError> {
     with_retries(store, subject, |record| {
         match policy::decide_unblock(record, scope, reason, actor, now()) {
-            Some((removed, change)) => (UnblockOutcome::Unblocked(removed), Some(change)),
+            Some((removed, change)) => (UnblockOutcome::Unblocked(Box::new(removed)), Some(change)),
             None => (UnblockOutcome::NotBlocked, None),
         }
     })

@@ -724,6 +724,7 @@ fn block(subject: &Subject, scope: Scope, source: Source, expiry: u8) -> Block {
         blocked_at: now() - Duration::days(1),
         expires_at,
         version: 1,
+        rule: None,
     }
 }
 

@@ -47,6 +47,8 @@ Examples:
   wa-cli inbound --from +16505551234 --text 'hello?'
   wa-cli inbound --user-id US.13491208655302741918 --text 'number hidden'
   wa-cli list --source manual --all | jq '.items | length'
+  wa-cli consent +16505551234 --marketing opted_out
+  wa-cli rule put ng-wave --prefix +234 --reason 'spam wave'
   wa-cli --base-url http://127.0.0.1:3001 history +16505551234";
 
 #[derive(Parser)]
@@ -86,6 +88,8 @@ enum Command {
     List(ListArgs),
     History(HistoryArgs),
     Send(SendArgs),
+    Consent(ConsentArgs),
+    Rule(RuleArgs),
 }
 
 #[derive(Args)]
@@ -455,6 +459,87 @@ struct SendArgs {
     phone_number_id: String,
 }
 
+#[derive(Args)]
+#[command(after_long_help = "\
+Without --marketing or --all, prints the subject's consent records; with
+them, sets those values in the scope and prints the record.
+
+Examples:
+  wa-cli consent +16505551234
+  wa-cli consent +16505551234 --marketing opted_out
+  wa-cli consent +16505551234 --all opted_in --phone-number-id 106540352242922")]
+/// Show or set a number's or BSUID's consent: GET/PUT /v1/consents/{subject}.
+///
+/// Reading needs the blocklist:read scope, setting blocklist:write. Consent
+/// is the customer's say, apart from blocks: an unblock keeps an opt-out.
+struct ConsentArgs {
+    /// The number or business-scoped user id.
+    #[arg(value_name = "SUBJECT")]
+    subject: String,
+
+    /// Set the marketing value.
+    #[arg(long, value_parser = ["opted_in", "opted_out"])]
+    marketing: Option<String>,
+
+    /// Set the value for every message.
+    #[arg(long, value_parser = ["opted_in", "opted_out"])]
+    all: Option<String>,
+
+    /// The scope to set: `all` or one phone_number_id.
+    #[arg(long, default_value = "all")]
+    phone_number_id: String,
+}
+
+#[derive(Args)]
+#[command(after_long_help = "\
+Examples:
+  wa-cli rule put ng-wave --prefix +234 --reason 'spam wave from one range'
+  wa-cli rule put line-b --prefix +1650555 --reason 'wave on B' --scope 106540352242923
+  wa-cli rule list
+  wa-cli rule get ng-wave
+  wa-cli rule delete ng-wave --reason 'wave over'")]
+/// Prefix rules: block every number starting with a prefix (/v1/rules).
+///
+/// Changing rules needs the blocklist:admin scope, reading them
+/// blocklist:read. A rule holds on every path at once, with no block per
+/// number, and `wa-cli get` shows the rules matching a number.
+struct RuleArgs {
+    #[command(subcommand)]
+    command: RuleCommand,
+}
+
+#[derive(Subcommand)]
+enum RuleCommand {
+    /// Make or replace a rule: PUT /v1/rules/{id}.
+    Put {
+        /// The rule's id: 1 to 64 letters, digits, '.', '_' or '-'.
+        id: String,
+        /// `+` and 1 to 14 digits, e.g. +234.
+        #[arg(long)]
+        prefix: String,
+        /// Why (kept with the rule and in the audit trail).
+        #[arg(long)]
+        reason: String,
+        /// `all` for every business number, or one phone_number_id.
+        #[arg(long, default_value = "all")]
+        scope: String,
+    },
+    /// Show a rule: GET /v1/rules/{id}.
+    Get { id: String },
+    /// Remove a rule: DELETE /v1/rules/{id}.
+    Delete {
+        id: String,
+        /// Why, for the audit trail (else the rule's own reason).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// List rules by id: GET /v1/rules.
+    List {
+        #[command(flatten)]
+        paging: Paging,
+    },
+}
+
 /// Why the command failed; the message, if any, still has to be printed.
 enum Failure {
     /// Bad arguments or missing configuration: exit code 2, as clap uses.
@@ -626,6 +711,43 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 .json(&body);
             let (status, body) = api.send(request).await?;
             print_exchange(status, &body)
+        }
+        Command::Consent(args) => {
+            let path = format!("/v1/consents/{}", encode(&args.subject));
+            if args.marketing.is_none() && args.all.is_none() {
+                print_json(&api.call(Method::GET, &path, None).await?);
+                return Ok(());
+            }
+            let mut body = json!({ "phone_number_id": args.phone_number_id });
+            for (field, value) in [("marketing", args.marketing), ("all", args.all)] {
+                if let Some(value) = value {
+                    body[field] = Value::String(value);
+                }
+            }
+            print_json(&api.call(Method::PUT, &path, Some(&body)).await?);
+            Ok(())
+        }
+        Command::Rule(args) => {
+            let path = |id: &str| format!("/v1/rules/{}", encode(id));
+            let answer = match args.command {
+                RuleCommand::Put {
+                    id,
+                    prefix,
+                    reason,
+                    scope,
+                } => {
+                    let body = json!({ "prefix": prefix, "reason": reason, "scope": scope });
+                    api.call(Method::PUT, &path(&id), Some(&body)).await?
+                }
+                RuleCommand::Get { id } => api.call(Method::GET, &path(&id), None).await?,
+                RuleCommand::Delete { id, reason } => {
+                    let body = reason.map(|reason| json!({ "reason": reason }));
+                    api.call(Method::DELETE, &path(&id), body.as_ref()).await?
+                }
+                RuleCommand::List { paging } => api.pages("/v1/rules", Vec::new(), &paging).await?,
+            };
+            print_json(&answer);
+            Ok(())
         }
     }
 }

@@ -9,7 +9,7 @@ use blocklist::identity::{Link, Subject};
 use blocklist::metrics::{self, Counter};
 use blocklist::model::search::plan_search;
 use blocklist::model::{
-    Block, Chat, Consent, Contact, PhoneNumberId, PlatformState, PlatformView, Scope, Source,
+    Block, Chat, Consent, Contact, PhoneNumberId, PlatformState, PlatformView, Rule, Scope, Source,
 };
 use blocklist::platform::PlatformMirror;
 use blocklist::policy::BlockCommand;
@@ -151,6 +151,9 @@ struct SubjectView {
     chats: Vec<Chat>,
     /// The subject's consent records (B80): kept apart from its blocks.
     consents: Vec<Consent>,
+    /// Prefix rules matching its number or a linked one (B84): they block
+    /// it in their scopes as a block would.
+    rules: Vec<Rule>,
 }
 
 /// A block with its platform state at Meta (B15).
@@ -217,6 +220,11 @@ pub async fn get(
         .filter(|b| b.is_active(now))
         .collect();
     let blocks = with_platform(app, active, &record.chats, &record.platform).await?;
+    let identities: Vec<Subject> = std::iter::once(subject.clone())
+        .chain(record.links.iter().flat_map(Link::subjects))
+        .collect();
+    let numbers: Vec<&blocklist::Number> = identities.iter().filter_map(Subject::number).collect();
+    let rules = app.store.rules_matching(&numbers).await?;
     ok(&SubjectView {
         subject: subject.to_string(),
         number: subject.number().map(ToString::to_string),
@@ -230,6 +238,7 @@ pub async fn get(
         contact: record.contact,
         chats: record.chats,
         consents: record.consents,
+        rules,
     })
 }
 

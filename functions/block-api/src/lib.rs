@@ -8,6 +8,7 @@
 mod blocks;
 mod consents;
 mod records;
+mod rules;
 mod wire;
 
 use blocklist::http::auth::{Authenticator, Caller};
@@ -111,6 +112,10 @@ async fn dispatch(
         (["consents", subject], "PUT") => {
             consents::put(app, &caller(app, request)?, request, subject).await
         }
+        (["rules"], "GET") => rules::list(app, &caller(app, request)?, request).await,
+        (["rules", id], "PUT") => rules::put(app, &caller(app, request)?, request, id).await,
+        (["rules", id], "GET") => rules::get(app, &caller(app, request)?, request, id).await,
+        (["rules", id], "DELETE") => rules::delete(app, &caller(app, request)?, request, id).await,
         (["settings", target], "GET") => {
             records::get_settings(app, &caller(app, request)?, request, target).await
         }
@@ -128,11 +133,11 @@ async fn dispatch(
 /// `None` for no such route.
 fn allowed_methods(route: &[&str]) -> Option<&'static str> {
     Some(match route {
-        ["blocks" | "audit" | "stats" | "chats"] | ["numbers", _, "history"] | ["chats", _, _] => {
-            "GET"
-        }
+        ["blocks" | "audit" | "stats" | "chats" | "rules"]
+        | ["numbers", _, "history"]
+        | ["chats", _, _] => "GET",
         ["blocks:batch"] => "POST",
-        ["blocks", _] => "GET, PUT, DELETE",
+        ["blocks", _] | ["rules", _] => "GET, PUT, DELETE",
         ["contacts", _] | ["settings", _] | ["consents", _] => "GET, PUT",
         _ => return None,
     })

@@ -11,7 +11,13 @@ use serde_json::json;
 /// B31: a refused recipient, HTTP 403.
 pub fn refusal(recipient: &Subject, refusal: &Refusal) -> Response<Body> {
     let message = match refusal {
-        Refusal::Blocked { scope } => {
+        Refusal::Blocked {
+            scope,
+            rule: Some(rule),
+        } => format!(
+            "Recipient {recipient} is blocked by prefix rule {rule} (scope {scope}); nothing was sent"
+        ),
+        Refusal::Blocked { scope, rule: None } => {
             format!("Recipient {recipient} is blocked (scope {scope}); nothing was sent")
         }
         Refusal::Unknown => {
@@ -24,6 +30,9 @@ pub fn refusal(recipient: &Subject, refusal: &Refusal) -> Response<Body> {
     let mut error_data = json!({ "reason": refusal.reason(), "recipient": recipient.as_str() });
     if let Some(scope) = refusal.scope() {
         error_data["scope"] = json!(scope.as_str());
+    }
+    if let Some(rule) = refusal.rule() {
+        error_data["rule"] = json!(rule);
     }
     respond(
         403,

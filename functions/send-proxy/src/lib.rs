@@ -671,7 +671,13 @@ async fn check(app: &App, request: &Request, business: &str) -> Result<Response<
             .unwrap_or_default();
         match outbound::decide_send(&recipient, own, &business, purpose, allow_unknown, now) {
             Ok(()) => allowed.push(Value::String(given)),
-            Err(refusal) => refused.push(json!({ "number": given, "reason": refusal.reason() })),
+            Err(refusal) => {
+                let mut entry = json!({ "number": given, "reason": refusal.reason() });
+                if let Some(rule) = refusal.rule() {
+                    entry["rule"] = json!(rule);
+                }
+                refused.push(entry);
+            }
         }
     }
     Ok(blocklist::http::json(

@@ -26,6 +26,10 @@ pub enum Action {
     OptedOut,
     /// The customer opted back in (B80).
     OptedIn,
+    /// A prefix rule was made, changed or removed (B84).
+    RuleAdded,
+    RuleChanged,
+    RuleRemoved,
 }
 
 impl Action {
@@ -44,6 +48,9 @@ impl Action {
             Action::IdentityChanged => "identity_changed",
             Action::OptedOut => "opted_out",
             Action::OptedIn => "opted_in",
+            Action::RuleAdded => "rule_added",
+            Action::RuleChanged => "rule_changed",
+            Action::RuleRemoved => "rule_removed",
         }
     }
 

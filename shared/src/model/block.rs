@@ -20,6 +20,10 @@ pub struct Block {
     #[serde(with = "time_format::option")]
     pub expires_at: Option<DateTime<Utc>>,
     pub version: u64,
+    /// The prefix rule this block stands for (B84): a block made on the
+    /// fly when a rule matches, never stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<super::RuleId>,
 }
 
 impl Block {

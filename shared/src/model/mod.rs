@@ -9,6 +9,7 @@ mod chat;
 mod consent;
 mod contact;
 mod platform;
+mod rule;
 pub mod search;
 mod settings;
 mod stats;
@@ -23,6 +24,10 @@ pub use consent::{
 pub use contact::Contact;
 pub use platform::{
     LIST_FULL, OUTSIDE_WINDOW, PlatformState, PlatformStatus, PlatformView, is_transient,
+};
+pub use rule::{
+    MAX_RULES, Prefix, Rule, RuleAction, RuleEntry, RuleError, RuleId, RulePut, RuleRefusal,
+    RuleSet, decide_rule_put,
 };
 pub use settings::{
     AutoBlockPolicy, Settings, SettingsPatch, SettingsTarget, could_be_keyword, keyword_form,

@@ -249,6 +249,7 @@ mod tests {
             blocked_at: chrono::Utc::now(),
             expires_at: None,
             version: 1,
+            rule: None,
         }
     }
 

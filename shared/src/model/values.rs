@@ -1,5 +1,3 @@
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 
 /// Why a value was refused. `field`-less: the caller knows which field it
@@ -15,6 +13,29 @@ pub enum ValueError {
     #[error("source must be one of manual, notification, bulk, import, auto, carried")]
     Source,
 }
+
+/// `Deserialize` through the type's `parse`, and `Display` of its
+/// `as_str`: for the value types that can only hold valid values, so that
+/// a stored or sent value is checked exactly as input is.
+macro_rules! parsed_string {
+    ($($value:ty),+ $(,)?) => {$(
+        impl<'de> serde::Deserialize<'de> for $value {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let raw = <String as serde::Deserialize>::deserialize(d)?;
+                Self::parse(&raw).map_err(serde::de::Error::custom)
+            }
+        }
+
+        impl std::fmt::Display for $value {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    )+};
+}
+pub(crate) use parsed_string;
+
+parsed_string!(PhoneNumberId, Scope);
 
 /// Meta's id of a business number (`phone_number_id`): digits only.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -32,19 +53,6 @@ impl PhoneNumberId {
 
     pub fn as_str(&self) -> &str {
         &self.0
-    }
-}
-
-impl<'de> Deserialize<'de> for PhoneNumberId {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = String::deserialize(d)?;
-        Self::parse(&raw).map_err(serde::de::Error::custom)
-    }
-}
-
-impl fmt::Display for PhoneNumberId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 
@@ -82,22 +90,9 @@ impl Scope {
     }
 }
 
-impl fmt::Display for Scope {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 impl Serialize for Scope {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for Scope {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = String::deserialize(d)?;
-        Self::parse(&raw).map_err(serde::de::Error::custom)
     }
 }
 
@@ -115,6 +110,11 @@ impl Reason {
             return Err(ValueError::ReasonLength);
         }
         Ok(Self(raw.to_owned()))
+    }
+
+    /// A reason the product writes itself, cut to the limit.
+    pub(crate) fn written(text: &str) -> Self {
+        Self(text.chars().take(Self::MAX_CHARS).collect())
     }
 
     pub fn as_str(&self) -> &str {
@@ -141,6 +141,9 @@ pub enum Source {
     /// Carried over from a person's previous identity when WhatsApp
     /// reported a changed number or user id (B62).
     Carried,
+    /// A prefix rule matched the number (B84): never stored, and never
+    /// given as a filter or in a request.
+    Rule,
 }
 
 impl Source {
@@ -164,6 +167,7 @@ impl Source {
             Source::Import => "import",
             Source::Auto => "auto",
             Source::Carried => "carried",
+            Source::Rule => "rule",
         }
     }
 }

@@ -228,7 +228,7 @@ impl Store {
             reason: Some(refusal.reason().to_owned()),
             source: None,
             at: now,
-            details: json!({ "phone_number_id": business, "reason": refusal.reason() }),
+            details: refusal_details(business, refusal),
             prev_event_id: None,
             prev_hash: None,
             hash: None,
@@ -273,7 +273,7 @@ impl Store {
                 .expression_attribute_values(":after", s(after)),
             None => request.key_condition_expression("pk = :pk"),
         };
-        let mut events = request
+        let events = request
             .send()
             .await?
             .items
@@ -281,14 +281,9 @@ impl Store {
             .into_iter()
             .map(|item| Ok(serde_dynamo::from_item::<_, AuditItem>(item)?.event))
             .collect::<Result<Vec<AuditEvent>, StoreError>>()?;
-        let next = (events.len() > limit).then(|| {
-            events.truncate(limit);
-            Cursor::at("history", None, events[limit - 1].event_id.clone())
-        });
-        Ok(Page {
-            items: events,
-            next,
-        })
+        Ok(Page::of_one_more(events, limit, |last| {
+            Cursor::at("history", None, last.event_id.clone())
+        }))
     }
 
     /// B53: the head of `subject`'s chain as its `STATE` records it (strongly
@@ -426,8 +421,26 @@ fn ulid_bound(at: DateTime<Utc>, upper: bool) -> String {
     ulid::Ulid::from_parts(ms, random).to_string()
 }
 
+/// What an `outbound_refused` event records beyond its fields.
+fn refusal_details(business: &PhoneNumberId, refusal: &Refusal) -> serde_json::Value {
+    let mut details = json!({ "phone_number_id": business, "reason": refusal.reason() });
+    if let Some(rule) = refusal.rule() {
+        details["rule"] = json!(rule);
+    }
+    details
+}
+
 fn suppression_event(suppression: &Suppression, now: DateTime<Utc>) -> AuditEvent {
     let message = &suppression.message;
+    let mut details = json!({
+        "message_id": message.id,
+        "message_type": message.message_type,
+        "message_timestamp": message.timestamp.map(crate::model::format_time),
+        "phone_number_id": message.phone_number_id,
+    });
+    if let Some(rule) = &suppression.block.rule {
+        details["rule"] = json!(rule);
+    }
     AuditEvent {
         event_id: AuditEvent::new_id(now),
         subject: Some(suppression.subject.clone()),
@@ -438,12 +451,7 @@ fn suppression_event(suppression: &Suppression, now: DateTime<Utc>) -> AuditEven
         reason: None,
         source: None,
         at: now,
-        details: json!({
-            "message_id": message.id,
-            "message_type": message.message_type,
-            "message_timestamp": message.timestamp.map(crate::model::format_time),
-            "phone_number_id": message.phone_number_id,
-        }),
+        details,
         prev_event_id: None,
         prev_hash: None,
         hash: None,

@@ -27,6 +27,8 @@
 //! | Blocklist | contact             | `<subject pk>`     | `CONTACT`               |                     |                                 |
 //! | Blocklist | consent (B80)       | `<subject pk>`     | `CONSENT#<all or phone_number_id>` |          |                                 |
 //! | Blocklist | platform state (B15) | `<subject pk>`    | `P#<phone_number_id>`   |                     |                                 |
+//! | Blocklist | prefix rule (B84)   | `RULES`            | `R#<id>`                |                     |                                 |
+//! | Blocklist | rule set copy (B84) | `RULES#<nn>`       | `RULES`                 |                     |                                 |
 //! | Blocklist | settings            | `SETTINGS#<phone_number_id>`/`SETTINGS#default` | `SETTINGS` |     |                                 |
 //! | Blocklist | day counters        | `STATS#<nn>`       | `D#<yyyy-mm-dd>`        |                     |                                 |
 //! | Blocklist | blocked count       | `STATS#<nn>`       | `C`                     |                     |                                 |
@@ -34,6 +36,7 @@
 //! | Failures  | delivery failure    | `F#<subject>`      | `<at>#<status id>`      |                     |                                 |
 //! | Blocklist | sent message        | `O#<message id>`   | `SENT`                  |                     |                                 |
 //! | Audit     | event of a subject  | `<subject pk>`     | `<event_id>` (ULID)     | `D#<yyyy-mm-dd>#<t\|c>#<nn>` | `<event_id>`            |
+//! | Audit     | rule event (B84)    | `R#<rule id>`      | `<event_id>`            | `D#<yyyy-mm-dd>#c#<nn>` | `<event_id>`                  |
 //! | Audit     | settings event      | `S#<settings id>`  | `<event_id>`            | `D#<yyyy-mm-dd>#c#<nn>` | `<event_id>`                  |
 //! | Chats     | chat                | `<subject pk>`     | `<phone_number_id>`     | `CHATS#<nn>`        | `<status>#<phone_number_id>#<subject>` |
 //!
@@ -77,6 +80,7 @@
 //! | `I#<token>#<nn>`                  | a block put or deleted, a contact change of a blocked subject | — | ≤ 2×63 tx = 125 WCU (`s:all`, `o:import`, a shared 4-digit window) |
 //! | `D#<day>#<class>#<nn>` (Audit gsi1) | every audit event (suppression, block)  | ≤ 63 WCU           | 63 WCU          |
 //! | `CHATS#<nn>` (Chats gsi1)         | a new chat or a status change only      | ≤ 63 WCU           | ≤ 63 WCU        |
+//! | `RULES#<nn>` (read)               | every delivery and send reads one copy of the rule set (see `rule.rs`) | 63 reads/s × ≤ 28 RCU | — |
 //! | `SETTINGS#<id>`                   | read by sends, cached 5 s per function (S4) | ≤ warm functions / 5 s | —       |
 //!
 //! Every figure stays under a quarter of the per-key limit. A message on an
@@ -152,6 +156,7 @@ mod cursor;
 mod failure;
 mod keys;
 mod platform;
+mod rule;
 mod sent;
 mod settings;
 mod sharded;
@@ -170,6 +175,7 @@ pub use chat::ChatQuery;
 pub use cursor::{Cursor, CursorError, POSITION, filters_fingerprint};
 pub use failure::FailureItem;
 pub use keys::{SHARDS, subject_pk as subject_partition};
+pub use rule::{RuleChange, StoredRules};
 pub use settings::{SETTINGS_CACHE_FOR, SettingsCache, StoredSettings};
 
 /// Table names (SPEC section 5).
@@ -269,4 +275,18 @@ fn build<T>(built: Result<T, aws_sdk_dynamodb::error::BuildError>) -> Result<T, 
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next: Option<Cursor>,
+}
+
+impl<T> Page<T> {
+    /// A page of at most `limit` from `items`, read in listing order with
+    /// one more than the page asks for: that one only tells that there is
+    /// more, and the next page starts after the last item kept (`at` makes
+    /// its cursor).
+    fn of_one_more(mut items: Vec<T>, limit: usize, at: impl Fn(&T) -> Cursor) -> Page<T> {
+        let next = (items.len() > limit).then(|| {
+            items.truncate(limit);
+            at(&items[limit - 1])
+        });
+        Page { items, next }
+    }
 }

@@ -173,7 +173,9 @@ impl Store {
     /// in `all` and in the given business numbers, contact presence, and
     /// the `STATE` item, which carries the blocks of every linked identity.
     /// A person whose message shows only their BSUID is thus stopped by a
-    /// block of their number in the same round trip.
+    /// block of their number in the same round trip. The same read brings
+    /// one copy of the prefix rule set (B84), whose matches come back as
+    /// blocks naming their rule.
     ///
     /// `state_only` identities (named only by links) get their `STATE`
     /// read, nothing else.
@@ -199,7 +201,11 @@ impl Store {
                 );
             }
         }
+        if !senders.is_empty() {
+            keys.push(super::rule::rule_set_key());
+        }
         let items = self.batch_get_blocklist(keys).await?;
+        let mut rules = None;
         let mut facts: HashMap<Subject, SenderFacts> = senders
             .keys()
             .chain(state_only)
@@ -208,7 +214,12 @@ impl Store {
         for item in items {
             let text = |key: &str| item.get(key).and_then(|v| v.as_s().ok()).cloned();
             let sk = text("sk").unwrap_or_default();
-            let Some(subject) = text("pk").and_then(|pk| subject_of_pk(&pk)) else {
+            let pk = text("pk").unwrap_or_default();
+            if super::rule::is_rule_set(&pk) {
+                rules = Some(super::rule::rule_set_of(item)?.set);
+                continue;
+            }
+            let Some(subject) = subject_of_pk(&pk) else {
                 continue;
             };
             let Some(f) = facts.get_mut(&subject) else {
@@ -224,6 +235,24 @@ impl Store {
                 let block: BlockItem = serde_dynamo::from_item(item)?;
                 f.blocks.push(block.block);
             }
+        }
+        // B84: a prefix rule blocks every identity of a person one of
+        // whose numbers it matches, the way a block of that number would.
+        for (subject, businesses) in senders {
+            let (Some(rules), Some(f)) = (&rules, facts.get_mut(subject)) else {
+                continue;
+            };
+            let linked = f
+                .state
+                .as_ref()
+                .map(SubjectState::linked_subjects)
+                .unwrap_or_default();
+            let numbers: Vec<&crate::number::Number> = std::iter::once(subject)
+                .chain(&linked)
+                .filter_map(Subject::number)
+                .collect();
+            let made = rules.blocks_for(subject, &numbers, businesses);
+            f.blocks.extend(made);
         }
         Ok(facts)
     }

@@ -6,6 +6,7 @@ mod consent;
 mod identity;
 pub(crate) mod lifecycle;
 mod openapi;
+mod rules;
 mod scale;
 mod send_proxy;
 mod template;

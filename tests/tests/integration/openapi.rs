@@ -860,6 +860,57 @@ async fn every_documented_operation_answers_as_documented() {
     api.expect(req("GET", "/v1/consents/123").bearer(&reader), 422)
         .await;
 
+    // B84: prefix rules.
+    api.expect(
+        req("PUT", "/v1/rules/wave")
+            .bearer(&admin)
+            .json(json!({ "prefix": "+234", "reason": "spam wave" })),
+        201,
+    )
+    .await;
+    api.expect(
+        req("PUT", "/v1/rules/wave")
+            .bearer(&admin)
+            .json(json!({ "prefix": "+2348", "reason": "narrower", "scope": LINE })),
+        200,
+    )
+    .await;
+    api.expect(
+        req("PUT", "/v1/rules/wave2")
+            .bearer(&admin)
+            .json(json!({ "prefix": "+2348", "reason": "twin", "scope": LINE })),
+        409,
+    )
+    .await;
+    api.expect(
+        req("PUT", "/v1/rules/wave")
+            .bearer(&admin)
+            .json(json!({ "prefix": "+", "reason": "everything" })),
+        422,
+    )
+    .await;
+    api.expect(req("PUT", "/v1/rules/wave").bearer(&admin).raw("nope"), 400)
+        .await;
+    api.expect(
+        req("PUT", "/v1/rules/wave")
+            .bearer(&writer)
+            .json(json!({ "prefix": "+1", "reason": "r" })),
+        403,
+    )
+    .await;
+    api.expect(req("GET", "/v1/rules").bearer(&reader), 200)
+        .await;
+    api.expect(req("GET", "/v1/rules?limit=0").bearer(&reader), 400)
+        .await;
+    api.expect(req("GET", "/v1/rules/wave").bearer(&reader), 200)
+        .await;
+    api.expect(req("GET", "/v1/rules/nope").bearer(&reader), 404)
+        .await;
+    api.expect(req("DELETE", "/v1/rules/wave").bearer(&admin), 200)
+        .await;
+    api.expect(req("DELETE", "/v1/rules/wave").bearer(&admin), 404)
+        .await;
+
     // B30–B33: the send proxy, through the local Graph sandbox.
     let messages = format!("/v1/{LINE}/messages");
     api.expect(

@@ -408,7 +408,7 @@ async fn b6_get_never_blocked_number_is_200_with_no_blocks() {
             view.body,
             json!({"subject": "+447700900123", "number": "+447700900123", "blocks": [],
                    "linked_blocks": [], "links": [], "contact": null, "chats": [],
-                   "consents": []}),
+                   "consents": [], "rules": []}),
             "{form}"
         );
     }

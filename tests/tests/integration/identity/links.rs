@@ -47,6 +47,7 @@ async fn b61_link_shown_by_a_message_is_stored_on_both_identities_and_audited() 
                 "linked_blocks",
                 "links",
                 "number",
+                "rules",
                 "subject"
             ],
             "{view}"
