@@ -436,6 +436,77 @@ pub fn consent_changes(
     changes
 }
 
+/// B62: every change of identity a delivery reports (WhatsApp's
+/// `user_changed_number` / `user_changed_user_id` system messages): the
+/// identity it came from, the one it goes to, and the message that says so.
+pub fn identity_moves(delivery: &Delivery) -> Vec<(Subject, Subject, String)> {
+    delivery
+        .messages
+        .iter()
+        .filter_map(|m| {
+            let (from, to) = (m.sender.primary()?, m.changed_to.clone()?);
+            (from != to).then(|| (from, to, m.id.clone()))
+        })
+        .collect()
+}
+
+/// B81: a confirmation of a keyword, sent back to its writer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeywordReply {
+    pub phone_number_id: PhoneNumberId,
+    /// Who wrote: the number when the message shows it, else the BSUID.
+    pub to: Subject,
+    pub text: String,
+    pub message_id: String,
+}
+
+/// B81: the confirmations to send for the keyword `changes` (of
+/// [`consent_changes`]) of which `changed` says they changed a value: one
+/// per message, only when the business number's settings have a reply for
+/// it, and none to a person whose message was suppressed (blocked: nothing
+/// goes to them). A change that changed nothing (a retry, a late message)
+/// sends nothing, so a retried delivery does not confirm twice.
+pub fn keyword_replies(
+    delivery: &Delivery,
+    plan: &InboundPlan,
+    changes: &[ConsentChange],
+    changed: &[bool],
+    settings: &HashMap<PhoneNumberId, crate::model::Settings>,
+) -> Vec<KeywordReply> {
+    let mut replies: Vec<KeywordReply> = Vec::new();
+    for (change, _) in changes.iter().zip(changed).filter(|(_, c)| **c) {
+        let Some(message_id) = change.message_id.as_deref() else {
+            continue;
+        };
+        if change.source != ConsentSource::Keyword
+            || replies.iter().any(|r| r.message_id == message_id)
+            || plan.suppressed.iter().any(|s| s.message.id == message_id)
+        {
+            continue;
+        }
+        let Some(message) = delivery.messages.iter().find(|m| m.id == message_id) else {
+            continue;
+        };
+        let (Some(business), Some(to)) = (&message.phone_number_id, message.sender.primary())
+        else {
+            continue;
+        };
+        let Some(text) = settings
+            .get(business)
+            .and_then(|s| s.keyword_reply(change.value))
+        else {
+            continue;
+        };
+        replies.push(KeywordReply {
+            phone_number_id: business.clone(),
+            to,
+            text: text.to_owned(),
+            message_id: message_id.to_owned(),
+        });
+    }
+    replies
+}
+
 /// `identities` and every identity their states (in `senders`) link them to.
 fn person_identities(
     identities: &[Subject],

@@ -512,7 +512,7 @@ struct RuleArgs {
 enum RuleCommand {
     /// Make or replace a rule: PUT /v1/rules/{id}.
     Put {
-        /// The rule's id: 1 to 64 letters, digits, '.', '_' or '-'.
+        /// The rule's id: 1 to 32 letters, digits, '.', '_' or '-'.
         id: String,
         /// `+` and 1 to 14 digits, e.g. +234.
         #[arg(long)]

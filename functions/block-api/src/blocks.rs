@@ -30,7 +30,8 @@ const BATCH_CONCURRENCY: usize = 16;
 
 /// The subject a path or batch entry names: a valid number or BSUID, or
 /// (B63) a number the metadata does not know yet but the product has
-/// already seen (a webhook made a chat for it, or it holds a block):
+/// already seen (a webhook made a chat for it, it holds a block, or a prefix
+/// rule matches it):
 /// anything that can write to the business can be blocked, read and
 /// unblocked. A lenient number never seen stays `invalid_number`.
 pub async fn seen_subject(app: &App, raw: &str, field: &str) -> Result<Subject, ApiError> {
@@ -47,14 +48,16 @@ pub async fn seen_subject(app: &App, raw: &str, field: &str) -> Result<Subject, 
     let Ok(number) = blocklist::Number::from_whatsapp_id(&decoded) else {
         return Err(error);
     };
-    let subject = Subject::Number(number);
+    let subject = Subject::Number(number.clone());
     // Boxed: the read is rare here, and its future is large.
     let seen = Box::pin(app.store.load_subject(&subject)).await?;
-    if seen.chats.iter().any(|c| c.subject == subject) || !seen.blocks.is_empty() {
-        Ok(subject)
-    } else {
-        Err(error)
-    }
+    // A rule's number holds no block and opens no chat, but writes.
+    let seen = seen.chats.iter().any(|c| c.subject == subject) || !seen.blocks.is_empty();
+    let seen = seen
+        || !Box::pin(app.store.rules_matching(&[&number]))
+            .await?
+            .is_empty();
+    if seen { Ok(subject) } else { Err(error) }
 }
 
 /// B1: `PUT /v1/blocks/{subject}`.

@@ -63,6 +63,23 @@ fn prefix(raw: Option<&str>) -> Result<Prefix, ApiError> {
     })
 }
 
+/// Tries of a rule change. Every change of any rule is guarded by the one
+/// version of the rule set, so a script making many rules at once takes
+/// turns; each try re-reads and decides again.
+const CHANGE_ATTEMPTS: u32 = 12;
+
+/// A change that lost to concurrent ones every time says so about rules.
+fn conflict_of_rules(error: StoreError) -> ApiError {
+    match error {
+        StoreError::Conflict => ApiError::new(
+            409,
+            "conflict",
+            "the rules were changed concurrently too many times; try again",
+        ),
+        other => other.into(),
+    }
+}
+
 fn not_found(id: &RuleId) -> ApiError {
     ApiError::not_found("rule_not_found", format!("no rule {id}"))
 }
@@ -105,7 +122,7 @@ pub async fn put(
         Some(raw) => RuleAction::parse(raw)
             .map_err(|e| ApiError::invalid("invalid_action", "action", e.to_string()))?,
     };
-    let outcome = service::retry_on_conflict(5, &id.as_str(), || async {
+    let outcome = service::retry_on_conflict(CHANGE_ATTEMPTS, &id.as_str(), || async {
         // The set first: a change committed after it makes the write's
         // version check fail, so `before` is never older than the set.
         let current = app.store.rules().await?;
@@ -145,7 +162,8 @@ pub async fn put(
             rule,
         })
     })
-    .await?;
+    .await
+    .map_err(conflict_of_rules)?;
     match outcome {
         Put::Done { created, rule } => Ok(json(if created { 201 } else { 200 }, &rule)),
         Put::Refused(refusal @ RuleRefusal::Duplicate(_)) => {
@@ -194,7 +212,7 @@ pub async fn delete(
         parse_json(bytes)?
     };
     let reason = body.reason.as_deref().map(wire::reason).transpose()?;
-    let removed = service::retry_on_conflict(5, &id.as_str(), || async {
+    let removed = service::retry_on_conflict(CHANGE_ATTEMPTS, &id.as_str(), || async {
         let current = app.store.rules().await?;
         let Some(before) = app.store.rule(&id).await? else {
             return Ok(None);
@@ -209,7 +227,8 @@ pub async fn delete(
         app.store.change_rule(&change, &actor, (app.now)()).await?;
         Ok::<_, StoreError>(Some(before))
     })
-    .await?;
+    .await
+    .map_err(conflict_of_rules)?;
     match removed {
         Some(rule) => Ok(json(200, &rule)),
         None => Err(not_found(&id)),

@@ -208,17 +208,41 @@ async fn recipient_facts(
         app.store.consents_for(&subjects, business),
         allow_unknown(app, business)
     );
-    match (facts, consents, allow) {
-        (Ok(facts), Ok(consents), Ok(allow)) => Ok((facts, consents, allow)),
+    let unreadable = |error: StoreError| {
+        tracing::error!(error = %error, "blocklist unreadable; refused");
+        ApiError::new(
+            503,
+            "blocklist_unavailable",
+            "the blocklist cannot be read; nothing was sent",
+        )
+    };
+    let (facts, mut consents, allow) = match (facts, consents, allow) {
+        (Ok(facts), Ok(consents), Ok(allow)) => (facts, consents, allow),
         (Err(error), _, _) | (_, Err(error), _) | (_, _, Err(error)) => {
-            tracing::error!(error = %error, "blocklist unreadable; refused");
-            Err(ApiError::new(
-                503,
-                "blocklist_unavailable",
-                "the blocklist cannot be read; nothing was sent",
-            ))
+            return Err(unreadable(error));
         }
+    };
+    // B80, B61: a person's say holds under every identity. A link learned
+    // after the opt-out is only on the states just read, so the consents
+    // of the identities it names are read now: one more read, and only for
+    // a recipient with links.
+    let linked: Vec<Subject> = facts
+        .values()
+        .filter_map(|f| f.state.as_ref())
+        .flat_map(|s| s.linked_subjects())
+        .filter(|s| !subjects.contains(s))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if !linked.is_empty() {
+        let more = app
+            .store
+            .consents_for(&linked, business)
+            .await
+            .map_err(unreadable)?;
+        consents.extend(more);
     }
+    Ok((facts, consents, allow))
 }
 
 /// B30–B32, B34, B35: `POST /v1/{phone_number_id}/messages`.
@@ -665,11 +689,18 @@ async fn check(app: &App, request: &Request, business: &str) -> Result<Response<
             continue;
         };
         let recipient = inbound::person_facts(std::slice::from_ref(&number), &facts);
-        let own = consents_of
+        let linked = facts
             .get(&number)
-            .map(Vec::as_slice)
+            .and_then(|f| f.state.as_ref())
+            .map(|s| s.linked_subjects())
             .unwrap_or_default();
-        match outbound::decide_send(&recipient, own, &business, purpose, allow_unknown, now) {
+        let person: Vec<Consent> = std::iter::once(&number)
+            .chain(&linked)
+            .filter_map(|s| consents_of.get(s))
+            .flatten()
+            .cloned()
+            .collect();
+        match outbound::decide_send(&recipient, &person, &business, purpose, allow_unknown, now) {
             Ok(()) => allowed.push(Value::String(given)),
             Err(refusal) => {
                 let mut entry = json!({ "number": given, "reason": refusal.reason() });

@@ -25,6 +25,7 @@ use blocklist::http::request::{Query, webhook_body_bytes};
 use blocklist::http::{ApiError, json};
 use blocklist::identity::Subject;
 use blocklist::inbound::{self, InboundPlan};
+use blocklist::meta::graph::GraphClient;
 use blocklist::meta::signature;
 use blocklist::meta::webhook::{Delivery, WebhookError};
 use blocklist::metrics::{self, Counter};
@@ -54,6 +55,17 @@ pub struct Config {
     pub app_secret: String,
     pub verify_token: String,
     pub crm: Option<CrmConfig>,
+    /// Where keyword confirmations go (B81); without it none is sent.
+    pub graph: Option<GraphConfig>,
+}
+
+/// The Graph API that sends keyword confirmations (B81).
+#[derive(Clone)]
+pub struct GraphConfig {
+    pub base_url: String,
+    pub version: String,
+    pub access_token: String,
+    pub timeout: Duration,
 }
 
 #[derive(Clone)]
@@ -77,7 +89,19 @@ impl Config {
     /// `WHATSAPP_APP_SECRET` and `WHATSAPP_VERIFY_TOKEN` are required;
     /// `CRM_WEBHOOK_URL` is optional (unset: record only) and then needs
     /// `CRM_WEBHOOK_SECRET`; `CRM_TIMEOUT_MS` defaults to 5000.
+    /// `GRAPH_API_BASE_URL` is optional (unset: no keyword confirmations,
+    /// B81) and then needs `WHATSAPP_ACCESS_TOKEN`; `GRAPH_API_VERSION`
+    /// defaults to `v25.0`, `GRAPH_TIMEOUT_MS` to 5000.
     pub fn from_env(env: &Env) -> Result<Config, ConfigError> {
+        let graph = match env.optional("GRAPH_API_BASE_URL") {
+            None => None,
+            Some(base_url) => Some(GraphConfig {
+                base_url,
+                version: env.or("GRAPH_API_VERSION", "v25.0"),
+                access_token: env.required("WHATSAPP_ACCESS_TOKEN")?,
+                timeout: env.millis("GRAPH_TIMEOUT_MS", Duration::from_secs(5))?,
+            }),
+        };
         let crm = match env.optional("CRM_WEBHOOK_URL") {
             None => None,
             Some(url) => Some(CrmConfig {
@@ -90,6 +114,7 @@ impl Config {
             app_secret: env.required("WHATSAPP_APP_SECRET")?,
             verify_token: env.required("WHATSAPP_VERIFY_TOKEN")?,
             crm,
+            graph,
         })
     }
 }
@@ -99,6 +124,7 @@ pub struct App {
     pub store: Store,
     pub config: Config,
     http: reqwest::Client,
+    graph: Option<GraphClient>,
     /// The clock, replaceable in tests.
     pub now: fn() -> DateTime<Utc>,
 }
@@ -110,10 +136,20 @@ impl App {
             .as_ref()
             .map_or(Duration::from_secs(5), |c| c.timeout);
         let http = blocklist::config::https_post_client(timeout)?;
+        let graph = match &config.graph {
+            None => None,
+            Some(g) => Some(GraphClient::new(
+                &g.base_url,
+                &g.version,
+                &g.access_token,
+                g.timeout,
+            )?),
+        };
         Ok(App {
             store,
             config,
             http,
+            graph,
             now: Utc::now,
         })
     }
@@ -285,18 +321,23 @@ async fn receive(app: &App, request: &Request) -> Result<Response<Body>, ApiErro
                     "identities linked; ambiguous ones left unlinked"
                 );
             }
-            carry_blocks(app, &plan.carries).await
+            carry_blocks(app, &plan.carries).await?;
+            carry_consents(app, &inbound::identity_moves(&delivery), now).await
         };
         // B81, B82: decided on every delivery, so Meta's retry after a
         // failed write writes again; each change applies once.
         let consented = async {
             let changed = app
                 .store
-                .record_consents(&consents, &consent_actor(), now)
+                .record_each_consent(&consents, &consent_actor(), now)
                 .await?;
-            if changed > 0 {
-                tracing::info!(changed, "consent changed");
+            let count = changed.iter().filter(|c| **c).count();
+            if count > 0 {
+                tracing::info!(changed = count, "consent changed");
             }
+            let replies =
+                inbound::keyword_replies(&delivery, &plan, &consents, &changed, &keyword_settings);
+            confirm_keywords(app, &replies).await;
             Ok::<(), StoreError>(())
         };
         tokio::try_join!(links, consented).map(|_| ())
@@ -360,6 +401,56 @@ async fn receive(app: &App, request: &Request) -> Result<Response<Body>, ApiErro
             "duplicates": plan.duplicates,
         }),
     ))
+}
+
+/// Keyword confirmations in flight at once.
+const CONFIRMATIONS_AT_ONCE: usize = 8;
+
+/// B81: sends each keyword confirmation through Graph, once: the consent
+/// it confirms is already written, so Meta's retry of this delivery finds
+/// nothing changed and sends nothing. A confirmation that fails is logged,
+/// never a reason to have Meta retry.
+async fn confirm_keywords(app: &App, replies: &[inbound::KeywordReply]) {
+    let Some(graph) = &app.graph else {
+        if !replies.is_empty() {
+            tracing::warn!(
+                replies = replies.len(),
+                "keyword confirmations set, but GRAPH_API_BASE_URL is not: none sent"
+            );
+        }
+        return;
+    };
+    // A few at a time: a delivery of many keywords must not open a
+    // connection per message.
+    for chunk in replies.chunks(CONFIRMATIONS_AT_ONCE) {
+        futures::future::join_all(chunk.iter().map(|reply| confirm_one(graph, reply))).await;
+    }
+}
+
+async fn confirm_one(graph: &GraphClient, reply: &inbound::KeywordReply) {
+    let mut body = json!({
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "type": "text",
+        "text": { "preview_url": false, "body": reply.text },
+    });
+    match &reply.to {
+        Subject::Number(number) => body["to"] = json!(number.as_str()),
+        Subject::User(user) => body["recipient"] = json!(user.as_str()),
+    }
+    let bytes = serde_json::to_vec(&body).unwrap_or_default();
+    match graph.send_message(&reply.phone_number_id, bytes).await {
+        Ok(answer) if (200..300).contains(&answer.status) => {
+            tracing::info!("keyword confirmed");
+        }
+        Ok(answer) => {
+            tracing::warn!(
+                status = answer.status,
+                "keyword confirmation refused by Graph"
+            );
+        }
+        Err(error) => tracing::warn!(error = %error, "keyword confirmation not sent"),
+    }
 }
 
 /// B24: forwards the filtered payload to the CRM, signed with its secret.
@@ -441,6 +532,30 @@ async fn carry_blocks(app: &App, carries: &[inbound::Carry]) -> Result<(), Store
                 to = %carry.to.masked(),
                 "identity_changed: blocks carried"
             );
+        }
+    }
+    Ok(())
+}
+
+/// B62, B80: a person's opt-outs follow them to a new number or user id,
+/// blocked or not, whatever `carry_blocks_on_change` says (it is about the
+/// business's blocks; this is the customer's say). Done on every delivery
+/// that reports the change, so Meta's retry redoes a failed write, and
+/// applied by time, so a newer say of the new identity is kept.
+async fn carry_consents(
+    app: &App,
+    moves: &[(Subject, Subject, String)],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    for (from, to, message_id) in moves {
+        let records = app.store.consent_records(from).await?;
+        let changes = blocklist::model::carried_consents(&records, to, message_id);
+        let changed = app
+            .store
+            .record_consents(&changes, &consent_actor(), now)
+            .await?;
+        if changed > 0 {
+            tracing::info!(changed, to = %to.masked(), "consent carried to a changed identity");
         }
     }
     Ok(())

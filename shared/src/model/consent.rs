@@ -96,6 +96,35 @@ pub struct ConsentChange {
     pub message_id: Option<String>,
 }
 
+/// B62, B80: a person who changed number or user id keeps their say: each
+/// value of their old identity's `records` that something set, as a change
+/// of `to` at the time it was set, so a newer say of the new identity wins.
+pub fn carried_consents(records: &[Consent], to: &Subject, message_id: &str) -> Vec<ConsentChange> {
+    let mut changes = Vec::new();
+    for record in records {
+        for (category, value, at) in [
+            (
+                ConsentCategory::Marketing,
+                record.marketing,
+                record.marketing_at,
+            ),
+            (ConsentCategory::All, record.all, record.all_at),
+        ] {
+            let Some(at) = at else { continue };
+            changes.push(ConsentChange {
+                subject: to.clone(),
+                scope: record.phone_number_id.clone(),
+                category,
+                value,
+                source: record.source.unwrap_or(ConsentSource::Api),
+                at,
+                message_id: Some(message_id.to_owned()),
+            });
+        }
+    }
+    changes
+}
+
 impl Consent {
     /// The record of a subject and scope that has none stored.
     pub fn unset(subject: Subject, scope: Scope) -> Consent {

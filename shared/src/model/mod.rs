@@ -19,7 +19,8 @@ pub use audit::{Action, AuditEvent, ChainCheck, ChainHead, verify_chain};
 pub use block::Block;
 pub use chat::{Chat, ChatStatus, SessionStatus};
 pub use consent::{
-    Consent, ConsentCategory, ConsentChange, ConsentSource, ConsentValue, Purpose, refusing_consent,
+    Consent, ConsentCategory, ConsentChange, ConsentSource, ConsentValue, Purpose,
+    carried_consents, refusing_consent,
 };
 pub use contact::Contact;
 pub use platform::{

@@ -69,6 +69,12 @@ pub struct Settings {
     pub opt_out_keywords: Vec<String>,
     #[serde(default = "default_opt_in_keywords")]
     pub opt_in_keywords: Vec<String>,
+    /// B81: the text sent back to a customer whose keyword opted them out
+    /// (or, `opt_in_reply`, back in); empty sends nothing (the default).
+    #[serde(default)]
+    pub opt_out_reply: String,
+    #[serde(default)]
+    pub opt_in_reply: String,
 }
 
 fn carry_blocks_default() -> bool {
@@ -109,6 +115,9 @@ pub fn could_be_keyword(text: &str) -> bool {
 /// How many keywords one list holds at most.
 pub const MAX_KEYWORDS: usize = 100;
 
+/// How long a keyword's confirmation reply may be (WhatsApp takes 4,096).
+pub const MAX_REPLY_CHARS: usize = 1024;
+
 fn default_opt_out_keywords() -> Vec<String> {
     OPT_OUT_KEYWORDS.iter().map(|k| (*k).to_owned()).collect()
 }
@@ -133,7 +142,18 @@ impl Settings {
             platform_block: false,
             opt_out_keywords: default_opt_out_keywords(),
             opt_in_keywords: default_opt_in_keywords(),
+            opt_out_reply: String::new(),
+            opt_in_reply: String::new(),
         }
+    }
+
+    /// B81: the confirmation to send when a keyword set `value`, if any.
+    pub fn keyword_reply(&self, value: super::ConsentValue) -> Option<&str> {
+        let reply = match value {
+            super::ConsentValue::OptedOut => &self.opt_out_reply,
+            super::ConsentValue::OptedIn => &self.opt_in_reply,
+        };
+        (!reply.trim().is_empty()).then_some(reply.as_str())
     }
 
     /// B81: a word in both keyword lists (it could not say which it
@@ -200,6 +220,8 @@ impl Settings {
             platform_block: Some(self.platform_block),
             opt_out_keywords: Some(self.opt_out_keywords.clone()),
             opt_in_keywords: Some(self.opt_in_keywords.clone()),
+            opt_out_reply: Some(self.opt_out_reply.clone()),
+            opt_in_reply: Some(self.opt_in_reply.clone()),
         }
     }
 
@@ -220,6 +242,12 @@ impl Settings {
         }
         if let Some(words) = &patch.opt_in_keywords {
             next.opt_in_keywords = words.clone();
+        }
+        if let Some(reply) = &patch.opt_out_reply {
+            next.opt_out_reply = reply.clone();
+        }
+        if let Some(reply) = &patch.opt_in_reply {
+            next.opt_in_reply = reply.clone();
         }
         if let Some(auto) = &patch.auto_block {
             if let Some(enabled) = auto.enabled {
@@ -263,6 +291,10 @@ pub struct SettingsPatch {
     pub opt_out_keywords: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub opt_in_keywords: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opt_out_reply: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opt_in_reply: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -311,6 +343,14 @@ impl SettingsPatch {
                 .opt_in_keywords
                 .clone()
                 .or_else(|| self.opt_in_keywords.clone()),
+            opt_out_reply: later
+                .opt_out_reply
+                .clone()
+                .or_else(|| self.opt_out_reply.clone()),
+            opt_in_reply: later
+                .opt_in_reply
+                .clone()
+                .or_else(|| self.opt_in_reply.clone()),
         }
     }
 
@@ -326,6 +366,8 @@ impl SettingsPatch {
                 "platform_block" => next.platform_block = None,
                 "opt_out_keywords" => next.opt_out_keywords = None,
                 "opt_in_keywords" => next.opt_in_keywords = None,
+                "opt_out_reply" => next.opt_out_reply = None,
+                "opt_in_reply" => next.opt_in_reply = None,
                 "auto_block" => next.auto_block = None,
                 nested => {
                     let Some(auto) = next.auto_block.as_mut() else {
@@ -378,6 +420,17 @@ impl SettingsPatch {
                 return Err((field, "a keyword is at most 64 characters"));
             }
         }
+        for (field, reply) in [
+            ("opt_out_reply", &self.opt_out_reply),
+            ("opt_in_reply", &self.opt_in_reply),
+        ] {
+            if reply
+                .as_ref()
+                .is_some_and(|r| r.chars().count() > MAX_REPLY_CHARS)
+            {
+                return Err((field, "a reply is at most 1024 characters"));
+            }
+        }
         if let Some(auto) = &self.auto_block {
             if auto.threshold.is_some_and(|t| !(1..=1000).contains(&t)) {
                 return Err(("auto_block.threshold", "threshold must be 1 to 1000"));
@@ -396,12 +449,14 @@ impl SettingsPatch {
 /// The fields a settings body may clear with `null`, at its top and in its
 /// `auto_block`. A `null` anywhere else is left for the typed parse to
 /// refuse (an unknown field stays unknown).
-const CLEARABLE: [&str; 7] = [
+const CLEARABLE: [&str; 9] = [
     "allow_unknown_numbers",
     "carry_blocks_on_change",
     "platform_block",
     "opt_out_keywords",
     "opt_in_keywords",
+    "opt_out_reply",
+    "opt_in_reply",
     "auto_block",
     "phone_number_id",
 ];

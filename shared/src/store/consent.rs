@@ -61,6 +61,24 @@ impl Store {
             .collect()
     }
 
+    /// Every consent record of `subject`, in every scope, strongly
+    /// consistent: one query of its partition's `CONSENT#` items.
+    pub async fn consent_records(&self, subject: &Subject) -> Result<Vec<Consent>, StoreError> {
+        super::batch::all_pages(
+            self.client
+                .query()
+                .table_name(&self.tables.blocklist)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":pk", super::s(subject_pk(subject)))
+                .expression_attribute_values(":prefix", super::s(CONSENT_PREFIX))
+                .consistent_read(true),
+        )
+        .await?
+        .into_iter()
+        .map(|item| Ok(serde_dynamo::from_item::<_, ConsentItem>(item)?.consent))
+        .collect()
+    }
+
     /// Applies each of `changes` ([`Store::change_consent`]), concurrently;
     /// returns how many changed a value.
     pub async fn record_consents(
@@ -69,15 +87,30 @@ impl Store {
         actor: &Actor,
         now: DateTime<Utc>,
     ) -> Result<usize, StoreError> {
+        let changed = self.record_each_consent(changes, actor, now).await?;
+        Ok(changed.into_iter().filter(|c| *c).count())
+    }
+
+    /// [`Store::record_consents`], saying of each change whether it changed
+    /// a value.
+    pub async fn record_each_consent(
+        &self,
+        changes: &[ConsentChange],
+        actor: &Actor,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<bool>, StoreError> {
+        // Run concurrently, they finish in any order: each keeps its place.
         let writes = changes
             .iter()
-            .map(|change| self.change_consent(change, actor, now))
+            .enumerate()
+            .map(|(i, change)| async move {
+                let outcome = self.change_consent(change, actor, now).await?;
+                Ok::<_, StoreError>((i, outcome.is_some_and(|(_, changed)| changed)))
+            })
             .collect();
-        let outcomes = super::batch::run_all(writes).await?;
-        Ok(outcomes
-            .into_iter()
-            .filter(|o| o.as_ref().is_some_and(|(_, changed)| *changed))
-            .count())
+        let mut outcomes = super::batch::run_all(writes).await?;
+        outcomes.sort_by_key(|(i, _)| *i);
+        Ok(outcomes.into_iter().map(|(_, changed)| changed).collect())
     }
 
     /// B80: applies `change` at `now`: the record after it, and whether a

@@ -28,7 +28,7 @@
 //! | Blocklist | consent (B80)       | `<subject pk>`     | `CONSENT#<all or phone_number_id>` |          |                                 |
 //! | Blocklist | platform state (B15) | `<subject pk>`    | `P#<phone_number_id>`   |                     |                                 |
 //! | Blocklist | prefix rule (B84)   | `RULES`            | `R#<id>`                |                     |                                 |
-//! | Blocklist | rule set copy (B84) | `RULES#<nn>`       | `RULES`                 |                     |                                 |
+//! | Blocklist | rule set copy (B84) | `RULES#<00–31>`    | `RULES`                 |                     |                                 |
 //! | Blocklist | settings            | `SETTINGS#<phone_number_id>`/`SETTINGS#default` | `SETTINGS` |     |                                 |
 //! | Blocklist | day counters        | `STATS#<nn>`       | `D#<yyyy-mm-dd>`        |                     |                                 |
 //! | Blocklist | blocked count       | `STATS#<nn>`       | `C`                     |                     |                                 |
@@ -80,10 +80,11 @@
 //! | `I#<token>#<nn>`                  | a block put or deleted, a contact change of a blocked subject | — | ≤ 2×63 tx = 125 WCU (`s:all`, `o:import`, a shared 4-digit window) |
 //! | `D#<day>#<class>#<nn>` (Audit gsi1) | every audit event (suppression, block)  | ≤ 63 WCU           | 63 WCU          |
 //! | `CHATS#<nn>` (Chats gsi1)         | a new chat or a status change only      | ≤ 63 WCU           | ≤ 63 WCU        |
-//! | `RULES#<nn>` (read)               | every delivery and send reads one copy of the rule set (see `rule.rs`) | 63 reads/s × ≤ 28 RCU | — |
+//! | `RULES#<00–31>` (read)            | every delivery and send reads one of 32 copies of the rule set (see `rule.rs`) | 63 reads/s × 1–24 RCU (with sends) | — |
 //! | `SETTINGS#<id>`                   | read by sends, cached 5 s per function (S4) | ≤ warm functions / 5 s | —       |
 //!
-//! Every figure stays under a quarter of the per-key limit. A message on an
+//! Every figure stays under a quarter of the per-key limit, but for the
+//! rule set's reads with 1,000 rules of the longest ids (half of it). A message on an
 //! existing chat changes only attributes the Chats index does not project
 //! (it is keys only), so it writes no index item at all. One person's own
 //! partitions take only that person's traffic, which WhatsApp itself limits
@@ -175,7 +176,7 @@ pub use chat::ChatQuery;
 pub use cursor::{Cursor, CursorError, POSITION, filters_fingerprint};
 pub use failure::FailureItem;
 pub use keys::{SHARDS, subject_pk as subject_partition};
-pub use rule::{RuleChange, StoredRules};
+pub use rule::{RULE_COPIES, RuleChange, StoredRules};
 pub use settings::{SETTINGS_CACHE_FOR, SettingsCache, StoredSettings};
 
 /// Table names (SPEC section 5).

@@ -15,15 +15,18 @@
 //!
 //! # Capacity
 //!
-//! An entry is about 30 bytes (`+234 all 1767225600 ng-wave`), at most
-//! about 110; 1,000 rules ([`MAX_RULES`]) are 30–110 KB, 8–28 RCU per
-//! consistent read. At 1,000 deliveries/s each copy serves 63 reads/s:
-//! 500–1,750 RCU/s, under the 3,000 of a key. A handful of rules costs one
-//! RCU per delivery. A change rewrites the 16 copies, the rule and its
-//! audit event in one transaction (18 items, S3) under the version of
-//! copy `00`: 2 WCU per KB per copy, rare (operators), so concurrent
-//! changes cannot lose one another. Listing reads `RULES` by id, a page at
-//! a time (S2).
+//! An entry is about 30 bytes (`+234 all 1767225600 ng-wave`) and at most
+//! 95 (a 14-digit prefix, a 32-digit scope, a 32-character id), so 1,000
+//! rules ([`MAX_RULES`]) are 30–95 KB: 8–24 RCU per consistent read, 1
+//! RCU with a few rules or none (a missing item is read too). Deliveries
+//! and sends both read a copy: at 1,000 deliveries/s and 1,000 sends/s,
+//! each of the [`RULE_COPIES`] copies serves 63 reads/s, 500–1,500 RCU/s:
+//! typically a sixth of the 3,000 a key serves, half at the worst case. A
+//! change rewrites every copy, the rule and its audit event in one
+//! transaction (34 items; at most 32 × 95 KB ≈ 3 MB of the 4 MB a
+//! transaction takes, S3) under the version of copy `00`, so concurrent
+//! changes cannot lose one another: 2 WCU per KB per copy, for a change an
+//! operator makes. Listing reads `RULES` by id, a page at a time (S2).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -33,12 +36,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::cursor::Cursor;
-use super::keys::SHARDS;
 use super::{Item, Page, Store, StoreError, build, key, n, s};
 use crate::model::{Action, Actor, AuditEvent, Rule, RuleEntry, RuleId, RuleSet};
 use crate::number::Number;
 
 const RULES: &str = "RULES";
+
+/// Copies of the rule set. Its own number, not the listings' shard count:
+/// reads pick any copy below it, and every change writes them all, so it
+/// may only change together with a rule change that writes the new ones.
+pub const RULE_COPIES: u32 = 32;
 const RULE_PREFIX: &str = "R#";
 pub(super) const RULE_SET_PREFIX: &str = "RULES#";
 
@@ -59,7 +66,7 @@ pub(super) fn rule_set_key() -> Item {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
     let turn = TURN.fetch_add(1, Ordering::Relaxed);
-    key(copy_pk(start.wrapping_add(turn) % SHARDS), RULES)
+    key(copy_pk(start.wrapping_add(turn) % RULE_COPIES), RULES)
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -208,8 +215,8 @@ impl Store {
         let next = change.current.set.with(change.id, change.after);
         let version = change.current.version + 1;
         let rules: Vec<String> = next.entries.iter().map(RuleEntry::encode).collect();
-        let mut actions = Vec::with_capacity(SHARDS as usize + 2);
-        for shard in 0..SHARDS {
+        let mut actions = Vec::with_capacity(RULE_COPIES as usize + 2);
+        for shard in 0..RULE_COPIES {
             let item = serde_dynamo::to_item(RuleSetItem {
                 pk: copy_pk(shard),
                 sk: RULES.to_owned(),
@@ -258,8 +265,47 @@ impl Store {
         });
         let event = rule_event(change, rule, actor, now);
         actions.push(self.audit_put(format!("{RULE_PREFIX}{}", change.id), &event)?);
-        self.transact(actions, None).await?.committed_or_conflict()
+        // A retry of this very request (an answer lost on the way, retried
+        // by the SDK) is the same request: it does not fail on its own
+        // commit. Another attempt has another event id, so another token.
+        let token = change_token(change, &rules, &event.event_id);
+        self.transact(actions, Some(&token))
+            .await?
+            .committed_or_conflict()
     }
+
+    /// Every copy of the rule set as stored, by copy: for checking that
+    /// they agree.
+    pub async fn rule_set_copies(&self) -> Result<Vec<Option<StoredRules>>, StoreError> {
+        let mut copies = Vec::with_capacity(RULE_COPIES as usize);
+        for copy in 0..RULE_COPIES {
+            copies.push(
+                self.get_one(&self.tables.blocklist, copy_pk(copy), RULES)
+                    .await?
+                    .map(rule_set_of)
+                    .transpose()?,
+            );
+        }
+        Ok(copies)
+    }
+}
+
+/// A client request token for one attempt of a change: its audit event's
+/// id, the version it is made on and what it writes.
+fn change_token(change: &RuleChange<'_>, rules: &[String], event_id: &str) -> String {
+    use sha2::Digest;
+    let mut hash = sha2::Sha256::new();
+    hash.update(event_id);
+    hash.update(change.current.version.to_le_bytes());
+    hash.update(change.id.as_str());
+    hash.update(serde_json::to_vec(&change.after).unwrap_or_default());
+    hash.update(change.reason.unwrap_or_default());
+    for rule in rules {
+        hash.update(rule);
+        hash.update(b"\n");
+    }
+    let digest = hash.finalize();
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The audit event of a rule change, of `rule` (the rule after, or the

@@ -612,7 +612,9 @@ fn settings(
         "carry_blocks_on_change": true,
         "platform_block": false,
         "opt_out_keywords": ["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT", "REVOKE"],
-        "opt_in_keywords": ["START", "UNSTOP", "YES"]
+        "opt_in_keywords": ["START", "UNSTOP", "YES"],
+        "opt_out_reply": "",
+        "opt_in_reply": ""
     })
 }
 
@@ -628,7 +630,9 @@ async fn b12_settings_defaults_partial_updates_and_inheritance_field_by_field() 
             "carry_blocks_on_change": true,
             "platform_block": false,
             "opt_out_keywords": ["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT", "REVOKE"],
-            "opt_in_keywords": ["START", "UNSTOP", "YES"]
+            "opt_in_keywords": ["START", "UNSTOP", "YES"],
+            "opt_out_reply": "",
+            "opt_in_reply": ""
         })
     );
     assert_eq!(

@@ -538,3 +538,155 @@ async fn b80_an_api_opt_in_in_the_same_second_does_not_undo_a_stop() {
         "opted_out"
     );
 }
+
+#[tokio::test]
+async fn b80_b61_an_opt_out_holds_under_an_identity_linked_after_it() {
+    use crate::identity::{BSUID, World, fixture as meta_fixture};
+    let world = World::new().await;
+    let set = put_consent(world.stack(), NUMBER, json!({"all": "opted_out"})).await;
+    assert_eq!(set.status, 200, "{}", set.body);
+    // Meta shows the number with its BSUID only afterwards (B61).
+    world
+        .deliver(&meta_fixture("inbound-bsuid-linked.json"))
+        .await;
+    let by_bsuid = world
+        .send(&meta_fixture("graph-send-bsuid.request.json"))
+        .await;
+    crate::send_proxy::assert_graph_error(&by_bsuid, 403, "recipient_opted_out");
+    let check = world.check(&json!({"numbers": [BSUID]}).to_string()).await;
+    assert_eq!(
+        check.json()["refused"],
+        json!([{"number": BSUID, "reason": "recipient_opted_out"}]),
+        "{:?}",
+        check.json()
+    );
+}
+
+/// The bodies Graph received for `/{LINE}/messages`.
+async fn graph_sends(graph: &wiremock::MockServer) -> Vec<Value> {
+    graph
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| r.url.path() == format!("/v25.0/{LINE}/messages"))
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn b81_a_keyword_is_confirmed_once_when_the_business_number_sets_a_reply() {
+    use wiremock::matchers::method;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let graph = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"messaging_product": "whatsapp", "messages": [{"id": "wamid.REPLY"}]}),
+        ))
+        .mount(&graph)
+        .await;
+    let ingress = Ingress::new(200).await.with_graph(&graph.uri());
+    let now = Utc::now().timestamp();
+
+    // Off by default: the opt-out is recorded and nothing is sent.
+    ingress
+        .deliver(&text_message("STOP", "wamid.QUIET", now - 30))
+        .await;
+    assert_eq!(
+        of_scope(&consents(&ingress.stack, NUMBER).await, LINE)["all"],
+        "opted_out"
+    );
+    assert!(graph_sends(&graph).await.is_empty(), "no reply by default");
+
+    let admin = ApiRequest::new("PUT", &format!("/v1/settings/{LINE}"))
+        .bearer(&token("ops", &["blocklist:admin"]))
+        .json(
+            json!({"opt_out_reply": "You will get no more messages. Reply START to undo.",
+                     "opt_in_reply": "Welcome back."}),
+        );
+    let set = Api::on(&ingress.stack).send(admin).await;
+    assert_eq!(set.status, 200, "{}", set.body);
+    assert_eq!(set.body["opt_in_reply"], "Welcome back.");
+
+    ingress
+        .deliver(&text_message("start", "wamid.START", now - 20))
+        .await;
+    // Meta's retry of the same delivery confirms nothing again.
+    ingress
+        .deliver(&text_message("start", "wamid.START", now - 20))
+        .await;
+    // STOP again: confirmed with the opt-out text.
+    ingress
+        .deliver(&text_message("stop", "wamid.STOP", now - 10))
+        .await;
+    // A STOP of someone already opted out changes nothing: no reply.
+    ingress
+        .deliver(&text_message("STOP", "wamid.STOP_AGAIN", now))
+        .await;
+    let sends = graph_sends(&graph).await;
+    assert_eq!(sends.len(), 2, "{sends:?}");
+    assert_eq!(sends[0]["to"], NUMBER);
+    assert_eq!(sends[0]["type"], "text");
+    assert_eq!(sends[0]["text"]["body"], "Welcome back.");
+    assert_eq!(
+        sends[1]["text"]["body"],
+        "You will get no more messages. Reply START to undo."
+    );
+    assert_eq!(
+        ingress.forwarded_message_ids().await.len(),
+        4,
+        "every keyword message still reaches the CRM"
+    );
+
+    // A blocked person's keyword is recorded, never answered.
+    Api::on(&ingress.stack)
+        .block(NUMBER, json!({"reason": "spam"}))
+        .await;
+    ingress
+        .deliver(&text_message("START", "wamid.BLOCKED", now + 10))
+        .await;
+    assert_eq!(
+        of_scope(&consents(&ingress.stack, NUMBER).await, LINE)["all"],
+        "opted_in"
+    );
+    assert_eq!(
+        graph_sends(&graph).await.len(),
+        2,
+        "nothing sent to a blocked person"
+    );
+
+    let too_long = ApiRequest::new("PUT", &format!("/v1/settings/{LINE}"))
+        .bearer(&token("ops", &["blocklist:admin"]))
+        .json(json!({"opt_out_reply": "x".repeat(1025)}));
+    let refused = Api::on(&ingress.stack).send(too_long).await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert_eq!(refused.body["error"]["field"], "opt_out_reply");
+}
+
+#[tokio::test]
+async fn b80_b62_an_opt_out_follows_the_person_to_a_changed_number() {
+    use crate::identity::{World, fixture as meta_fixture};
+    let world = World::new().await;
+    let set = put_consent(
+        world.stack(),
+        NUMBER,
+        json!({"phone_number_id": LINE, "marketing": "opted_out", "all": "opted_out"}),
+    )
+    .await;
+    assert_eq!(set.status, 200, "{}", set.body);
+    // Not blocked: blocks have nothing to carry, the customer's say still
+    // goes with them. Twice, as Meta retries: carried once.
+    for _ in 0..2 {
+        world
+            .deliver(&meta_fixture("system-user-changed-number.json"))
+            .await;
+    }
+    let moved = "+16505559876";
+    let record = of_scope(&consents(world.stack(), moved).await, LINE).clone();
+    assert_eq!(record["all"], "opted_out", "{record}");
+    assert_eq!(record["marketing"], "opted_out", "{record}");
+    assert_eq!(record["source"], "api", "kept from the record it came from");
+    assert_eq!(events(world.stack(), moved, "opted_out").await.len(), 2);
+    let refused = world.send(&crate::send_proxy::text_send_to(moved)).await;
+    crate::send_proxy::assert_graph_error(&refused, 403, "recipient_opted_out");
+}

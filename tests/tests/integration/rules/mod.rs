@@ -2,6 +2,10 @@
 //! block stored per number, against DynamoDB Local and fakes on real
 //! sockets.
 
+use blocklist::model::{
+    MAX_RULES, Prefix, Reason, Rule, RuleAction, RuleEntry, RuleId, RuleSet, Scope,
+};
+use blocklist::store::{RuleChange, StoredRules};
 use integration_tests::{ApiRequest, ApiResponse, token};
 use serde_json::{Value, json};
 
@@ -281,7 +285,7 @@ async fn b84_bad_rules_are_refused_with_clear_errors_and_change_nothing() {
             "invalid_rule_id",
         ),
         (
-            &"x".repeat(65),
+            &"x".repeat(33),
             json!({"prefix": "+234", "reason": "x"}),
             422,
             "invalid_rule_id",
@@ -425,4 +429,111 @@ async fn b84_concurrent_rule_changes_all_land_and_all_hold() {
         }
     }
     assert_eq!(world.feed("rule_added").await.len(), prefixes.len());
+    // Every copy holds the same set at the same version, read by key.
+    let copies = world.stack().store.rule_set_copies().await.unwrap();
+    assert_eq!(copies.len(), blocklist::store::RULE_COPIES as usize);
+    let first = copies[0].clone().expect("copy 00");
+    assert_eq!(first.set.entries.len(), prefixes.len());
+    assert_eq!(
+        first.version,
+        prefixes.len() as u64,
+        "one version per change"
+    );
+    for (i, copy) in copies.iter().enumerate() {
+        assert_eq!(copy.as_ref(), Some(&first), "copy {i}");
+    }
+}
+
+/// The longest rule: a 14-digit prefix, a 32-digit scope, a 32-character id.
+fn longest_rule(i: usize) -> Rule {
+    Rule {
+        id: RuleId::parse(&format!("{i:0>32}")).unwrap(),
+        prefix: Prefix::parse(&format!("+9{i:0>13}")).unwrap(),
+        scope: Scope::parse(&"7".repeat(32)).unwrap(),
+        reason: Reason::parse(&"r".repeat(500)).unwrap(),
+        action: RuleAction::Block,
+        actor: "seed".to_owned(),
+        created_at: chrono::Utc::now(),
+    }
+}
+
+#[tokio::test]
+async fn b84_a_thousand_of_the_longest_rules_fit_and_still_hold_on_every_delivery() {
+    let world = World::new().await;
+    let store = &world.stack().store;
+    // 999 rules of the largest size, seeded in one change: what the set,
+    // its copies and their transaction hold at the limit.
+    let set = RuleSet {
+        entries: (0..MAX_RULES - 1)
+            .map(|i| RuleEntry::from(&longest_rule(i)))
+            .collect(),
+    };
+    let last = longest_rule(MAX_RULES - 1);
+    let seeded = StoredRules { set, version: 0 };
+    store
+        .change_rule(
+            &RuleChange {
+                current: &seeded,
+                id: &last.id,
+                before: None,
+                after: Some(&last),
+                reason: None,
+            },
+            &blocklist::model::Actor::system("seed"),
+            chrono::Utc::now(),
+        )
+        .await
+        .expect("1,000 of the longest rules are one transaction");
+    assert_eq!(store.rules().await.unwrap().set.entries.len(), MAX_RULES);
+
+    let full = world.put_rule("one-more", wave(PREFIX)).await;
+    assert_eq!(full.status, 422, "{}", full.body);
+    assert_eq!(full.body["error"]["code"], "too_many_rules");
+    // A rule held can still change.
+    let changed = world
+        .put_rule(
+            last.id.as_str(),
+            json!({"prefix": PREFIX, "reason": "narrowed to the wave", "scope": "all"}),
+        )
+        .await;
+    assert_eq!(changed.status, 200, "{}", changed.body);
+    let answer = world
+        .deliver(&text_from("16505551234", "wamid.FULL", LINE_A))
+        .await;
+    assert_eq!(answer.body["suppressed"], 1, "{}", answer.body);
+    let other = world
+        .deliver(&text_from("16505557777", "wamid.FREE", LINE_A))
+        .await;
+    assert_eq!(other.body["forwarded"], 1, "{}", other.body);
+}
+
+#[tokio::test]
+async fn b84_a_rule_holds_when_a_check_spans_several_batched_reads() {
+    let world = World::new().await;
+    assert_eq!(world.put_rule("wave", wave(PREFIX)).await.status, 201);
+    // 40 numbers are 160 keys: the rule set's key is read in a later batch
+    // than most numbers'.
+    let mut numbers: Vec<String> = (0..39).map(|i| format!("+4477009001{i:02}")).collect();
+    numbers.push(NUMBER.to_owned());
+    let check = world
+        .check(&json!({ "numbers": numbers }).to_string())
+        .await;
+    assert_eq!(check.status, 200, "{:?}", check.json());
+    assert_eq!(
+        check.json()["refused"],
+        json!([{"number": NUMBER, "reason": "recipient_blocked", "rule": "wave"}])
+    );
+    assert_eq!(check.json()["allowed"].as_array().unwrap().len(), 39);
+}
+
+#[tokio::test]
+async fn b84_b63_a_number_unknown_to_the_metadata_is_shown_once_a_rule_matches_it() {
+    let world = World::new().await;
+    let unknown = world.api.call("GET", "/v1/blocks/+9991234567", None).await;
+    assert_eq!(unknown.status, 422, "never seen: {}", unknown.body);
+    assert_eq!(world.put_rule("nine", wave("+999")).await.status, 201);
+    let view = world.view("+9991234567").await;
+    assert_eq!(view["rules"][0]["id"], "nine", "{view}");
+    let removal = world.api.call("DELETE", "/v1/rules/nine", None).await;
+    assert_eq!(removal.status, 403, "removing a rule needs blocklist:admin");
 }

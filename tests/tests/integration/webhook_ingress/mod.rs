@@ -43,6 +43,20 @@ impl Ingress {
         Ingress { stack, app, crm }
     }
 
+    /// The same ingress, sending keyword confirmations (B81) to a Graph
+    /// at `graph_url`.
+    pub fn with_graph(mut self, graph_url: &str) -> Ingress {
+        let mut config = self.app.config.clone();
+        config.graph = Some(webhook_ingress::GraphConfig {
+            base_url: graph_url.to_owned(),
+            version: "v25.0".to_owned(),
+            access_token: "test-access-token".to_owned(),
+            timeout: Duration::from_secs(5),
+        });
+        self.app = App::new(self.stack.store.clone(), config).expect("http client");
+        self
+    }
+
     /// POSTs `body` signed with the app secret.
     pub async fn deliver(&self, body: &str) -> ApiResponse {
         deliver_to(&self.app, body).await
@@ -116,6 +130,7 @@ pub fn app_for(store: Store, crm_url: Option<String>) -> App {
             secret: CRM_SECRET.into(),
             timeout: Duration::from_secs(5),
         }),
+        graph: None,
     };
     App::new(store, config).expect("http client")
 }
