@@ -602,3 +602,39 @@ fn rules_are_made_listed_shown_and_removed() {
     );
     assert_eq!(refused.status.code(), Some(1), "needs blocklist:admin");
 }
+
+#[test]
+fn review_keeps_a_block_and_list_shows_what_is_due() {
+    let local = Local::start();
+    let token = local.token(&["all"]);
+    local.json(&token, &["block", "+16505550901", "--reason", "spam"]);
+    let due = local.json(&token, &["list", "--review-due"]);
+    assert_eq!(due["items"], Value::Array(vec![]), "due in 90 days: {due}");
+    let kept = local.json(
+        &token,
+        &[
+            "review",
+            "+16505550901",
+            "--decision",
+            "keep",
+            "--reason",
+            "still spam",
+        ],
+    );
+    assert_eq!(kept["decision"], "keep", "{kept}");
+    assert!(kept["block"]["review_due_at"].is_string(), "{kept}");
+    let removed = local.json(
+        &token,
+        &[
+            "review",
+            "+16505550901",
+            "--decision",
+            "unblock",
+            "--reason",
+            "quiet now",
+        ],
+    );
+    assert_eq!(removed["decision"], "unblock", "{removed}");
+    let view = local.json(&token, &["get", "+16505550901"]);
+    assert_eq!(view["blocks"], Value::Array(vec![]), "{view}");
+}

@@ -598,6 +598,7 @@ mod tests {
             blocked_at: now(),
             expires_at: None,
             version: 1,
+            review_due_at: None,
             rule: None,
         }
     }

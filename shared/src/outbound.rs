@@ -94,6 +94,7 @@ mod tests {
                 blocked_at: Utc::now(),
                 expires_at: None,
                 version: 1,
+                review_due_at: None,
                 rule: None,
             })
             .into_iter()

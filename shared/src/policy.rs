@@ -133,6 +133,9 @@ pub struct BlockCommand {
     pub source: Source,
     pub reason_code: Option<String>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// B16: the `review_after_days` of the scope's settings; `None`: no
+    /// review.
+    pub review_after_days: Option<u32>,
     /// Contact to create or update in the same change (B1).
     pub contact: Option<Contact>,
     /// Extra facts for the audit event (e.g. the message id behind an
@@ -324,6 +327,7 @@ pub fn decide_block(
         blocked_at: now,
         expires_at: command.expires_at,
         version: 1,
+        review_due_at: review_due(command.review_after_days, now),
         rule: None,
     };
 
@@ -387,6 +391,11 @@ pub fn decide_block(
     }
 }
 
+/// B16: when a block made or reviewed at `at` comes due for review.
+pub fn review_due(review_after_days: Option<u32>, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    review_after_days.map(|days| at + chrono::Duration::days(i64::from(days)))
+}
+
 /// The chats of the person in `scope` that a new block turns `blocked`,
 /// open sessions becoming `cancelled` (B3).
 fn chats_blocked(record: &SubjectRecord, scope: &Scope, known_contact: bool) -> Vec<ChatUpdate> {
@@ -435,6 +444,84 @@ pub fn decide_unblock(
         },
         now,
     ))
+}
+
+/// B16: what a review decides about a block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReviewDecision {
+    /// The block stays; its next review is `review_after_days` from now.
+    Keep,
+    /// The block goes, as an unblock (with its `unblocked` event).
+    Unblock,
+}
+
+/// B16: reviews the active block of `record.subject` in `scope`: a
+/// `reviewed` event (and counter) with the decision, and the block kept
+/// with its next due time or removed, in one change. `None` when nothing
+/// active is blocked there.
+pub fn decide_review(
+    record: &SubjectRecord,
+    scope: &Scope,
+    decision: ReviewDecision,
+    reason: &Reason,
+    review_after_days: Option<u32>,
+    actor: &Actor,
+    now: DateTime<Utc>,
+) -> Option<(Block, SubjectChange)> {
+    let reviewed = record
+        .blocks
+        .iter()
+        .find(|b| &b.scope == scope && b.is_active(now))?;
+    let event = |details: serde_json::Value| AuditEvent {
+        event_id: AuditEvent::new_id(now),
+        subject: Some(record.subject.clone()),
+        scope: Some(scope.to_string()),
+        action: Action::Reviewed,
+        actor: actor.actor.clone(),
+        client: actor.client.clone(),
+        reason: Some(reason.as_str().to_owned()),
+        source: Some(reviewed.source.as_str().to_owned()),
+        at: now,
+        details,
+        prev_event_id: None,
+        prev_hash: None,
+        hash: None,
+    };
+    match decision {
+        ReviewDecision::Keep => {
+            let mut kept = reviewed.clone();
+            kept.review_due_at = review_due(review_after_days, now);
+            let mut change = SubjectChange::new(record, now);
+            change.blocks_after = record
+                .blocks
+                .iter()
+                .map(|b| {
+                    if b.scope == *scope {
+                        kept.clone()
+                    } else {
+                        b.clone()
+                    }
+                })
+                .collect();
+            change.events.push(event(
+                json!({ "decision": decision, "before": reviewed, "after": kept }),
+            ));
+            change.counters.push(StatCounter::Reviewed);
+            change.put_blocks = vec![kept.clone()];
+            Some((kept, change.mirror(record)))
+        }
+        ReviewDecision::Unblock => {
+            let (removed, mut change) = decide_unblock(record, scope, reason, actor, now)?;
+            // The review first: the chain and the feed read "reviewed, then
+            // unblocked".
+            change
+                .events
+                .insert(0, event(json!({ "decision": decision, "before": removed })));
+            change.counters.push(StatCounter::Reviewed);
+            Some((removed, change))
+        }
+    }
 }
 
 /// The actor of expiry events: nobody acted, the block's time ran out.
@@ -848,6 +935,7 @@ pub fn decide_carry(
             blocked_at: now,
             expires_at: block.expires_at,
             version: 1,
+            review_due_at: block.review_due_at,
             rule: None,
         });
     }
@@ -943,6 +1031,7 @@ mod tests {
             source: Source::Manual,
             reason_code: None,
             expires_at: None,
+            review_after_days: Some(90),
             contact: None,
             details: json!({}),
         }

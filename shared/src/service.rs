@@ -82,6 +82,36 @@ pub async fn unblock(
     .await
 }
 
+/// B16: reviews `subject`'s active block in `scope` (see
+/// [`policy::decide_review`]): the block as kept, or as removed; `None`
+/// when nothing active is blocked there.
+pub async fn review(
+    store: &Store,
+    subject: &Subject,
+    scope: &Scope,
+    decision: policy::ReviewDecision,
+    reason: &Reason,
+    actor: &Actor,
+    now: impl Fn() -> DateTime<Utc>,
+) -> Result<Option<Block>, StoreError> {
+    let review_after_days = store.review_after_days(scope).await?;
+    with_retries(store, subject, |record| {
+        match policy::decide_review(
+            record,
+            scope,
+            decision,
+            reason,
+            review_after_days,
+            actor,
+            now(),
+        ) {
+            Some((block, change)) => (Some(block), Some(change)),
+            None => (None, None),
+        }
+    })
+    .await
+}
+
 /// B13: removes `subject`'s block in `scope` if its time has run out, in
 /// one transaction like an unblock. `None` when there is nothing to remove
 /// (already removed, or replaced by a block that has not expired).

@@ -724,6 +724,7 @@ fn block(subject: &Subject, scope: Scope, source: Source, expiry: u8) -> Block {
         blocked_at: now() - Duration::days(1),
         expires_at,
         version: 1,
+        review_due_at: None,
         rule: None,
     }
 }
@@ -1851,6 +1852,7 @@ fn command(scope: u8, source: usize) -> BlockCommand {
         source: SOURCES[source],
         reason_code: None,
         expires_at: None,
+        review_after_days: None,
         contact: None,
         details: Value::Null,
     }

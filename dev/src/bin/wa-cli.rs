@@ -90,6 +90,7 @@ enum Command {
     Send(SendArgs),
     Consent(ConsentArgs),
     Rule(RuleArgs),
+    Review(ReviewArgs),
 }
 
 #[derive(Args)]
@@ -399,6 +400,11 @@ struct ListArgs {
     #[arg(long)]
     group: Option<String>,
 
+    /// List the blocks due for review instead, oldest due first (B16);
+    /// takes no other filter.
+    #[arg(long, conflicts_with_all = ["scope", "source", "q", "since", "until", "category", "group"])]
+    review_due: bool,
+
     #[command(flatten)]
     paging: Paging,
 }
@@ -488,6 +494,36 @@ struct ConsentArgs {
     /// The scope to set: `all` or one phone_number_id.
     #[arg(long, default_value = "all")]
     phone_number_id: String,
+}
+
+#[derive(Args)]
+#[command(after_long_help = "\
+Prints {\"decision\", \"block\"}: the block as kept (with its next
+review_due_at) or as removed.
+
+Examples:
+  wa-cli list --review-due
+  wa-cli review +16505551234 --decision keep --reason 'still sending spam'
+  wa-cli review +16505551234 --decision unblock --reason 'no complaints since'")]
+/// Review a block that came due (B16): POST /v1/blocks/{subject}/review.
+///
+/// Needs the blocklist:write scope. `keep` makes the block due again after
+/// the scope's review_after_days; `unblock` removes it.
+struct ReviewArgs {
+    /// The number or business-scoped user id.
+    #[arg(value_name = "SUBJECT")]
+    subject: String,
+
+    #[arg(long, value_parser = ["keep", "unblock"])]
+    decision: String,
+
+    /// Why (kept in the audit trail).
+    #[arg(long)]
+    reason: String,
+
+    /// The scope of the block reviewed.
+    #[arg(long, default_value = "all")]
+    scope: String,
 }
 
 #[derive(Args)]
@@ -667,6 +703,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 ("until", args.until),
                 ("category", args.category),
                 ("group", args.group),
+                ("review", args.review_due.then(|| "due".to_owned())),
             ];
             print_json(
                 &api.pages("/v1/blocks", filters.into_iter().collect(), &args.paging)
@@ -725,6 +762,13 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 }
             }
             print_json(&api.call(Method::PUT, &path, Some(&body)).await?);
+            Ok(())
+        }
+        Command::Review(args) => {
+            let path = format!("/v1/blocks/{}/review", encode(&args.subject));
+            let body =
+                json!({ "decision": args.decision, "reason": args.reason, "scope": args.scope });
+            print_json(&api.call(Method::POST, &path, Some(&body)).await?);
             Ok(())
         }
         Command::Rule(args) => {

@@ -73,8 +73,10 @@ pub async fn block(
     // No query parameter here: `?scope=` must not silently block in `all`.
     Query::parse(request, &[])?;
     let body: BlockBody = json_body(request)?;
+    let scope = wire::scope(body.scope.as_deref())?;
     let command = BlockCommand {
-        scope: wire::scope(body.scope.as_deref())?,
+        review_after_days: app.store.review_after_days(&scope).await?,
+        scope,
         reason: wire::reason(&body.reason)?,
         source: wire::source(body.source.as_deref(), Source::Manual)?,
         reason_code: wire::reason_code(body.reason_code)?,
@@ -245,6 +247,87 @@ pub async fn get(
     })
 }
 
+/// B16: `GET /v1/blocks?review=due`: the blocks due for review, oldest due
+/// first, from their own index; it takes no other filter.
+async fn due_for_review(
+    app: &App,
+    query: &Query,
+    review: &str,
+) -> Result<Response<Body>, ApiError> {
+    if review != "due" {
+        return Err(
+            ApiError::bad_request("invalid_parameter", "review takes one value: due")
+                .with_field("review"),
+        );
+    }
+    if let Some(other) = query
+        .names()
+        .find(|n| !["review", "limit", "cursor"].contains(n))
+    {
+        return Err(ApiError::bad_request(
+            "invalid_parameter",
+            format!("review=due takes no other filter ({other})"),
+        )
+        .with_field(other));
+    }
+    let cursor = cursor_param(query, "review")?;
+    let page = app
+        .store
+        .blocks_due_for_review((app.now)(), query.limit()?, cursor.as_ref())
+        .await?;
+    crate::page(page, query)
+}
+
+/// The body of `POST /v1/blocks/{subject}/review`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReviewBody {
+    #[serde(default)]
+    scope: Option<String>,
+    decision: blocklist::policy::ReviewDecision,
+    reason: String,
+}
+
+/// B16: `POST /v1/blocks/{subject}/review` `{"scope","decision","reason"}`:
+/// keeps the block until its next review, or unblocks it; answers the block
+/// as kept or removed.
+pub async fn review(
+    app: &App,
+    caller: &Caller,
+    request: &Request,
+    number: &str,
+) -> Result<Response<Body>, ApiError> {
+    caller.require(WRITE)?;
+    let actor = caller.actor()?;
+    let subject = seen_subject(app, number, "number").await?;
+    Query::parse(request, &[])?;
+    let body: ReviewBody = json_body(request)?;
+    let scope = wire::scope(body.scope.as_deref())?;
+    let reason = wire::reason(&body.reason)?;
+    let reviewed = service::review(
+        &app.store,
+        &subject,
+        &scope,
+        body.decision,
+        &reason,
+        &actor,
+        app.now,
+    )
+    .await?;
+    match reviewed {
+        Some(block) => {
+            if body.decision == blocklist::policy::ReviewDecision::Unblock {
+                metrics::count(FUNCTION, Counter::Unblocked, 1);
+            }
+            ok(&json!({ "decision": body.decision, "block": block }))
+        }
+        None => Err(ApiError::not_found(
+            "not_blocked",
+            format!("{subject} is not blocked in scope {scope}"),
+        )),
+    }
+}
+
 /// B7: `GET /v1/blocks`, newest first, filtered, paginated.
 pub async fn list(
     app: &App,
@@ -256,11 +339,15 @@ pub async fn list(
         request,
         &[
             "scope", "source", "since", "until", "category", "group", "q", "limit", "cursor",
+            "review",
         ],
     )?;
     let param_error = |field: &str, message: String| {
         ApiError::bad_request("invalid_parameter", message).with_field(field)
     };
+    if let Some(review) = query.get("review") {
+        return due_for_review(app, &query, review).await;
+    }
     let scope = query
         .get("scope")
         .map(Scope::parse)
@@ -397,6 +484,7 @@ pub async fn batch(
         reason: &reason,
         source,
         actor: &actor,
+        review_after_days: app.store.review_after_days(&scope).await?,
     };
     let done: Vec<Vec<(usize, BatchResult)>> = futures::stream::iter(groups)
         .map(|(number, occurrences)| {
@@ -432,6 +520,7 @@ struct BatchChange<'a> {
     reason: &'a blocklist::model::Reason,
     source: Source,
     actor: &'a blocklist::model::Actor,
+    review_after_days: Option<u32>,
 }
 
 impl BatchChange<'_> {
@@ -444,6 +533,7 @@ impl BatchChange<'_> {
                     source: self.source,
                     reason_code: None,
                     expires_at: None,
+                    review_after_days: self.review_after_days,
                     contact: None,
                     details: json!({ "batch": true }),
                 };

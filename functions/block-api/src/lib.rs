@@ -91,6 +91,9 @@ async fn dispatch(
         (["blocks", number], "DELETE") => {
             blocks::unblock(app, &caller(app, request)?, request, number).await
         }
+        (["blocks", number, "review"], "POST") => {
+            blocks::review(app, &caller(app, request)?, request, number).await
+        }
         (["numbers", number, "history"], "GET") => {
             records::history(app, &caller(app, request)?, request, number).await
         }
@@ -136,7 +139,7 @@ fn allowed_methods(route: &[&str]) -> Option<&'static str> {
         ["blocks" | "audit" | "stats" | "chats" | "rules"]
         | ["numbers", _, "history"]
         | ["chats", _, _] => "GET",
-        ["blocks:batch"] => "POST",
+        ["blocks:batch"] | ["blocks", _, "review"] => "POST",
         ["blocks", _] | ["rules", _] => "GET, PUT, DELETE",
         ["contacts", _] | ["settings", _] | ["consents", _] => "GET, PUT",
         _ => return None,

@@ -194,12 +194,14 @@ async fn auto_block(
     reason_code: Option<String>,
     details: Value,
 ) -> Result<&'static str, StoreError> {
+    let review_after_days = app.store.review_after_days(&scope).await?;
     let command = BlockCommand {
         scope,
         reason,
         source: Source::Auto,
         reason_code,
         expires_at: None,
+        review_after_days,
         contact: None,
         details,
     };

@@ -80,6 +80,7 @@ fn bench(c: &mut Criterion) {
         blocked_at: Utc::now(),
         expires_at: None,
         version: 1,
+        review_due_at: None,
         rule: None,
     };
     let facts: HashMap<Subject, SenderFacts> = [

@@ -159,6 +159,11 @@ impl Query {
         crate::store::filters_fingerprint(self.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
     }
 
+    /// The names of the parameters given.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.pairs.iter().map(|(k, _)| k.as_str())
+    }
+
     pub fn get(&self, key: &str) -> Option<&str> {
         self.pairs
             .iter()

@@ -30,6 +30,9 @@ pub enum Action {
     RuleAdded,
     RuleChanged,
     RuleRemoved,
+    /// A block was reviewed (B16): `details.decision` is `keep` or
+    /// `unblock` (then with its own `unblocked` event).
+    Reviewed,
 }
 
 impl Action {
@@ -51,6 +54,7 @@ impl Action {
             Action::RuleAdded => "rule_added",
             Action::RuleChanged => "rule_changed",
             Action::RuleRemoved => "rule_removed",
+            Action::Reviewed => "reviewed",
         }
     }
 

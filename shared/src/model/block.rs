@@ -20,6 +20,11 @@ pub struct Block {
     #[serde(with = "time_format::option")]
     pub expires_at: Option<DateTime<Utc>>,
     pub version: u64,
+    /// When the block comes due for its periodic review (B16): made or last
+    /// reviewed, plus the scope's `review_after_days`; null when review is
+    /// off for it.
+    #[serde(default, with = "time_format::option")]
+    pub review_due_at: Option<DateTime<Utc>>,
     /// The prefix rule this block stands for (B84): a block made on the
     /// fly when a rule matches, never stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]

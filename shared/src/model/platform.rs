@@ -192,6 +192,7 @@ mod tests {
             blocked_at: "2026-01-01T00:00:00Z".parse().unwrap(),
             expires_at: None,
             version: 1,
+            review_due_at: None,
             rule: None,
         }
     }

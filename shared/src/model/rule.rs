@@ -171,6 +171,7 @@ impl RuleEntry {
             blocked_at: self.created_at,
             expires_at: None,
             version: 0,
+            review_due_at: None,
             rule: Some(self.id.clone()),
         }
     }

@@ -249,6 +249,7 @@ mod tests {
             blocked_at: chrono::Utc::now(),
             expires_at: None,
             version: 1,
+            review_due_at: None,
             rule: None,
         }
     }

@@ -75,6 +75,27 @@ pub struct Settings {
     pub opt_out_reply: String,
     #[serde(default)]
     pub opt_in_reply: String,
+    /// B16: a block comes due for review this many days after it was made
+    /// or last reviewed; `None` (`null`) turns review off.
+    #[serde(default = "review_after_days_default")]
+    pub review_after_days: Option<u32>,
+}
+
+fn review_after_days_default() -> Option<u32> {
+    Some(REVIEW_AFTER_DAYS)
+}
+
+/// SPEC B16's default review period.
+pub const REVIEW_AFTER_DAYS: u32 = 90;
+
+/// Reads a field where `null` is a value (turn off), not "inherit": absent
+/// is `None`, `null` is `Some(None)`.
+fn null_is_a_value<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 fn carry_blocks_default() -> bool {
@@ -144,6 +165,7 @@ impl Settings {
             opt_in_keywords: default_opt_in_keywords(),
             opt_out_reply: String::new(),
             opt_in_reply: String::new(),
+            review_after_days: Some(REVIEW_AFTER_DAYS),
         }
     }
 
@@ -222,6 +244,7 @@ impl Settings {
             opt_in_keywords: Some(self.opt_in_keywords.clone()),
             opt_out_reply: Some(self.opt_out_reply.clone()),
             opt_in_reply: Some(self.opt_in_reply.clone()),
+            review_after_days: Some(self.review_after_days),
         }
     }
 
@@ -248,6 +271,9 @@ impl Settings {
         }
         if let Some(reply) = &patch.opt_in_reply {
             next.opt_in_reply = reply.clone();
+        }
+        if let Some(days) = patch.review_after_days {
+            next.review_after_days = days;
         }
         if let Some(auto) = &patch.auto_block {
             if let Some(enabled) = auto.enabled {
@@ -295,6 +321,14 @@ pub struct SettingsPatch {
     pub opt_out_reply: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub opt_in_reply: Option<String>,
+    /// `null` turns review off (B16): unlike other fields, it does not
+    /// clear the field; sending the number back sets it again.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "null_is_a_value"
+    )]
+    pub review_after_days: Option<Option<u32>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -351,6 +385,7 @@ impl SettingsPatch {
                 .opt_in_reply
                 .clone()
                 .or_else(|| self.opt_in_reply.clone()),
+            review_after_days: later.review_after_days.or(self.review_after_days),
         }
     }
 
@@ -430,6 +465,16 @@ impl SettingsPatch {
             {
                 return Err((field, "a reply is at most 1024 characters"));
             }
+        }
+        if self
+            .review_after_days
+            .flatten()
+            .is_some_and(|d| !(1..=3650).contains(&d))
+        {
+            return Err((
+                "review_after_days",
+                "review_after_days must be 1 to 3650, or null for no review",
+            ));
         }
         if let Some(auto) = &self.auto_block {
             if auto.threshold.is_some_and(|t| !(1..=1000).contains(&t)) {

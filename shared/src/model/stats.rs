@@ -14,6 +14,8 @@ pub enum StatCounter {
     OptedOut,
     /// A customer opted back in (B80).
     OptedIn,
+    /// A block was reviewed (B16), kept or unblocked.
+    Reviewed,
 }
 
 impl StatCounter {
@@ -27,6 +29,7 @@ impl StatCounter {
             StatCounter::OutboundRefused => "outbound_refused",
             StatCounter::OptedOut => "opted_out",
             StatCounter::OptedIn => "opted_in",
+            StatCounter::Reviewed => "reviewed",
         }
     }
 }
@@ -45,6 +48,7 @@ pub struct DayStats {
     pub outbound_refused: u64,
     pub opted_out: u64,
     pub opted_in: u64,
+    pub reviewed: u64,
 }
 
 impl DayStats {
@@ -57,6 +61,7 @@ impl DayStats {
         self.outbound_refused += other.outbound_refused;
         self.opted_out += other.opted_out;
         self.opted_in += other.opted_in;
+        self.reviewed += other.reviewed;
     }
 }
 

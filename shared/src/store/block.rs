@@ -48,9 +48,22 @@ pub(super) struct BlockItem {
     /// `<expires_at>#<subject>#<scope>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gsi2sk: Option<String>,
+    /// `REVIEW#<nn>` for a block with a review due (B16), else absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gsi3pk: Option<String>,
+    /// `<review_due_at>#<subject>#<scope>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gsi3sk: Option<String>,
     #[serde(flatten)]
     pub block: Block,
 }
+
+fn review_index_pk(shard: u32) -> String {
+    format!("REVIEW#{shard:02}")
+}
+
+/// The review index (B16): sparse, whole blocks, by when they come due.
+const REVIEW_INDEX: &str = "gsi3";
 
 /// Where a block sorts in every listing: newest first, then by subject and
 /// scope, which makes it unique.
@@ -74,6 +87,10 @@ impl BlockItem {
             gsi2pk: block.expires_at.map(|_| expiry_index_pk(shard)),
             gsi2sk: block
                 .expires_at
+                .map(|at| format!("{}#{}#{}", format_time(at), block.subject, block.scope)),
+            gsi3pk: block.review_due_at.map(|_| review_index_pk(shard)),
+            gsi3sk: block
+                .review_due_at
                 .map(|at| format!("{}#{}#{}", format_time(at), block.subject, block.scope)),
             block: block.clone(),
         }
@@ -465,6 +482,38 @@ impl Store {
                 })
                 .collect::<Result<_, StoreError>>()?,
             next: page.next.map(|at| Cursor::at("blocks", None, at)),
+        })
+    }
+
+    /// B16: the blocks due for review at `now`, oldest due first: the 16
+    /// shards of the review index up to `now`, merged, so a page reads
+    /// about what it shows (S2) whatever the number of blocks not due.
+    pub async fn blocks_due_for_review(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        cursor: Option<&Cursor>,
+    ) -> Result<Page<Block>, StoreError> {
+        let page = self
+            .sharded_page(ShardedQuery {
+                table: &self.tables.blocklist,
+                index: Some(REVIEW_INDEX),
+                partitions: (0..SHARDS).map(review_index_pk).collect(),
+                ranges: vec![KeyRange::new(None, Some(format!("{}~", format_time(now))))],
+                order: Order::Ascending,
+                filter: None,
+                sparse: false,
+                after: cursor.and_then(Cursor::position),
+                limit,
+            })
+            .await?;
+        Ok(Page {
+            items: page
+                .items
+                .into_iter()
+                .map(|item| Ok(serde_dynamo::from_item::<_, BlockItem>(item)?.block))
+                .collect::<Result<_, StoreError>>()?,
+            next: page.next.map(|at| Cursor::at("review", None, at)),
         })
     }
 }

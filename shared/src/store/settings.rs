@@ -130,6 +130,23 @@ impl Store {
         Ok(super::batch::run_all(reads).await?.into_iter().collect())
     }
 
+    /// B16: the review period of blocks in `scope`: its business number's
+    /// settings, or `default`'s for `all`, through the settings cache.
+    pub async fn review_after_days(
+        &self,
+        scope: &crate::model::Scope,
+    ) -> Result<Option<u32>, StoreError> {
+        let target = match scope {
+            crate::model::Scope::All => SettingsTarget::Default,
+            crate::model::Scope::Business(id) => SettingsTarget::Business(id.clone()),
+        };
+        Ok(self
+            .recent_settings(&target)
+            .await?
+            .effective
+            .review_after_days)
+    }
+
     /// Whether each of `numbers` has `platform_block` on (B15).
     pub async fn platform_block_enabled(
         &self,

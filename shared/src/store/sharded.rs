@@ -50,7 +50,7 @@ const FILTERED_PAGE_SIZE: i32 = 100;
 /// One sharded listing request.
 pub(super) struct ShardedQuery<'a> {
     pub table: &'a str,
-    /// `Some("gsi1")` to read the index, `None` for the table's own keys.
+    /// `Some("gsi1")` to read that index, `None` for the table's own keys.
     pub index: Option<&'a str>,
     /// The index partition of every shard. A listing may read several
     /// sets of shards at once (a search with two tokens); an item found in
@@ -140,10 +140,12 @@ impl Store {
         &self,
         query: ShardedQuery<'_>,
     ) -> Result<ShardedPage, StoreError> {
+        // An index's keys are named after it (`gsi1pk`, `gsi1sk`).
         let (pk, sk) = match query.index {
-            Some(_) => ("gsi1pk", "gsi1sk"),
-            None => ("pk", "sk"),
+            Some(index) => (format!("{index}pk"), format!("{index}sk")),
+            None => ("pk".to_owned(), "sk".to_owned()),
         };
+        let (pk, sk) = (pk.as_str(), sk.as_str());
         let ranges: Vec<KeyRange> = query
             .ranges
             .iter()

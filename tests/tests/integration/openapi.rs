@@ -860,6 +860,33 @@ async fn every_documented_operation_answers_as_documented() {
     api.expect(req("GET", "/v1/consents/123").bearer(&reader), 422)
         .await;
 
+    // B16: review.
+    api.expect(req("GET", "/v1/blocks?review=due").bearer(&reader), 200)
+        .await;
+    api.expect(req("GET", "/v1/blocks?review=soon").bearer(&reader), 400)
+        .await;
+    api.expect(
+        req("POST", format!("/v1/blocks/{blocked}/review"))
+            .bearer(&writer)
+            .json(json!({ "decision": "keep", "reason": "still spamming" })),
+        200,
+    )
+    .await;
+    api.expect(
+        req("POST", format!("/v1/blocks/{blocked}/review"))
+            .bearer(&writer)
+            .json(json!({ "decision": "forget", "reason": "x" })),
+        422,
+    )
+    .await;
+    api.expect(
+        req("POST", "/v1/blocks/+16505550999/review")
+            .bearer(&writer)
+            .json(json!({ "decision": "keep", "reason": "x" })),
+        404,
+    )
+    .await;
+
     // B84: prefix rules.
     api.expect(
         req("PUT", "/v1/rules/wave")

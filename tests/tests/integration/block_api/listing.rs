@@ -361,6 +361,7 @@ async fn b6_get_number_shows_every_block_its_contact_and_chats() {
             "platform",
             "reason",
             "reason_code",
+            "review_due_at",
             "scope",
             "source",
             "subject",

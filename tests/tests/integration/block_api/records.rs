@@ -44,7 +44,8 @@ fn day(date: &str, blocked: u64, unblocked: u64) -> Value {
         "inbound_suppressed": 0,
         "outbound_refused": 0,
         "opted_out": 0,
-        "opted_in": 0
+        "opted_in": 0,
+        "reviewed": 0
     })
 }
 
@@ -614,7 +615,8 @@ fn settings(
         "opt_out_keywords": ["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT", "REVOKE"],
         "opt_in_keywords": ["START", "UNSTOP", "YES"],
         "opt_out_reply": "",
-        "opt_in_reply": ""
+        "opt_in_reply": "",
+        "review_after_days": 90
     })
 }
 
@@ -632,7 +634,8 @@ async fn b12_settings_defaults_partial_updates_and_inheritance_field_by_field() 
             "opt_out_keywords": ["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT", "REVOKE"],
             "opt_in_keywords": ["START", "UNSTOP", "YES"],
             "opt_out_reply": "",
-            "opt_in_reply": ""
+            "opt_in_reply": "",
+            "review_after_days": 90
         })
     );
     assert_eq!(

@@ -224,6 +224,7 @@ async fn b63_a_block_kept_under_a_form_now_folded_is_listed_and_removed_by_that_
         source: Source::Manual,
         reason_code: None,
         expires_at: None,
+        review_after_days: None,
         contact: None,
         details: json!({}),
     };
