@@ -385,20 +385,32 @@ pub async fn list(
         .transpose()
         .map_err(|e| param_error("q", e.to_string()))?;
     let cursor = cursor_param(&query, "blocks")?;
+    let listing = BlockQuery {
+        scope,
+        source,
+        since,
+        until,
+        category: bounded("category")?,
+        group: bounded("group")?,
+        search,
+        now: (app.now)(),
+        limit: query.limit()?,
+        cursor: None,
+    };
+    if crate::export::wants_csv(request) {
+        // B91: every page, as CSV.
+        return crate::export::export(&query, cursor, |cursor| {
+            app.store.list_blocks(BlockQuery {
+                limit: crate::export::EXPORT_PAGE,
+                cursor,
+                ..listing.clone()
+            })
+        })
+        .await;
+    }
     let page = app
         .store
-        .list_blocks(BlockQuery {
-            scope,
-            source,
-            since,
-            until,
-            category: bounded("category")?,
-            group: bounded("group")?,
-            search,
-            now: (app.now)(),
-            limit: query.limit()?,
-            cursor,
-        })
+        .list_blocks(BlockQuery { cursor, ..listing })
         .await?;
     crate::page(page, &query)
 }

@@ -7,6 +7,7 @@
 
 mod blocks;
 mod consents;
+mod export;
 mod records;
 mod rules;
 mod wire;

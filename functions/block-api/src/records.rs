@@ -92,6 +92,19 @@ pub async fn audit(
                 .ok_or_else(invalid_cursor)
         })
         .transpose()?;
+    if crate::export::wants_csv(request) {
+        // B91: every page of the feed, as CSV.
+        return crate::export::export(&query, cursor, |cursor| {
+            app.store.audit_feed(AuditQuery {
+                since,
+                until,
+                action,
+                limit: crate::export::EXPORT_PAGE,
+                cursor,
+            })
+        })
+        .await;
+    }
     let page = app
         .store
         .audit_feed(AuditQuery {

@@ -4,6 +4,7 @@ mod auth;
 mod bad_input;
 mod blocking;
 mod concurrency;
+mod export;
 mod integrity;
 mod listing;
 mod records;
