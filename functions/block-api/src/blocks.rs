@@ -73,20 +73,22 @@ pub async fn block(
     // No query parameter here: `?scope=` must not silently block in `all`.
     Query::parse(request, &[])?;
     let body: BlockBody = json_body(request)?;
-    let scope = wire::scope(body.scope.as_deref())?;
-    let command = BlockCommand {
-        review_after_days: app.store.review_after_days(&scope).await?,
-        scope,
+    let mut command = BlockCommand {
+        scope: wire::scope(body.scope.as_deref())?,
         reason: wire::reason(&body.reason)?,
         source: wire::source(body.source.as_deref(), Source::Manual)?,
         reason_code: wire::reason_code(body.reason_code)?,
         expires_at: wire::expires_at(body.expires_at.as_deref(), (app.now)())?,
+        review_after_days: None,
         contact: body
             .contact
             .map(|c| wire::contact(c, &number))
             .transpose()?,
         details: json!({}),
     };
+    // Read once the request is known to be valid: a store error must not
+    // stand in for a 422.
+    command.review_after_days = app.store.review_after_days(&command.scope).await?;
     match service::block(&app.store, &number, command, &actor, app.now).await? {
         BlockOutcome::Created(block) => {
             metrics::count(FUNCTION, Counter::Blocked, 1);
@@ -251,6 +253,7 @@ pub async fn get(
 /// first, from their own index; it takes no other filter.
 async fn due_for_review(
     app: &App,
+    request: &Request,
     query: &Query,
     review: &str,
 ) -> Result<Response<Body>, ApiError> {
@@ -271,9 +274,18 @@ async fn due_for_review(
         .with_field(other));
     }
     let cursor = cursor_param(query, "review")?;
+    let now = (app.now)();
+    if crate::export::wants_csv(request) {
+        return crate::export::export(query, cursor, |cursor| async move {
+            app.store
+                .blocks_due_for_review(now, crate::export::EXPORT_PAGE, cursor.as_ref())
+                .await
+        })
+        .await;
+    }
     let page = app
         .store
-        .blocks_due_for_review((app.now)(), query.limit()?, cursor.as_ref())
+        .blocks_due_for_review(now, query.limit()?, cursor.as_ref())
         .await?;
     crate::page(page, query)
 }
@@ -346,7 +358,7 @@ pub async fn list(
         ApiError::bad_request("invalid_parameter", message).with_field(field)
     };
     if let Some(review) = query.get("review") {
-        return due_for_review(app, &query, review).await;
+        return due_for_review(app, request, &query, review).await;
     }
     let scope = query
         .get("scope")

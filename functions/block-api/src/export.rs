@@ -1,13 +1,16 @@
 //! B91: `GET /v1/blocks` and `GET /v1/audit` as CSV (`Accept: text/csv`),
 //! with the same filters, every page read in turn.
 //!
-//! A Lambda answer behind API Gateway is at most 6 MB and is not streamed,
-//! so an export stops before [`MAX_EXPORT_BYTES`]; what it left out is
-//! named by the `X-Next-Cursor` header, the `cursor` of the same listing
-//! (send it back with the same filters for the rest). Spreadsheets run a
-//! cell that starts with `=`, `+`, `-`, `@`, a tab or a carriage return as
-//! a formula: such a cell is written with a leading `'`, except a number
-//! (`+16505551234`, `-5`), which is data.
+//! A Lambda answer behind API Gateway is at most 6 MB, as JSON, and is not
+//! streamed, so an export takes whole pages while their CSV, as escaped in
+//! that JSON, stays under [`MAX_EXPORT_BYTES`], and for at most
+//! [`EXPORT_WITHIN`]; what it left out is named by the `X-Next-Cursor`
+//! header, the `cursor` of the same listing (send it back with the same
+//! filters for the rest). Spreadsheets run a cell that starts with `=`,
+//! `+`, `-`, `@`, a tab or a line break (also after spaces or invisible
+//! characters, and in their full-width forms) as a formula: such a cell is
+//! written with a leading `'`, except a number (`+16505551234`, `-5`),
+//! which is data.
 
 use std::future::Future;
 
@@ -17,34 +20,63 @@ use blocklist::model::{AuditEvent, Block, format_time};
 use blocklist::store::{Cursor, Page, StoreError};
 use lambda_http::{Body, Request, Response};
 
-/// Where an export stops, under the 6 MB a Lambda answer holds.
+/// Where an export stops: the size of its CSV as escaped in the Lambda
+/// answer's JSON, under the 6 MB that answer holds.
 pub const MAX_EXPORT_BYTES: usize = 5 * 1024 * 1024;
 
-/// Rows read per page of an export.
+/// How long an export reads pages, inside the API's 30 s.
+pub const EXPORT_WITHIN: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Blocks read per page of an export: at most about 1 KB each.
 pub const EXPORT_PAGE: usize = 200;
 
-/// Whether the caller asked for CSV.
+/// Audit events read per page of an export: a settings event's details
+/// can reach tens of KB, so that a page stays well under the cap.
+pub const EXPORT_EVENTS_PAGE: usize = 20;
+
+/// Whether the caller asked for CSV: `text/csv` accepted, and preferred
+/// (by `q`) to JSON and to `*/*`.
 pub fn wants_csv(request: &Request) -> bool {
-    request
+    let mut csv: Option<f32> = None;
+    let mut other: f32 = 0.0;
+    for range in request
         .headers()
         .get_all(lambda_http::http::header::ACCEPT)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|v| {
-            v.split(';')
-                .next()
-                .is_some_and(|t| t.trim().eq_ignore_ascii_case("text/csv"))
-        })
+    {
+        let mut parts = range.split(';');
+        let kind = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+        let q = parts
+            .filter_map(|p| p.trim().strip_prefix("q="))
+            .find_map(|q| q.trim().parse::<f32>().ok())
+            .unwrap_or(1.0);
+        match kind.as_str() {
+            "text/csv" => csv = Some(csv.map_or(q, |c| c.max(q))),
+            "application/json" | "*/*" | "application/*" => other = other.max(q),
+            _ => {}
+        }
+    }
+    csv.is_some_and(|q| q > 0.0 && q > other)
 }
 
 /// A cell as a spreadsheet may open it safely.
 pub fn neutralised(cell: &str) -> String {
-    let Some(first) = cell.chars().next() else {
-        return String::new();
+    // What a spreadsheet skips before it looks for a formula.
+    let shown = cell.trim_start_matches(|c: char| {
+        (c.is_whitespace() && !matches!(c, '\t' | '\r' | '\n'))
+            || matches!(c, '\u{200b}' | '\u{feff}')
+    });
+    let Some(first) = shown.chars().next() else {
+        return cell.to_owned();
     };
-    let formula = matches!(first, '=' | '+' | '-' | '@' | '\t' | '\r');
-    let number = matches!(first, '+' | '-')
+    let formula = matches!(
+        first,
+        '=' | '+' | '-' | '@' | '\t' | '\r' | '\n' | '＝' | '＋' | '－' | '＠'
+    );
+    let number = shown == cell
+        && matches!(first, '+' | '-')
         && cell.len() > 1
         && cell[1..].bytes().all(|b| b.is_ascii_digit());
     if formula && !number {
@@ -52,6 +84,11 @@ pub fn neutralised(cell: &str) -> String {
     } else {
         cell.to_owned()
     }
+}
+
+/// The length of `text` as a JSON string holds it.
+fn escaped_len(text: &str) -> usize {
+    serde_json::to_string(text).map_or(text.len() * 6, |s| s.len())
 }
 
 /// The columns of a block row.
@@ -153,35 +190,47 @@ where
     F: FnMut(Option<Cursor>) -> Fut,
     Fut: Future<Output = Result<Page<T>, StoreError>>,
 {
-    let columns = T::COLUMNS;
-    let mut out = csv::Writer::from_writer(Vec::new());
-    let write_error = |_| ApiError::internal();
-    out.write_record(columns).map_err(write_error)?;
+    let started = std::time::Instant::now();
+    let header = T::COLUMNS.iter().map(|c| (*c).to_owned()).collect();
+    let mut text = csv_text(std::iter::once(header))?;
+    let mut size = escaped_len(&text);
     let left_out = loop {
+        let asked = cursor.clone();
         let Page { items, next } = page(cursor.take()).await?;
-        for item in &items {
-            out.write_record(item.row().iter().map(|c| neutralised(c)))
-                .map_err(write_error)?;
+        let chunk = csv_text(items.iter().map(CsvRow::row))?;
+        let chunk_size = escaped_len(&chunk);
+        // A page that would go past the cap is left for the next request,
+        // which starts where this one did.
+        if size + chunk_size > MAX_EXPORT_BYTES && asked.is_some() {
+            break asked;
         }
-        out.flush().map_err(|_| ApiError::internal())?;
+        text.push_str(&chunk);
+        size += chunk_size;
         match next {
             None => break None,
-            Some(next) if out.get_ref().len() >= MAX_EXPORT_BYTES => break Some(next),
+            Some(next) if started.elapsed() >= EXPORT_WITHIN => break Some(next),
             Some(next) => cursor = Some(next),
         }
     };
-    let bytes = out.into_inner().map_err(|_| ApiError::internal())?;
     let mut response = Response::builder()
         .status(200)
-        .header("content-type", "text/csv; charset=utf-8");
+        .header("content-type", "text/csv; charset=utf-8")
+        .header("vary", "accept");
     if let Some(next) = left_out {
         response = response.header("x-next-cursor", next.bound_to(&query.filters()).encode());
     }
-    Ok(response
-        .body(Body::Text(
-            String::from_utf8(bytes).map_err(|_| ApiError::internal())?,
-        ))
-        .unwrap_or_default())
+    Ok(response.body(Body::Text(text)).unwrap_or_default())
+}
+
+/// `rows` as CSV lines, every cell neutralised.
+fn csv_text(rows: impl Iterator<Item = Vec<String>>) -> Result<String, ApiError> {
+    let mut out = csv::Writer::from_writer(Vec::new());
+    for row in rows {
+        out.write_record(row.iter().map(|c| neutralised(c)))
+            .map_err(|_| ApiError::internal())?;
+    }
+    let bytes = out.into_inner().map_err(|_| ApiError::internal())?;
+    String::from_utf8(bytes).map_err(|_| ApiError::internal())
 }
 
 #[cfg(test)]
@@ -233,9 +282,20 @@ mod tests {
         let Body::Text(text) = response.body() else {
             panic!("text")
         };
-        assert!(text.len() >= MAX_EXPORT_BYTES && text.len() < MAX_EXPORT_BYTES + 200 * 700);
+        assert!(
+            escaped_len(text) <= MAX_EXPORT_BYTES,
+            "under the cap as JSON holds it"
+        );
+        assert!(
+            escaped_len(text) > MAX_EXPORT_BYTES - EXPORT_PAGE * 700,
+            "close to it"
+        );
         let rows = text.lines().count() - 1;
-        assert_eq!(rows, asked.len() * EXPORT_PAGE, "whole pages only");
+        assert_eq!(
+            rows,
+            (asked.len() - 1) * EXPORT_PAGE,
+            "whole pages only; the last one read is left for the next request"
+        );
         let next = response.headers()["x-next-cursor"].to_str().unwrap();
         let resumed = Cursor::decode(
             next,
@@ -247,8 +307,35 @@ mod tests {
         assert_eq!(
             resumed.position(),
             Some(rows.to_string()),
-            "the rest starts after the last row"
+            "the rest starts where the page left out does"
         );
+    }
+
+    fn accepting(accept: &str) -> bool {
+        let request = lambda_http::http::Request::builder()
+            .uri("/v1/blocks")
+            .header("accept", accept)
+            .body(Body::Empty)
+            .unwrap();
+        wants_csv(&request)
+    }
+
+    #[test]
+    fn csv_only_when_preferred() {
+        for (accept, csv) in [
+            ("text/csv", true),
+            ("text/csv; charset=utf-8", true),
+            ("TEXT/CSV", true),
+            ("text/csv, application/json;q=0.5", true),
+            ("application/json", false),
+            ("*/*", false),
+            ("text/csv;q=0", false),
+            ("application/json, text/csv;q=0.1", false),
+            ("text/csv;q=0.5, */*;q=0.5", false),
+            ("text/html", false),
+        ] {
+            assert_eq!(accepting(accept), csv, "{accept}");
+        }
     }
 
     #[test]
@@ -263,7 +350,14 @@ mod tests {
             ("+16505551234", "+16505551234"),
             ("-5", "-5"),
             ("+", "'+"),
+            (" =1+1", "' =1+1"),
+            ("\u{200b}=1", "'\u{200b}=1"),
+            ("＝1+1", "'＝1+1"),
+            ("\n=1", "'\n=1"),
+            (" +16505551234", "' +16505551234"),
             ("spam", "spam"),
+            ("a=b", "a=b"),
+            ("   ", "   "),
             ("", ""),
         ] {
             assert_eq!(neutralised(cell), safe, "{cell:?}");

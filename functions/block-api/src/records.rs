@@ -99,7 +99,7 @@ pub async fn audit(
                 since,
                 until,
                 action,
-                limit: crate::export::EXPORT_PAGE,
+                limit: crate::export::EXPORT_EVENTS_PAGE,
                 cursor,
             })
         })

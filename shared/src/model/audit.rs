@@ -198,7 +198,8 @@ pub struct ChainCheck {
 /// subject's version guard: each is a link of the chain (B53). Identity
 /// events (written for several identities at once) and refused traffic
 /// are not.
-pub const CHAINED_ACTIONS: [Action; 6] = [
+pub const CHAINED_ACTIONS: [Action; 7] = [
+    Action::Reviewed,
     Action::Blocked,
     Action::Unblocked,
     Action::AutoBlocked,

@@ -494,6 +494,14 @@ impl Store {
         limit: usize,
         cursor: Option<&Cursor>,
     ) -> Result<Page<Block>, StoreError> {
+        // A temporary block past its end is the expiry sweep's, not a
+        // reviewer's (B13).
+        let filter = |request: QueryFluentBuilder| {
+            request
+                .filter_expression("attribute_type(expires_at, :null_type) OR expires_at > :now")
+                .expression_attribute_values(":null_type", s("NULL"))
+                .expression_attribute_values(":now", s(format_time(now)))
+        };
         let page = self
             .sharded_page(ShardedQuery {
                 table: &self.tables.blocklist,
@@ -501,7 +509,7 @@ impl Store {
                 partitions: (0..SHARDS).map(review_index_pk).collect(),
                 ranges: vec![KeyRange::new(None, Some(format!("{}~", format_time(now))))],
                 order: Order::Ascending,
-                filter: None,
+                filter: Some(&filter),
                 sparse: false,
                 after: cursor.and_then(Cursor::position),
                 limit,

@@ -8,7 +8,9 @@
 //! have one global secondary index `gsi1` (`gsi1pk`, `gsi1sk`). Blocklist
 //! and Audit project all attributes into it; Chats projects keys only.
 //! Blocklist has a second, sparse, keys-only index `gsi2` (`gsi2pk`,
-//! `gsi2sk`): temporary blocks by their end, for the expiry sweep (B13).
+//! `gsi2sk`): temporary blocks by their end, for the expiry sweep (B13),
+//! and a third, sparse, `gsi3` (`gsi3pk`, `gsi3sk`, all attributes):
+//! blocks by when they come due for review (B16).
 //! Failures is the only table with a stream (read by `wa-blocked`): a
 //! stream copies every write, and Blocklist takes a flood's claims,
 //! counters and index items, which nothing needs to read twice.
@@ -23,6 +25,7 @@
 //! | Blocklist | subject state       | `<subject pk>`     | `STATE`                 |                     |                                 |
 //! | Blocklist | block               | `<subject pk>`     | `B#<scope>`             | `BLOCKS#<nn>`       | `<blocked_at>#<subject>#<scope>` |
 //! | Blocklist | temporary block (gsi2) | `<subject pk>`  | `B#<scope>`             | gsi2pk `EXPIRES#<nn>` | gsi2sk `<expires_at>#<subject>#<scope>` |
+//! | Blocklist | block due for review (gsi3) | `<subject pk>` | `B#<scope>`          | gsi3pk `REVIEW#<nn>` | gsi3sk `<review_due_at>#<subject>#<scope>` |
 //! | Blocklist | index token of a block | `I#<token>#<nn>` | `<blocked_at>#<subject>#<scope>` |      |                                 |
 //! | Blocklist | contact             | `<subject pk>`     | `CONTACT`               |                     |                                 |
 //! | Blocklist | consent (B80)       | `<subject pk>`     | `CONSENT#<all or phone_number_id>` |          |                                 |
@@ -76,6 +79,7 @@
 //! | `<subject pk>` (Chats)            | a message stamps the chat               | ≤ sender's rate    | —               |
 //! | `STATS#<nn>`                      | day counters (+ `C` on a block)         | ≤ 63 tx = 125 WCU  | 2×63 tx = 250 WCU |
 //! | `BLOCKS#<nn>` (Blocklist gsi1)    | a block put or deleted                  | —                  | 63 WCU          |
+//! | `REVIEW#<nn>` (Blocklist gsi3)    | a block put or deleted, a review (whole blocks: the due list reads nothing else) | — | ≤ 63 WCU |
 //! | `EXPIRES#<nn>` (Blocklist gsi2)   | a temporary block put or deleted        | —                  | ≤ 63 WCU (an import of temporary blocks) |
 //! | `I#<token>#<nn>`                  | a block put or deleted, a contact change of a blocked subject | — | ≤ 2×63 tx = 125 WCU (`s:all`, `o:import`, a shared 4-digit window) |
 //! | `D#<day>#<class>#<nn>` (Audit gsi1) | every audit event (suppression, block)  | ≤ 63 WCU           | 63 WCU          |

@@ -76,11 +76,30 @@ async fn b16_a_block_comes_due_and_a_review_keeps_or_unblocks_it() {
     api.block(OTHER, json!({"reason": "spam"})).await;
     assert!(due(&api).await.is_empty(), "nothing due yet");
 
+    // A temporary block past its end is the sweep's, not a reviewer's.
+    let temporary = api
+        .block(
+            "+16505550000",
+            json!({"reason": "cool off", "expires_at": (Utc::now() + Duration::hours(1)).to_rfc3339()}),
+        )
+        .await;
+    assert_eq!(temporary.status, 201, "{}", temporary.body);
     let later = two_days_later(&api.stack);
     assert_eq!(
         due(&later).await,
         [format!("{NUMBER} all"), format!("{OTHER} all")]
     );
+    // The same list as CSV.
+    let request = ApiRequest::new("GET", "/v1/blocks?review=due")
+        .bearer(&later.token)
+        .header("accept", "text/csv");
+    let csv = block_api::handle(&later.app, request.to_lambda()).await;
+    assert_eq!(csv.headers()["content-type"], "text/csv; charset=utf-8");
+    let lambda_http::Body::Text(text) = csv.into_body() else {
+        panic!("a text body")
+    };
+    assert_eq!(text.lines().count(), 3, "a header and two rows: {text}");
+    assert!(text.lines().nth(1).unwrap().starts_with(NUMBER), "{text}");
     let page = later
         .call("GET", "/v1/blocks?review=due&limit=1", None)
         .await;
