@@ -9,7 +9,7 @@
 //! cache (a rule applies to the next message once `PUT` answers). So the
 //! set is one small item, read by key in the same consistent
 //! `BatchGetItem` as the senders' blocks: no extra round trip, and the
-//! single-message path keeps its one read (S5). It is copied to 16
+//! single-message path keeps its one read (S5). It is copied to 32
 //! partition keys and each read picks one at random, so no key takes a
 //! flood's whole read rate (S1).
 //!
@@ -199,7 +199,7 @@ impl Store {
     }
 
     /// Writes a rule change with its audit event (`rule_added`,
-    /// `rule_changed`, `rule_removed`) and the 16 copies of the new set, in
+    /// `rule_changed`, `rule_removed`) and every copy of the new set, in
     /// one transaction. `Conflict` when the set changed since `current`
     /// was read.
     pub async fn change_rule(
