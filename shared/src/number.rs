@@ -282,6 +282,21 @@ fn international_digits(input: &str) -> Result<String, NumberError> {
 /// The canonical number of folded international digits, as the metadata
 /// sees them.
 fn canonicalise(digits: &str) -> Result<Number, NumberError> {
+    let read = canonicalise_once(digits);
+    // Argentina: the metadata strips a trunk `0`, and a `15` after the
+    // longest area code it can see, so `54 0 385 415 0000` reads as area
+    // `3854`, mobile prefix `15` and a subscriber too short to be one. The
+    // only reading left is the trunk `0` alone before ten digits.
+    if read == Err(NumberError::TooShort)
+        && let Some(national) = argentina_mobile_as_dialled_at_home(digits).strip_prefix("540")
+        && national.len() == 10
+    {
+        return canonicalise_once(&format!("54{national}"));
+    }
+    read
+}
+
+fn canonicalise_once(digits: &str) -> Result<Number, NumberError> {
     // Argentina's `9`, trunk `0` and `15` written together run past 15
     // digits before the metadata strips the national prefixes.
     let digits = argentina_mobile_as_dialled_at_home(digits);
@@ -550,6 +565,27 @@ mod tests {
 
     fn canonical(input: &str) -> String {
         Number::parse(input).unwrap().to_string()
+    }
+
+    /// B63 finding of the property run, pinned: a trunk `0` before an area
+    /// code whose digits and the subscriber's also spell a longer area code
+    /// and `15` (`0 385 415…`, `0 3854 15…`) is read the only way that
+    /// leaves a whole number.
+    #[test]
+    fn b63_argentina_trunk_zero_before_an_area_code_that_reads_as_a_longer_one() {
+        for form in [
+            "5403854150000",
+            "54903854150000",
+            "+54 0385 415 0000",
+            "+54 9 0385 415-0000",
+        ] {
+            assert_eq!(canonical(form), "+5493854150000", "{form}");
+            assert_eq!(
+                Number::from_whatsapp_id(form).unwrap().as_str(),
+                "+5493854150000",
+                "{form}"
+            );
+        }
     }
 
     /// B63 finding of the property run, pinned: an Argentine id of zeros
