@@ -292,6 +292,18 @@ mod tests {
         Number::parse(raw).unwrap()
     }
 
+    fn rule(id: &str, prefix: &str) -> Rule {
+        Rule {
+            id: RuleId::parse(id).unwrap(),
+            prefix: Prefix::parse(prefix).unwrap(),
+            scope: Scope::All,
+            reason: Reason::parse("wave").unwrap(),
+            action: RuleAction::Block,
+            actor: "ops".into(),
+            created_at: DateTime::from_timestamp(0, 0).unwrap(),
+        }
+    }
+
     fn entry(id: &str, prefix: &str, scope: &str) -> RuleEntry {
         RuleEntry {
             id: RuleId::parse(id).unwrap(),
@@ -411,15 +423,6 @@ mod tests {
 
     #[test]
     fn a_put_is_refused_when_it_duplicates_or_overfills() {
-        let rule = |id: &str, prefix: &str| Rule {
-            id: RuleId::parse(id).unwrap(),
-            prefix: Prefix::parse(prefix).unwrap(),
-            scope: Scope::All,
-            reason: Reason::parse("wave").unwrap(),
-            action: RuleAction::Block,
-            actor: "ops".into(),
-            created_at: DateTime::from_timestamp(0, 0).unwrap(),
-        };
         let ng = rule("ng", "+234");
         let set = RuleSet::default().with(&ng.id, Some(&ng));
         assert_eq!(
@@ -458,15 +461,6 @@ mod tests {
     fn a_set_replaces_by_id_and_finds_duplicates() {
         let set = RuleSet {
             entries: vec![entry("b", "+234", "all"), entry("a", "+1", "all")],
-        };
-        let rule = |id: &str, prefix: &str| Rule {
-            id: RuleId::parse(id).unwrap(),
-            prefix: Prefix::parse(prefix).unwrap(),
-            scope: Scope::All,
-            reason: Reason::parse("wave").unwrap(),
-            action: RuleAction::Block,
-            actor: "ops".into(),
-            created_at: DateTime::from_timestamp(0, 0).unwrap(),
         };
         let changed = set.with(&RuleId::parse("b").unwrap(), Some(&rule("b", "+235")));
         let ids: Vec<&str> = changed.entries.iter().map(|e| e.id.as_str()).collect();

@@ -273,14 +273,11 @@ impl Store {
                 .expression_attribute_values(":after", s(after)),
             None => request.key_condition_expression("pk = :pk"),
         };
-        let events = request
-            .send()
+        let events: Vec<AuditEvent> = super::batch::one_page::<AuditItem>(request)
             .await?
-            .items
-            .unwrap_or_default()
             .into_iter()
-            .map(|item| Ok(serde_dynamo::from_item::<_, AuditItem>(item)?.event))
-            .collect::<Result<Vec<AuditEvent>, StoreError>>()?;
+            .map(|item| item.event)
+            .collect();
         Ok(Page::of_one_more(events, limit, |last| {
             Cursor::at("history", None, last.event_id.clone())
         }))

@@ -134,6 +134,20 @@ where
         .await
 }
 
+/// The items of one page of `request`, read as `I`.
+pub(super) async fn one_page<I: serde::de::DeserializeOwned>(
+    request: QueryFluentBuilder,
+) -> Result<Vec<I>, StoreError> {
+    request
+        .send()
+        .await?
+        .items
+        .unwrap_or_default()
+        .into_iter()
+        .map(|item| Ok(serde_dynamo::from_item(item)?))
+        .collect()
+}
+
 pub(super) async fn all_pages(request: QueryFluentBuilder) -> Result<Vec<Item>, StoreError> {
     let mut items = Vec::new();
     let mut start = None;

@@ -185,14 +185,11 @@ impl Store {
                 .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
                 .expression_attribute_values(":prefix", s(RULE_PREFIX)),
         };
-        let rules = request
-            .send()
+        let rules: Vec<Rule> = super::batch::one_page::<RuleItem>(request)
             .await?
-            .items
-            .unwrap_or_default()
             .into_iter()
-            .map(|item| Ok(serde_dynamo::from_item::<_, RuleItem>(item)?.rule))
-            .collect::<Result<Vec<Rule>, StoreError>>()?;
+            .map(|item| item.rule)
+            .collect();
         Ok(Page::of_one_more(rules, limit, |last| {
             Cursor::at("rules", None, rule_sk(&last.id))
         }))
