@@ -33,6 +33,7 @@ async fn run() -> Result<(), String> {
         .is_some()
         .then(|| tokio::spawn(poller::run(stack.clone(), poller::Feed::AuditEvents)));
     let platform = tokio::spawn(poller::run(stack.clone(), poller::Feed::PlatformBlocks));
+    let imports = tokio::spawn(poller::run(stack.clone(), poller::Feed::ImportChunks));
     let sweeps = tokio::spawn(schedule::run(stack.clone(), schedule::every(&env)?));
     print_welcome(&addr, stack.jwt_secret.as_bytes());
     server::serve(listener, stack, shutdown_signal()).await;
@@ -41,6 +42,7 @@ async fn run() -> Result<(), String> {
         events.abort();
     }
     platform.abort();
+    imports.abort();
     sweeps.abort();
     eprintln!("wa-dev: stopped");
     Ok(())
@@ -69,6 +71,7 @@ fn print_welcome(addr: &str, secret: &[u8]) {
     let send = tokens::mint("local-sender", &["messages:send"], day, secret);
     println!(
         "\nwa-blocklist local stack on http://{addr}  (Ctrl-C stops it)\n\n\
+         Console (admin, 24 h): http://{addr}/console#token={admin}\n\n\
          Tokens (valid 24 h):\n\
          \x20 export READ_TOKEN={read}\n\
          \x20 export WRITE_TOKEN={write}\n\

@@ -1,6 +1,7 @@
 //! Feeds functions from DynamoDB Local's streams, as Lambda's event source
 //! mappings do in AWS ([`Feed`]): `wa-blocked` from the Failures stream,
-//! `change-events` and `platform-block` from the Audit stream. Each with its mapping's filter,
+//! `change-events` and `platform-block` from the Audit stream, `block-import`
+//! from the Imports stream. Each with its mapping's filter,
 //! batches of up to 100 records in Lambda's DynamoDB event shape, and
 //! `batchItemFailures` honoured (the failed record and those after it are
 //! retried, as many times as the template's mapping, then dropped with an
@@ -29,6 +30,8 @@ pub enum Feed {
     /// `PlatformBlockFromAudit`: block changes and suppressed messages to
     /// `platform-block`.
     PlatformBlocks,
+    /// `BlockImportChunks`: new import chunks to `block-import`.
+    ImportChunks,
 }
 
 impl Feed {
@@ -36,7 +39,7 @@ impl Feed {
     const fn max_retries(self) -> u32 {
         match self {
             Feed::DeliveryFailures => 5,
-            Feed::AuditEvents | Feed::PlatformBlocks => 10,
+            Feed::AuditEvents | Feed::PlatformBlocks | Feed::ImportChunks => 10,
         }
     }
 
@@ -45,6 +48,7 @@ impl Feed {
         match self {
             Feed::DeliveryFailures => tables.failures.clone(),
             Feed::AuditEvents | Feed::PlatformBlocks => tables.audit.clone(),
+            Feed::ImportChunks => tables.imports.clone(),
         }
     }
 
@@ -54,6 +58,7 @@ impl Feed {
             Feed::DeliveryFailures => "stream-positions.json",
             Feed::AuditEvents => "audit-stream-positions.json",
             Feed::PlatformBlocks => "platform-stream-positions.json",
+            Feed::ImportChunks => "imports-stream-positions.json",
         }
     }
 
@@ -86,6 +91,16 @@ impl Feed {
                     .is_some_and(|pk| pk.starts_with("F#"));
                 inserted && failure
             }
+            Feed::ImportChunks => {
+                let chunk = record
+                    .dynamodb
+                    .as_ref()
+                    .and_then(|d| d.keys.as_ref())
+                    .and_then(|k| k.get("sk"))
+                    .and_then(|sk| sk.as_s().ok())
+                    .is_some_and(|sk| sk == "CHUNK");
+                inserted && chunk
+            }
         }
     }
 
@@ -94,6 +109,7 @@ impl Feed {
             Feed::DeliveryFailures => "wa-blocked",
             Feed::AuditEvents => "change-events",
             Feed::PlatformBlocks => "platform-block",
+            Feed::ImportChunks => "block-import",
         }
     }
 
@@ -108,6 +124,8 @@ impl Feed {
             Feed::PlatformBlocks => platform_block::handle(&stack.platform_block, event)
                 .await
                 .map_err(|e| e.to_string()),
+            // The same app as the API's: block-import is its worker.
+            Feed::ImportChunks => Ok(block_import::handle(&stack.block_api, event).await),
         }
     }
 }

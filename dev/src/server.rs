@@ -81,7 +81,8 @@ impl Stack {
         ));
         Ok(Stack {
             addr: addr.to_owned(),
-            block_api: block_api::App::new(store.clone(), auth.clone()),
+            block_api: block_api::App::new(store.clone(), auth.clone())
+                .with_console_login(block_api::console::ConsoleLogin::from_env(&env)),
             webhook_ingress: webhook_ingress::App::new(store.clone(), ingress_config)
                 .map_err(|e| e.to_string())?,
             send_proxy: send_proxy::App::new(store.clone(), auth, proxy_config)
@@ -195,6 +196,7 @@ impl Stack {
                 Err(error) => return function_error(&error.to_string()),
             },
             "change-events" => change_events::handle(&self.change_events, event.clone()).await,
+            "block-import" => block_import::handle(&self.block_api, event.clone()).await,
             "platform-block" => {
                 match platform_block::handle(&self.platform_block, event.clone()).await {
                     Ok(value) => value,
@@ -222,7 +224,7 @@ impl Stack {
                 return lambda_error(
                     "ResourceNotFoundException",
                     &format!(
-                        "Function not found: {name} (block-api, webhook-ingress, send-proxy, wa-blocked, block-expiry, change-events, platform-block)"
+                        "Function not found: {name} (block-api, webhook-ingress, send-proxy, wa-blocked, block-expiry, change-events, platform-block, block-import)"
                     ),
                     404,
                 );

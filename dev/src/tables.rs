@@ -48,6 +48,7 @@ pub fn table_names(prefix: Option<&str>) -> Tables {
         audit: name("AuditTable", "Audit"),
         chats: name("ChatsTable", "Chats"),
         failures: name("FailuresTable", "Failures"),
+        imports: name("ImportsTable", "Imports"),
     }
 }
 
@@ -59,6 +60,7 @@ pub async fn create_tables(client: &Client, template: &str, tables: &Tables) -> 
         ("AuditTable", tables.audit.as_str()),
         ("ChatsTable", tables.chats.as_str()),
         ("FailuresTable", tables.failures.as_str()),
+        ("ImportsTable", tables.imports.as_str()),
     ]
     .into_iter()
     .collect();

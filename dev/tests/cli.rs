@@ -47,6 +47,7 @@ impl Local {
                 "AUDIT_TABLE" => Some(format!("{prefix}-Audit")),
                 "CHATS_TABLE" => Some(format!("{prefix}-Chats")),
                 "FAILURES_TABLE" => Some(format!("{prefix}-Failures")),
+                "IMPORTS_TABLE" => Some(format!("{prefix}-Imports")),
                 "LOCAL_JWT_SECRET" => Some(JWT_SECRET.to_owned()),
                 "WHATSAPP_APP_SECRET" => Some(APP_SECRET.to_owned()),
                 _ => None,

@@ -60,6 +60,7 @@ FOREIGN_ENV = (
     "AUDIT_TABLE",
     "CHATS_TABLE",
     "FAILURES_TABLE",
+    "IMPORTS_TABLE",
 )
 
 

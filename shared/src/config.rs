@@ -64,6 +64,7 @@ pub fn tables(env: &Env) -> Tables {
         audit: env.or("AUDIT_TABLE", "Audit"),
         chats: env.or("CHATS_TABLE", "Chats"),
         failures: env.or("FAILURES_TABLE", "Failures"),
+        imports: env.or("IMPORTS_TABLE", "Imports"),
     }
 }
 

@@ -6,6 +6,7 @@ pub mod autoblock;
 pub mod config;
 pub mod http;
 pub mod identity;
+pub mod import;
 pub mod inbound;
 pub mod meta;
 pub mod metrics;

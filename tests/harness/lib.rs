@@ -79,6 +79,7 @@ impl TestStack {
             ("Audit", &self.tables.audit),
             ("Chats", &self.tables.chats),
             ("Failures", &self.tables.failures),
+            ("Imports", &self.tables.imports),
         ] {
             let mut items = Vec::new();
             let mut start = None;

@@ -7,7 +7,9 @@
 
 mod blocks;
 mod consents;
+pub mod console;
 mod export;
+pub mod imports;
 mod records;
 mod rules;
 mod wire;
@@ -28,6 +30,8 @@ pub struct App {
     pub auth: Authenticator,
     /// The clock, replaceable in tests.
     pub now: fn() -> DateTime<Utc>,
+    /// The console's OAuth login, when configured (B90).
+    pub console_login: Option<console::ConsoleLogin>,
 }
 
 impl App {
@@ -36,6 +40,15 @@ impl App {
             store,
             auth,
             now: Utc::now,
+            console_login: None,
+        }
+    }
+
+    /// The same app, whose console logs in with `login`.
+    pub fn with_console_login(self, login: Option<console::ConsoleLogin>) -> Self {
+        App {
+            console_login: login,
+            ..self
         }
     }
 }
@@ -76,6 +89,13 @@ async fn dispatch(
     path: &[String],
 ) -> Result<Response<Body>, ApiError> {
     let parts: Vec<&str> = path.iter().map(String::as_str).collect();
+    if parts.first() == Some(&"console") && parts.len() <= 2 {
+        if method != "GET" {
+            return Err(ApiError::method_not_allowed(method, "GET"));
+        }
+        return console::answer(&parts, app.console_login.as_ref())
+            .ok_or_else(|| ApiError::not_found("not_found", "no such route"));
+    }
     let Some(("v1", rest)) = parts.split_first().map(|(a, b)| (*a, b)) else {
         return Err(ApiError::not_found("not_found", "no such route"));
     };
@@ -116,6 +136,11 @@ async fn dispatch(
         (["consents", subject], "PUT") => {
             consents::put(app, &caller(app, request)?, request, subject).await
         }
+        (["imports"], "POST") => imports::create(app, &caller(app, request)?, request).await,
+        (["imports", id], "GET") => imports::get(app, &caller(app, request)?, request, id).await,
+        (["imports", id, "results"], "GET") => {
+            imports::results(app, &caller(app, request)?, request, id).await
+        }
         (["rules"], "GET") => rules::list(app, &caller(app, request)?, request).await,
         (["rules", id], "PUT") => rules::put(app, &caller(app, request)?, request, id).await,
         (["rules", id], "GET") => rules::get(app, &caller(app, request)?, request, id).await,
@@ -140,7 +165,8 @@ fn allowed_methods(route: &[&str]) -> Option<&'static str> {
         ["blocks" | "audit" | "stats" | "chats" | "rules"]
         | ["numbers", _, "history"]
         | ["chats", _, _] => "GET",
-        ["blocks:batch"] | ["blocks", _, "review"] => "POST",
+        ["blocks:batch"] | ["blocks", _, "review"] | ["imports"] => "POST",
+        ["imports", _] | ["imports", _, "results"] => "GET",
         ["blocks", _] | ["rules", _] => "GET, PUT, DELETE",
         ["contacts", _] | ["settings", _] | ["consents", _] => "GET, PUT",
         _ => return None,

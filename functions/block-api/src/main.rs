@@ -12,7 +12,8 @@ async fn main() -> Result<(), Error> {
     let app = App::new(
         blocklist::store::Store::new(config::dynamodb_client().await, config::tables(&env)),
         config::authenticator(&env),
-    );
+    )
+    .with_console_login(block_api::console::ConsoleLogin::from_env(&env));
     let app = &app;
     run(service_fn(move |request| async move {
         Ok::<_, std::convert::Infallible>(block_api::handle(app, request).await)

@@ -110,7 +110,7 @@ impl Authenticator {
             .map(str::to_owned);
         Ok(Caller {
             subject,
-            scopes,
+            scopes: scopes.iter().map(|s| canonical_scope(s)).collect(),
             on_behalf_of,
         })
     }
@@ -214,6 +214,19 @@ fn from_authorizer(request: &Request) -> Result<(String, Vec<String>), ApiError>
         }
     }
     Ok((subject, scopes))
+}
+
+/// A scope as the API names it. Amazon Cognito names a resource server's
+/// scope `<identifier>/<name>` and cannot use `:` between them, so a token
+/// from the console's Cognito login carries `blocklist/read`: that is
+/// `blocklist:read`.
+fn canonical_scope(scope: &str) -> String {
+    match scope.split_once('/') {
+        Some((server @ ("blocklist" | "messages"), name)) if !name.contains([':', '/']) => {
+            format!("{server}:{name}")
+        }
+        _ => scope.to_owned(),
+    }
 }
 
 fn split_scopes(value: &str) -> Vec<String> {

@@ -50,6 +50,23 @@ pub fn webhook_body_bytes(request: &Request) -> Result<&[u8], ApiError> {
     Ok(bytes)
 }
 
+/// The body of a CSV import (B91), at most
+/// [`crate::import::MAX_FILE_BYTES`].
+pub fn import_body_bytes(request: &Request) -> Result<&[u8], ApiError> {
+    let bytes = body_of(request);
+    if bytes.len() > crate::import::MAX_FILE_BYTES {
+        return Err(ApiError::new(
+            413,
+            "payload_too_large",
+            format!(
+                "the file is larger than 5 MiB; split it into files of at most 5 MiB and {} rows",
+                crate::import::MAX_ROWS
+            ),
+        ));
+    }
+    Ok(bytes)
+}
+
 fn body_of(request: &Request) -> &[u8] {
     match request.body() {
         Body::Empty => &[],

@@ -76,15 +76,22 @@ impl Store {
             pending = out.unprocessed_keys.filter(|k| !k.is_empty());
             if pending.is_some() {
                 // Throttled keys come back unprocessed: back off and retry.
-                attempt += 1;
-                if attempt > 8 {
-                    return Err(StoreError::Unavailable("batch read throttled".into()));
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(10 << attempt.min(6))).await;
+                back_off(&mut attempt, "batch read throttled").await?;
             }
         }
         Ok(found)
     }
+}
+
+/// The pause before retrying what a batch call left unprocessed (it was
+/// throttled): growing, a bounded number of times, then `Unavailable`.
+pub(super) async fn back_off(attempt: &mut u32, what: &str) -> Result<(), StoreError> {
+    *attempt += 1;
+    if *attempt > 8 {
+        return Err(StoreError::Unavailable(what.to_owned()));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(10 << (*attempt).min(6))).await;
+    Ok(())
 }
 
 impl Store {

@@ -159,6 +159,7 @@ mod consent;
 mod contact;
 mod cursor;
 mod failure;
+mod import;
 mod keys;
 mod platform;
 mod rule;
@@ -179,6 +180,7 @@ pub use block::{Backfill, BackfillPosition, BlockQuery, ExpiredBlock};
 pub use chat::ChatQuery;
 pub use cursor::{Cursor, CursorError, POSITION, filters_fingerprint};
 pub use failure::FailureItem;
+pub use import::{Import, ImportChunk, KEEP_DAYS as IMPORT_KEEP_DAYS, chunk_of_key};
 pub use keys::{SHARDS, subject_pk as subject_partition};
 pub use rule::{RULE_COPIES, RuleChange, StoredRules};
 pub use settings::{SETTINGS_CACHE_FOR, SettingsCache, StoredSettings};
@@ -192,6 +194,8 @@ pub struct Tables {
     /// Delivery failures (B25) alone: its stream is what `wa-blocked`
     /// reads, so nothing else written at a flood's rate passes through it.
     pub failures: String,
+    /// CSV imports (B91): its stream carries new chunks to `block-import`.
+    pub imports: String,
 }
 
 /// Errors of the store. Callers map them to HTTP in one place.

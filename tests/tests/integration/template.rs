@@ -13,8 +13,9 @@ use serde_yaml::{Mapping, Value};
 mod calls;
 
 /// The functions, by the binary each is built from.
-const BINARIES: [&str; 7] = [
+const BINARIES: [&str; 8] = [
     "block-api",
+    "block-import",
     "webhook-ingress",
     "send-proxy",
     "wa-blocked",
@@ -425,6 +426,12 @@ const UNUSED_GRANTS: &[(&str, &str, &str, &str)] = &[
         "a change too large for one transaction (a person blocked on about 100 business numbers) writes its rest under a ConditionCheck on the version it committed; block-api's recorded paths make one",
     ),
     (
+        "block-import",
+        "BlocklistTable.Arn",
+        "dynamodb:conditioncheckitem",
+        "a change too large for one transaction (a person blocked on about 100 business numbers) writes its rest under a ConditionCheck on the version it committed; block-api's recorded paths make one",
+    ),
+    (
         "block-expiry",
         "BlocklistTable.Arn",
         "dynamodb:conditioncheckitem",
@@ -494,6 +501,25 @@ const EVENT_SOURCE_GRANTS: &[(&str, &str, &[&str])] = &[
     (
         "platform-block",
         "PlatformBlockDeadLetterQueue.Arn",
+        &["sqs:sendmessage"],
+    ),
+    (
+        "block-import",
+        "ImportsTable.StreamArn",
+        &[
+            "dynamodb:describestream",
+            "dynamodb:getrecords",
+            "dynamodb:getsharditerator",
+        ],
+    ),
+    (
+        "block-import",
+        "ImportsTable.Arn/stream/*",
+        &["dynamodb:liststreams"],
+    ),
+    (
+        "block-import",
+        "BlockImportDeadLetterQueue.Arn",
         &["sqs:sendmessage"],
     ),
 ];
@@ -674,10 +700,11 @@ fn check_tables_have_pitr_deletion_protection_retain_and_encryption(t: &Value) {
             "AuditTable",
             "BlocklistTable",
             "ChatsTable",
-            "FailuresTable"
+            "FailuresTable",
+            "ImportsTable"
         ]
         .into(),
-        "the four tables"
+        "the five tables"
     );
     let yes = Value::Bool(true);
     for (id, table) in &tables {
@@ -701,6 +728,7 @@ fn check_tables_have_pitr_deletion_protection_retain_and_encryption(t: &Value) {
     for (id, what) in [
         ("BlocklistTable", "claims and records of sends"),
         ("FailuresTable", "failures"),
+        ("ImportsTable", "imports and their results"),
     ] {
         let p = &tables[id]["Properties"];
         assert_eq!(
@@ -947,10 +975,17 @@ fn check_wa_blocked_stream_reports_batch_item_failures_with_dlq(t: &Value) {
         "AuditTable",
         serde_json::json!({"eventName": ["INSERT"], "dynamodb": {"NewImage": {"action": {"S": actions}}}}),
     );
+    // B91: new import chunks, nothing else.
+    check_stream_reader(
+        t,
+        "block-import",
+        "ImportsTable",
+        serde_json::json!({"eventName": ["INSERT"], "dynamodb": {"Keys": {"sk": {"S": ["CHUNK"]}}}}),
+    );
     // No other table has one: a stream no function reads is a second copy
     // of every write a flood makes, for nobody.
     for (table, resource) in of_type(t, "AWS::DynamoDB::Table") {
-        if table != "FailuresTable" && table != "AuditTable" {
+        if !["FailuresTable", "AuditTable", "ImportsTable"].contains(&table.as_str()) {
             assert!(
                 resource["Properties"]["StreamSpecification"].is_null(),
                 "{table} has a stream that nothing reads"

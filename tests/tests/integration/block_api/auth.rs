@@ -396,3 +396,30 @@ async fn b51_api_gateway_mode_enforces_scopes_from_the_authorizer_claims() {
     assert_eq!(response.status, 201, "{:?}", response.body);
     assert_eq!(response.body["actor"], "crm-2");
 }
+
+/// B90: the console's Cognito login yields resource-server scopes named
+/// `blocklist/write`; they are the API's `blocklist:write`, and a look-alike
+/// of another resource server is not.
+#[tokio::test]
+async fn b90_cognito_resource_server_scopes_are_the_api_scopes() {
+    let api = Api::new().await;
+    let gateway = block_api::App::new(api.stack.store.clone(), Authenticator::api_gateway());
+    let put = |number: &str, scope: &str| {
+        let mut request =
+            ApiRequest::new("PUT", &format!("/v1/blocks/{number}")).json(json!({"reason": "spam"}));
+        request.jwt_claims = Some(json!({"sub": "operator-1", "scope": scope}));
+        request
+    };
+    for scope in [
+        "other/blocklist:write",
+        "blocklist/write/extra",
+        "crm/write",
+    ] {
+        let response = call_block_api(&gateway, put(NUMBER, scope)).await;
+        assert_error(&response, 403, "forbidden");
+    }
+    assert_nothing_written(&api, &[NUMBER]).await;
+    let response = call_block_api(&gateway, put(NUMBER, "openid blocklist/write")).await;
+    assert_eq!(response.status, 201, "{:?}", response.body);
+    assert_eq!(response.body["actor"], "operator-1");
+}

@@ -9,7 +9,7 @@ use super::Api;
 
 /// The CSV answer of `uri`: its rows (header first) and the
 /// `X-Next-Cursor` header.
-async fn csv_of(api: &Api, uri: &str) -> (Vec<Vec<String>>, Option<String>) {
+pub(super) async fn csv_of(api: &Api, uri: &str) -> (Vec<Vec<String>>, Option<String>) {
     let request = ApiRequest::new("GET", uri)
         .bearer(&api.token)
         .header("accept", "text/csv");

@@ -5,6 +5,7 @@ mod bad_input;
 mod blocking;
 mod concurrency;
 mod export;
+pub(crate) mod imports;
 mod integrity;
 mod listing;
 mod records;

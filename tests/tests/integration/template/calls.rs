@@ -60,16 +60,28 @@ pub fn recorded() -> &'static BTreeMap<String, Needs> {
 }
 
 async fn record_all() -> BTreeMap<String, Needs> {
-    let (block_api, webhook_ingress, send_proxy, wa_blocked, block_expiry, platform_block) = tokio::join!(
-        record_block_api(),
-        record_webhook_ingress(),
-        record_send_proxy(),
-        record_wa_blocked(),
-        record_block_expiry(),
-        record_platform_block(),
+    // Boxed: the recorded paths' futures are large, and joined they would
+    // not fit the runtime thread's stack.
+    let (
+        block_api,
+        block_import,
+        webhook_ingress,
+        send_proxy,
+        wa_blocked,
+        block_expiry,
+        platform_block,
+    ) = tokio::join!(
+        Box::pin(record_block_api()),
+        Box::pin(record_block_import()),
+        Box::pin(record_webhook_ingress()),
+        Box::pin(record_send_proxy()),
+        Box::pin(record_wa_blocked()),
+        Box::pin(record_block_expiry()),
+        Box::pin(record_platform_block()),
     );
     [
         ("block-api", block_api),
+        ("block-import", block_import),
         ("webhook-ingress", webhook_ingress),
         ("send-proxy", send_proxy),
         ("wa-blocked", wa_blocked),
@@ -391,6 +403,67 @@ async fn record_block_api() -> Vec<TableAccess> {
     )
     .await;
     expect("contact change of a widely blocked number", &wide, 201);
+    // B91: an upload, its progress and its results.
+    let api = Api {
+        stack: stack.clone(),
+        app: block_api::App::new(
+            stack.store_via(&relay),
+            Authenticator::local_hs256(JWT_SECRET),
+        ),
+        token: bearer.clone(),
+    };
+    let created = crate::block_api::imports::upload(
+        &api,
+        &format!("number,reason\n{NUMBER},spam\n{OTHER},spam\n"),
+    )
+    .await;
+    expect("upload an import", &created, 202);
+    let id = created.body["id"].as_str().unwrap_or_default();
+    let progress = call("GET", &format!("/v1/imports/{id}"), None).await;
+    expect("import progress", &progress, 200);
+    let results = call("GET", &format!("/v1/imports/{id}/results"), None).await;
+    expect("import results", &results, 200);
+    relay.accesses()
+}
+
+/// block-import: a chunk whose rows block (one replacing an expired
+/// temporary block), find a block, and fail; then the same chunk handed
+/// over again.
+async fn record_block_import() -> Vec<TableAccess> {
+    let stack = TestStack::new().await;
+    let crm = crm().await;
+    setup_link(&stack, &crm).await;
+    stack.chat_with(LINE_B, NUMBER).await;
+    setup_block(&stack, OTHER, "all").await;
+    let api = Api::on(&stack);
+    let expires = (Utc::now() + chrono::Duration::milliseconds(1500))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let temporary = api
+        .block(
+            "+16505550100",
+            json!({"reason": "setup", "expires_at": expires}),
+        )
+        .await;
+    expect("setup temporary block", &temporary, 201);
+    tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
+    let created = crate::block_api::imports::upload(
+        &api,
+        &format!(
+            "number,reason,scope,name,groups\n{NUMBER},spam,{LINE_B},Sheena Nelson,vip\n{OTHER},spam,all,,\n+16505550100,again,all,,\n+1,spam,all,,\n"
+        ),
+    )
+    .await;
+    expect("setup import", &created, 202);
+    let records = crate::block_api::imports::chunk_records(&api).await;
+    let relay = DynamoRelay::start(&endpoint());
+    let app = block_api::App::new(
+        stack.store_via(&relay),
+        Authenticator::local_hs256(JWT_SECRET),
+    );
+    for _ in 0..2 {
+        let answer = block_import::handle(&app, json!({ "Records": records.clone() })).await;
+        assert_eq!(answer, json!({"batchItemFailures": []}));
+    }
     relay.accesses()
 }
 
