@@ -2,18 +2,20 @@
 //!
 //! # Key design
 //!
-//! Four tables, as declared in `template.yaml` (tests create their tables
+//! Five tables, as declared in `template.yaml` (tests create their tables
 //! from that file, so code and template cannot drift). Every table has a
 //! string partition key `pk` and a string sort key `sk`; all but Failures
-//! have one global secondary index `gsi1` (`gsi1pk`, `gsi1sk`). Blocklist
+//! and Imports have one global secondary index `gsi1` (`gsi1pk`, `gsi1sk`). Blocklist
 //! and Audit project all attributes into it; Chats projects keys only.
 //! Blocklist has a second, sparse, keys-only index `gsi2` (`gsi2pk`,
 //! `gsi2sk`): temporary blocks by their end, for the expiry sweep (B13),
 //! and a third, sparse, `gsi3` (`gsi3pk`, `gsi3sk`, all attributes):
 //! blocks by when they come due for review (B16).
-//! Failures is the only table with a stream (read by `wa-blocked`): a
-//! stream copies every write, and Blocklist takes a flood's claims,
-//! counters and index items, which nothing needs to read twice.
+//! Failures (read by `wa-blocked`), Audit (`change-events`,
+//! `platform-block`) and Imports (`block-import`, see `import.rs`) have
+//! streams; Blocklist has none: a stream copies every write, and Blocklist
+//! takes a flood's claims, counters and index items, which nothing needs
+//! to read twice.
 //!
 //! A subject (B60) is a number or a BSUID; `<subject pk>` below is
 //! `N#<number>` or `U#<bsuid>`, and both kinds have the same items. `<nn>`
@@ -38,6 +40,8 @@
 //! | Blocklist | idempotency claim   | `W#<update key>`   | `W`                     |                     |                                 |
 //! | Failures  | delivery failure    | `F#<subject>`      | `<at>#<status id>`      |                     |                                 |
 //! | Blocklist | sent message        | `O#<message id>`   | `SENT`                  |                     |                                 |
+//! | Imports   | CSV import (B91)    | `IMPORT#<id>`      | `JOB`                   |                     |                                 |
+//! | Imports   | chunk of ≤ 500 rows | `IMPORT#<id>#<index>` | `CHUNK`              |                     |                                 |
 //! | Audit     | event of a subject  | `<subject pk>`     | `<event_id>` (ULID)     | `D#<yyyy-mm-dd>#<t\|c>#<nn>` | `<event_id>`            |
 //! | Audit     | rule event (B84)    | `R#<rule id>`      | `<event_id>`            | `D#<yyyy-mm-dd>#c#<nn>` | `<event_id>`                  |
 //! | Audit     | settings event      | `S#<settings id>`  | `<event_id>`            | `D#<yyyy-mm-dd>#c#<nn>` | `<event_id>`                  |
@@ -86,6 +90,8 @@
 //! | `CHATS#<nn>` (Chats gsi1)         | a new chat or a status change only      | ≤ 63 WCU           | ≤ 63 WCU        |
 //! | `RULES#<00–31>` (read)            | every delivery and send reads one of 32 copies of the rule set (see `rule.rs`) | 63 reads/s × 1–24 RCU (with sends) | — |
 //! | `SETTINGS#<id>`                   | read by sends, cached 5 s per function (S4) | ≤ warm functions / 5 s | —       |
+//! | `IMPORT#<id>#<index>` (Imports)   | a chunk: its upload (≤ 130 KB), its results | —                  | once each, own key |
+//! | `IMPORT#<id>` (Imports)           | the import's counts, one update per chunk | —                  | ≤ 10 chunks in flight: ~20 WCU |
 //!
 //! Every figure stays under a quarter of the per-key limit, but for the
 //! rule set's reads with 1,000 rules of the longest ids (half of it). A message on an
