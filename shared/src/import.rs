@@ -9,17 +9,19 @@ use serde::{Deserialize, Serialize};
 pub const MAX_ROWS: usize = 100_000;
 
 /// At most this many bytes per file. A Lambda request holds 6 MB, and the
-/// file arrives JSON-escaped inside API Gateway's event: a quoted cell
-/// grows by its quotes' escapes. 5 MiB holds 100,000 typical rows.
-pub const MAX_FILE_BYTES: usize = 5 * 1024 * 1024;
+/// file arrives JSON-escaped inside API Gateway's event (each line break
+/// and quote takes two bytes there): 4 MiB leaves that room, and holds
+/// 100,000 rows of a number and a short reason.
+pub const MAX_FILE_BYTES: usize = 4 * 1024 * 1024;
 
 /// Rows per chunk: one chunk is one worker step, its rows blocked 16 at a
 /// time in a few seconds, and one progress update.
 pub const CHUNK_ROWS: usize = 500;
 
 /// A chunk's rows stay under this many bytes, so that the chunk with its
-/// results (status and a short message per row) stays well inside
-/// DynamoDB's 400 KB item.
+/// results (at most 500 of a status and the API's message, under 400
+/// bytes each: 200 KB) stays inside DynamoDB's 400 KB item. One row is at
+/// most about 30 KB (the cell limits, escaped).
 pub const CHUNK_BYTES: usize = 128 * 1024;
 
 /// The columns of an import file, in the order SPEC B91 lists them.
@@ -42,6 +44,19 @@ pub enum FileError {
     TooManyRows,
     #[error("the file is not valid CSV at line {line}: {problem}")]
     Malformed { line: u64, problem: String },
+    #[error(
+        "a quote opened on line {line} is not closed, so the rest of the file reads as one cell; close it, or double a quote inside a quoted cell (\"\")"
+    )]
+    UnclosedQuote { line: u64 },
+    #[error(
+        "line {line}: the {column} cell is {chars} characters long (at most {max}); a quote opened there may not be closed"
+    )]
+    CellTooLong {
+        line: u64,
+        column: &'static str,
+        chars: usize,
+        max: usize,
+    },
 }
 
 /// One row of the file, as written: the worker validates it with the same
@@ -109,20 +124,63 @@ pub fn read_file(bytes: &[u8]) -> Result<Vec<ImportRow>, FileError> {
     };
     let columns = header_columns(&header.0)?;
     let mut rows = Vec::new();
+    let mut last_line = 1;
     for record in records {
         let (cells, line) = text_record(record?, &mut lines)?;
+        last_line = line;
         if cells.iter().all(|c| c.trim().is_empty()) {
             continue;
         }
         if rows.len() == MAX_ROWS {
             return Err(FileError::TooManyRows);
         }
+        check_cells(&columns, &cells, line)?;
         rows.push(row_of(&columns, cells, rows.len() as u32 + 1, line));
+    }
+    // A reader of CSV never fails: a quote left open takes the rest of the
+    // file into one cell. Quotes come in pairs in valid CSV (a quoted
+    // cell's own and its doubled ones), so an odd count is one left open;
+    // it opened in the last record read.
+    if bytes.iter().filter(|b| **b == b'"').count() % 2 == 1 {
+        return Err(FileError::UnclosedQuote {
+            line: u64::from(last_line),
+        });
     }
     if rows.is_empty() {
         return Err(FileError::NoRows);
     }
     Ok(rows)
+}
+
+/// The longest cell of each column ([`COLUMNS`] order) a row may have:
+/// twice what the API takes (a longer one is not a typo but a quote left
+/// open that swallowed the lines below it), and no line break where a
+/// value never has one.
+const CELL_LIMITS: [(usize, bool); 7] = [
+    (256, false),   // number: a number or a BSUID
+    (1_000, true),  // reason: 500 characters
+    (128, false),   // scope
+    (400, true),    // name: 200
+    (508, false),   // email: 254
+    (200, false),   // category: 100
+    (10_400, true), // groups: 50 of 100 and their separators
+];
+
+fn check_cells(columns: &[usize], cells: &[String], line: u32) -> Result<(), FileError> {
+    for (column, at) in columns.iter().enumerate() {
+        let Some(cell) = cells.get(*at) else { continue };
+        let (max, breaks) = CELL_LIMITS[column];
+        let chars = cell.chars().count();
+        if chars > max || (!breaks && cell.contains(['\n', '\r'])) {
+            return Err(FileError::CellTooLong {
+                line: u64::from(line),
+                column: COLUMNS[column],
+                chars,
+                max,
+            });
+        }
+    }
+    Ok(())
 }
 
 impl From<csv::Error> for FileError {
@@ -161,9 +219,12 @@ impl<'a> LineCounter<'a> {
         while matches!(self.bytes.get(start), Some(b'\r' | b'\n')) {
             start += 1;
         }
-        self.newlines += self.bytes[self.scanned..start]
+        let scanned = &self.bytes[self.scanned..start];
+        // A line ends with LF, CRLF, or (old Mac files) CR alone.
+        self.newlines += scanned
             .iter()
-            .filter(|b| **b == b'\n')
+            .enumerate()
+            .filter(|(i, b)| **b == b'\n' || (**b == b'\r' && scanned.get(i + 1) != Some(&b'\n')))
             .count() as u64;
         self.scanned = start;
         self.newlines + 1
@@ -259,16 +320,9 @@ pub fn chunks(rows: Vec<ImportRow>) -> Vec<Vec<ImportRow>> {
     out
 }
 
+/// A row as the chunk item stores it (JSON, escapes included).
 fn row_size(row: &ImportRow) -> usize {
-    // Field names and JSON punctuation: about 100 bytes a row.
-    100 + row.number.len()
-        + row.reason.len()
-        + row.scope.len()
-        + row.name.len()
-        + row.email.len()
-        + row.category.len()
-        + row.groups.len()
-        + row.problem.as_ref().map_or(0, String::len)
+    serde_json::to_string(row).map_or(4 * 1024, |json| json.len())
 }
 
 /// What became of one row.
@@ -361,12 +415,22 @@ pub enum ImportStatus {
     Running,
     /// Every chunk is worked through (rows may have failed).
     Done,
+    /// No chunk done for [`STALLED_AFTER`] while some are left: they are
+    /// being retried or were parked (their rows show `pending`).
+    Stalled,
 }
 
+/// How long an import may make no progress before it is `stalled`: longer
+/// than a chunk's retries take while the store is briefly unavailable.
+pub const STALLED_AFTER: chrono::Duration = chrono::Duration::minutes(30);
+
 impl ImportStatus {
-    pub fn of(chunks: u32, chunks_done: u32) -> ImportStatus {
+    /// From the chunks done and the last progress (`since_progress` ago).
+    pub fn of(chunks: u32, chunks_done: u32, since_progress: chrono::Duration) -> ImportStatus {
         if chunks_done >= chunks {
             ImportStatus::Done
+        } else if since_progress > STALLED_AFTER {
+            ImportStatus::Stalled
         } else if chunks_done == 0 {
             ImportStatus::Queued
         } else {
@@ -493,8 +557,54 @@ mod tests {
 
     #[test]
     fn status_follows_the_chunks_done() {
-        assert_eq!(ImportStatus::of(3, 0), ImportStatus::Queued);
-        assert_eq!(ImportStatus::of(3, 1), ImportStatus::Running);
-        assert_eq!(ImportStatus::of(3, 3), ImportStatus::Done);
+        let now = chrono::Duration::zero();
+        let hour = chrono::Duration::hours(1);
+        assert_eq!(ImportStatus::of(3, 0, now), ImportStatus::Queued);
+        assert_eq!(ImportStatus::of(3, 1, now), ImportStatus::Running);
+        assert_eq!(ImportStatus::of(3, 3, now), ImportStatus::Done);
+        assert_eq!(ImportStatus::of(3, 1, hour), ImportStatus::Stalled);
+        assert_eq!(ImportStatus::of(3, 3, hour), ImportStatus::Done);
+    }
+
+    #[test]
+    fn an_unclosed_quote_refuses_the_file_instead_of_swallowing_rows() {
+        let file = format!(
+            "{HEADER}+16505550001,\"spam,all,,,,\n+16505550002,spam,all,,,,\n+16505550003,spam,,,,,\n"
+        );
+        assert_eq!(
+            read_file(file.as_bytes()),
+            Err(FileError::UnclosedQuote { line: 2 })
+        );
+        // Closed again further down: the lines between would be one cell.
+        let file = format!("{HEADER}\"+16505550001,spam\n+16505550002\",spam,,,,,\n");
+        match read_file(file.as_bytes()) {
+            Err(FileError::CellTooLong {
+                line: 2,
+                column: "number",
+                ..
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+        let long = format!("{HEADER}+16505550001,\"{}\",,,,,\n", "x".repeat(1_001));
+        match read_file(long.as_bytes()) {
+            Err(FileError::CellTooLong {
+                column: "reason",
+                max: 1_000,
+                ..
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+        // A doubled quote inside a quoted cell is a quote.
+        let quoted = format!("{HEADER}+16505550001,\"said \"\"stop\"\"\",,,,,\n");
+        assert_eq!(
+            read_file(quoted.as_bytes()).unwrap()[0].reason,
+            "said \"stop\""
+        );
+    }
+
+    #[test]
+    fn old_mac_line_ends_count_as_lines() {
+        let rows = read_file(b"number,reason\r+16505550001,a\r+16505550002,b\r").unwrap();
+        assert_eq!((rows[1].row, rows[1].line), (2, 3));
     }
 }

@@ -9,7 +9,7 @@ const VERIFIER_KEY = 'wa-blocklist.pkce';
 const DRAFTS_KEY = 'wa-blocklist.drafts';
 const PAGE_SIZE = 25;
 const BATCH_SIZE = 1000; // POST /v1/blocks:batch takes at most 1,000 numbers.
-const MAX_IMPORT_BYTES = 5 * 1024 * 1024; // POST /v1/imports takes at most 5 MiB.
+const MAX_IMPORT_BYTES = 4 * 1024 * 1024; // POST /v1/imports takes at most 4 MiB.
 
 const $ = (selector, root = document) => root.querySelector(selector);
 const $$ = (selector, root = document) => Array.from(root.querySelectorAll(selector));
@@ -237,10 +237,12 @@ async function startOAuth() {
   sessionStorage.setItem(VERIFIER_KEY, JSON.stringify({ verifier, state }));
   const challenge = base64url(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(verifier)));
   const o = config.oauth;
-  location.assign(`${o.authorize_url}${query({
+  // An authorize URL may carry a query of its own (`?p=policy`).
+  const join = (url, q) => (url.includes('?') ? `${url}&${q.slice(1)}` : `${url}${q}`);
+  location.assign(join(o.authorize_url, query({
     response_type: 'code', client_id: o.client_id, redirect_uri: redirectUri(), scope: o.scopes,
     state, code_challenge: challenge, code_challenge_method: 'S256',
-  })}`);
+  })));
 }
 
 async function finishOAuth(params) {
@@ -521,26 +523,47 @@ onSubmit('import', async (form) => {
   if (!file) throw new Error('Choose a CSV file.');
   // The API's limit (413 above it), said before a long upload.
   if (file.size > MAX_IMPORT_BYTES) {
-    throw new Error(`${file.name} is ${(file.size / 1048576).toFixed(1)} MB; a file may have at most 5 MB and 100,000 rows. Split it and import each part.`);
+    throw new Error(`${file.name} is ${(file.size / 1048576).toFixed(1)} MB; a file may have at most 4 MB and 100,000 rows. Split it and import each part.`);
   }
   const progress = $('#bulk-progress');
   $('#import-results').hidden = true;
   progress.textContent = `Uploading ${file.name}…`;
   let job = await api('POST', '/v1/imports', { body: file, contentType: 'text/csv' });
-  while (job.status !== 'done') {
+  while (job.status === 'queued' || job.status === 'running') {
     progress.textContent = `Importing ${file.name}: ${job.rows_done} of ${job.rows} rows…`;
     await new Promise((r) => setTimeout(r, 1000));
     job = await api('GET', `/v1/imports/${enc(job.id)}`);
   }
   const counts = Object.entries(job.counts).filter(([, n]) => n > 0).map(([k, n]) => `${n} ${k.replace(/_/g, ' ')}`).join(', ');
-  progress.textContent = `Imported ${file.name}: ${job.rows} rows. ${counts}.`;
-  const results = await api('GET', `/v1/imports/${enc(job.id)}/results`, { accept: 'text/csv' });
+  progress.textContent = job.status === 'done'
+    ? `Imported ${file.name}: ${job.rows} rows. ${counts}.`
+    : `The import of ${file.name} has stopped at ${job.rows_done} of ${job.rows} rows (${counts || 'none done'}); the rows not done are listed as pending in the results. Import them again.`;
   const link = $('#import-results');
-  link.href = URL.createObjectURL(new Blob([results.text], { type: 'text/csv' }));
+  link.href = URL.createObjectURL(new Blob([await csvOfEveryPage(`/v1/imports/${enc(job.id)}/results`)], { type: 'text/csv' }));
   link.hidden = false;
-  const failed = await api('GET', `/v1/imports/${enc(job.id)}/results${query({ status: 'failed' })}`);
-  showRowResults(failed.items.map((r) => ({ row: r.row, number: r.number, status: r.status, error: r.error })));
+  // The rows not blocked, the first 1,000 of them on the page (all in the file).
+  const failed = [];
+  let cursor;
+  do {
+    const page = await api('GET', `/v1/imports/${enc(job.id)}/results${query({ status: 'failed', limit: 200, cursor })}`);
+    failed.push(...page.items);
+    cursor = page.next_cursor;
+  } while (cursor && failed.length < 1000);
+  showRowResults(failed.map((r) => ({ row: r.row, number: r.number, status: r.status, error: r.error })));
 });
+
+// Every page of a CSV export, one header row: an export stops at 5 MB (a
+// Lambda answer's size) and names where the rest starts.
+async function csvOfEveryPage(path, params = {}) {
+  let cursor;
+  let text = '';
+  do {
+    const part = await api('GET', `${path}${query({ ...params, cursor })}`, { accept: 'text/csv' });
+    text += cursor ? part.text.slice(part.text.indexOf('\n') + 1) : part.text;
+    cursor = part.next;
+  } while (cursor);
+  return text;
+}
 
 // Review queue (B16).
 const review = { next: null };
@@ -787,14 +810,7 @@ onSubmit('chart-range', loadChart);
 
 $('#export-blocks').addEventListener('click', async () => {
   try {
-    let cursor;
-    let text = '';
-    do {
-      const part = await api('GET', `/v1/blocks${query({ ...blockFilters(), cursor })}`, { accept: 'text/csv' });
-      // Each part starts with the header row; keep the first one only.
-      text += cursor ? part.text.slice(part.text.indexOf('\n') + 1) : part.text;
-      cursor = part.next;
-    } while (cursor);
+    const text = await csvOfEveryPage('/v1/blocks', blockFilters());
     const link = document.createElement('a');
     link.href = URL.createObjectURL(new Blob([text], { type: 'text/csv' }));
     link.download = 'blocked-contacts.csv';
@@ -847,6 +863,12 @@ $('#login-oauth-go').addEventListener('click', () => startOAuth().catch((e) => {
 $('#logout').addEventListener('click', () => {
   sessionStorage.removeItem(TOKEN_KEY);
   showWho();
+  // The provider's session ends too, so that the next login asks again.
+  const logout = config.oauth && config.oauth.logout_url;
+  if (logout) {
+    location.assign(`${logout}${query({ client_id: config.oauth.client_id, logout_uri: redirectUri() })}`);
+    return;
+  }
   askLogin('You are logged out.');
 });
 
@@ -855,6 +877,12 @@ $('#logout').addEventListener('click', () => {
 function takeTokenFromLink() {
   const fragment = location.hash.match(/token=([^&]+)/);
   if (!fragment) return false;
+  // With an OAuth login, tokens come from it (or are pasted), never from a
+  // link someone else may have made.
+  if (config.oauth) {
+    history.replaceState(null, '', location.pathname);
+    return false;
+  }
   sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(fragment[1]));
   history.replaceState(null, '', location.pathname);
   return true;
@@ -875,16 +903,18 @@ async function start() {
   } catch (_) { /* no OAuth configuration: token login only */ }
   takeTokenFromLink();
   const params = new URLSearchParams(location.search);
+  let refused = null;
   if (config.oauth && (params.get('code') || params.get('error'))) {
     try {
       await finishOAuth(params);
     } catch (error) {
-      notify(error.message);
+      refused = error.message;
     }
   }
   const view = restoreDrafts();
   showWho();
   show(view);
+  if (refused) notify(refused);
 }
 
 start();

@@ -21,11 +21,15 @@ pub struct ConsoleLogin {
     pub client_id: String,
     /// Space separated, as the authorization request sends them.
     pub scopes: String,
+    /// The provider's logout endpoint, which Log out opens; `None`: Log
+    /// out forgets the token only.
+    pub logout_url: Option<String>,
 }
 
 /// The scopes asked for when `CONSOLE_OAUTH_SCOPES` is not set: what an
-/// operator needs, as Amazon Cognito names a resource server's scopes.
-pub const DEFAULT_SCOPES: &str = "blocklist/read blocklist/write blocklist/admin";
+/// operator needs to block and unblock (settings and rules need
+/// `blocklist/admin` as well), as Amazon Cognito names them.
+pub const DEFAULT_SCOPES: &str = "openid blocklist/read blocklist/write";
 
 impl ConsoleLogin {
     /// `None` unless the authorize URL, token URL and client id are all set.
@@ -39,6 +43,7 @@ impl ConsoleLogin {
             token_url,
             client_id,
             scopes,
+            logout_url: env.optional("CONSOLE_OAUTH_LOGOUT_URL"),
         })
     }
 }
@@ -62,6 +67,9 @@ pub fn answer(path: &[&str], login: Option<&ConsoleLogin>) -> Option<Response<Bo
             .header("content-security-policy", content_security_policy(login))
             .header("x-content-type-options", "nosniff")
             .header("referrer-policy", "no-referrer")
+            // No other window keeps a handle on the console's (which could
+            // otherwise navigate it to a `#token=` of its choosing).
+            .header("cross-origin-opener-policy", "same-origin")
             // The files change with each release; the browser asks again.
             .header("cache-control", "no-cache")
             .body(Body::Text(body))
@@ -113,6 +121,7 @@ mod tests {
             token_url: "https://auth.example.com/oauth2/token".into(),
             client_id: "abc".into(),
             scopes: DEFAULT_SCOPES.into(),
+            logout_url: None,
         };
         let policy = content_security_policy(Some(&login));
         assert!(

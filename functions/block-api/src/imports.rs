@@ -19,10 +19,11 @@ use blocklist::http::request::{Query, import_body_bytes};
 use blocklist::http::{ApiError, json};
 use blocklist::identity::Subject;
 use blocklist::import::{self, FileError, RowError, RowResult, RowStatus};
-use blocklist::model::{Scope, Source};
+use blocklist::model::{Actor, Scope, Source};
 use blocklist::policy::BlockCommand;
 use blocklist::service::{self, BlockOutcome};
-use blocklist::store::{Cursor, Import, ImportChunk, Page, StoreError};
+use blocklist::store::{Cursor, Import, ImportChunk, Page, StoreError, UploadState};
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use lambda_http::{Body, Request, Response};
 use serde_json::json;
@@ -68,7 +69,7 @@ pub async fn create(
         .await?;
     let created = app
         .store
-        .import(&id)
+        .import(&id, now)
         .await?
         .ok_or_else(ApiError::internal)?;
     let mut response = json(202, &created);
@@ -85,7 +86,9 @@ fn file_error(error: FileError) -> ApiError {
         FileError::InvalidHeader { .. } => "invalid_header",
         FileError::NoRows => "no_rows",
         FileError::TooManyRows => "too_many_rows",
-        FileError::Malformed { .. } => "invalid_csv",
+        FileError::Malformed { .. }
+        | FileError::UnclosedQuote { .. }
+        | FileError::CellTooLong { .. } => "invalid_csv",
     };
     ApiError::invalid(code, "file", error.to_string())
 }
@@ -107,7 +110,10 @@ async fn found(app: &App, id: &str) -> Result<Import, ApiError> {
     if ulid::Ulid::from_string(id).is_err() {
         return Err(not_found());
     }
-    app.store.import(id).await?.ok_or_else(not_found)
+    app.store
+        .import(id, (app.now)())
+        .await?
+        .ok_or_else(not_found)
 }
 
 /// `GET /v1/imports/{id}/results[?status=failed]`: every row's result in
@@ -187,13 +193,15 @@ impl ResultListing<'_> {
                     next: Some(next),
                 });
             }
-            let Some(chunk) = app.store.import_chunk(&self.import.id, *index).await? else {
+            // The cursor's offset is into its own chunk only.
+            let skip = std::mem::take(&mut offset);
+            let Some(results) = app.store.import_results(&self.import.id, *index).await? else {
                 continue;
             };
-            let shown = chunk_results(&chunk)
+            let shown = results
                 .into_iter()
                 .enumerate()
-                .skip(std::mem::take(&mut offset))
+                .skip(skip)
                 .filter(|(_, r)| !self.failed_only || r.status.is_failure());
             for (at, result) in shown {
                 if items.len() == limit {
@@ -207,24 +215,6 @@ impl ResultListing<'_> {
             }
         }
         Ok(Page { items, next: None })
-    }
-}
-
-/// A chunk's results; rows of a chunk not worked through yet are `pending`.
-fn chunk_results(chunk: &ImportChunk) -> Vec<RowResult> {
-    match &chunk.results {
-        Some(results) => results.clone(),
-        None => chunk
-            .rows
-            .iter()
-            .map(|row| RowResult {
-                row: row.row,
-                line: row.line,
-                number: row.number.clone(),
-                status: RowStatus::Pending,
-                error: None,
-            })
-            .collect(),
     }
 }
 
@@ -254,6 +244,8 @@ pub enum ChunkOutcome {
     AlreadyDone,
     /// Expired, or never written.
     Missing,
+    /// Its upload failed: the uploader got an error and no import.
+    Aborted,
 }
 
 /// Blocks the rows of chunk `index` of import `id` and records their
@@ -265,7 +257,20 @@ pub async fn work_chunk(app: &App, id: &str, index: u32) -> Result<ChunkOutcome,
     if chunk.results.is_some() {
         return Ok(ChunkOutcome::AlreadyDone);
     }
-    let results = block_rows(app, &chunk).await?;
+    match app.store.upload_state(id).await? {
+        None => return Ok(ChunkOutcome::Missing),
+        Some(UploadState::Aborted) => return Ok(ChunkOutcome::Aborted),
+        // The stream hands chunks over as they are stored; the upload
+        // lets them be worked through once all are.
+        Some(UploadState::Uploading) => {
+            return Err(StoreError::Unavailable(
+                "the import's upload is still under way".into(),
+            ));
+        }
+        Some(UploadState::Ready) => {}
+    }
+    let started = app.store.start_chunk(id, index, (app.now)()).await?;
+    let results = block_rows(app, &chunk, started).await?;
     let recorded = app
         .store
         .finish_chunk(&chunk, &results, (app.now)())
@@ -288,7 +293,13 @@ type RowOutcome = (usize, RowStatus, Option<ApiError>);
 
 /// Every row of `chunk`, 16 at a time; rows of one number in file order,
 /// so that its first row is the one that blocks.
-async fn block_rows(app: &App, chunk: &ImportChunk) -> Result<Vec<RowResult>, StoreError> {
+/// `started`: when the worker first took this chunk (a retry after a
+/// failure finds the blocks of its first attempt).
+async fn block_rows(
+    app: &App,
+    chunk: &ImportChunk,
+    started: DateTime<Utc>,
+) -> Result<Vec<RowResult>, StoreError> {
     let mut review_after: HashMap<Scope, Option<u32>> = HashMap::new();
     let mut results: Vec<Option<RowResult>> = vec![None; chunk.rows.len()];
     let mut groups: Vec<(Subject, Vec<(usize, BlockCommand)>)> = Vec::new();
@@ -312,9 +323,16 @@ async fn block_rows(app: &App, chunk: &ImportChunk) -> Result<Vec<RowResult>, St
     let done: Vec<Result<Vec<RowOutcome>, StoreError>> = futures::stream::iter(groups)
         .map(|(subject, rows)| async move {
             let mut out = Vec::with_capacity(rows.len());
-            for (at, command) in rows {
+            for (nth, (at, command)) in rows.into_iter().enumerate() {
                 match service::block(&app.store, &subject, command, actor, app.now).await {
                     Ok(BlockOutcome::Created(_)) => out.push((at, RowStatus::Blocked, None)),
+                    // The first row of this number, blocked by an earlier
+                    // attempt at this chunk.
+                    Ok(BlockOutcome::AlreadyBlocked(block))
+                        if nth == 0 && made_by(&block, actor, started) =>
+                    {
+                        out.push((at, RowStatus::Blocked, None))
+                    }
                     Ok(BlockOutcome::AlreadyBlocked(_)) => {
                         out.push((at, RowStatus::AlreadyBlocked, None))
                     }
@@ -340,6 +358,16 @@ async fn block_rows(app: &App, chunk: &ImportChunk) -> Result<Vec<RowResult>, St
         }
     }
     Ok(results.into_iter().flatten().collect())
+}
+
+/// Whether `block` is one an attempt at this chunk made (since `started`,
+/// an import's block by the same uploader): a chunk worked through again
+/// after a failure reports the blocks its first attempt made as made.
+fn made_by(block: &blocklist::model::Block, actor: &Actor, started: DateTime<Utc>) -> bool {
+    block.source == Source::Import
+        && block.actor == actor.actor
+        && block.client == actor.client
+        && block.blocked_at >= started
 }
 
 fn outcome(row: &import::ImportRow, status: RowStatus, error: Option<ApiError>) -> RowResult {

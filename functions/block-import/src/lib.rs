@@ -41,6 +41,7 @@ pub async fn handle(app: &App, event: Value) -> Value {
                     ChunkOutcome::Done => "done",
                     ChunkOutcome::AlreadyDone => "already done",
                     ChunkOutcome::Missing => "missing (expired)",
+                    ChunkOutcome::Aborted => "skipped: its upload failed",
                 };
                 tracing::info!(sequence = %sequence, import = %id, chunk = index, outcome, "chunk handled");
             }

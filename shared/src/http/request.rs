@@ -59,7 +59,7 @@ pub fn import_body_bytes(request: &Request) -> Result<&[u8], ApiError> {
             413,
             "payload_too_large",
             format!(
-                "the file is larger than 5 MiB; split it into files of at most 5 MiB and {} rows",
+                "the file is larger than 4 MiB; split it into files of at most 4 MiB and {} rows",
                 crate::import::MAX_ROWS
             ),
         ));

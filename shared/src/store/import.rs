@@ -66,6 +66,10 @@ pub struct Import {
 #[derive(Debug, Deserialize)]
 struct ImportItem {
     id: String,
+    /// `uploading` until every chunk is stored, then `ready`; `aborted`
+    /// when the upload failed (its chunks are then skipped).
+    #[serde(default)]
+    state: String,
     #[serde(default)]
     rows: u64,
     #[serde(default)]
@@ -90,6 +94,14 @@ struct ImportItem {
     updated_at: String,
     #[serde(default)]
     failed_chunks: Vec<u32>,
+}
+
+/// Where an upload stands (the import item's `state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadState {
+    Uploading,
+    Ready,
+    Aborted,
 }
 
 /// A chunk of an import, as the worker takes it.
@@ -149,9 +161,10 @@ pub fn chunk_of_key(pk: &str, sk: &str) -> Option<(String, u32)> {
 }
 
 impl Store {
-    /// Stores a new import: its chunks first, then the import item (an
-    /// update, so that it merges with the counts of a chunk the worker
-    /// finished meanwhile).
+    /// Stores a new import: the import item (`uploading`), its chunks, then
+    /// `ready`, which lets the worker start. A failed upload is marked
+    /// `aborted` (as far as the store still answers), so that none of its
+    /// chunks is worked through: the caller got an error and no import.
     pub async fn create_import(
         &self,
         id: &str,
@@ -160,8 +173,54 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let ttl = (now + chrono::Duration::days(KEEP_DAYS)).timestamp();
+        let at = format_time(now);
         let rows: usize = chunks.iter().map(Vec::len).sum();
-        let count = chunks.len() as u32;
+        let mut job = Item::from([
+            ("pk".to_owned(), s(import_pk(id))),
+            ("sk".to_owned(), s("JOB")),
+            ("id".to_owned(), s(id)),
+            ("state".to_owned(), s("uploading")),
+            ("rows".to_owned(), n(rows)),
+            ("chunks".to_owned(), n(chunks.len())),
+            ("actor".to_owned(), s(&actor.actor)),
+            ("created_at".to_owned(), s(&at)),
+            ("updated_at".to_owned(), s(&at)),
+            ("ttl".to_owned(), n(ttl)),
+        ]);
+        if let Some(client) = &actor.client {
+            job.insert("client".to_owned(), s(client));
+        }
+        self.client
+            .put_item()
+            .table_name(&self.tables.imports)
+            .set_item(Some(job))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await?;
+        let stored = self.store_chunks(id, actor, chunks, ttl).await;
+        let state = if stored.is_ok() { "ready" } else { "aborted" };
+        let marked = self
+            .client
+            .update_item()
+            .table_name(&self.tables.imports)
+            .set_key(Some(key(import_pk(id), "JOB")))
+            .update_expression("SET #state = :state")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":state", s(state))
+            .send()
+            .await;
+        stored?;
+        marked?;
+        Ok(())
+    }
+
+    async fn store_chunks(
+        &self,
+        id: &str,
+        actor: &Actor,
+        chunks: Vec<Vec<ImportRow>>,
+        ttl: i64,
+    ) -> Result<(), StoreError> {
         let mut items = Vec::with_capacity(chunks.len());
         for (index, rows) in chunks.into_iter().enumerate() {
             let item = ChunkItem {
@@ -183,32 +242,6 @@ impl Store {
             .map(<[Item]>::to_vec)
             .collect();
         run_all(batches.into_iter().map(|b| self.write_all(b)).collect()).await?;
-        let mut update = self
-            .client
-            .update_item()
-            .table_name(&self.tables.imports)
-            .set_key(Some(key(import_pk(id), "JOB")))
-            .update_expression(
-                "SET id = :id, #rows = :rows, chunks = :chunks, actor = :actor, created_at = :at, \
-                 updated_at = if_not_exists(updated_at, :at), #ttl = :ttl",
-            )
-            .expression_attribute_names("#rows", "rows")
-            .expression_attribute_names("#ttl", "ttl")
-            .expression_attribute_values(":id", s(id))
-            .expression_attribute_values(":rows", n(rows))
-            .expression_attribute_values(":chunks", n(count))
-            .expression_attribute_values(":actor", s(&actor.actor))
-            .expression_attribute_values(":at", s(format_time(now)))
-            .expression_attribute_values(":ttl", n(ttl));
-        if let Some(client) = &actor.client {
-            update = update
-                .update_expression(
-                    "SET id = :id, #rows = :rows, chunks = :chunks, actor = :actor, client = :client, \
-                     created_at = :at, updated_at = if_not_exists(updated_at, :at), #ttl = :ttl",
-                )
-                .expression_attribute_values(":client", s(client));
-        }
-        update.send().await?;
         Ok(())
     }
 
@@ -240,8 +273,9 @@ impl Store {
         Ok(())
     }
 
-    /// An import, or `None` when there is none of that id (or it expired).
-    pub async fn import(&self, id: &str) -> Result<Option<Import>, StoreError> {
+    /// An import as of `now`, or `None` when there is none of that id (or
+    /// it expired, or its upload did not finish).
+    pub async fn import(&self, id: &str, now: DateTime<Utc>) -> Result<Option<Import>, StoreError> {
         let Some(item) = self
             .get_one(&self.tables.imports, import_pk(id), "JOB")
             .await?
@@ -249,8 +283,8 @@ impl Store {
             return Ok(None);
         };
         let item: ImportItem = serde_dynamo::from_item(item)?;
-        // Written last by the upload: without it the upload did not finish.
-        if item.created_at.is_empty() {
+        // An upload under way or failed is no import (yet).
+        if item.state != "ready" {
             return Ok(None);
         }
         let counts = ImportCounts {
@@ -261,9 +295,12 @@ impl Store {
         };
         let mut failed_chunks = item.failed_chunks;
         failed_chunks.sort_unstable();
+        let since_progress = DateTime::parse_from_rfc3339(&item.updated_at)
+            .map(|at| now - at.with_timezone(&Utc))
+            .unwrap_or_default();
         Ok(Some(Import {
             id: item.id,
-            status: ImportStatus::of(item.chunks, item.chunks_done),
+            status: ImportStatus::of(item.chunks, item.chunks_done, since_progress),
             rows: item.rows,
             rows_done: counts.rows(),
             counts,
@@ -277,6 +314,82 @@ impl Store {
         }))
     }
 
+    /// Where the upload of import `id` stands; `None` without one.
+    pub async fn upload_state(&self, id: &str) -> Result<Option<UploadState>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tables.imports)
+            .set_key(Some(key(import_pk(id), "JOB")))
+            .projection_expression("#state")
+            .expression_attribute_names("#state", "state")
+            .consistent_read(true)
+            .send()
+            .await?;
+        let Some(item) = out.item else {
+            return Ok(None);
+        };
+        Ok(Some(
+            match item
+                .get("state")
+                .and_then(|v| v.as_s().ok())
+                .map(String::as_str)
+            {
+                Some("ready") => UploadState::Ready,
+                Some("uploading") => UploadState::Uploading,
+                _ => UploadState::Aborted,
+            },
+        ))
+    }
+
+    /// The results of chunk `index`, its rows `pending` while it is not
+    /// worked through; `None` when the chunk is gone (expired). Reads the
+    /// results alone where they exist, eventually consistent: this is a
+    /// report, not an enforcement read.
+    pub async fn import_results(
+        &self,
+        id: &str,
+        index: u32,
+    ) -> Result<Option<Vec<RowResult>>, StoreError> {
+        let read = |attribute: &'static str| {
+            self.client
+                .get_item()
+                .table_name(&self.tables.imports)
+                .set_key(Some(key(chunk_pk(id, index), "CHUNK")))
+                .projection_expression("pk, #attribute")
+                .expression_attribute_names("#attribute", attribute)
+                .send()
+        };
+        let json = |e: serde_json::Error| StoreError::Corrupt(format!("import chunk: {e}"));
+        let Some(item) = read("results").await?.item else {
+            return Ok(None);
+        };
+        if let Some(results) = item.get("results").and_then(|v| v.as_s().ok()) {
+            return Ok(Some(serde_json::from_str(results).map_err(json)?));
+        }
+        let Some(item) = read("rows").await?.item else {
+            return Ok(None);
+        };
+        let rows: Vec<ImportRow> = item
+            .get("rows")
+            .and_then(|v| v.as_s().ok())
+            .map(|r| serde_json::from_str(r))
+            .transpose()
+            .map_err(json)?
+            .unwrap_or_default();
+        Ok(Some(
+            rows.into_iter()
+                .map(|row| RowResult {
+                    row: row.row,
+                    line: row.line,
+                    number: row.number,
+                    status: crate::import::RowStatus::Pending,
+                    error: None,
+                })
+                .collect(),
+        ))
+    }
+
     /// One chunk, read strongly consistent.
     pub async fn import_chunk(
         &self,
@@ -287,6 +400,34 @@ impl Store {
             .await?
             .map(|item| serde_dynamo::from_item::<_, ChunkItem>(item)?.chunk())
             .transpose()
+    }
+
+    /// Notes that the worker starts on chunk `index` of import `id`:
+    /// answers when it first did (now, or an earlier attempt's time).
+    pub async fn start_chunk(
+        &self,
+        id: &str,
+        index: u32,
+        now: DateTime<Utc>,
+    ) -> Result<DateTime<Utc>, StoreError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.tables.imports)
+            .set_key(Some(key(chunk_pk(id, index), "CHUNK")))
+            .update_expression("SET started_at = if_not_exists(started_at, :now)")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":now", s(format_time(now)))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
+            .send()
+            .await?;
+        out.attributes
+            .as_ref()
+            .and_then(|a| a.get("started_at"))
+            .and_then(|v| v.as_s().ok())
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc))
+            .ok_or_else(|| StoreError::Corrupt("import chunk: started_at".into()))
     }
 
     /// Records a chunk's results and adds them to its import's counts, in
@@ -341,11 +482,17 @@ impl Store {
             TransactWriteItem::builder().update(chunk_update).build(),
             TransactWriteItem::builder().update(import_update).build(),
         ];
-        match self.transact(actions, None).await? {
-            Outcome::Committed => Ok(true),
-            outcome if outcome.guard_failed() => Ok(false),
-            _ => Err(StoreError::Conflict),
-        }
+        // Chunks worked through at once update the one import item: their
+        // transactions may conflict, and are tried again, each chunk after
+        // pauses of its own (jittered by its index).
+        crate::service::retry_on_conflict(8, &(&chunk.import_id, chunk.index), || async {
+            match self.transact(actions.clone(), None).await? {
+                Outcome::Committed => Ok(true),
+                Outcome::ConditionFailed { .. } => Ok(false),
+                Outcome::Conflict => Err(StoreError::Conflict),
+            }
+        })
+        .await
     }
 }
 

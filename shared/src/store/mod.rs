@@ -186,7 +186,7 @@ pub use block::{Backfill, BackfillPosition, BlockQuery, ExpiredBlock};
 pub use chat::ChatQuery;
 pub use cursor::{Cursor, CursorError, POSITION, filters_fingerprint};
 pub use failure::FailureItem;
-pub use import::{Import, ImportChunk, KEEP_DAYS as IMPORT_KEEP_DAYS, chunk_of_key};
+pub use import::{Import, ImportChunk, KEEP_DAYS as IMPORT_KEEP_DAYS, UploadState, chunk_of_key};
 pub use keys::{SHARDS, subject_pk as subject_partition};
 pub use rule::{RULE_COPIES, RuleChange, StoredRules};
 pub use settings::{SETTINGS_CACHE_FOR, SettingsCache, StoredSettings};

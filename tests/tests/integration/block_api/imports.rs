@@ -370,7 +370,7 @@ async fn b91_bad_files_are_refused_whole_with_a_clear_error() {
         (String::new(), 422, "empty_file", "empty"),
         (format!("{HEADER}\r\n\r\n"), 422, "no_rows", "no rows"),
         (
-            // 20 MB: over the 5 MiB a file may have.
+            // 20 MB: over the 4 MiB a file may have.
             format!(
                 "{HEADER}\n{}",
                 "+16505550001,spam,,,,,\n".repeat(20 * 1024 * 1024 / 23)
@@ -428,4 +428,141 @@ async fn b91_bad_files_are_refused_whole_with_a_clear_error() {
         .call("GET", &format!("/v1/imports/{id}/results?cursor=abc"), None)
         .await;
     assert_error(&bad_cursor, 400, "invalid_cursor");
+}
+
+/// Sets the upload state of import `id` as a test's setup (an upload
+/// under way, or one that failed).
+async fn set_upload_state(api: &Api, id: &str, state: &str) {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    api.stack
+        .client
+        .update_item()
+        .table_name(&api.stack.tables.imports)
+        .key("pk", AttributeValue::S(format!("IMPORT#{id}")))
+        .key("sk", AttributeValue::S("JOB".into()))
+        .update_expression("SET #state = :state")
+        .expression_attribute_names("#state", "state")
+        .expression_attribute_values(":state", AttributeValue::S(state.into()))
+        .send()
+        .await
+        .expect("set the upload state");
+}
+
+#[tokio::test]
+async fn b91_chunks_wait_for_their_upload_and_one_that_failed_blocks_nothing() {
+    let api = Api::new().await;
+    let created = upload(&api, &format!("{HEADER}\n+16505550001,spam,,,,,\n")).await;
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let records = chunk_records(&api).await;
+
+    // Under way: the chunk fails, to be handed over again later.
+    set_upload_state(&api, &id, "uploading").await;
+    let answer = block_import::handle(&api.app, json!({ "Records": records.clone() })).await;
+    assert_eq!(
+        answer["batchItemFailures"][0]["itemIdentifier"],
+        records[0]["dynamodb"]["SequenceNumber"]
+    );
+    let pending = api.call("GET", &format!("/v1/imports/{id}"), None).await;
+    assert_error(&pending, 404, "import_not_found");
+
+    // Failed: its chunks are skipped, and nothing is blocked.
+    set_upload_state(&api, &id, "aborted").await;
+    work(&api, records.clone()).await;
+    let none = api.call("GET", "/v1/blocks/+16505550001", None).await;
+    assert_eq!(none.body["blocks"], json!([]));
+
+    // Ready: worked through.
+    set_upload_state(&api, &id, "ready").await;
+    work(&api, records).await;
+    assert_eq!(import_of(&api, &id).await["counts"]["blocked"], 1);
+}
+
+#[tokio::test]
+async fn b91_a_chunk_retried_after_a_failure_counts_its_blocks_once_and_as_blocked() {
+    let api = Api::new().await;
+    let file = format!(
+        "{HEADER}\n+16505550001,spam,,,,,\n+16505550002,spam,,,,,\n+16505550003,spam,,,,,\n"
+    );
+    let id = upload(&api, &file).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // A first attempt at the chunk started, blocked row 1 as the import
+    // blocks (source `import`, the uploader as actor), and failed before
+    // recording anything. Row 2 was blocked by hand before.
+    let manual = api.block("+16505550002", json!({"reason": "spam"})).await;
+    assert_eq!(manual.status, 201);
+    api.stack
+        .store
+        .start_chunk(&id, 0, chrono::Utc::now())
+        .await
+        .unwrap();
+    let first = api
+        .block(
+            "+16505550001",
+            json!({"reason": "spam", "source": "import"}),
+        )
+        .await;
+    assert_eq!(first.status, 201);
+    work(&api, chunk_records(&api).await).await;
+    let done = import_of(&api, &id).await;
+    assert_eq!(
+        done["counts"],
+        json!({"blocked": 2, "already_blocked": 1, "invalid": 0, "failed": 0})
+    );
+    let statuses: Vec<Value> = all_results(&api, &id, "", 10)
+        .await
+        .iter()
+        .map(|r| r["status"].clone())
+        .collect();
+    assert_eq!(statuses, ["blocked", "already_blocked", "blocked"]);
+
+    // Recording a chunk twice counts it once.
+    let chunk = api
+        .stack
+        .store
+        .import_chunk(&id, 0)
+        .await
+        .unwrap()
+        .expect("the chunk");
+    let results = chunk.results.clone().expect("recorded");
+    let again = api
+        .stack
+        .store
+        .finish_chunk(&chunk, &results, chrono::Utc::now())
+        .await
+        .unwrap();
+    assert!(!again, "the second recording is refused");
+    assert_eq!(import_of(&api, &id).await["rows_done"], 3);
+}
+
+#[tokio::test]
+async fn b91_failed_rows_page_across_many_chunks_in_order() {
+    let api = Api::new().await;
+    // 6 chunks of 500 rows; rows 3, 1,499, 1,500, 2,999 and 3,000 are bad.
+    let bad = [3u32, 1_499, 1_500, 2_999, 3_000];
+    let mut file = format!("{HEADER}\n");
+    for row in 1..=3_000u32 {
+        if bad.contains(&row) {
+            file.push_str("12,spam,,,,,\n");
+        } else {
+            file.push_str(&format!("+1650555{:04},spam,,,,,\n", row % 10_000));
+        }
+    }
+    let id = upload(&api, &file).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    work(&api, chunk_records(&api).await).await;
+    assert_eq!(import_of(&api, &id).await["status"], "done");
+    for limit in [1, 2, 200] {
+        let failed = all_results(&api, &id, "&status=failed", limit).await;
+        let rows: Vec<u64> = failed.iter().map(|r| r["row"].as_u64().unwrap()).collect();
+        assert_eq!(rows, bad.map(u64::from), "limit {limit}");
+    }
+    // Every row once, in order, with pages smaller than a chunk and more
+    // chunks than a page reads.
+    let all = all_results(&api, &id, "", 137).await;
+    let rows: Vec<u64> = all.iter().map(|r| r["row"].as_u64().unwrap()).collect();
+    assert_eq!(rows, (1..=3_000).collect::<Vec<u64>>());
 }
