@@ -296,6 +296,15 @@ def run(c, stack, work, downloads):
     status, contact = api(stack, "GET", "/v1/contacts/+16505551234", token)
     check("escalated" in contact["groups"], f"group added: {contact}")
 
+    # Edit the contact, from the row: the dialog holds what is stored.
+    c.press("blocks", "+16505551234", "Edit contact")
+    c.wait(lambda d: c.el('#ask [name="name"]').get_attribute("value") == "Ana Souza", "the stored name in the dialog")
+    c.answer_dialog({"category": "fraud", "secondary_numbers": "+16505550199"})
+    c.notice("The contact of +16505551234 is saved")
+    status, contact = api(stack, "GET", "/v1/contacts/+16505551234", token)
+    check(contact["category"] == "fraud" and contact["secondary_numbers"] == ["+16505550199"]
+          and contact["name"] == "Ana Souza" and "escalated" in contact["groups"], f"contact edited: {contact}")
+
     # Its history, as a timeline.
     c.press("blocks", "+16505551234", "History")
     c.wait(lambda d: "blocked" in c.el("#timeline").text, "the timeline")
