@@ -49,6 +49,10 @@ pub enum FileError {
     )]
     UnclosedQuote { line: u64 },
     #[error(
+        "line {line}: the {column} cell holds lines that read as rows of the file; a quote opened there may not be closed where it should"
+    )]
+    SwallowedRows { line: u64, column: &'static str },
+    #[error(
         "line {line}: the {column} cell is {chars} characters long (at most {max}); a quote opened there may not be closed"
     )]
     CellTooLong {
@@ -116,6 +120,11 @@ pub fn read_file(bytes: &[u8]) -> Result<Vec<ImportRow>, FileError> {
         .has_headers(false)
         .flexible(true)
         .from_reader(bytes);
+    // A reader of CSV never fails: a quote left open takes the rest of the
+    // file into one cell.
+    if let Some(line) = unclosed_quote(bytes) {
+        return Err(FileError::UnclosedQuote { line });
+    }
     let mut lines = LineCounter::new(bytes);
     let mut records = reader.byte_records();
     let header = match records.next() {
@@ -124,10 +133,8 @@ pub fn read_file(bytes: &[u8]) -> Result<Vec<ImportRow>, FileError> {
     };
     let columns = header_columns(&header.0)?;
     let mut rows = Vec::new();
-    let mut last_line = 1;
     for record in records {
         let (cells, line) = text_record(record?, &mut lines)?;
-        last_line = line;
         if cells.iter().all(|c| c.trim().is_empty()) {
             continue;
         }
@@ -137,19 +144,50 @@ pub fn read_file(bytes: &[u8]) -> Result<Vec<ImportRow>, FileError> {
         check_cells(&columns, &cells, line)?;
         rows.push(row_of(&columns, cells, rows.len() as u32 + 1, line));
     }
-    // A reader of CSV never fails: a quote left open takes the rest of the
-    // file into one cell. Quotes come in pairs in valid CSV (a quoted
-    // cell's own and its doubled ones), so an odd count is one left open;
-    // it opened in the last record read.
-    if bytes.iter().filter(|b| **b == b'"').count() % 2 == 1 {
-        return Err(FileError::UnclosedQuote {
-            line: u64::from(last_line),
-        });
-    }
     if rows.is_empty() {
         return Err(FileError::NoRows);
     }
     Ok(rows)
+}
+
+/// The line on which a quoted cell opens and is never closed, reading
+/// the file as the CSV reader does: a quote opens a quoted cell only at
+/// the start of a cell (elsewhere it is a character, as in `12" screen`);
+/// inside one, `""` is a quote and a lone `"` ends it.
+fn unclosed_quote(bytes: &[u8]) -> Option<u64> {
+    #[derive(Clone, Copy)]
+    enum Cell {
+        Start,
+        Unquoted,
+        Quoted,
+        QuoteInQuoted,
+    }
+    let mut cell = Cell::Start;
+    let (mut line, mut opened) = (1u64, 0u64);
+    let mut after_cr = false;
+    for &b in bytes {
+        cell = match (cell, b) {
+            (Cell::Start, b'"') => {
+                opened = line;
+                Cell::Quoted
+            }
+            (Cell::Start | Cell::Unquoted | Cell::QuoteInQuoted, b',' | b'\r' | b'\n') => {
+                Cell::Start
+            }
+            (Cell::Start | Cell::Unquoted, _) => Cell::Unquoted,
+            (Cell::Quoted, b'"') => Cell::QuoteInQuoted,
+            (Cell::Quoted, _) => Cell::Quoted,
+            (Cell::QuoteInQuoted, b'"') => Cell::Quoted,
+            // The reader goes on with the cell unquoted.
+            (Cell::QuoteInQuoted, _) => Cell::Unquoted,
+        };
+        // A line ends with LF, CRLF, or CR alone.
+        if b == b'\r' || (b == b'\n' && !after_cr) {
+            line += 1;
+        }
+        after_cr = b == b'\r';
+    }
+    matches!(cell, Cell::Quoted).then_some(opened)
 }
 
 /// The longest cell of each column ([`COLUMNS`] order) a row may have:
@@ -167,6 +205,7 @@ const CELL_LIMITS: [(usize, bool); 7] = [
 ];
 
 fn check_cells(columns: &[usize], cells: &[String], line: u32) -> Result<(), FileError> {
+    let width = columns.iter().filter(|p| **p != usize::MAX).count();
     for (column, at) in columns.iter().enumerate() {
         let Some(cell) = cells.get(*at) else { continue };
         let (max, breaks) = CELL_LIMITS[column];
@@ -177,6 +216,15 @@ fn check_cells(columns: &[usize], cells: &[String], line: u32) -> Result<(), Fil
                 column: COLUMNS[column],
                 chars,
                 max,
+            });
+        }
+        // Lines of a cell that read as rows of the file: a quote left open
+        // there and closed again further down swallowed them.
+        let row_like = |l: &str| l.matches(',').count() + 1 >= width;
+        if width >= 3 && cell.lines().skip(1).any(row_like) {
+            return Err(FileError::SwallowedRows {
+                line: u64::from(line),
+                column: COLUMNS[column],
             });
         }
     }
@@ -420,9 +468,9 @@ pub enum ImportStatus {
     Stalled,
 }
 
-/// How long an import may make no progress before it is `stalled`: longer
-/// than a chunk's retries take while the store is briefly unavailable.
-pub const STALLED_AFTER: chrono::Duration = chrono::Duration::minutes(30);
+/// How long an import may make no progress before it is `stalled`: as
+/// long as the stream may lag before its alarm (an hour).
+pub const STALLED_AFTER: chrono::Duration = chrono::Duration::hours(1);
 
 impl ImportStatus {
     /// From the chunks done and the last progress (`since_progress` ago).
@@ -558,12 +606,12 @@ mod tests {
     #[test]
     fn status_follows_the_chunks_done() {
         let now = chrono::Duration::zero();
-        let hour = chrono::Duration::hours(1);
+        let hours = chrono::Duration::hours(2);
         assert_eq!(ImportStatus::of(3, 0, now), ImportStatus::Queued);
         assert_eq!(ImportStatus::of(3, 1, now), ImportStatus::Running);
         assert_eq!(ImportStatus::of(3, 3, now), ImportStatus::Done);
-        assert_eq!(ImportStatus::of(3, 1, hour), ImportStatus::Stalled);
-        assert_eq!(ImportStatus::of(3, 3, hour), ImportStatus::Done);
+        assert_eq!(ImportStatus::of(3, 1, hours), ImportStatus::Stalled);
+        assert_eq!(ImportStatus::of(3, 3, hours), ImportStatus::Done);
     }
 
     #[test]
@@ -594,11 +642,35 @@ mod tests {
             }) => {}
             other => panic!("{other:?}"),
         }
-        // A doubled quote inside a quoted cell is a quote.
+        // A doubled quote inside a quoted cell is a quote, and so is one
+        // inside a cell that does not start with one.
         let quoted = format!("{HEADER}+16505550001,\"said \"\"stop\"\"\",,,,,\n");
         assert_eq!(
             read_file(quoted.as_bytes()).unwrap()[0].reason,
             "said \"stop\""
+        );
+        let inch = format!("{HEADER}+16505550001,sold a 12\" screen,,,,,\n+16505550002,x,,,,,\n");
+        let rows = read_file(inch.as_bytes()).expect("a literal quote is fine");
+        assert_eq!(
+            (rows[0].reason.as_str(), rows.len()),
+            ("sold a 12\" screen", 2)
+        );
+        // Two quotes left open: the rows between read as one reason.
+        let two = format!(
+            "{HEADER}+16505550001,\"spam,all,,,,\n+16505550002,spam,all,,,,\n+16505550003,\"x,,,,,\n"
+        );
+        assert_eq!(
+            read_file(two.as_bytes()),
+            Err(FileError::SwallowedRows {
+                line: 2,
+                column: "reason"
+            })
+        );
+        // A reason over two lines is a reason.
+        let multi = format!("{HEADER}+16505550001,\"first line\nsecond, line\",,,,,\n");
+        assert_eq!(
+            read_file(multi.as_bytes()).unwrap()[0].reason,
+            "first line\nsecond, line"
         );
     }
 

@@ -529,15 +529,17 @@ onSubmit('import', async (form) => {
   $('#import-results').hidden = true;
   progress.textContent = `Uploading ${file.name}…`;
   let job = await api('POST', '/v1/imports', { body: file, contentType: 'text/csv' });
-  while (job.status === 'queued' || job.status === 'running') {
-    progress.textContent = `Importing ${file.name}: ${job.rows_done} of ${job.rows} rows…`;
-    await new Promise((r) => setTimeout(r, 1000));
+  while (job.status !== 'done') {
+    // A stalled import may still resume (its chunks are retried): keep
+    // looking, less often.
+    progress.textContent = job.status === 'stalled'
+      ? `The import of ${file.name} has made no progress for an hour (${job.rows_done} of ${job.rows} rows); it goes on if its retries succeed. Rows not done show as pending in the results.`
+      : `Importing ${file.name}: ${job.rows_done} of ${job.rows} rows…`;
+    await new Promise((r) => setTimeout(r, job.status === 'stalled' ? 30000 : 1000));
     job = await api('GET', `/v1/imports/${enc(job.id)}`);
   }
   const counts = Object.entries(job.counts).filter(([, n]) => n > 0).map(([k, n]) => `${n} ${k.replace(/_/g, ' ')}`).join(', ');
-  progress.textContent = job.status === 'done'
-    ? `Imported ${file.name}: ${job.rows} rows. ${counts}.`
-    : `The import of ${file.name} has stopped at ${job.rows_done} of ${job.rows} rows (${counts || 'none done'}); the rows not done are listed as pending in the results. Import them again.`;
+  progress.textContent = `Imported ${file.name}: ${job.rows} rows. ${counts}.`;
   const link = $('#import-results');
   link.href = URL.createObjectURL(new Blob([await csvOfEveryPage(`/v1/imports/${enc(job.id)}/results`)], { type: 'text/csv' }));
   link.hidden = false;

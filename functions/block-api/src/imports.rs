@@ -7,10 +7,12 @@
 //!
 //! A row is blocked as `PUT /v1/blocks/{number}` blocks (same checks, same
 //! messages, its contact written in the same transaction), with source
-//! `import`. Rows are idempotent: a row worked through again (a retried
-//! stream record, a file uploaded twice) finds its block and reports
-//! `already_blocked`, writing nothing; a chunk's results and counts are
-//! recorded once.
+//! `import`. Rows are idempotent: a row is blocked once however often its
+//! chunk is handed over, and a chunk's results and counts are recorded
+//! once. A chunk that fails partway keeps the results of the rows it did,
+//! and its retry reports them as they were done; a row that finds the
+//! block of another import, or of a file uploaded twice, reports
+//! `already_blocked`.
 
 use std::collections::HashMap;
 
@@ -19,11 +21,10 @@ use blocklist::http::request::{Query, import_body_bytes};
 use blocklist::http::{ApiError, json};
 use blocklist::identity::Subject;
 use blocklist::import::{self, FileError, RowError, RowResult, RowStatus};
-use blocklist::model::{Actor, Scope, Source};
+use blocklist::model::{Scope, Source};
 use blocklist::policy::BlockCommand;
 use blocklist::service::{self, BlockOutcome};
 use blocklist::store::{Cursor, Import, ImportChunk, Page, StoreError, UploadState};
-use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use lambda_http::{Body, Request, Response};
 use serde_json::json;
@@ -88,6 +89,7 @@ fn file_error(error: FileError) -> ApiError {
         FileError::TooManyRows => "too_many_rows",
         FileError::Malformed { .. }
         | FileError::UnclosedQuote { .. }
+        | FileError::SwallowedRows { .. }
         | FileError::CellTooLong { .. } => "invalid_csv",
     };
     ApiError::invalid(code, "file", error.to_string())
@@ -193,8 +195,13 @@ impl ResultListing<'_> {
                     next: Some(next),
                 });
             }
-            // The cursor's offset is into its own chunk only.
-            let skip = std::mem::take(&mut offset);
+            // The cursor's offset is into its own chunk only (which may
+            // have expired since).
+            let skip = if *index == start {
+                std::mem::take(&mut offset)
+            } else {
+                0
+            };
             let Some(results) = app.store.import_results(&self.import.id, *index).await? else {
                 continue;
             };
@@ -248,29 +255,56 @@ pub enum ChunkOutcome {
     Aborted,
 }
 
+/// How long a chunk waits for its upload to finish: the stream hands
+/// chunks over as they are stored, before the upload marks its import
+/// ready.
+const UPLOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// An upload this old that is still under way has failed without saying
+/// so (block-api stops at 29 s).
+const UPLOAD_GIVEN_UP_AFTER: chrono::Duration = chrono::Duration::minutes(2);
+
 /// Blocks the rows of chunk `index` of import `id` and records their
-/// results. A store failure fails the chunk, whose record is then retried.
+/// results. A store failure fails the chunk, whose record is then retried;
+/// the rows done before it are kept with the chunk, so that the retry
+/// reports them as they were done.
 pub async fn work_chunk(app: &App, id: &str, index: u32) -> Result<ChunkOutcome, StoreError> {
+    let waited = tokio::time::Instant::now();
+    loop {
+        match app.store.upload_state(id).await? {
+            None => return Ok(ChunkOutcome::Missing),
+            Some(UploadState::Aborted) => return Ok(ChunkOutcome::Aborted),
+            Some(UploadState::Ready) => break,
+            Some(UploadState::Uploading { since }) => {
+                if (app.now)() - since > UPLOAD_GIVEN_UP_AFTER {
+                    return Ok(ChunkOutcome::Aborted);
+                }
+                if waited.elapsed() > UPLOAD_WAIT {
+                    return Err(StoreError::Unavailable(
+                        "the import's upload is still under way".into(),
+                    ));
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        }
+    }
     let Some(chunk) = app.store.import_chunk(id, index).await? else {
         return Ok(ChunkOutcome::Missing);
     };
     if chunk.results.is_some() {
         return Ok(ChunkOutcome::AlreadyDone);
     }
-    match app.store.upload_state(id).await? {
-        None => return Ok(ChunkOutcome::Missing),
-        Some(UploadState::Aborted) => return Ok(ChunkOutcome::Aborted),
-        // The stream hands chunks over as they are stored; the upload
-        // lets them be worked through once all are.
-        Some(UploadState::Uploading) => {
-            return Err(StoreError::Unavailable(
-                "the import's upload is still under way".into(),
-            ));
+    let results = match block_rows(app, &chunk).await {
+        Ok(results) => results,
+        Err((done, error)) => {
+            // Best effort: if the store is down, this fails too, and the
+            // retry finds those rows' blocks (`already_blocked`).
+            if let Err(kept) = app.store.keep_partial_results(&chunk, &done).await {
+                tracing::warn!(error = %kept, "the rows done before the failure were not kept");
+            }
+            return Err(error);
         }
-        Some(UploadState::Ready) => {}
-    }
-    let started = app.store.start_chunk(id, index, (app.now)()).await?;
-    let results = block_rows(app, &chunk, started).await?;
+    };
     let recorded = app
         .store
         .finish_chunk(&chunk, &results, (app.now)())
@@ -291,20 +325,25 @@ pub async fn work_chunk(app: &App, id: &str, index: u32) -> Result<ChunkOutcome,
 /// A row's position in its chunk, and what became of it.
 type RowOutcome = (usize, RowStatus, Option<ApiError>);
 
-/// Every row of `chunk`, 16 at a time; rows of one number in file order,
-/// so that its first row is the one that blocks.
-/// `started`: when the worker first took this chunk (a retry after a
-/// failure finds the blocks of its first attempt).
-async fn block_rows(
-    app: &App,
-    chunk: &ImportChunk,
-    started: DateTime<Utc>,
-) -> Result<Vec<RowResult>, StoreError> {
+/// The results of the rows done when a chunk failed, and the failure.
+type Interrupted = (Vec<RowResult>, StoreError);
+
+/// Every row of `chunk` (but those an earlier attempt did), 16 at a time;
+/// rows of one number in file order, so that its first row is the one
+/// that blocks.
+async fn block_rows(app: &App, chunk: &ImportChunk) -> Result<Vec<RowResult>, Interrupted> {
     let mut review_after: HashMap<Scope, Option<u32>> = HashMap::new();
     let mut results: Vec<Option<RowResult>> = vec![None; chunk.rows.len()];
+    let earlier: HashMap<u32, &RowResult> = chunk.partial.iter().map(|r| (r.row, r)).collect();
     let mut groups: Vec<(Subject, Vec<(usize, BlockCommand)>)> = Vec::new();
     let mut group_of: HashMap<Subject, usize> = HashMap::new();
+    let done_so_far =
+        |results: &[Option<RowResult>]| results.iter().flatten().cloned().collect::<Vec<_>>();
     for (at, row) in chunk.rows.iter().enumerate() {
+        if let Some(result) = earlier.get(&row.row) {
+            results[at] = Some((*result).clone());
+            continue;
+        }
         match prepare(app, &chunk.import_id, row, &mut review_after).await {
             Ok((subject, command)) => {
                 let group = *group_of.entry(subject.clone()).or_insert_with(|| {
@@ -314,60 +353,50 @@ async fn block_rows(
                 groups[group].1.push((at, command));
             }
             Err(error) if error.status >= 500 => {
-                return Err(StoreError::Unavailable(error.message));
+                let error = StoreError::Unavailable(error.message);
+                return Err((done_so_far(&results), error));
             }
             Err(error) => results[at] = Some(outcome(row, RowStatus::Invalid, Some(error))),
         }
     }
     let actor = &chunk.actor;
-    let done: Vec<Result<Vec<RowOutcome>, StoreError>> = futures::stream::iter(groups)
+    // Each number's rows in turn; a store failure stops that number's rows
+    // and is reported with the rows done before it.
+    let done: Vec<(Vec<RowOutcome>, Option<StoreError>)> = futures::stream::iter(groups)
         .map(|(subject, rows)| async move {
             let mut out = Vec::with_capacity(rows.len());
-            for (nth, (at, command)) in rows.into_iter().enumerate() {
+            for (at, command) in rows {
                 match service::block(&app.store, &subject, command, actor, app.now).await {
                     Ok(BlockOutcome::Created(_)) => out.push((at, RowStatus::Blocked, None)),
-                    // The first row of this number, blocked by an earlier
-                    // attempt at this chunk.
-                    Ok(BlockOutcome::AlreadyBlocked(block))
-                        if nth == 0 && made_by(&block, actor, started) =>
-                    {
-                        out.push((at, RowStatus::Blocked, None))
-                    }
                     Ok(BlockOutcome::AlreadyBlocked(_)) => {
                         out.push((at, RowStatus::AlreadyBlocked, None))
                     }
-                    // The store being down fails the chunk, to retry;
-                    // a refusal of this row fails the row.
                     Err(error) => {
                         let error = ApiError::from(error);
                         if error.status >= 500 {
-                            return Err(StoreError::Unavailable(error.message));
+                            return (out, Some(StoreError::Unavailable(error.message)));
                         }
+                        // A refusal of this row fails the row.
                         out.push((at, RowStatus::Failed, Some(error)));
                     }
                 }
             }
-            Ok(out)
+            (out, None)
         })
         .buffer_unordered(ROW_CONCURRENCY)
         .collect()
         .await;
-    for group in done {
-        for (at, status, error) in group? {
+    let mut failure = None;
+    for (group, error) in done {
+        for (at, status, error) in group {
             results[at] = Some(outcome(&chunk.rows[at], status, error));
         }
+        failure = failure.or(error);
     }
-    Ok(results.into_iter().flatten().collect())
-}
-
-/// Whether `block` is one an attempt at this chunk made (since `started`,
-/// an import's block by the same uploader): a chunk worked through again
-/// after a failure reports the blocks its first attempt made as made.
-fn made_by(block: &blocklist::model::Block, actor: &Actor, started: DateTime<Utc>) -> bool {
-    block.source == Source::Import
-        && block.actor == actor.actor
-        && block.client == actor.client
-        && block.blocked_at >= started
+    match failure {
+        Some(error) => Err((done_so_far(&results), error)),
+        None => Ok(results.into_iter().flatten().collect()),
+    }
 }
 
 fn outcome(row: &import::ImportRow, status: RowStatus, error: Option<ApiError>) -> RowResult {

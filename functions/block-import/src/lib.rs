@@ -6,8 +6,9 @@
 //! counts are recorded in one transaction.
 //!
 //! The answer lists the first record that failed (`batchItemFailures`), so
-//! Lambda retries from it; a chunk already recorded is skipped, and a row
-//! blocked before a retry reports `already_blocked`.
+//! Lambda retries from it; a chunk already recorded is skipped, and the
+//! rows a failed attempt did are kept with the chunk and reported by the
+//! retry as they were done.
 
 use block_api::imports::{ChunkOutcome, work_chunk};
 use serde_json::{Value, json};

@@ -99,7 +99,10 @@ struct ImportItem {
 /// Where an upload stands (the import item's `state`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UploadState {
-    Uploading,
+    /// Since its import item was written.
+    Uploading {
+        since: DateTime<Utc>,
+    },
     Ready,
     Aborted,
 }
@@ -113,6 +116,8 @@ pub struct ImportChunk {
     pub rows: Vec<ImportRow>,
     /// `Some` once worked through.
     pub results: Option<Vec<RowResult>>,
+    /// The rows an attempt did before it failed.
+    pub partial: Vec<RowResult>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -128,6 +133,8 @@ struct ChunkItem {
     rows: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     results: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    partial: Option<String>,
     ttl: i64,
 }
 
@@ -147,6 +154,12 @@ impl ChunkItem {
                 .map(|r| serde_json::from_str(&r))
                 .transpose()
                 .map_err(json)?,
+            partial: self
+                .partial
+                .map(|r| serde_json::from_str(&r))
+                .transpose()
+                .map_err(json)?
+                .unwrap_or_default(),
         })
     }
 }
@@ -199,14 +212,18 @@ impl Store {
             .await?;
         let stored = self.store_chunks(id, actor, chunks, ttl).await;
         let state = if stored.is_ok() { "ready" } else { "aborted" };
+        // Only from `uploading`: the worker gives an upload up after a
+        // while (and then skips its chunks), and that must stay so.
         let marked = self
             .client
             .update_item()
             .table_name(&self.tables.imports)
             .set_key(Some(key(import_pk(id), "JOB")))
             .update_expression("SET #state = :state")
+            .condition_expression("#state = :uploading")
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":state", s(state))
+            .expression_attribute_values(":uploading", s("uploading"))
             .send()
             .await;
         stored?;
@@ -233,6 +250,7 @@ impl Store {
                 rows: serde_json::to_string(&rows)
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?,
                 results: None,
+                partial: None,
                 ttl,
             };
             items.push(serde_dynamo::to_item(item)?);
@@ -321,7 +339,7 @@ impl Store {
             .get_item()
             .table_name(&self.tables.imports)
             .set_key(Some(key(import_pk(id), "JOB")))
-            .projection_expression("#state")
+            .projection_expression("#state, created_at")
             .expression_attribute_names("#state", "state")
             .consistent_read(true)
             .send()
@@ -329,50 +347,50 @@ impl Store {
         let Some(item) = out.item else {
             return Ok(None);
         };
-        Ok(Some(
-            match item
-                .get("state")
+        let text = |name: &str| {
+            item.get(name)
                 .and_then(|v| v.as_s().ok())
                 .map(String::as_str)
-            {
-                Some("ready") => UploadState::Ready,
-                Some("uploading") => UploadState::Uploading,
-                _ => UploadState::Aborted,
+        };
+        Ok(Some(match text("state") {
+            Some("ready") => UploadState::Ready,
+            Some("uploading") => UploadState::Uploading {
+                since: text("created_at")
+                    .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                    .map(|t| t.with_timezone(&Utc))
+                    .ok_or_else(|| StoreError::Corrupt("import: created_at".into()))?,
             },
-        ))
+            _ => UploadState::Aborted,
+        }))
     }
 
     /// The results of chunk `index`, its rows `pending` while it is not
-    /// worked through; `None` when the chunk is gone (expired). Reads the
-    /// results alone where they exist, eventually consistent: this is a
-    /// report, not an enforcement read.
+    /// worked through; `None` when the chunk is gone (expired). Strongly
+    /// consistent: the results are read right after the import is done.
     pub async fn import_results(
         &self,
         id: &str,
         index: u32,
     ) -> Result<Option<Vec<RowResult>>, StoreError> {
-        let read = |attribute: &'static str| {
-            self.client
-                .get_item()
-                .table_name(&self.tables.imports)
-                .set_key(Some(key(chunk_pk(id, index), "CHUNK")))
-                .projection_expression("pk, #attribute")
-                .expression_attribute_names("#attribute", attribute)
-                .send()
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tables.imports)
+            .set_key(Some(key(chunk_pk(id, index), "CHUNK")))
+            .projection_expression("results, #rows")
+            .expression_attribute_names("#rows", "rows")
+            .consistent_read(true)
+            .send()
+            .await?;
+        let Some(item) = out.item else {
+            return Ok(None);
         };
         let json = |e: serde_json::Error| StoreError::Corrupt(format!("import chunk: {e}"));
-        let Some(item) = read("results").await?.item else {
-            return Ok(None);
-        };
-        if let Some(results) = item.get("results").and_then(|v| v.as_s().ok()) {
+        let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok());
+        if let Some(results) = text("results") {
             return Ok(Some(serde_json::from_str(results).map_err(json)?));
         }
-        let Some(item) = read("rows").await?.item else {
-            return Ok(None);
-        };
-        let rows: Vec<ImportRow> = item
-            .get("rows")
-            .and_then(|v| v.as_s().ok())
+        let rows: Vec<ImportRow> = text("rows")
             .map(|r| serde_json::from_str(r))
             .transpose()
             .map_err(json)?
@@ -390,6 +408,27 @@ impl Store {
         ))
     }
 
+    /// Keeps the results of the rows an attempt at `chunk` did before it
+    /// failed (with those an earlier attempt kept: `done` holds them too).
+    pub async fn keep_partial_results(
+        &self,
+        chunk: &ImportChunk,
+        done: &[RowResult],
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_string(done).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.client
+            .update_item()
+            .table_name(&self.tables.imports)
+            .set_key(Some(key(chunk_pk(&chunk.import_id, chunk.index), "CHUNK")))
+            .update_expression("SET #partial = :done")
+            .condition_expression("attribute_exists(pk) AND attribute_not_exists(results)")
+            .expression_attribute_names("#partial", "partial")
+            .expression_attribute_values(":done", s(json))
+            .send()
+            .await?;
+        Ok(())
+    }
+
     /// One chunk, read strongly consistent.
     pub async fn import_chunk(
         &self,
@@ -402,37 +441,10 @@ impl Store {
             .transpose()
     }
 
-    /// Notes that the worker starts on chunk `index` of import `id`:
-    /// answers when it first did (now, or an earlier attempt's time).
-    pub async fn start_chunk(
-        &self,
-        id: &str,
-        index: u32,
-        now: DateTime<Utc>,
-    ) -> Result<DateTime<Utc>, StoreError> {
-        let out = self
-            .client
-            .update_item()
-            .table_name(&self.tables.imports)
-            .set_key(Some(key(chunk_pk(id, index), "CHUNK")))
-            .update_expression("SET started_at = if_not_exists(started_at, :now)")
-            .condition_expression("attribute_exists(pk)")
-            .expression_attribute_values(":now", s(format_time(now)))
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
-            .send()
-            .await?;
-        out.attributes
-            .as_ref()
-            .and_then(|a| a.get("started_at"))
-            .and_then(|v| v.as_s().ok())
-            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| t.with_timezone(&Utc))
-            .ok_or_else(|| StoreError::Corrupt("import chunk: started_at".into()))
-    }
-
     /// Records a chunk's results and adds them to its import's counts, in
     /// one transaction: a chunk counts once, however often its stream
-    /// record is handed over. `false` when it was already recorded.
+    /// record is handed over. `false` when it was already recorded (or its
+    /// import expired).
     pub async fn finish_chunk(
         &self,
         chunk: &ImportChunk,
@@ -474,6 +486,8 @@ impl Store {
             Update::builder()
                 .table_name(&self.tables.imports)
                 .set_key(Some(key(import_pk(&chunk.import_id), "JOB")))
+                // Never recreates an import that expired meanwhile.
+                .condition_expression("attribute_exists(pk)")
                 .update_expression(expression)
                 .set_expression_attribute_values(Some(values))
                 .build(),

@@ -71,6 +71,19 @@ pub(crate) async fn chunk_records(api: &Api) -> Vec<Value> {
         .collect()
 }
 
+/// The stream records of import `id`'s chunks.
+async fn chunk_records_of(api: &Api, id: &str) -> Vec<Value> {
+    chunk_records(api)
+        .await
+        .into_iter()
+        .filter(|r| {
+            r.pointer("/dynamodb/Keys/pk/S")
+                .and_then(Value::as_str)
+                .is_some_and(|pk| pk.contains(id))
+        })
+        .collect()
+}
+
 /// Hands `records` to `block-import`; every one succeeds.
 async fn work(api: &Api, records: Vec<Value>) {
     let answer = block_import::handle(&api.app, json!({ "Records": records })).await;
@@ -258,17 +271,7 @@ async fn b91_rows_are_idempotent_a_chunk_counts_once_and_a_second_upload_blocks_
     let second = upload(&api, &file).await;
     let again = second.body["id"].as_str().unwrap().to_owned();
     assert_ne!(again, id);
-    let records: Vec<Value> = chunk_records(&api)
-        .await
-        .into_iter()
-        .filter(|r| {
-            r.pointer("/dynamodb/Keys/pk/S")
-                .unwrap()
-                .as_str()
-                .unwrap()
-                .contains(&again)
-        })
-        .collect();
+    let records = chunk_records_of(&api, &again).await;
     work(&api, records).await;
     let done = import_of(&api, &again).await;
     assert_eq!(
@@ -449,36 +452,42 @@ async fn set_upload_state(api: &Api, id: &str, state: &str) {
 }
 
 #[tokio::test]
-async fn b91_chunks_wait_for_their_upload_and_one_that_failed_blocks_nothing() {
+async fn b91_chunks_wait_for_their_upload_and_those_of_an_upload_given_up_block_nothing() {
     let api = Api::new().await;
     let created = upload(&api, &format!("{HEADER}\n+16505550001,spam,,,,,\n")).await;
     let id = created.body["id"].as_str().unwrap().to_owned();
     let records = chunk_records(&api).await;
 
-    // Under way: the chunk fails, to be handed over again later.
+    // Under way when the chunk arrives: it waits, and goes on once the
+    // upload is done.
     set_upload_state(&api, &id, "uploading").await;
-    let answer = block_import::handle(&api.app, json!({ "Records": records.clone() })).await;
-    assert_eq!(
-        answer["batchItemFailures"][0]["itemIdentifier"],
-        records[0]["dynamodb"]["SequenceNumber"]
-    );
-    let pending = api.call("GET", &format!("/v1/imports/{id}"), None).await;
-    assert_error(&pending, 404, "import_not_found");
-
-    // Failed: its chunks are skipped, and nothing is blocked.
-    set_upload_state(&api, &id, "aborted").await;
+    let finish = {
+        let api = Api::on(&api.stack);
+        let id = id.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            set_upload_state(&api, &id, "ready").await;
+        })
+    };
     work(&api, records.clone()).await;
-    let none = api.call("GET", "/v1/blocks/+16505550001", None).await;
-    assert_eq!(none.body["blocks"], json!([]));
-
-    // Ready: worked through.
-    set_upload_state(&api, &id, "ready").await;
-    work(&api, records).await;
+    finish.await.unwrap();
     assert_eq!(import_of(&api, &id).await["counts"]["blocked"], 1);
+
+    // Another import whose upload is still "under way" long after
+    // block-api's timeout: given up, its chunk blocks nothing.
+    let later = upload(&api, &format!("{HEADER}\n+16505550002,spam,,,,,\n")).await;
+    let later = later.body["id"].as_str().unwrap().to_owned();
+    set_upload_state(&api, &later, "uploading").await;
+    let mut stale = Api::on(&api.stack);
+    stale.app.now = || chrono::Utc::now() + chrono::Duration::minutes(3);
+    let records = chunk_records_of(&api, &later).await;
+    work(&stale, records).await;
+    let none = api.call("GET", "/v1/blocks/+16505550002", None).await;
+    assert_eq!(none.body["blocks"], json!([]));
 }
 
 #[tokio::test]
-async fn b91_a_chunk_retried_after_a_failure_counts_its_blocks_once_and_as_blocked() {
+async fn b91_a_chunk_retried_after_a_failure_reports_the_rows_its_first_attempt_did() {
     let api = Api::new().await;
     let file = format!(
         "{HEADER}\n+16505550001,spam,,,,,\n+16505550002,spam,,,,,\n+16505550003,spam,,,,,\n"
@@ -487,44 +496,50 @@ async fn b91_a_chunk_retried_after_a_failure_counts_its_blocks_once_and_as_block
         .as_str()
         .unwrap()
         .to_owned();
-    // A first attempt at the chunk started, blocked row 1 as the import
-    // blocks (source `import`, the uploader as actor), and failed before
-    // recording anything. Row 2 was blocked by hand before.
-    let manual = api.block("+16505550002", json!({"reason": "spam"})).await;
-    assert_eq!(manual.status, 201);
-    api.stack
-        .store
-        .start_chunk(&id, 0, chrono::Utc::now())
-        .await
-        .unwrap();
-    let first = api
-        .block(
-            "+16505550001",
-            json!({"reason": "spam", "source": "import"}),
-        )
-        .await;
-    assert_eq!(first.status, 201);
-    work(&api, chunk_records(&api).await).await;
+    let records = chunk_records(&api).await;
+    // The first attempt: row 1's block is written, and the store refuses
+    // the writes of the others.
+    let relay = integration_tests::DynamoRelay::start(&integration_tests::endpoint());
+    relay.fail_first(usize::MAX, |operation, body| {
+        let text = body.to_string();
+        operation == "TransactWriteItems"
+            && (text.contains("+16505550002") || text.contains("+16505550003"))
+    });
+    let failing = api.via(&relay);
+    let answer = block_import::handle(&failing.app, json!({ "Records": records.clone() })).await;
+    assert_eq!(
+        answer["batchItemFailures"].as_array().unwrap().len(),
+        1,
+        "{answer}"
+    );
+    let chunk = api.stack.store.import_chunk(&id, 0).await.unwrap().unwrap();
+    assert_eq!(chunk.results, None);
+    assert_eq!(
+        chunk.partial.len(),
+        1,
+        "the row done is kept: {:?}",
+        chunk.partial
+    );
+    assert_eq!(
+        chunk.partial[0].status,
+        blocklist::import::RowStatus::Blocked
+    );
+
+    // The retry reports that row as blocked, not as already blocked.
+    work(&api, records).await;
     let done = import_of(&api, &id).await;
     assert_eq!(
         done["counts"],
-        json!({"blocked": 2, "already_blocked": 1, "invalid": 0, "failed": 0})
+        json!({"blocked": 3, "already_blocked": 0, "invalid": 0, "failed": 0}),
+        "{done}"
     );
-    let statuses: Vec<Value> = all_results(&api, &id, "", 10)
-        .await
-        .iter()
-        .map(|r| r["status"].clone())
-        .collect();
-    assert_eq!(statuses, ["blocked", "already_blocked", "blocked"]);
+    for number in ["+16505550001", "+16505550002", "+16505550003"] {
+        let history = api.history(number).await;
+        assert_eq!(history.len(), 1, "one block, one event: {history:#?}");
+    }
 
     // Recording a chunk twice counts it once.
-    let chunk = api
-        .stack
-        .store
-        .import_chunk(&id, 0)
-        .await
-        .unwrap()
-        .expect("the chunk");
+    let chunk = api.stack.store.import_chunk(&id, 0).await.unwrap().unwrap();
     let results = chunk.results.clone().expect("recorded");
     let again = api
         .stack
@@ -534,6 +549,81 @@ async fn b91_a_chunk_retried_after_a_failure_counts_its_blocks_once_and_as_block
         .unwrap();
     assert!(!again, "the second recording is refused");
     assert_eq!(import_of(&api, &id).await["rows_done"], 3);
+}
+
+#[tokio::test]
+async fn b91_an_upload_that_fails_partway_blocks_nothing() {
+    let api = Api::new().await;
+    // 26 chunks: two BatchWriteItem calls, the first refused.
+    let mut file = format!("{HEADER}\n");
+    for i in 0..12_600u32 {
+        file.push_str(&format!("+4477009{i:05},spam,,,,,\n"));
+    }
+    let relay = integration_tests::DynamoRelay::start(&integration_tests::endpoint());
+    let mut refused_once = false;
+    relay.rewrite(move |operation, body| {
+        if operation != "BatchWriteItem" || refused_once {
+            return false;
+        }
+        refused_once = true;
+        let items = body["RequestItems"].as_object_mut().unwrap();
+        let (_, writes) = items
+            .iter()
+            .next()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .unwrap();
+        items.clear();
+        items.insert("no-such-table".into(), writes);
+        true
+    });
+    let refused = upload(&api.via(&relay), &file).await;
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    // The import is marked aborted; whatever chunks were stored are
+    // skipped.
+    let jobs = api
+        .stack
+        .client
+        .scan()
+        .table_name(&api.stack.tables.imports)
+        .filter_expression("sk = :job")
+        .expression_attribute_values(
+            ":job",
+            aws_sdk_dynamodb::types::AttributeValue::S("JOB".into()),
+        )
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0]["state"].as_s().unwrap(), "aborted");
+    let id = jobs[0]["id"].as_s().unwrap().clone();
+    let gone = api.call("GET", &format!("/v1/imports/{id}"), None).await;
+    assert_error(&gone, 404, "import_not_found");
+    // A chunk of it handed over anyway (as the stream would for one that
+    // was stored) blocks nothing.
+    use aws_sdk_dynamodb::types::AttributeValue as A;
+    let text = |v: &str| A::S(v.to_owned());
+    api.stack
+        .client
+        .put_item()
+        .table_name(&api.stack.tables.imports)
+        .item("pk", text(&format!("IMPORT#{id}#00000")))
+        .item("sk", text("CHUNK"))
+        .item("import_id", text(&id))
+        .item("index", A::N("0".into()))
+        .item("actor", text("agent-1"))
+        .item(
+            "rows",
+            text(r#"[{"row":1,"line":2,"number":"+447700900000","reason":"spam"}]"#),
+        )
+        .item("ttl", A::N("4102444800".into()))
+        .send()
+        .await
+        .unwrap();
+    work(&api, chunk_records(&api).await).await;
+    let listing = api.call("GET", "/v1/blocks", None).await;
+    assert_eq!(listing.body["items"], json!([]), "nothing is blocked");
 }
 
 #[tokio::test]
@@ -565,4 +655,41 @@ async fn b91_failed_rows_page_across_many_chunks_in_order() {
     let all = all_results(&api, &id, "", 137).await;
     let rows: Vec<u64> = all.iter().map(|r| r["row"].as_u64().unwrap()).collect();
     assert_eq!(rows, (1..=3_000).collect::<Vec<u64>>());
+
+    // A cursor into a chunk that expired meanwhile goes on at the start of
+    // the next one.
+    let mut cursor = String::new();
+    for _ in 0..3 {
+        let page = api
+            .call(
+                "GET",
+                &format!("/v1/imports/{id}/results?limit=200{cursor}"),
+                None,
+            )
+            .await;
+        cursor = format!("&cursor={}", page.body["next_cursor"].as_str().unwrap());
+    }
+    // Rows 1–600 read: the cursor is 100 rows into chunk 1.
+    use aws_sdk_dynamodb::types::AttributeValue;
+    api.stack
+        .client
+        .delete_item()
+        .table_name(&api.stack.tables.imports)
+        .key("pk", AttributeValue::S(format!("IMPORT#{id}#00001")))
+        .key("sk", AttributeValue::S("CHUNK".into()))
+        .send()
+        .await
+        .unwrap();
+    let next = api
+        .call(
+            "GET",
+            &format!("/v1/imports/{id}/results?limit=200{cursor}"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        next.body["items"][0]["row"], 1_001,
+        "{}",
+        next.body["items"][0]
+    );
 }
