@@ -540,6 +540,16 @@ class Bench:
         phase.cpu = self.cpu.used(cpu)
         return phase
 
+    def raw_writes(self):
+        """Conditional puts alone at the concurrency of single deliveries:
+        the write rate the three writes of a forwarded message share."""
+        cpu = self.cpu.snapshot()
+        n = max(self.args.deliveries, MIN_RAW_PAIRS)
+        phase = self.dynamo.conditional_puts(self.fresh_keys(n, "w"), concurrency=CONCURRENCY)
+        self.fail("raw writes", phase.errors)
+        phase.cpu = self.cpu.used(cpu)
+        return phase
+
     def raw_conditional_puts(self):
         cpu = self.cpu.snapshot()
         phase = self.dynamo.conditional_puts(self.fresh_keys(RAW_CONDITIONAL_PUTS, "cp"))
@@ -631,6 +641,7 @@ class Bench:
         log(f"single deliveries: {len(jobs)} at concurrency {CONCURRENCY}, {blocked} from blocked senders")
         self.forwarded += sum(j[1] for j in jobs)
         floor = self.raw_delivery_calls()
+        writes = self.raw_writes()
         after = self.concurrent_figure("single deliveries", "delivery", jobs, self.deliver, before, TARGET_SINGLE_RATIO)
         # The floor between the same two baselines as the figure.
         raw_rate = (before.rate + after.rate) / 2
@@ -642,6 +653,16 @@ class Bench:
             f"deliveries reach {delivered / floor.rate:.0%} of it",
         )
         self.show_cpu(*floor.cpu)
+        # DynamoDB Local on disk commits one item write at a time (SQLite
+        # has one writer), so a pair costs about one write and a forwarded
+        # message, with its claim, completion and chat stamp, three.
+        self.show(
+            "  raw writes alone (c16)",
+            f"{writes.rate:8.1f}/s",
+            f"{writes.rate / raw_rate:.2f}x raw put+get; a third of it, the ceiling of "
+            f"3 writes per message: {writes.rate / 3 / raw_rate:.2f}x",
+        )
+        self.show_cpu(*writes.cpu)
         return after
 
     def sends(self, jobs, before):
