@@ -367,7 +367,10 @@ async fn receive(app: &App, request: &Request) -> Result<Response<Body>, ApiErro
             // S3: a retry would find the messages done and not touch their
             // chats again, so the chats are written now or never.
             service::retry_until(deadline, || app.store.record_chats(chats)),
-            async {
+            // B22: the CRM has these statuses too, so a blip is waited
+            // out here as well; each write is idempotent, and only a store
+            // down past the deadline leaves the claims for Meta's retry.
+            service::retry_until(deadline, || async {
                 app.store.record_failures(failures).await?;
                 // B82: 131050 stops marketing; before the claim completes,
                 // so that a failed write is redone by Meta's retry.
@@ -375,7 +378,7 @@ async fn receive(app: &App, request: &Request) -> Result<Response<Body>, ApiErro
                     .record_consents(&inbound::marketing_stops(failures), &consent_actor(), now)
                     .await?;
                 app.store.complete_claims(&failure_keys, &owner, now).await
-            },
+            }),
         ),
         identities
     );

@@ -9,7 +9,7 @@ use chrono::Utc;
 use integration_tests::{ApiRequest, DynamoRelay, dynamodb_client, endpoint, stats_total};
 use serde_json::json;
 
-use super::{APP_SECRET, CRM_SECRET, Ingress, VERIFY_TOKEN, app_for, fixture};
+use super::{APP_SECRET, CRM_SECRET, Ingress, VERIFY_TOKEN, app_for, deliver_to, fixture};
 use crate::block_api::Api;
 
 const LINE_A: &str = "106540352242922";
@@ -632,6 +632,42 @@ async fn b22_b26_store_failing_after_the_crm_ack_does_not_forward_twice() {
         1,
         "forwarded once"
     );
+}
+
+/// B22, B25, S3: a failed status's failure record that fails once after
+/// the CRM has the status is retried, not answered 5xx: Meta's retry
+/// would find the claim pending and, once its lease ran out, forward the
+/// status to the CRM a second time.
+#[tokio::test]
+async fn b22_b25_failure_record_failing_after_the_forward_is_retried_not_forwarded_twice() {
+    let ingress = Ingress::new(200).await;
+    let relay = DynamoRelay::start(&endpoint());
+    let failures_table = ingress.stack.tables.failures.clone();
+    let refused = relay.fail_first(2, move |operation, body| {
+        operation == "PutItem" && body["TableName"] == failures_table.as_str()
+    });
+    let flaky = app_for(
+        ingress.stack.store_via(&relay),
+        Some(format!("{}/crm", ingress.crm.uri())),
+    );
+    let body = fixture("status-failed-131026.json");
+    let first = deliver_to(&flaky, &body).await;
+    assert_eq!(refused.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert_eq!(first.status, 200, "{:?}", first.body);
+    let number = Subject::parse("+16505551234").unwrap();
+    let since = chrono::DateTime::from_timestamp(0, 0).unwrap();
+    let recorded = ingress
+        .stack
+        .store
+        .failures_since(&number, since)
+        .await
+        .unwrap();
+    assert_eq!(recorded.len(), 1, "the failure is recorded");
+
+    let retry = ingress.deliver(&body).await;
+    assert_eq!(retry.status, 200, "{:?}", retry.body);
+    assert_eq!(retry.body["duplicates"], 1, "{:?}", retry.body);
+    assert_eq!(ingress.crm_bodies().await.len(), 1, "forwarded once");
 }
 
 /// B24, S3: a chat update that fails after the messages were forwarded
