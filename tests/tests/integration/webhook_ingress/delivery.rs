@@ -589,6 +589,27 @@ async fn b26_crm_failure_is_5xx_and_the_retry_forwards_without_duplicates() {
     assert_eq!(retried.body["duplicates"], 1);
 }
 
+/// The ingress app on a store whose first `times` DynamoDB calls that
+/// `matches` are refused, with the count of those refused and the relay
+/// (which stops when dropped).
+fn app_failing_first(
+    ingress: &Ingress,
+    times: usize,
+    matches: impl Fn(&str, &serde_json::Value) -> bool + Send + 'static,
+) -> (
+    webhook_ingress::App,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    DynamoRelay,
+) {
+    let relay = DynamoRelay::start(&endpoint());
+    let refused = relay.fail_first(times, matches);
+    let app = app_for(
+        ingress.stack.store_via(&relay),
+        Some(format!("{}/crm", ingress.crm.uri())),
+    );
+    (app, refused, relay)
+}
+
 /// B22, B26: the store fails right after the CRM acknowledged a forward.
 /// Answering 503 then left the claim pending, and Meta's retry forwarded
 /// the message again once its lease ran out. Now the claim's completion is
@@ -597,29 +618,16 @@ async fn b26_crm_failure_is_5xx_and_the_retry_forwards_without_duplicates() {
 #[tokio::test]
 async fn b22_b26_store_failing_after_the_crm_ack_does_not_forward_twice() {
     let ingress = Ingress::new(200).await;
-    let relay = DynamoRelay::start(&endpoint());
     // The first three attempts to mark a claim done are refused.
-    let failures = relay.fail_first(3, |operation, body| {
+    let (flaky, failures, _relay) = app_failing_first(&ingress, 3, |operation, body| {
         operation == "UpdateItem"
             && body["Key"]["pk"]["S"]
                 .as_str()
                 .is_some_and(|pk| pk.starts_with("W#"))
             && body["ExpressionAttributeValues"][":done"]["S"] == "done"
     });
-    let flaky = app_for(
-        ingress.stack.store_via(&relay),
-        Some(format!("{}/crm", ingress.crm.uri())),
-    );
     let body = fixture("inbound-text.json");
-    let request = ApiRequest::new("POST", "/webhook")
-        .header(
-            "x-hub-signature-256",
-            &signature::sign(APP_SECRET.as_bytes(), body.as_bytes()),
-        )
-        .raw_body(&body);
-    let first = integration_tests::read_response(
-        webhook_ingress::handle(&flaky, request.to_lambda()).await,
-    );
+    let first = deliver_to(&flaky, &body).await;
     assert_eq!(failures.load(std::sync::atomic::Ordering::SeqCst), 3);
     assert_eq!(first.status, 200, "{:?}", first.body);
     assert_eq!(ingress.forwarded_message_ids().await.len(), 1);
@@ -641,15 +649,10 @@ async fn b22_b26_store_failing_after_the_crm_ack_does_not_forward_twice() {
 #[tokio::test]
 async fn b22_b25_failure_record_failing_after_the_forward_is_retried_not_forwarded_twice() {
     let ingress = Ingress::new(200).await;
-    let relay = DynamoRelay::start(&endpoint());
     let failures_table = ingress.stack.tables.failures.clone();
-    let refused = relay.fail_first(2, move |operation, body| {
+    let (flaky, refused, _relay) = app_failing_first(&ingress, 2, move |operation, body| {
         operation == "PutItem" && body["TableName"] == failures_table.as_str()
     });
-    let flaky = app_for(
-        ingress.stack.store_via(&relay),
-        Some(format!("{}/crm", ingress.crm.uri())),
-    );
     let body = fixture("status-failed-131026.json");
     let first = deliver_to(&flaky, &body).await;
     assert_eq!(refused.load(std::sync::atomic::Ordering::SeqCst), 2);
@@ -676,25 +679,12 @@ async fn b22_b25_failure_record_failing_after_the_forward_is_retried_not_forward
 #[tokio::test]
 async fn b24_s3_chat_update_failing_after_the_forward_is_retried_not_lost() {
     let ingress = Ingress::new(200).await;
-    let relay = DynamoRelay::start(&endpoint());
     let chats_table = ingress.stack.tables.chats.clone();
-    let failures = relay.fail_first(2, move |operation, body| {
+    let (flaky, failures, _relay) = app_failing_first(&ingress, 2, move |operation, body| {
         operation == "UpdateItem" && body["TableName"] == chats_table.as_str()
     });
-    let flaky = app_for(
-        ingress.stack.store_via(&relay),
-        Some(format!("{}/crm", ingress.crm.uri())),
-    );
     let body = fixture("inbound-text.json");
-    let request = ApiRequest::new("POST", "/webhook")
-        .header(
-            "x-hub-signature-256",
-            &signature::sign(APP_SECRET.as_bytes(), body.as_bytes()),
-        )
-        .raw_body(&body);
-    let answer = integration_tests::read_response(
-        webhook_ingress::handle(&flaky, request.to_lambda()).await,
-    );
+    let answer = deliver_to(&flaky, &body).await;
     assert_eq!(failures.load(std::sync::atomic::Ordering::SeqCst), 2);
     assert_eq!(answer.status, 200, "{:?}", answer.body);
     let chat = ingress
