@@ -122,6 +122,9 @@ pub struct InboundPlan {
     /// status, and no record of the send (B64). Forwarded, not counted.
     pub unattributed_failures: usize,
     pub carries: Vec<Carry>,
+    /// Ids of the messages whose sender is blocked where they wrote,
+    /// whatever their claim says: nothing is sent back to them (B81).
+    pub from_blocked: HashSet<String>,
     pub duplicates: usize,
     pub in_flight: usize,
 }
@@ -251,6 +254,9 @@ pub fn plan_inbound(
         let identities = message.sender.identities();
         let person = person_facts(&identities, senders);
         let blocked_by = blocking(message, &person.blocks, now);
+        if blocked_by.is_some() {
+            plan.from_blocked.insert(message.id.clone());
+        }
         // B62, decided whatever the claim says: a retry after a failed carry
         // must carry again (carrying twice changes nothing).
         if let (Some(_), Some(to), Some(from)) =
@@ -463,9 +469,10 @@ pub struct KeywordReply {
 /// B81: the confirmations to send for the keyword `changes` (of
 /// [`consent_changes`]) of which `changed` says they changed a value: one
 /// per message, only when the business number's settings have a reply for
-/// it, and none to a person whose message was suppressed (blocked: nothing
-/// goes to them). A change that changed nothing (a retry, a late message)
-/// sends nothing, so a retried delivery does not confirm twice.
+/// it, and none to a person blocked where they wrote (nothing goes to
+/// them, also when this attempt finds their message already handled). A
+/// change that changed nothing (a retry, a late message) sends nothing, so
+/// a retried delivery does not confirm twice.
 pub fn keyword_replies(
     delivery: &Delivery,
     plan: &InboundPlan,
@@ -480,7 +487,7 @@ pub fn keyword_replies(
         };
         if change.source != ConsentSource::Keyword
             || replies.iter().any(|r| r.message_id == message_id)
-            || plan.suppressed.iter().any(|s| s.message.id == message_id)
+            || plan.from_blocked.contains(message_id)
         {
             continue;
         }
@@ -603,6 +610,35 @@ mod tests {
         }
     }
 
+    /// The facts of `subject`, blocked as `number` in `scope`.
+    fn blocked_facts(
+        subject: &Subject,
+        number: &str,
+        scope: &str,
+    ) -> HashMap<Subject, SenderFacts> {
+        [(
+            subject.clone(),
+            SenderFacts {
+                blocks: vec![block(number, scope)],
+                known_contact: true,
+                state: None,
+            },
+        )]
+        .into_iter()
+        .collect()
+    }
+
+    /// The plan of `delivery` with every update claimed here.
+    fn plan_claimed(delivery: &Delivery, facts: &HashMap<Subject, SenderFacts>) -> InboundPlan {
+        plan_inbound(
+            delivery,
+            facts,
+            &all_claimed(delivery),
+            &HashMap::new(),
+            now(),
+        )
+    }
+
     fn all_claimed(delivery: &Delivery) -> HashMap<String, Claim> {
         claim_keys(delivery)
             .into_iter()
@@ -610,28 +646,54 @@ mod tests {
             .collect()
     }
 
+    /// B81, B23: a keyword from a blocked person is never confirmed, also
+    /// when this attempt finds the message handled (a retry after a failed
+    /// consent write, or the losing copy of a concurrent duplicate), so
+    /// that it is not among this plan's suppressions.
+    #[test]
+    fn b81_a_blocked_persons_keyword_is_not_confirmed_on_a_retry() {
+        let text = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/fixtures/meta/inbound-text.json"
+        ))
+        .replace("Does it come in another color?", "STOP");
+        let delivery = Delivery::parse(text.as_bytes()).unwrap();
+        let us = Subject::parse("+16505551234").unwrap();
+        let facts = blocked_facts(&us, "+16505551234", "all");
+        let business = PhoneNumberId::parse("106540352242922").unwrap();
+        let mut settings = crate::model::Settings::builtin(
+            &crate::model::SettingsTarget::Business(business.clone()),
+        );
+        settings.opt_out_reply = "You will get no more messages.".into();
+        let settings: HashMap<PhoneNumberId, crate::model::Settings> =
+            [(business, settings)].into_iter().collect();
+        let changes = consent_changes(&delivery, &facts, &settings, now());
+        assert_eq!(changes.len(), 1, "the keyword is a consent change");
+        let changed = vec![true];
+        for claim in [Claim::Claimed, Claim::Done, Claim::InFlight] {
+            let claims: HashMap<String, Claim> = claim_keys(&delivery)
+                .into_iter()
+                .map(|k| (k, claim))
+                .collect();
+            let plan = plan_inbound(&delivery, &facts, &claims, &HashMap::new(), now());
+            let replies = keyword_replies(&delivery, &plan, &changes, &changed, &settings);
+            assert!(replies.is_empty(), "{claim:?}: {replies:?}");
+        }
+        // Unblocked, the same keyword is confirmed.
+        let plan = plan_claimed(&delivery, &HashMap::new());
+        assert_eq!(
+            keyword_replies(&delivery, &plan, &changes, &changed, &settings).len(),
+            1
+        );
+    }
+
     #[test]
     fn b23_blocked_sender_is_suppressed_only_where_the_block_applies() {
         let delivery = Delivery::parse(BATCH).unwrap();
         let us = Subject::parse("+16505551234").unwrap();
         // Blocked on the first business number only.
-        let facts: HashMap<Subject, SenderFacts> = [(
-            us.clone(),
-            SenderFacts {
-                blocks: vec![block("+16505551234", "106540352242922")],
-                known_contact: true,
-                state: None,
-            },
-        )]
-        .into_iter()
-        .collect();
-        let plan = plan_inbound(
-            &delivery,
-            &facts,
-            &all_claimed(&delivery),
-            &HashMap::new(),
-            now(),
-        );
+        let facts = blocked_facts(&us, "+16505551234", "106540352242922");
+        let plan = plan_claimed(&delivery, &facts);
         assert_eq!(plan.suppressed.len(), 1);
         assert_eq!(plan.suppressed[0].message.id, "wamid.BATCH0001");
         assert_eq!(
@@ -660,13 +722,7 @@ mod tests {
         )]
         .into_iter()
         .collect();
-        let plan = plan_inbound(
-            &delivery,
-            &facts,
-            &all_claimed(&delivery),
-            &HashMap::new(),
-            now(),
-        );
+        let plan = plan_claimed(&delivery, &facts);
         let ids: Vec<&str> = plan
             .suppressed
             .iter()
@@ -697,26 +753,14 @@ mod tests {
         let body = json!({"object": "whatsapp_business_account", "entry": [{"changes": [{"value": {
             "metadata": {"phone_number_id": "1"}, "messages": [message, message]}}]}]});
         let delivery = Delivery::parse(body.to_string().as_bytes()).unwrap();
-        let plan = plan_inbound(
-            &delivery,
-            &HashMap::new(),
-            &all_claimed(&delivery),
-            &HashMap::new(),
-            now(),
-        );
+        let plan = plan_claimed(&delivery, &HashMap::new());
         assert_eq!((plan.forward.len(), plan.duplicates), (1, 1));
     }
 
     #[test]
     fn b25_failed_status_is_forwarded_and_recorded() {
         let delivery = Delivery::parse(FAILED).unwrap();
-        let plan = plan_inbound(
-            &delivery,
-            &HashMap::new(),
-            &all_claimed(&delivery),
-            &HashMap::new(),
-            now(),
-        );
+        let plan = plan_claimed(&delivery, &HashMap::new());
         assert_eq!(plan.forward.len(), 1);
         assert_eq!(plan.failures.len(), 1);
         let failure = &plan.failures[0];
@@ -731,13 +775,7 @@ mod tests {
             "metadata": {"phone_number_id": "1"},
             "messages": [{"from_user_id": "US.13491208655302741918", "id": "wamid.U", "type": "text"}]}}]}]});
         let delivery = Delivery::parse(body.to_string().as_bytes()).unwrap();
-        let plan = plan_inbound(
-            &delivery,
-            &HashMap::new(),
-            &all_claimed(&delivery),
-            &HashMap::new(),
-            now(),
-        );
+        let plan = plan_claimed(&delivery, &HashMap::new());
         assert_eq!(plan.forward.len(), 1);
         // The chat is kept under the BSUID when the number is hidden.
         assert_eq!(plan.chats.len(), 1);
@@ -778,13 +816,7 @@ mod tests {
             "US.13491208655302741918",
             vec![block("+16505551234", "all")],
         );
-        let plan = plan_inbound(
-            &delivery,
-            &facts,
-            &all_claimed(&delivery),
-            &HashMap::new(),
-            now(),
-        );
+        let plan = plan_claimed(&delivery, &facts);
         assert_eq!(plan.suppressed.len(), 1);
         assert_eq!(
             plan.suppressed[0].subject.as_str(),
@@ -805,13 +837,7 @@ mod tests {
         let mut b = block("+16505551234", "all");
         b.subject = Subject::parse("US.13491208655302741918").unwrap();
         let facts = facts_with("US.13491208655302741918", vec![b]);
-        let plan = plan_inbound(
-            &delivery,
-            &facts,
-            &all_claimed(&delivery),
-            &HashMap::new(),
-            now(),
-        );
+        let plan = plan_claimed(&delivery, &facts);
         assert_eq!(plan.suppressed.len(), 1);
         // Kept under the number, which the message shows.
         assert_eq!(plan.suppressed[0].subject.as_str(), "+16505551234");
@@ -820,13 +846,7 @@ mod tests {
     #[test]
     fn b64_failed_status_by_bsuid_is_attributed_to_the_bsuid() {
         let delivery = Delivery::parse(FAILED_BSUID).unwrap();
-        let plan = plan_inbound(
-            &delivery,
-            &HashMap::new(),
-            &all_claimed(&delivery),
-            &HashMap::new(),
-            now(),
-        );
+        let plan = plan_claimed(&delivery, &HashMap::new());
         assert_eq!(plan.failures.len(), 1);
         assert_eq!(plan.failures[0].subject.as_str(), "US.13491208655302741918");
         assert_eq!(plan.failures[0].code, Some(131026));
@@ -878,13 +898,7 @@ mod tests {
         assert_eq!(plan.carries[0].to.as_str(), "+16505559876");
         assert_eq!(plan.carries[0].from.as_str(), "+16505551234");
         // Not blocked: nothing to carry, and the message is forwarded.
-        let plan = plan_inbound(
-            &delivery,
-            &HashMap::new(),
-            &all_claimed(&delivery),
-            &HashMap::new(),
-            now(),
-        );
+        let plan = plan_claimed(&delivery, &HashMap::new());
         assert!(plan.carries.is_empty());
         assert_eq!(plan.forward.len(), 1);
     }
@@ -900,13 +914,7 @@ mod tests {
             created_at: now(),
         };
         let facts = facts_with("+16505551234", vec![rule.block_of(&subject)]);
-        let plan = plan_inbound(
-            &delivery,
-            &facts,
-            &all_claimed(&delivery),
-            &HashMap::new(),
-            now(),
-        );
+        let plan = plan_claimed(&delivery, &facts);
         assert_eq!(plan.suppressed.len(), 1, "the rule blocks the message");
         assert!(
             plan.carries.is_empty(),
@@ -917,13 +925,7 @@ mod tests {
             "+16505551234",
             vec![rule.block_of(&subject), block("+16505551234", "all")],
         );
-        let plan = plan_inbound(
-            &delivery,
-            &facts,
-            &all_claimed(&delivery),
-            &HashMap::new(),
-            now(),
-        );
+        let plan = plan_claimed(&delivery, &facts);
         assert_eq!(plan.carries.len(), 1);
         assert!(plan.carries[0].blocks.iter().all(|b| b.rule.is_none()));
         assert_eq!(plan.carries[0].blocks.len(), 1);
