@@ -471,6 +471,68 @@ fn fold_argentina_mobile(digits: &str) -> String {
     }
 }
 
+/// The start of stored numbers that the start of a number written in one
+/// of the forms folded above stands for (B84: a prefix rule is compared
+/// with stored numbers): Argentina's `54` + area code (`54 11` → `54 9 11`,
+/// a trunk `0` dropped), Brazil's 8-digit mobiles (`55 11 8` →
+/// `55 11 9 8`), Mexico's `52 1`, Viet Nam's old network codes, Benin's
+/// 8-digit numbers (`229 97` → `229 01 97`) and Gabon's `0` (`241 07` →
+/// `241 77`). A start that the old and the new forms share, or that the
+/// digits given do not yet tell (`55 11 9`, `84 16`, `229 8`), is returned
+/// as it is: the digits after it would decide.
+pub fn prefix_as_stored(digits: &str) -> String {
+    if let Some(national) = digits.strip_prefix("54").filter(|n| !n.is_empty()) {
+        let national = national.strip_prefix('0').unwrap_or(national);
+        // Geographic area codes start with `11`, `2` or `3`.
+        if national.starts_with(['1', '2', '3']) {
+            return format!("549{national}");
+        }
+        return format!("54{national}");
+    }
+    if let Some(national) = digits.strip_prefix("55") {
+        // Area code, then a subscriber digit that only old mobiles start
+        // with (new ones start with the ninth digit, `9`).
+        if national.len() >= 3
+            && !national.starts_with('0')
+            && matches!(national.as_bytes()[2], b'6'..=b'8')
+        {
+            return format!("55{}9{}", &national[..2], &national[2..]);
+        }
+    }
+    if let Some(rest) = digits.strip_prefix("521") {
+        return format!("52{rest}");
+    }
+    if let Some(national) = digits.strip_prefix("84")
+        && national.len() >= 3
+        && let Some((_, new_code)) = VIETNAM_2018_NETWORK_CODES
+            .iter()
+            .find(|(old, _)| *old == &national[..3])
+    {
+        return format!("84{new_code}{}", &national[3..]);
+    }
+    if let Some(national) = digits.strip_prefix("229") {
+        // Still numbers of their own: shared cost `81…`, VoIP `857[58]…`.
+        let still_valid = national.starts_with("81") || national.starts_with("857");
+        let undecided =
+            national.is_empty() || national.starts_with('0') || national == "8" || national == "85";
+        if !still_valid && !undecided {
+            return format!("22901{national}");
+        }
+    }
+    if let Some(old) = digits.strip_prefix("2410").filter(|o| !o.is_empty()) {
+        let operator_digit = match old.as_bytes()[0] {
+            b'2' | b'5' | b'6' => Some('6'),
+            b'4' | b'7' => Some('7'),
+            b'1' => Some('1'),
+            _ => None,
+        };
+        if let Some(digit) = operator_digit {
+            return format!("241{digit}{old}");
+        }
+    }
+    digits.to_owned()
+}
+
 /// Whether the metadata lists these international digits as a valid number.
 fn is_valid_in_metadata(digits: &str) -> bool {
     phonenumber::parse(None, format!("+{digits}"))
@@ -705,6 +767,49 @@ mod tests {
                 "wa_id form of {form:?}"
             );
             assert!(number.is_known_to_metadata(), "form {form:?}");
+        }
+    }
+
+    /// B84: the start of a folded form stands for the start of the stored
+    /// number, for every length the start alone decides.
+    #[test]
+    fn b84_a_start_in_a_folded_form_is_the_start_of_the_stored_number() {
+        for (form, stored) in [
+            ("541123456789", "+5491123456789"),
+            ("5403514123456", "+5493514123456"),
+            ("551181234567", "+5511981234567"),
+            ("5215512345678", "+525512345678"),
+            ("841621234567", "+84321234567"),
+            ("22997123456", "+2290197123456"),
+            ("24107123456", "+24177123456"),
+        ] {
+            assert_eq!(Number::parse(&format!("+{form}")).unwrap().as_str(), stored);
+            // Each start that is folded (those the digits so far do not
+            // decide are kept) is a start of the stored number.
+            let mut folded = 0;
+            for length in 4..form.len() {
+                let start = prefix_as_stored(&form[..length]);
+                if start == form[..length] {
+                    continue;
+                }
+                folded += 1;
+                assert!(
+                    stored[1..].starts_with(&start),
+                    "{form}: {} stands for {start}, not a start of {stored}",
+                    &form[..length]
+                );
+            }
+            assert!(
+                folded >= form.len() - 6,
+                "{form}: folded at {folded} lengths"
+            );
+        }
+        // Starts that are already stored forms, or that old and new forms
+        // share, are kept.
+        for kept in [
+            "549", "5491", "55119", "552123", "52", "8432", "8416", "2290", "2298", "24166", "1650",
+        ] {
+            assert_eq!(prefix_as_stored(kept), kept);
         }
     }
 

@@ -54,7 +54,7 @@ fn prefix(raw: Option<&str>) -> Result<Prefix, ApiError> {
             "prefix is required ('+' and 1 to 14 digits)",
         )
     })?;
-    Prefix::parse(raw).map_err(|e| {
+    Prefix::parse_new(raw).map_err(|e| {
         let code = match e {
             RuleError::Everything => "prefix_too_broad",
             _ => "invalid_prefix",

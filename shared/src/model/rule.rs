@@ -75,6 +75,17 @@ impl Prefix {
         Ok(Self(raw.to_owned()))
     }
 
+    /// A new rule's prefix (B84, B63): [`Prefix::parse`], then written
+    /// the way numbers of that start are stored (Argentina's `+5411…` is
+    /// stored `+54911…`; see [`crate::number::prefix_as_stored`]), since it
+    /// is compared with stored numbers and would otherwise match none of
+    /// the wave it names. Stored rules are read with [`Prefix::parse`], as
+    /// they were written.
+    pub fn parse_new(raw: &str) -> Result<Self, RuleError> {
+        Self::parse(raw)?;
+        Self::parse(&format!("+{}", crate::number::prefix_as_stored(&raw[1..])))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -200,6 +200,53 @@ async fn b84_a_rule_in_one_business_number_holds_there_only() {
     assert_eq!(assert_blocked(&refused)["scope"], LINE_B);
 }
 
+/// B84, B63: a prefix is written the way a CRM stores numbers (`+5411`,
+/// Buenos Aires as dialled), while numbers are stored the way WhatsApp
+/// writes them (`+54 9 11 …`): the rule holds the stored form, so that
+/// the wave it names is stopped.
+#[tokio::test]
+async fn b84_b63_a_prefix_in_a_form_numbers_are_folded_from_holds_their_stored_form() {
+    let world = World::new().await;
+    for (id, written, stored) in [
+        ("ar", "+5411", "+54911"),
+        ("ar-trunk", "+54 0351", "+549351"),
+        ("mx", "+52155", "+5255"),
+        ("bj", "+22997", "+2290197"),
+        ("ga", "+24107", "+24177"),
+        ("vn", "+84162", "+8432"),
+        ("br", "+55118", "+551198"),
+    ] {
+        let written = written.replace(' ', "");
+        let made = world.put_rule(id, wave(&written)).await;
+        assert_eq!(made.status, 201, "{written}: {}", made.body);
+        assert_eq!(made.body["prefix"], stored, "{written}");
+    }
+    for (from, id) in [
+        ("5491123456789", "wamid.AR"),
+        ("5493511234567", "wamid.AR_CORDOBA"),
+        ("525512345678", "wamid.MX"),
+        ("2290197123456", "wamid.BJ"),
+        ("24177123456", "wamid.GA"),
+        ("84321234567", "wamid.VN"),
+        ("551187654321", "wamid.BR_OLD"),
+        ("5511987654321", "wamid.BR"),
+    ] {
+        let answer = world.deliver(&text_from(from, id, LINE_A)).await;
+        assert_eq!(answer.body["suppressed"], 1, "{from}: {}", answer.body);
+    }
+    assert!(world.forwarded_message_ids().await.is_empty());
+    let refused = world.send(&text_send_to("+54 11 15 2345 6789")).await;
+    assert_eq!(assert_blocked(&refused)["rule"], "ar");
+    // Forms no fold rewrites, or that two forms share, are kept as
+    // written: `+55119` starts new and old forms of area 11 alike.
+    for kept in ["+55119", "+1650", "+549", "+2290", "+241"] {
+        let made = world
+            .put_rule(&format!("kept{}", &kept[1..]), wave(kept))
+            .await;
+        assert_eq!(made.body["prefix"], kept, "{}", made.body);
+    }
+}
+
 #[tokio::test]
 async fn b84_bad_rules_are_refused_with_clear_errors_and_change_nothing() {
     let world = World::new().await;
