@@ -220,6 +220,25 @@ fn every_block(
     blocks
 }
 
+/// `identities` and every identity a link of `people` names with one of
+/// them.
+fn with_shown_links(
+    mut identities: Vec<Subject>,
+    people: &[crate::identity::Link],
+) -> Vec<Subject> {
+    let shown: Vec<Subject> = people
+        .iter()
+        .filter(|link| identities.iter().any(|i| link.names(i)))
+        .flat_map(|link| link.subjects())
+        .collect();
+    for subject in shown {
+        if !identities.contains(&subject) {
+            identities.push(subject);
+        }
+    }
+    identities
+}
+
 /// The block that stops a message from a person, if any.
 fn blocking<'a>(
     message: &InboundMessage,
@@ -250,9 +269,23 @@ pub fn plan_inbound(
     let mut seen: HashSet<String> = HashSet::new();
     let mut chats: HashMap<(PhoneNumberId, Subject), ChatTouch> = HashMap::new();
 
+    // B61: identities the delivery shows together (and no other link
+    // contradicts) are one person already, before the link is stored.
+    let (people, _) = crate::policy::merge_links(&delivery.links);
     for message in &delivery.messages {
-        let identities = message.sender.identities();
-        let person = person_facts(&identities, senders);
+        let identities = with_shown_links(message.sender.identities(), &people);
+        let mut person = person_facts(&identities, senders);
+        // Each state's copy of its blocks covers the business numbers an
+        // identity shown only elsewhere in the delivery was not read for.
+        for block in identities
+            .iter()
+            .filter_map(|i| senders.get(i)?.state.as_ref())
+            .flat_map(|s| &s.blocks)
+        {
+            if !person.blocks.contains(block) {
+                person.blocks.push(block.clone());
+            }
+        }
         let blocked_by = blocking(message, &person.blocks, now);
         if blocked_by.is_some() {
             plan.from_blocked.insert(message.id.clone());

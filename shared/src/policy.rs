@@ -868,7 +868,7 @@ fn contradicts(a: &Link, b: &Link) -> bool {
 
 /// Merges the links of one delivery that name a common identity; returns
 /// the merged links and the identities of contradicting ones.
-fn merge_links(observed: &[Link]) -> (Vec<Link>, Vec<Subject>) {
+pub fn merge_links(observed: &[Link]) -> (Vec<Link>, Vec<Subject>) {
     let mut merged: Vec<Link> = Vec::new();
     let mut ambiguous: Vec<Subject> = Vec::new();
     for link in observed.iter().filter(|l| l.is_link()) {

@@ -5,7 +5,8 @@ use serde_json::{Value, json};
 
 use super::{
     BSUID, LINE_A, LINE_B, NUMBER, OTHER_BSUID, OTHER_NUMBER, World, assert_blocked, bsuid_only,
-    contact, delivery, fixture, graph_answer, linked_numbers, linked_user_ids, text_message, today,
+    contact, delivery, delivery_on, fixture, graph_answer, linked_numbers, linked_user_ids,
+    text_message, today,
 };
 use crate::send_proxy::text_send_to;
 
@@ -309,6 +310,51 @@ async fn b61_graph_answer_links_a_number_that_was_blocked_before() {
     let error_data = assert_blocked(&second);
     assert_eq!(error_data["recipient"], BSUID);
     assert_eq!(world.graph_requests().await.len(), 1);
+}
+
+/// B61: one delivery shows a number with its BSUID on one business number,
+/// and the BSUID alone on another (the number hidden there), where the
+/// number is blocked: the link is not stored until after the forward, so
+/// the BSUID's message is judged with the identities the delivery itself
+/// shows, and with the number's blocks in every scope.
+#[tokio::test]
+async fn b61_a_link_shown_in_one_change_holds_for_the_other_changes_of_the_delivery() {
+    let world = World::new().await;
+    // Blocked where the number is hidden only.
+    world.block(NUMBER, LINE_B).await;
+    let shown: Value = serde_json::from_str(&delivery_on(
+        LINE_A,
+        vec![contact(Some("16505551234"), Some(BSUID))],
+        vec![text_message(
+            Some("16505551234"),
+            Some(BSUID),
+            "wamid.B61SHOWN",
+        )],
+        vec![],
+    ))
+    .unwrap();
+    let mut body: Value = serde_json::from_str(&delivery_on(
+        LINE_B,
+        vec![contact(None, Some(BSUID))],
+        vec![text_message(None, Some(BSUID), "wamid.B61HIDDEN")],
+        vec![],
+    ))
+    .unwrap();
+    body["entry"][0]["changes"]
+        .as_array_mut()
+        .unwrap()
+        .insert(0, shown["entry"][0]["changes"][0].clone());
+    let response = world.deliver(&body.to_string()).await;
+    assert_eq!(response.body["suppressed"], 1, "{:?}", response.body);
+    assert_eq!(world.forwarded_message_ids().await, ["wamid.B61SHOWN"]);
+    // A person the delivery does not tie to the number is not held.
+    let stranger = delivery_on(
+        LINE_B,
+        vec![contact(None, Some(OTHER_BSUID))],
+        vec![text_message(None, Some(OTHER_BSUID), "wamid.B61OTHER")],
+        vec![],
+    );
+    assert_eq!(world.deliver(&stranger).await.body["forwarded"], 1);
 }
 
 #[tokio::test]
