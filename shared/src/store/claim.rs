@@ -30,15 +30,20 @@ struct Lease<'a> {
     ttl: i64,
 }
 
-/// What a claim that could not be taken says: handled, or being handled.
-fn held_claim(item: Option<&Item>) -> Claim {
-    let state = item
-        .and_then(|i| i.get("state"))
-        .and_then(|v| v.as_s().ok());
-    if state.map(String::as_str) == Some("done") {
-        Claim::Done
-    } else {
-        Claim::InFlight
+/// What a claim that could not be taken says: handled, being handled, or
+/// `owner`'s own: a put that landed but whose answer was lost is sent
+/// again by the SDK and finds the claim it made (an owner is one
+/// invocation, which claims each key once).
+fn held_claim(item: Option<&Item>, owner: &str) -> Claim {
+    let text = |name: &str| {
+        item.and_then(|i| i.get(name))
+            .and_then(|v| v.as_s().ok())
+            .map(String::as_str)
+    };
+    match (text("state"), text("owner")) {
+        (Some("done"), _) => Claim::Done,
+        (Some("pending"), Some(holder)) if holder == owner => Claim::Claimed,
+        _ => Claim::InFlight,
     }
 }
 
@@ -95,7 +100,7 @@ impl Store {
                     .build())
             },
             Claim::Claimed,
-            held_claim,
+            |item| held_claim(item, lease.owner),
             |key| self.claim_one(key, lease),
         )
         .await
@@ -137,7 +142,7 @@ impl Store {
             Ok(_) => Claim::Claimed,
             Err(error) => match error.as_service_error() {
                 Some(PutItemError::ConditionalCheckFailedException(failed)) => {
-                    held_claim(failed.item())
+                    held_claim(failed.item(), lease.owner)
                 }
                 _ => return Err(StoreError::from(error)),
             },

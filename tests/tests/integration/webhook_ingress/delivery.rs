@@ -642,6 +642,44 @@ async fn b22_b26_store_failing_after_the_crm_ack_does_not_forward_twice() {
     );
 }
 
+/// B22: a claim put that landed but whose answer was lost is sent again
+/// by the SDK and finds the claim there: the invocation's own (same
+/// owner, pending) is still its own, not another's in flight, which would
+/// leave the update unhandled and answer 503 until the lease ran out. By
+/// single puts and by transactions alike.
+#[tokio::test]
+async fn b22_an_invocations_own_pending_claim_found_again_is_its_own() {
+    let stack = integration_tests::TestStack::new().await;
+    let now = Utc::now();
+    for count in [1, 12] {
+        let keys: Vec<String> = (0..count)
+            .map(|i| format!("M#wamid.OWN{count}.{i}"))
+            .collect();
+        let first = stack.store.claim(&keys, "request-1", now).await.unwrap();
+        assert!(
+            first
+                .values()
+                .all(|c| *c == blocklist::inbound::Claim::Claimed)
+        );
+        let again = stack.store.claim(&keys, "request-1", now).await.unwrap();
+        assert_eq!(again.len(), count);
+        assert!(
+            again
+                .values()
+                .all(|c| *c == blocklist::inbound::Claim::Claimed),
+            "{count}: {again:?}"
+        );
+        // Another invocation finds it in flight.
+        let other = stack.store.claim(&keys, "request-2", now).await.unwrap();
+        assert!(
+            other
+                .values()
+                .all(|c| *c == blocklist::inbound::Claim::InFlight),
+            "{count}: {other:?}"
+        );
+    }
+}
+
 /// B22, B25, S3: a failed status's failure record that fails once after
 /// the CRM has the status is retried, not answered 5xx: Meta's retry
 /// would find the claim pending and, once its lease ran out, forward the
