@@ -164,8 +164,8 @@ impl DynamoRelay {
 
     /// Makes the first `times` requests that `matches` (operation, body)
     /// fail: they name a table that does not exist, in every action of a
-    /// transaction too, which DynamoDB refuses. Returns the count of
-    /// requests failed so far.
+    /// transaction and in every table of a batch too, which DynamoDB
+    /// refuses. Returns the count of requests failed so far.
     pub fn fail_first(
         &self,
         times: usize,
@@ -186,6 +186,12 @@ impl DynamoRelay {
                     .flat_map(|a| a.values_mut())
                 {
                     write["TableName"] = Value::String("no-such-table".into());
+                }
+            }
+            if let Some(tables) = body["RequestItems"].as_object_mut() {
+                let requests: Vec<Value> = std::mem::take(tables).into_values().collect();
+                for (i, request) in requests.into_iter().enumerate() {
+                    tables.insert(format!("no-such-table-{i}"), request);
                 }
             }
             true

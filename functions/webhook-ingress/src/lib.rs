@@ -250,12 +250,17 @@ async fn receive(app: &App, request: &Request) -> Result<Response<Body>, ApiErro
         app.store
             .settings_of::<HashMap<_, _>>(inbound::keyword_numbers(&delivery)),
     );
-    let (facts, claims, sent, keyword_settings) = (
-        facts.map_err(dependency_error)?,
-        claims.map_err(dependency_error)?,
-        sent.map_err(dependency_error)?,
-        keyword_settings.map_err(dependency_error)?,
-    );
+    let claims = claims.map_err(dependency_error)?;
+    let (facts, sent, keyword_settings) =
+        match facts.and_then(|facts| Ok((facts, sent?, keyword_settings?))) {
+            Ok(reads) => reads,
+            Err(error) => {
+                // B22: the claims taken go back, so that Meta's retry
+                // handles the updates at once, not after the lease.
+                release_taken(app, &claims, &owner).await;
+                return Err(dependency_error(error));
+            }
+        };
     let plan = inbound::plan_inbound(&delivery, &facts, &claims, &sent, now);
     let consents = inbound::consent_changes(&delivery, &facts, &keyword_settings, now);
     let known_states: HashMap<Subject, SubjectState> = facts
@@ -404,6 +409,19 @@ async fn receive(app: &App, request: &Request) -> Result<Response<Body>, ApiErro
             "duplicates": plan.duplicates,
         }),
     ))
+}
+
+/// Gives back the claims this invocation took, after a failure before any
+/// forward; one that fails to go back is left to its lease.
+async fn release_taken(app: &App, claims: &HashMap<String, inbound::Claim>, owner: &str) {
+    let taken: Vec<String> = claims
+        .iter()
+        .filter(|(_, claim)| **claim == inbound::Claim::Claimed)
+        .map(|(key, _)| key.clone())
+        .collect();
+    if let Err(error) = app.store.release_claims(&taken, owner).await {
+        tracing::warn!(%error, "claims not given back; they wait for their lease");
+    }
 }
 
 /// Keyword confirmations in flight at once.

@@ -642,6 +642,27 @@ async fn b22_b26_store_failing_after_the_crm_ack_does_not_forward_twice() {
     );
 }
 
+/// B22, B26: when the enforcement read fails after the claims were
+/// taken, the delivery is answered 503 and its claims are given back, so
+/// Meta's retry handles the messages at once instead of finding them in
+/// flight until the lease runs out.
+#[tokio::test]
+async fn b22_b26_a_failed_enforcement_read_gives_its_claims_back() {
+    let ingress = Ingress::new(200).await;
+    let (flaky, refused, _relay) =
+        app_failing_first(&ingress, 1, |operation, _| operation == "BatchGetItem");
+    let body = fixture("inbound-text.json");
+    let first = deliver_to(&flaky, &body).await;
+    assert_eq!(refused.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(first.status, 503, "{:?}", first.body);
+    assert!(ingress.crm_bodies().await.is_empty());
+
+    let retry = ingress.deliver(&body).await;
+    assert_eq!(retry.status, 200, "{:?}", retry.body);
+    assert_eq!(retry.body["forwarded"], 1, "{:?}", retry.body);
+    assert_eq!(ingress.forwarded_message_ids().await.len(), 1);
+}
+
 /// B22: a claim put that landed but whose answer was lost is sent again
 /// by the SDK and finds the claim there: the invocation's own (same
 /// owner, pending) is still its own, not another's in flight, which would
