@@ -257,11 +257,15 @@ fn blocking<'a>(
 /// Decides a delivery. `claims` has an entry for every key of
 /// [`claim_keys`]; a missing one counts as in flight (fail safe: retried).
 /// `sent` maps message ids of the send proxy's sends to their recipient.
+/// `settings` holds the settings of the business numbers that reported an
+/// identity change (see [`settings_numbers`]); one missing carries, as the
+/// built-in default does.
 pub fn plan_inbound(
     delivery: &Delivery,
     senders: &HashMap<Subject, SenderFacts>,
     claims: &HashMap<String, Claim>,
     sent: &HashMap<String, Subject>,
+    settings: &HashMap<PhoneNumberId, crate::model::Settings>,
     now: DateTime<Utc>,
 ) -> InboundPlan {
     let mut plan = InboundPlan::default();
@@ -272,29 +276,36 @@ pub fn plan_inbound(
     // B61: identities the delivery shows together (and no other link
     // contradicts) are one person already, before the link is stored.
     let (people, _) = crate::policy::merge_links(&delivery.links);
-    for message in &delivery.messages {
-        let identities = with_shown_links(message.sender.identities(), &people);
-        let mut person = person_facts(&identities, senders);
-        // Each state's copy of its blocks covers the business numbers an
-        // identity shown only elsewhere in the delivery was not read for.
-        for block in identities
-            .iter()
-            .filter_map(|i| senders.get(i)?.state.as_ref())
-            .flat_map(|s| &s.blocks)
-        {
-            if !person.blocks.contains(block) {
-                person.blocks.push(block.clone());
+    let mut judged: Vec<(Vec<Subject>, Vec<Block>)> = delivery
+        .messages
+        .iter()
+        .map(|message| {
+            let identities = with_shown_links(message.sender.identities(), &people);
+            let mut blocks = person_facts(&identities, senders).blocks;
+            // Each state's copy of its blocks covers the business numbers
+            // an identity shown only elsewhere in the delivery was not
+            // read for.
+            for block in identities
+                .iter()
+                .filter_map(|i| senders.get(i)?.state.as_ref())
+                .flat_map(|s| &s.blocks)
+            {
+                if !blocks.contains(block) {
+                    blocks.push(block.clone());
+                }
             }
-        }
-        let blocked_by = blocking(message, &person.blocks, now);
-        if blocked_by.is_some() {
-            plan.from_blocked.insert(message.id.clone());
-        }
-        // B62, decided whatever the claim says: a retry after a failed carry
-        // must carry again (carrying twice changes nothing).
-        if let (Some(_), Some(to), Some(from)) =
-            (blocked_by, &message.changed_to, message.sender.primary())
-        {
+            (identities, blocks)
+        })
+        .collect();
+
+    // B62, decided whatever the claim says: a retry after a failed carry
+    // must carry again (carrying twice changes nothing).
+    for (message, (identities, blocks)) in delivery.messages.iter().zip(&judged) {
+        if let (Some(_), Some(to), Some(from)) = (
+            blocking(message, blocks, now),
+            &message.changed_to,
+            message.sender.primary(),
+        ) {
             // The new identity, and a BSUID Meta already issued for it: when
             // the system message names previous ids, `from_user_id` is the
             // new one.
@@ -306,7 +317,7 @@ pub fn plan_inbound(
             {
                 targets.push(renewed);
             }
-            let blocks = every_block(&identities, senders, now);
+            let blocks = every_block(identities, senders, now);
             for target in targets {
                 if target != from && !blocks.iter().all(|b| b.subject == target) {
                     plan.carries.push(Carry {
@@ -318,6 +329,35 @@ pub fn plan_inbound(
                     });
                 }
             }
+        }
+    }
+    // A message from a new identity in the same delivery is judged with
+    // the blocks carried to it, where carrying is on: the carry itself is
+    // written after the forward.
+    for carry in &plan.carries {
+        let carries = carry
+            .phone_number_id
+            .as_ref()
+            .and_then(|b| settings.get(b))
+            .is_none_or(|s| s.carry_blocks_on_change);
+        if !carries {
+            continue;
+        }
+        for (identities, blocks) in &mut judged {
+            if identities.contains(&carry.to) {
+                for block in &carry.blocks {
+                    if !blocks.contains(block) {
+                        blocks.push(block.clone());
+                    }
+                }
+            }
+        }
+    }
+
+    for (message, (_, blocks)) in delivery.messages.iter().zip(&judged) {
+        let blocked_by = blocking(message, blocks, now);
+        if blocked_by.is_some() {
+            plan.from_blocked.insert(message.id.clone());
         }
         let key = message_key(&message.id);
         match claims.get(&key).copied().unwrap_or(Claim::InFlight) {
@@ -605,6 +645,21 @@ pub fn keyword_numbers(delivery: &Delivery) -> HashSet<PhoneNumberId> {
         .collect()
 }
 
+/// The business numbers whose settings a delivery is decided with: those
+/// that got a possible keyword (B81) and those that reported an identity
+/// change (B62, `carry_blocks_on_change`).
+pub fn settings_numbers(delivery: &Delivery) -> HashSet<PhoneNumberId> {
+    let mut numbers = keyword_numbers(delivery);
+    numbers.extend(
+        delivery
+            .messages
+            .iter()
+            .filter(|m| m.changed_to.is_some())
+            .filter_map(|m| m.phone_number_id.clone()),
+    );
+    numbers
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;
@@ -661,15 +716,26 @@ mod tests {
         .collect()
     }
 
-    /// The plan of `delivery` with every update claimed here.
-    fn plan_claimed(delivery: &Delivery, facts: &HashMap<Subject, SenderFacts>) -> InboundPlan {
+    /// The plan of `delivery` with `claims`, no records of sends, and the
+    /// built-in settings.
+    fn plan_with(
+        delivery: &Delivery,
+        facts: &HashMap<Subject, SenderFacts>,
+        claims: &HashMap<String, Claim>,
+    ) -> InboundPlan {
         plan_inbound(
             delivery,
             facts,
-            &all_claimed(delivery),
+            claims,
+            &HashMap::new(),
             &HashMap::new(),
             now(),
         )
+    }
+
+    /// The plan of `delivery` with every update claimed here.
+    fn plan_claimed(delivery: &Delivery, facts: &HashMap<Subject, SenderFacts>) -> InboundPlan {
+        plan_with(delivery, facts, &all_claimed(delivery))
     }
 
     fn all_claimed(delivery: &Delivery) -> HashMap<String, Claim> {
@@ -708,7 +774,7 @@ mod tests {
                 .into_iter()
                 .map(|k| (k, claim))
                 .collect();
-            let plan = plan_inbound(&delivery, &facts, &claims, &HashMap::new(), now());
+            let plan = plan_with(&delivery, &facts, &claims);
             let replies = keyword_replies(&delivery, &plan, &changes, &changed, &settings);
             assert!(replies.is_empty(), "{claim:?}: {replies:?}");
         }
@@ -771,7 +837,14 @@ mod tests {
         let mut claims = all_claimed(&delivery);
         claims.insert(message_key("wamid.BATCH0001"), Claim::Done);
         claims.insert(message_key("wamid.BATCH0002"), Claim::InFlight);
-        let plan = plan_inbound(&delivery, &HashMap::new(), &claims, &HashMap::new(), now());
+        let plan = plan_inbound(
+            &delivery,
+            &HashMap::new(),
+            &claims,
+            &HashMap::new(),
+            &HashMap::new(),
+            now(),
+        );
         assert_eq!(
             (plan.duplicates, plan.in_flight, plan.forward.len()),
             (1, 1, 1)
@@ -905,6 +978,7 @@ mod tests {
             &HashMap::new(),
             &all_claimed(&delivery),
             &sent,
+            &HashMap::new(),
             now(),
         );
         assert_eq!(plan.failures.len(), 1);
@@ -925,7 +999,7 @@ mod tests {
         for claim in claims.values_mut() {
             *claim = Claim::Done;
         }
-        let plan = plan_inbound(&delivery, &facts, &claims, &HashMap::new(), now());
+        let plan = plan_with(&delivery, &facts, &claims);
         assert_eq!(plan.duplicates, 1);
         assert_eq!(plan.carries.len(), 1);
         assert_eq!(plan.carries[0].to.as_str(), "+16505559876");

@@ -1035,7 +1035,7 @@ proptest! {
                 (key, claim)
             })
             .collect();
-        let plan = plan_inbound(&delivery, &facts, &claims, &HashMap::new(), now());
+        let plan = plan_inbound(&delivery, &facts, &claims, &HashMap::new(), &HashMap::new(), now());
         let mut first_claimed: HashSet<&str> = HashSet::new();
         for m in &delivery.messages {
             let raw = raw_update(&body, &m.position).expect("position of a parsed message");
@@ -1910,7 +1910,14 @@ fn plan_outcome(
         .into_iter()
         .map(|k| (k, Claim::Claimed))
         .collect();
-    let plan = plan_inbound(delivery, facts, &claims, &HashMap::new(), now());
+    let plan = plan_inbound(
+        delivery,
+        facts,
+        &claims,
+        &HashMap::new(),
+        &HashMap::new(),
+        now(),
+    );
     let mut forwarded: Vec<String> = delivery
         .messages
         .iter()

@@ -58,7 +58,14 @@ fn verify_parse_decide(body: &[u8], header: &str, facts: &HashMap<Subject, Sende
         .collect();
     let _senders = inbound::senders(&delivery);
     let _unattributed = inbound::unattributed_status_ids(&delivery);
-    let plan = inbound::plan_inbound(&delivery, facts, &claims, &HashMap::new(), Utc::now());
+    let plan = inbound::plan_inbound(
+        &delivery,
+        facts,
+        &claims,
+        &HashMap::new(),
+        &HashMap::new(),
+        Utc::now(),
+    );
     let _links =
         blocklist::policy::decide_links(&delivery.links, &HashMap::new(), "bench", Utc::now());
     let _forward = delivery.filtered(&plan.forward);

@@ -248,7 +248,7 @@ async fn receive(app: &App, request: &Request) -> Result<Response<Body>, ApiErro
         app.store.claim(&keys, &owner, now),
         app.store.sent_subjects(&unattributed),
         app.store
-            .settings_of::<HashMap<_, _>>(inbound::keyword_numbers(&delivery)),
+            .settings_of::<HashMap<_, _>>(inbound::settings_numbers(&delivery)),
     );
     let claims = claims.map_err(dependency_error)?;
     let (facts, sent, keyword_settings) =
@@ -261,7 +261,7 @@ async fn receive(app: &App, request: &Request) -> Result<Response<Body>, ApiErro
                 return Err(dependency_error(error));
             }
         };
-    let plan = inbound::plan_inbound(&delivery, &facts, &claims, &sent, now);
+    let plan = inbound::plan_inbound(&delivery, &facts, &claims, &sent, &keyword_settings, now);
     let consents = inbound::consent_changes(&delivery, &facts, &keyword_settings, now);
     let known_states: HashMap<Subject, SubjectState> = facts
         .into_iter()

@@ -79,6 +79,47 @@ async fn b62_changed_number_of_a_blocked_person_carries_the_block_and_is_suppres
     assert_eq!(world.events(NUMBER, "identity_changed").await.len(), 1);
 }
 
+/// B62: the change of number and the first message from the new number
+/// in one delivery: the carry is written after the forward, so the new
+/// number's message is judged with the blocks the change carries to it,
+/// unless carrying is off where the change was reported.
+#[tokio::test]
+async fn b62_a_message_from_the_new_number_in_the_same_delivery_is_suppressed() {
+    let world = World::new().await;
+    world.block(NUMBER, "all").await;
+    let together = |id: &str| {
+        let mut body: Value =
+            serde_json::from_str(&changed_number().replace(SYSTEM_ID, id)).unwrap();
+        body["entry"][0]["changes"][0]["value"]["messages"]
+            .as_array_mut()
+            .unwrap()
+            .push(text_message(
+                Some("16505559876"),
+                None,
+                &format!("{id}.NEW"),
+            ));
+        body.to_string()
+    };
+    let response = world.deliver(&together("wamid.B62TOGETHER")).await;
+    assert_eq!(response.body["suppressed"], 2, "{:?}", response.body);
+    assert!(world.ingress.crm_bodies().await.is_empty());
+
+    // Where carrying is off, the new number is not held by the old one.
+    let world = World::new().await;
+    world
+        .settings(LINE_A, json!({"carry_blocks_on_change": false}))
+        .await;
+    world.block(NUMBER, "all").await;
+    let response = world.deliver(&together("wamid.B62OFF")).await;
+    assert_eq!(
+        (&response.body["suppressed"], &response.body["forwarded"]),
+        (&json!(1), &json!(1)),
+        "{:?}",
+        response.body
+    );
+    assert_eq!(world.forwarded_message_ids().await, ["wamid.B62OFF.NEW"]);
+}
+
 #[tokio::test]
 async fn b62_blocks_in_every_scope_are_carried() {
     let world = World::new().await;
