@@ -10,7 +10,7 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::batch::run_all;
+use super::batch::{run_all, run_in_turn};
 use super::claim::DONE_CLAIM_DAYS;
 use super::cursor::Cursor;
 use super::keys::{SHARDS, day_of, shard_of, subject_pk};
@@ -132,6 +132,11 @@ impl Store {
     ///
     /// Returns how many suppressions this call recorded (a group whose
     /// claims were completed or taken over meanwhile records nothing).
+    ///
+    /// A group holds suppressions of one counter shard only, and the groups
+    /// of a shard run one after another, the shards side by side: DynamoDB
+    /// cancels transactions that meet on an item, so the transactions of
+    /// one delivery must never name the same counter (S1, B29).
     pub async fn record_suppressed(
         &self,
         suppressed: &[Suppression],
@@ -139,19 +144,33 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<usize, StoreError> {
         let done_ttl = (now + Duration::days(DONE_CLAIM_DAYS)).timestamp();
-        let recorded = run_all(
-            suppressed
-                .chunks(SUPPRESSIONS_PER_TRANSACTION)
-                .map(|group| self.record_suppressed_group(group, owner, now, done_ttl))
-                .collect(),
-        )
-        .await?;
-        Ok(recorded.into_iter().sum())
+        let mut by_shard: std::collections::BTreeMap<u32, Vec<&Suppression>> =
+            std::collections::BTreeMap::new();
+        for suppression in suppressed {
+            by_shard
+                .entry(shard_of(suppression.subject.as_str()))
+                .or_default()
+                .push(suppression);
+        }
+        let shards = by_shard
+            .values()
+            .map(|of_shard| async move {
+                let recorded = run_in_turn(
+                    of_shard
+                        .chunks(SUPPRESSIONS_PER_TRANSACTION)
+                        .map(|group| self.record_suppressed_group(group, owner, now, done_ttl))
+                        .collect(),
+                )
+                .await?;
+                Ok::<usize, StoreError>(recorded.into_iter().sum())
+            })
+            .collect();
+        Ok(run_all(shards).await?.into_iter().sum())
     }
 
     async fn record_suppressed_group(
         &self,
-        group: &[Suppression],
+        group: &[&Suppression],
         owner: &str,
         now: DateTime<Utc>,
         done_ttl: i64,

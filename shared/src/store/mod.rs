@@ -93,6 +93,11 @@
 //! | `IMPORT#<id>#<index>` (Imports)   | a chunk: its upload (≤ 130 KB), its results | —                  | once each, own key |
 //! | `IMPORT#<id>` (Imports)           | the import's counts, one update per chunk | —                  | ≤ 10 chunks in flight: ~20 WCU |
 //!
+//! DynamoDB also cancels a transaction that meets another one on an item
+//! (`TransactionConflict`), so a delivery's own transactions never share
+//! a counter: its suppressions are grouped by counter shard, one
+//! transaction per shard at a time (see `audit.rs`).
+//!
 //! Every figure stays under a quarter of the per-key limit, but for the
 //! rule set's reads with 1,000 rules of the longest ids (half of it). A message on an
 //! existing chat changes only attributes the Chats index does not project

@@ -6,10 +6,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use blocklist::meta::signature;
 use blocklist::store::Store;
-use integration_tests::{ApiRequest, DynamoRelay, dynamodb_client, endpoint, read_response};
-use serde_json::Value;
+use integration_tests::{ApiRequest, DynamoRelay, dynamodb_client, endpoint, read_response, token};
+use serde_json::{Value, json};
 
-use super::{World, delivery, text_message};
+use super::{ADMIN, World, delivery, text_message};
 use crate::webhook_ingress::{APP_SECRET, app_for};
 
 /// Calls per operation through `relay` since its last reset. A request the
@@ -26,6 +26,24 @@ fn counts(relay: &DynamoRelay) -> BTreeMap<String, usize> {
         *counts.entry(operation).or_insert(0) += 1;
     }
     counts
+}
+
+/// One delivery of `count` texts, each from its own sender
+/// (+1 650 555 4000 on), with ids `<ids>0`, `<ids>1`, ….
+fn texts_from_many(count: usize, ids: &str) -> String {
+    delivery(
+        vec![],
+        (0..count)
+            .map(|i| {
+                text_message(
+                    Some(&format!("1650555{:04}", 4000 + i)),
+                    None,
+                    &format!("{ids}{i}"),
+                )
+            })
+            .collect(),
+        vec![],
+    )
 }
 
 fn total(relay: &DynamoRelay) -> usize {
@@ -123,19 +141,7 @@ async fn b29_a_large_delivery_costs_calls_by_batches_not_per_message() {
     const MESSAGES: usize = 300;
     let world = World::new().await;
     let relay = DynamoRelay::start(&endpoint());
-    let body = delivery(
-        vec![],
-        (0..MESSAGES)
-            .map(|i| {
-                text_message(
-                    Some(&format!("1650555{:04}", 4000 + i)),
-                    None,
-                    &format!("wamid.B29BATCH{i}"),
-                )
-            })
-            .collect(),
-        vec![],
-    );
+    let body = texts_from_many(MESSAGES, "wamid.B29BATCH");
     relay.reset();
     let answer = deliver_counted(&world, &relay, &body).await;
     assert_eq!(answer["forwarded"], MESSAGES, "{answer}");
@@ -167,4 +173,57 @@ async fn b29_a_large_delivery_costs_calls_by_batches_not_per_message() {
     let again = deliver_counted(&world, &relay, &body).await;
     assert_eq!(again["duplicates"], MESSAGES, "{again}");
     assert_eq!(world.forwarded_message_ids().await.len(), MESSAGES);
+}
+
+/// B23, B29, S1: a flood from blocked senders is recorded by transactions
+/// of a few dozen suppressions, each adding to one day counter only, so
+/// that the transactions of one delivery, which run side by side, never
+/// name the same counter item (DynamoDB cancels transactions that meet on
+/// an item) and are not cancelled by one another.
+#[tokio::test]
+async fn b23_b29_s1_a_blocked_flood_counts_each_transaction_on_one_counter() {
+    const MESSAGES: usize = 300;
+    let world = World::new().await;
+    let rule = world
+        .api
+        .send(
+            ApiRequest::new("PUT", "/v1/rules/flood")
+                .bearer(&token("operator", ADMIN))
+                .json(json!({"prefix": "+1650555", "reason": "spam wave"})),
+        )
+        .await;
+    assert_eq!(rule.status, 201, "{:?}", rule.body);
+    let relay = DynamoRelay::start(&endpoint());
+    let body = texts_from_many(MESSAGES, "wamid.B29FLOOD");
+    relay.reset();
+    let answer = deliver_counted(&world, &relay, &body).await;
+    assert_eq!(answer["suppressed"], MESSAGES, "{answer}");
+    let recorded: Vec<Value> = relay
+        .calls()
+        .into_iter()
+        .filter(|call| call.operation == "TransactWriteItems")
+        .map(|call| call.body)
+        .filter(|body| body.to_string().contains("inbound_suppressed"))
+        .collect();
+    assert!(
+        recorded.len() <= MESSAGES.div_ceil(40) + 16,
+        "{} transactions",
+        recorded.len()
+    );
+    for transaction in &recorded {
+        let counters: BTreeSet<String> = transaction["TransactItems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|action| action["Update"]["Key"]["pk"]["S"].as_str())
+            .filter(|pk| pk.starts_with("STATS#"))
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(counters.len(), 1, "{counters:?}");
+    }
+    assert!(world.forwarded_message_ids().await.is_empty());
+    assert_eq!(
+        super::today(&world, "inbound_suppressed").await,
+        MESSAGES as u64
+    );
 }
