@@ -46,10 +46,13 @@ pub enum Counter {
     PlatformUnblocked,
     /// Meta refused to block or unblock a person (B15).
     PlatformRefused,
+    /// Chats of forwarded messages that could not be stamped before the
+    /// webhook's answer was due (B24, S3).
+    ChatStampsLost,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 10] = [
+    pub const ALL: [Counter; 11] = [
         Counter::Blocked,
         Counter::Unblocked,
         Counter::AutoBlocked,
@@ -60,6 +63,7 @@ impl Counter {
         Counter::PlatformBlocked,
         Counter::PlatformUnblocked,
         Counter::PlatformRefused,
+        Counter::ChatStampsLost,
     ];
 
     /// The metric name.
@@ -75,6 +79,7 @@ impl Counter {
             Counter::PlatformBlocked => "platform_blocked",
             Counter::PlatformUnblocked => "platform_unblocked",
             Counter::PlatformRefused => "platform_refused",
+            Counter::ChatStampsLost => "chat_stamps_lost",
         }
     }
 }
@@ -239,6 +244,7 @@ mod tests {
                 "platform_blocked",
                 "platform_unblocked",
                 "platform_refused",
+                "chat_stamps_lost",
             ]
         );
     }

@@ -370,8 +370,18 @@ async fn receive(app: &App, request: &Request) -> Result<Response<Body>, ApiErro
                 app.store.release_claims(released, &owner).await
             },
             // S3: a retry would find the messages done and not touch their
-            // chats again, so the chats are written now or never.
-            service::retry_until(deadline, || app.store.record_chats(chats)),
+            // chats again, so the chats are written now or never; never is
+            // logged and counted, not answered 5xx (the retry could not
+            // redo it).
+            async {
+                if let Err(error) =
+                    service::retry_until(deadline, || app.store.record_chats(chats)).await
+                {
+                    tracing::error!(%error, chats = chats.len(), "chat stamps lost");
+                    metrics::count(FUNCTION, Counter::ChatStampsLost, chats.len() as u64);
+                }
+                Ok(())
+            },
             // B22: the CRM has these statuses too, so a blip is waited
             // out here as well; each write is idempotent, and only a store
             // down past the deadline leaves the claims for Meta's retry.

@@ -642,6 +642,30 @@ async fn b22_b26_store_failing_after_the_crm_ack_does_not_forward_twice() {
     );
 }
 
+/// S3, B24: a chat stamp that cannot be written before the answer is due,
+/// after the CRM has the message and its claim is done, is logged and
+/// counted, and the delivery answered 200: Meta's retry would find the
+/// message done and could not redo the stamp, so a 5xx would only keep
+/// Meta retrying.
+#[tokio::test]
+async fn s3_b24_a_chat_stamp_lost_past_the_deadline_does_not_fail_the_delivery() {
+    let ingress = Ingress::new(200).await;
+    let chats_table = ingress.stack.tables.chats.clone();
+    let (flaky, failures, _relay) =
+        app_failing_first(&ingress, usize::MAX, move |operation, body| {
+            operation == "UpdateItem" && body["TableName"] == chats_table.as_str()
+        });
+    let body = fixture("inbound-text.json");
+    let answer = deliver_to(&flaky, &body).await;
+    assert!(failures.load(std::sync::atomic::Ordering::SeqCst) > 2);
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    assert_eq!(answer.body["forwarded"], 1, "{:?}", answer.body);
+    assert_eq!(ingress.forwarded_message_ids().await.len(), 1);
+    let retry = ingress.deliver(&body).await;
+    assert_eq!(retry.body["duplicates"], 1, "{:?}", retry.body);
+    assert_eq!(ingress.forwarded_message_ids().await.len(), 1);
+}
+
 /// B22, B26: when the enforcement read fails after the claims were
 /// taken, the delivery is answered 503 and its claims are given back, so
 /// Meta's retry handles the messages at once instead of finding them in
