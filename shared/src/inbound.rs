@@ -141,6 +141,7 @@ pub fn claim_keys(delivery: &Delivery) -> Vec<String> {
                 .iter()
                 .map(|s| status_key(&s.id, &s.status)),
         )
+        .chain(delivery.other_changes.iter().map(|c| c.key.clone()))
         .collect();
     keys.sort();
     keys.dedup();
@@ -405,6 +406,19 @@ pub fn plan_inbound(
                 .entry((business.clone(), subject))
                 .and_modify(|t| t.at = t.at.max(at))
                 .or_insert(touch);
+        }
+    }
+
+    // B22 for changes of other fields: forwarded once, by their digest.
+    for change in &delivery.other_changes {
+        match claims.get(&change.key).copied().unwrap_or(Claim::InFlight) {
+            Claim::Done => plan.duplicates += 1,
+            Claim::InFlight => plan.in_flight += 1,
+            Claim::Claimed if !seen.insert(change.key.clone()) => plan.duplicates += 1,
+            Claim::Claimed => {
+                plan.forward.insert(change.position);
+                plan.forward_keys.push(change.key.clone());
+            }
         }
     }
 

@@ -9,7 +9,8 @@
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
-use serde_json::Value;
+use serde_json::{Value, json};
+use sha2::Digest;
 
 use crate::identity::{Link, Subject, UserId};
 use crate::model::PhoneNumberId;
@@ -39,6 +40,18 @@ pub struct Position {
 pub enum UpdateKind {
     Message,
     Status,
+    /// A whole change of another field (`user_preferences`,
+    /// `account_update`, template updates…): it carries no update id.
+    Change,
+}
+
+/// A change with neither messages nor statuses, forwarded as it is. It has
+/// no id to claim it by, so its key is a digest of what Meta sent (entry
+/// id and time, and the change): a retry repeats those bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtherChange {
+    pub position: Position,
+    pub key: String,
 }
 
 /// Who sent an inbound message: every identity Meta showed for them
@@ -160,6 +173,9 @@ pub struct Delivery {
     pub unusable: usize,
     /// `user_preferences` updates (B82).
     pub preferences: Vec<PreferenceUpdate>,
+    /// Changes that are forwarded whole (B24), each claimed by its digest
+    /// like an update by its id (B22).
+    pub other_changes: Vec<OtherChange>,
 }
 
 impl Delivery {
@@ -179,9 +195,26 @@ impl Delivery {
             links: vec![],
             unusable: 0,
             preferences: vec![],
+            other_changes: vec![],
         };
         for (entry_index, entry) in array(&body, "entry").iter().enumerate() {
             for (change_index, change) in array(entry, "changes").iter().enumerate() {
+                if !has_updates(change.get("value")) {
+                    let digest = sha2::Sha256::digest(
+                        json!([entry.get("id"), entry.get("time"), change])
+                            .to_string()
+                            .as_bytes(),
+                    );
+                    delivery.other_changes.push(OtherChange {
+                        position: Position {
+                            entry: entry_index,
+                            change: change_index,
+                            kind: UpdateKind::Change,
+                            index: 0,
+                        },
+                        key: format!("C#{}", hex::encode(digest)),
+                    });
+                }
                 let Some(value) = change.get("value") else {
                     continue;
                 };
@@ -247,7 +280,8 @@ impl Delivery {
     /// with no changes, are dropped; so are `contacts[]` of senders whose
     /// messages were all dropped. `None` when nothing is left to forward.
     /// Changes that carry neither messages nor statuses (other webhook
-    /// fields) pass through unchanged.
+    /// fields) pass through unchanged when `keep` holds their
+    /// [`UpdateKind::Change`] position.
     pub fn filtered(&self, keep: &HashSet<Position>) -> Option<Value> {
         let mut body = self.body.clone();
         let entries = body.get_mut("entry")?.as_array_mut()?;
@@ -256,6 +290,18 @@ impl Delivery {
                 continue;
             };
             for (change_index, change) in changes.iter_mut().enumerate() {
+                if !has_updates(change.get("value")) {
+                    let whole = Position {
+                        entry: entry_index,
+                        change: change_index,
+                        kind: UpdateKind::Change,
+                        index: 0,
+                    };
+                    if !keep.contains(&whole) {
+                        *change = Value::Null;
+                    }
+                    continue;
+                }
                 let Some(value) = change.get_mut("value").and_then(Value::as_object_mut) else {
                     continue;
                 };
@@ -325,6 +371,11 @@ impl Delivery {
         entries.retain(|e| !e.is_null());
         (!entries.is_empty()).then_some(body)
     }
+}
+
+/// Whether a change's value holds messages or statuses (updates with ids).
+fn has_updates(value: Option<&Value>) -> bool {
+    value.is_some_and(|v| v.get("messages").is_some() || v.get("statuses").is_some())
 }
 
 /// A `contacts[]` entry's identities.

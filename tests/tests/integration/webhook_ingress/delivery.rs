@@ -642,6 +642,43 @@ async fn b22_b26_store_failing_after_the_crm_ack_does_not_forward_twice() {
     );
 }
 
+/// B22, B24: a change of another field (here `user_preferences`) has no
+/// id, and is claimed by a digest of what Meta sent: forwarded once, also
+/// when Meta redelivers it, and again after a CRM failure gave it back.
+#[tokio::test]
+async fn b22_a_change_without_ids_is_forwarded_once() {
+    let ingress = Ingress::new(200).await;
+    let body = fixture("user-preferences-stop.json");
+    let first = ingress.deliver(&body).await;
+    assert_eq!(first.status, 200, "{:?}", first.body);
+    assert_eq!(first.body["forwarded"], 1, "{:?}", first.body);
+    let again = ingress.deliver(&body).await;
+    assert_eq!(again.status, 200, "{:?}", again.body);
+    assert_eq!(again.body["duplicates"], 1, "{:?}", again.body);
+    let bodies = ingress.crm_bodies().await;
+    assert_eq!(bodies.len(), 1, "forwarded once: {bodies:?}");
+    assert_eq!(
+        bodies[0]["entry"][0]["changes"][0]["field"],
+        "user_preferences"
+    );
+    // The same change at another time is another change.
+    let mut other: serde_json::Value = serde_json::from_str(&body).expect("the fixture is JSON");
+    other["entry"][0]["time"] = json!(1_900_000_000);
+    let answer = ingress.deliver(&other.to_string()).await;
+    assert_eq!(answer.body["forwarded"], 1, "{:?}", answer.body);
+    assert_eq!(ingress.crm_bodies().await.len(), 2);
+
+    // Given back after a CRM failure, and forwarded on Meta's retry.
+    let failing = Ingress::new(500).await;
+    assert_eq!(failing.deliver(&body).await.status, 502);
+    let crm_ok = app_for(
+        failing.stack.store.clone(),
+        Some(format!("{}/crm", ingress.crm.uri())),
+    );
+    let retry = deliver_to(&crm_ok, &body).await;
+    assert_eq!(retry.body["forwarded"], 1, "{:?}", retry.body);
+}
+
 /// S3, B24: a chat stamp that cannot be written before the answer is due,
 /// after the CRM has the message and its claim is done, is logged and
 /// counted, and the delivery answered 200: Meta's retry would find the
