@@ -336,11 +336,13 @@ pub fn plan_inbound(
     // the blocks carried to it, where carrying is on: the carry itself is
     // written after the forward.
     for carry in &plan.carries {
+        // A change reported without a business number is carried (or not)
+        // by the `default` settings, which are not read here: left to the
+        // carry itself.
         let carries = carry
             .phone_number_id
             .as_ref()
-            .and_then(|b| settings.get(b))
-            .is_none_or(|s| s.carry_blocks_on_change);
+            .is_some_and(|b| settings.get(b).is_none_or(|s| s.carry_blocks_on_change));
         if !carries {
             continue;
         }

@@ -473,57 +473,59 @@ fn fold_argentina_mobile(digits: &str) -> String {
 
 /// The start of stored numbers that the start of a number written in one
 /// of the forms folded above stands for (B84: a prefix rule is compared
-/// with stored numbers): Argentina's `54` + area code (`54 11` → `54 9 11`,
-/// a trunk `0` dropped), Brazil's 8-digit mobiles (`55 11 8` →
-/// `55 11 9 8`), Mexico's `52 1`, Viet Nam's old network codes, Benin's
-/// 8-digit numbers (`229 97` → `229 01 97`) and Gabon's `0` (`241 07` →
-/// `241 77`). A start that the old and the new forms share, or that the
-/// digits given do not yet tell (`55 11 9`, `84 16`, `229 8`), is returned
-/// as it is: the digits after it would decide.
+/// with stored numbers), where the start alone decides it:
+/// - Argentina: `54` + a geographic area code (`11`, `2…`, `3…`), with or
+///   without its trunk `0`, gets the `9` (`54 11` → `54 9 11`);
+/// - Brazil: area code + a first subscriber digit only old 8-digit mobiles
+///   have (`6`–`8`) gets the ninth digit (`55 11 8` → `55 11 9 8`);
+/// - Mexico: `52 1` loses the `1`;
+/// - Benin: an old 8-digit start of the ranges renumbered with `01`
+///   (mobiles `4…`, `5…`, `6…`, `9…`, `2[5-9]…`) gets it (`229 97` →
+///   `229 01 97`);
+/// - Gabon: `241 0` + an operator digit becomes that digit (`241 07` →
+///   `241 77`).
+///
+/// Every other start is returned as it is: one that old and new forms
+/// share (`55 11 9`), that the digits do not decide yet (`54 0`,
+/// `229 2`), that only some lengths fold (Viet Nam's old codes are also
+/// the start of shorter numbers in use), or that a fold removes from the
+/// middle (Argentina's `15` after an area code of any length).
 pub fn prefix_as_stored(digits: &str) -> String {
-    if let Some(national) = digits.strip_prefix("54").filter(|n| !n.is_empty()) {
-        let national = national.strip_prefix('0').unwrap_or(national);
-        // Geographic area codes start with `11`, `2` or `3`.
-        if national.starts_with(['1', '2', '3']) {
+    if let Some(national) = digits.strip_prefix("54") {
+        let geographic = |n: &str| n.starts_with(['1', '2', '3']);
+        if geographic(national) {
             return format!("549{national}");
         }
-        return format!("54{national}");
-    }
-    if let Some(national) = digits.strip_prefix("55") {
-        // Area code, then a subscriber digit that only old mobiles start
-        // with (new ones start with the ninth digit, `9`).
-        if national.len() >= 3
-            && !national.starts_with('0')
-            && matches!(national.as_bytes()[2], b'6'..=b'8')
-        {
-            return format!("55{}9{}", &national[..2], &national[2..]);
+        if let Some(after_trunk) = national.strip_prefix('0').filter(|n| geographic(n)) {
+            return format!("549{after_trunk}");
         }
+    }
+    if let Some(national) = digits.strip_prefix("55")
+        && national.len() >= 3
+        && !national.starts_with('0')
+        && matches!(national.as_bytes()[2], b'6'..=b'8')
+    {
+        return format!("55{}9{}", &national[..2], &national[2..]);
     }
     if let Some(rest) = digits.strip_prefix("521") {
         return format!("52{rest}");
     }
-    if let Some(national) = digits.strip_prefix("84")
-        && national.len() >= 3
-        && let Some((_, new_code)) = VIETNAM_2018_NETWORK_CODES
-            .iter()
-            .find(|(old, _)| *old == &national[..3])
-    {
-        return format!("84{new_code}{}", &national[3..]);
-    }
-    if let Some(national) = digits.strip_prefix("229") {
-        // Still numbers of their own: shared cost `81…`, VoIP `857[58]…`.
-        let still_valid = national.starts_with("81") || national.starts_with("857");
-        let undecided =
-            national.is_empty() || national.starts_with('0') || national == "8" || national == "85";
-        if !still_valid && !undecided {
-            return format!("22901{national}");
+    if let Some(old) = digits.strip_prefix("229") {
+        let renumbered = old.starts_with(['4', '5', '6', '9'])
+            || (old.starts_with('2')
+                && old
+                    .as_bytes()
+                    .get(1)
+                    .is_some_and(|d| (b'5'..=b'9').contains(d)));
+        if renumbered {
+            return format!("22901{old}");
         }
     }
-    if let Some(old) = digits.strip_prefix("2410").filter(|o| !o.is_empty()) {
-        let operator_digit = match old.as_bytes()[0] {
-            b'2' | b'5' | b'6' => Some('6'),
-            b'4' | b'7' => Some('7'),
-            b'1' => Some('1'),
+    if let Some(old) = digits.strip_prefix("2410") {
+        let operator_digit = match old.as_bytes().first() {
+            Some(b'2' | b'5' | b'6') => Some('6'),
+            Some(b'4' | b'7') => Some('7'),
+            Some(b'1') => Some('1'),
             _ => None,
         };
         if let Some(digit) = operator_digit {
@@ -779,7 +781,6 @@ mod tests {
             ("5403514123456", "+5493514123456"),
             ("551181234567", "+5511981234567"),
             ("5215512345678", "+525512345678"),
-            ("841621234567", "+84321234567"),
             ("22997123456", "+2290197123456"),
             ("24107123456", "+24177123456"),
         ] {

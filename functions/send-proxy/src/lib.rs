@@ -204,7 +204,7 @@ async fn recipient_facts(
         .collect();
     let subjects: Vec<Subject> = senders.keys().cloned().collect();
     let (facts, consents, allow) = tokio::join!(
-        app.store.sender_facts(&senders, &[]),
+        app.store.sender_facts(&senders, &[], &[]),
         app.store.consents_for(&subjects, business),
         allow_unknown(app, business)
     );

@@ -238,13 +238,16 @@ async fn receive(app: &App, request: &Request) -> Result<Response<Body>, ApiErro
     let senders = inbound::senders(&delivery);
     let link_only = inbound::link_identities(&delivery);
     let unattributed = inbound::unattributed_status_ids(&delivery);
+    // B61, B84: identities the delivery shows together, for the prefix
+    // rules of numbers shown only beside a BSUID.
+    let (shown, _) = blocklist::policy::merge_links(&delivery.links);
     // Round trip 1: the batched read of every identity (with the blocks of
     // their linked identities), the claims, and the records of sends whose
     // failed statuses name no recipient, concurrently.
     // The settings of business numbers that got a possible keyword (B81)
     // come from the settings cache, in the same round.
     let (facts, claims, sent, keyword_settings) = tokio::join!(
-        app.store.sender_facts(&senders, &link_only),
+        app.store.sender_facts(&senders, &link_only, &shown),
         app.store.claim(&keys, &owner, now),
         app.store.sent_subjects(&unattributed),
         app.store

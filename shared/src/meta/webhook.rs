@@ -174,7 +174,8 @@ pub struct Delivery {
     /// `user_preferences` updates (B82).
     pub preferences: Vec<PreferenceUpdate>,
     /// Changes that are forwarded whole (B24), each claimed by its digest
-    /// like an update by its id (B22).
+    /// like an update by its id (B22): those that say when they happened
+    /// (the entry's `time`, or a `timestamp` in the value).
     pub other_changes: Vec<OtherChange>,
 }
 
@@ -199,7 +200,14 @@ impl Delivery {
         };
         for (entry_index, entry) in array(&body, "entry").iter().enumerate() {
             for (change_index, change) in array(entry, "changes").iter().enumerate() {
-                if !has_updates(change.get("value")) {
+                // Only a change that says when it happened can tell a retry
+                // from a later, identical notice (an errors-only value has
+                // no time): one that cannot is forwarded on every attempt.
+                let dated = entry.get("time").is_some()
+                    || change
+                        .get("value")
+                        .is_some_and(|v| v.to_string().contains("\"timestamp\""));
+                if !has_updates(change.get("value")) && dated {
                     let digest = sha2::Sha256::digest(
                         json!([entry.get("id"), entry.get("time"), change])
                             .to_string()
@@ -281,7 +289,8 @@ impl Delivery {
     /// messages were all dropped. `None` when nothing is left to forward.
     /// Changes that carry neither messages nor statuses (other webhook
     /// fields) pass through unchanged when `keep` holds their
-    /// [`UpdateKind::Change`] position.
+    /// [`UpdateKind::Change`] position, or when they are not claimed (they
+    /// do not say when they happened; see [`Delivery::other_changes`]).
     pub fn filtered(&self, keep: &HashSet<Position>) -> Option<Value> {
         let mut body = self.body.clone();
         let entries = body.get_mut("entry")?.as_array_mut()?;
@@ -297,7 +306,8 @@ impl Delivery {
                         kind: UpdateKind::Change,
                         index: 0,
                     };
-                    if !keep.contains(&whole) {
+                    let claimed = self.other_changes.iter().any(|c| c.position == whole);
+                    if claimed && !keep.contains(&whole) {
                         *change = Value::Null;
                     }
                     continue;

@@ -2,8 +2,6 @@
 //! or `S#<settings id>` / `<event_id>`, indexed by
 //! `D#<yyyy-mm-dd>#<t|c>#<nn>` / `<event_id>`.
 
-use std::collections::HashMap;
-
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
@@ -133,10 +131,14 @@ impl Store {
     /// Returns how many suppressions this call recorded (a group whose
     /// claims were completed or taken over meanwhile records nothing).
     ///
-    /// A group holds suppressions of one counter shard only, and the groups
-    /// of a shard run one after another, the shards side by side: DynamoDB
-    /// cancels transactions that meet on an item, so the transactions of
-    /// one delivery must never name the same counter (S1, B29).
+    /// Each group adds its count to one counter shard of its own: group
+    /// `i` to shard `first + i` (mod 16), and groups of one shard run one
+    /// after another, the shards side by side. DynamoDB cancels
+    /// transactions that meet on an item, so the transactions of one
+    /// delivery never name the same counter (S1), and up to 16 groups
+    /// (640 suppressions) still go in one round (B29), however few
+    /// senders they come from. `first` is the first sender's shard, so
+    /// deliveries spread over the shards as their senders do.
     pub async fn record_suppressed(
         &self,
         suppressed: &[Suppression],
@@ -144,39 +146,43 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<usize, StoreError> {
         let done_ttl = (now + Duration::days(DONE_CLAIM_DAYS)).timestamp();
-        let mut by_shard: std::collections::BTreeMap<u32, Vec<&Suppression>> =
-            std::collections::BTreeMap::new();
-        for suppression in suppressed {
-            by_shard
-                .entry(shard_of(suppression.subject.as_str()))
-                .or_default()
-                .push(suppression);
+        let Some(first) = suppressed.first().map(|s| shard_of(s.subject.as_str())) else {
+            return Ok(0);
+        };
+        let mut lanes: Vec<Vec<&[Suppression]>> = vec![Vec::new(); SHARDS as usize];
+        for (i, group) in suppressed.chunks(SUPPRESSIONS_PER_TRANSACTION).enumerate() {
+            lanes[i % SHARDS as usize].push(group);
         }
-        let shards = by_shard
-            .values()
-            .map(|of_shard| async move {
+        let lanes = lanes
+            .into_iter()
+            .enumerate()
+            .filter(|(_, groups)| !groups.is_empty())
+            .map(|(lane, groups)| async move {
+                let shard = (first + lane as u32) % SHARDS;
                 let recorded = run_in_turn(
-                    of_shard
-                        .chunks(SUPPRESSIONS_PER_TRANSACTION)
-                        .map(|group| self.record_suppressed_group(group, owner, now, done_ttl))
+                    groups
+                        .into_iter()
+                        .map(|group| {
+                            self.record_suppressed_group(group, shard, owner, now, done_ttl)
+                        })
                         .collect(),
                 )
                 .await?;
                 Ok::<usize, StoreError>(recorded.into_iter().sum())
             })
             .collect();
-        Ok(run_all(shards).await?.into_iter().sum())
+        Ok(run_all(lanes).await?.into_iter().sum())
     }
 
     async fn record_suppressed_group(
         &self,
-        group: &[&Suppression],
+        group: &[Suppression],
+        shard: u32,
         owner: &str,
         now: DateTime<Utc>,
         done_ttl: i64,
     ) -> Result<usize, StoreError> {
-        let mut actions = Vec::with_capacity(group.len() * 2 + 16);
-        let mut counts: HashMap<u32, u64> = HashMap::new();
+        let mut actions = Vec::with_capacity(group.len() * 2 + 1);
         for suppression in group {
             let claim = Update::builder()
                 .table_name(&self.tables.blocklist)
@@ -198,18 +204,13 @@ impl Store {
                 subject_pk(&suppression.subject),
                 &suppression_event(suppression, now),
             )?);
-            *counts
-                .entry(shard_of(suppression.subject.as_str()))
-                .or_default() += 1;
         }
-        for (shard, count) in counts {
-            actions.push(self.counter_update(
-                now,
-                shard,
-                StatCounter::InboundSuppressed.attribute(),
-                count,
-            )?);
-        }
+        actions.push(self.counter_update(
+            now,
+            shard,
+            StatCounter::InboundSuppressed.attribute(),
+            group.len() as u64,
+        )?);
         if self.transact_with_conflict_retries(actions).await? {
             return Ok(group.len());
         }
@@ -221,7 +222,8 @@ impl Store {
         // must not go unrecorded with it.
         let mut recorded = 0;
         for one in group.chunks(1) {
-            recorded += Box::pin(self.record_suppressed_group(one, owner, now, done_ttl)).await?;
+            recorded +=
+                Box::pin(self.record_suppressed_group(one, shard, owner, now, done_ttl)).await?;
         }
         Ok(recorded)
     }

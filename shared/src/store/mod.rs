@@ -95,8 +95,8 @@
 //!
 //! DynamoDB also cancels a transaction that meets another one on an item
 //! (`TransactionConflict`), so a delivery's own transactions never share
-//! a counter: its suppressions are grouped by counter shard, one
-//! transaction per shard at a time (see `audit.rs`).
+//! a counter: each transaction of its suppressions adds to a counter shard
+//! of its own, one transaction per shard at a time (see `audit.rs`).
 //!
 //! Every figure stays under a quarter of the per-key limit, but for the
 //! rule set's reads with 1,000 rules of the longest ids (half of it). A message on an

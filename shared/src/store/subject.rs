@@ -183,6 +183,7 @@ impl Store {
         &self,
         senders: &HashMap<Subject, HashSet<PhoneNumberId>>,
         state_only: &[Subject],
+        shown: &[crate::identity::Link],
     ) -> Result<HashMap<Subject, SenderFacts>, StoreError> {
         let mut keys: Vec<Item> = Vec::new();
         for subject in state_only.iter().filter(|s| !senders.contains_key(*s)) {
@@ -247,8 +248,16 @@ impl Store {
                 .as_ref()
                 .map(SubjectState::linked_subjects)
                 .unwrap_or_default();
+            // The numbers the delivery itself shows with this identity
+            // count too: their link is stored only after the forward.
+            let shown_with: Vec<Subject> = shown
+                .iter()
+                .filter(|link| link.names(subject))
+                .flat_map(|link| link.subjects())
+                .collect();
             let numbers: Vec<&crate::number::Number> = std::iter::once(subject)
                 .chain(&linked)
+                .chain(&shown_with)
                 .filter_map(Subject::number)
                 .collect();
             let made = rules.blocks_for(subject, &numbers, businesses);

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use super::{
     BSUID, LINE_A, LINE_B, NUMBER, OTHER_BSUID, OTHER_NUMBER, World, assert_blocked, bsuid_only,
     contact, delivery, delivery_on, fixture, graph_answer, linked_numbers, linked_user_ids,
-    text_message, today,
+    shown_then_hidden, text_message, today,
 };
 use crate::send_proxy::text_send_to;
 
@@ -322,29 +322,8 @@ async fn b61_a_link_shown_in_one_change_holds_for_the_other_changes_of_the_deliv
     let world = World::new().await;
     // Blocked where the number is hidden only.
     world.block(NUMBER, LINE_B).await;
-    let shown: Value = serde_json::from_str(&delivery_on(
-        LINE_A,
-        vec![contact(Some("16505551234"), Some(BSUID))],
-        vec![text_message(
-            Some("16505551234"),
-            Some(BSUID),
-            "wamid.B61SHOWN",
-        )],
-        vec![],
-    ))
-    .unwrap();
-    let mut body: Value = serde_json::from_str(&delivery_on(
-        LINE_B,
-        vec![contact(None, Some(BSUID))],
-        vec![text_message(None, Some(BSUID), "wamid.B61HIDDEN")],
-        vec![],
-    ))
-    .unwrap();
-    body["entry"][0]["changes"]
-        .as_array_mut()
-        .unwrap()
-        .insert(0, shown["entry"][0]["changes"][0].clone());
-    let response = world.deliver(&body.to_string()).await;
+    let body = shown_then_hidden("wamid.B61SHOWN", "wamid.B61HIDDEN");
+    let response = world.deliver(&body).await;
     assert_eq!(response.body["suppressed"], 1, "{:?}", response.body);
     assert_eq!(world.forwarded_message_ids().await, ["wamid.B61SHOWN"]);
     // A person the delivery does not tie to the number is not held.

@@ -99,6 +99,31 @@ pub fn text_message(from: Option<&str>, user_id: Option<&str>, id: &str) -> Valu
     message
 }
 
+/// One delivery of two changes: on LINE_A a text `shown` from NUMBER with
+/// its BSUID, on LINE_B a text `hidden` from the BSUID alone (the number
+/// hidden there).
+pub fn shown_then_hidden(shown: &str, hidden: &str) -> String {
+    let mut body: Value = serde_json::from_str(&delivery_on(
+        LINE_B,
+        vec![contact(None, Some(BSUID))],
+        vec![text_message(None, Some(BSUID), hidden)],
+        vec![],
+    ))
+    .expect("a delivery is JSON");
+    let first: Value = serde_json::from_str(&delivery_on(
+        LINE_A,
+        vec![contact(Some("16505551234"), Some(BSUID))],
+        vec![text_message(Some("16505551234"), Some(BSUID), shown)],
+        vec![],
+    ))
+    .expect("a delivery is JSON");
+    body["entry"][0]["changes"]
+        .as_array_mut()
+        .expect("changes")
+        .insert(0, first["entry"][0]["changes"][0].clone());
+    body.to_string()
+}
+
 /// A `contacts[]` entry.
 pub fn contact(wa_id: Option<&str>, user_id: Option<&str>) -> Value {
     let mut contact = json!({"profile": {"name": "Someone"}});

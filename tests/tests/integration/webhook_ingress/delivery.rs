@@ -668,6 +668,18 @@ async fn b22_a_change_without_ids_is_forwarded_once() {
     assert_eq!(answer.body["forwarded"], 1, "{:?}", answer.body);
     assert_eq!(ingress.crm_bodies().await.len(), 2);
 
+    // A change that does not say when it happened cannot be told from a
+    // later, identical one: it is forwarded each time.
+    let errors_only =
+        json!({"object": "whatsapp_business_account", "entry": [{"id": "102290129340398",
+        "changes": [{"field": "messages", "value": {"messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550783881", "phone_number_id": LINE_A},
+        "errors": [{"code": 131000, "title": "Something went wrong"}]}}]}]})
+        .to_string();
+    ingress.deliver(&errors_only).await;
+    ingress.deliver(&errors_only).await;
+    assert_eq!(ingress.crm_bodies().await.len(), 4);
+
     // Given back after a CRM failure, and forwarded on Meta's retry.
     let failing = Ingress::new(500).await;
     assert_eq!(failing.deliver(&body).await.status, 502);
