@@ -2,6 +2,8 @@
 //! or `S#<settings id>` / `<event_id>`, indexed by
 //! `D#<yyyy-mm-dd>#<t|c>#<nn>` / `<event_id>`.
 
+use std::collections::BTreeMap;
+
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
@@ -131,14 +133,13 @@ impl Store {
     /// Returns how many suppressions this call recorded (a group whose
     /// claims were completed or taken over meanwhile records nothing).
     ///
-    /// Each group adds its count to one counter shard of its own: group
-    /// `i` to shard `first + i` (mod 16), and groups of one shard run one
-    /// after another, the shards side by side. DynamoDB cancels
-    /// transactions that meet on an item, so the transactions of one
-    /// delivery never name the same counter (S1), and up to 16 groups
-    /// (640 suppressions) still go in one round (B29), however few
-    /// senders they come from. `first` is the first sender's shard, so
-    /// deliveries spread over the shards as their senders do.
+    /// The transactions of one delivery never name the same counter:
+    /// DynamoDB cancels transactions that meet on an item. Suppressions are
+    /// grouped by the counter shard of their sender (so counts spread as
+    /// senders do, S1), 40 to a group; each group adds to one shard, its
+    /// own unless an earlier group took it, else a free one, so that up to
+    /// 16 groups (640 suppressions, however few senders) go side by side in
+    /// one round (B29). Past 16, the groups of a shard run in turn.
     pub async fn record_suppressed(
         &self,
         suppressed: &[Suppression],
@@ -146,19 +147,32 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<usize, StoreError> {
         let done_ttl = (now + Duration::days(DONE_CLAIM_DAYS)).timestamp();
-        let Some(first) = suppressed.first().map(|s| shard_of(s.subject.as_str())) else {
-            return Ok(0);
-        };
-        let mut lanes: Vec<Vec<&[Suppression]>> = vec![Vec::new(); SHARDS as usize];
-        for (i, group) in suppressed.chunks(SUPPRESSIONS_PER_TRANSACTION).enumerate() {
-            lanes[i % SHARDS as usize].push(group);
+        let mut by_shard: BTreeMap<u32, Vec<&Suppression>> = BTreeMap::new();
+        for suppression in suppressed {
+            by_shard
+                .entry(shard_of(suppression.subject.as_str()))
+                .or_default()
+                .push(suppression);
+        }
+        let mut lanes: BTreeMap<u32, Vec<&[&Suppression]>> = BTreeMap::new();
+        let mut overflow: Vec<&[&Suppression]> = Vec::new();
+        for (shard, of_shard) in &by_shard {
+            for group in of_shard.chunks(SUPPRESSIONS_PER_TRANSACTION) {
+                if lanes.contains_key(shard) {
+                    overflow.push(group);
+                } else {
+                    lanes.insert(*shard, vec![group]);
+                }
+            }
+        }
+        let free: Vec<u32> = (0..SHARDS).filter(|s| !lanes.contains_key(s)).collect();
+        for (i, group) in overflow.into_iter().enumerate() {
+            let shard = free.get(i).copied().unwrap_or(i as u32 % SHARDS);
+            lanes.entry(shard).or_default().push(group);
         }
         let lanes = lanes
             .into_iter()
-            .enumerate()
-            .filter(|(_, groups)| !groups.is_empty())
-            .map(|(lane, groups)| async move {
-                let shard = (first + lane as u32) % SHARDS;
+            .map(|(shard, groups)| async move {
                 let recorded = run_in_turn(
                     groups
                         .into_iter()
@@ -176,7 +190,7 @@ impl Store {
 
     async fn record_suppressed_group(
         &self,
-        group: &[Suppression],
+        group: &[&Suppression],
         shard: u32,
         owner: &str,
         now: DateTime<Utc>,

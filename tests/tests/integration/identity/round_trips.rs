@@ -46,6 +46,27 @@ fn texts_from_many(count: usize, ids: &str) -> String {
     )
 }
 
+/// The counter items (`STATS#…`) each suppression transaction through
+/// `relay` adds to, in call order.
+fn suppression_counters(relay: &DynamoRelay) -> Vec<BTreeSet<String>> {
+    relay
+        .calls()
+        .into_iter()
+        .filter(|call| call.operation == "TransactWriteItems")
+        .filter(|call| call.body.to_string().contains("inbound_suppressed"))
+        .map(|call| {
+            call.body["TransactItems"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|action| action["Update"]["Key"]["pk"]["S"].as_str())
+                .filter(|pk| pk.starts_with("STATS#"))
+                .map(str::to_owned)
+                .collect()
+        })
+        .collect()
+}
+
 fn total(relay: &DynamoRelay) -> usize {
     counts(relay).values().sum()
 }
@@ -198,32 +219,39 @@ async fn b23_b29_s1_a_blocked_flood_counts_each_transaction_on_one_counter() {
     relay.reset();
     let answer = deliver_counted(&world, &relay, &body).await;
     assert_eq!(answer["suppressed"], MESSAGES, "{answer}");
-    let recorded: Vec<Value> = relay
-        .calls()
-        .into_iter()
-        .filter(|call| call.operation == "TransactWriteItems")
-        .map(|call| call.body)
-        .filter(|body| body.to_string().contains("inbound_suppressed"))
-        .collect();
+    let recorded = suppression_counters(&relay);
     assert!(
         recorded.len() <= MESSAGES.div_ceil(40) + 16,
         "{} transactions",
         recorded.len()
     );
-    for transaction in &recorded {
-        let counters: BTreeSet<String> = transaction["TransactItems"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|action| action["Update"]["Key"]["pk"]["S"].as_str())
-            .filter(|pk| pk.starts_with("STATS#"))
-            .map(str::to_owned)
-            .collect();
+    for counters in &recorded {
         assert_eq!(counters.len(), 1, "{counters:?}");
     }
     assert!(world.forwarded_message_ids().await.is_empty());
     assert_eq!(
         super::today(&world, "inbound_suppressed").await,
         MESSAGES as u64
+    );
+
+    // One sender's flood: its groups take counters of their own, so they
+    // go side by side, not one after another on the sender's shard.
+    let one_sender = delivery(
+        vec![],
+        (0..MESSAGES)
+            .map(|i| text_message(Some("16505554000"), None, &format!("wamid.B29ONE{i}")))
+            .collect(),
+        vec![],
+    );
+    relay.reset();
+    let answer = deliver_counted(&world, &relay, &one_sender).await;
+    assert_eq!(answer["suppressed"], MESSAGES, "{answer}");
+    let counters = suppression_counters(&relay);
+    assert_eq!(counters.len(), MESSAGES.div_ceil(40), "{counters:?}");
+    let distinct: BTreeSet<&String> = counters.iter().flatten().collect();
+    assert_eq!(distinct.len(), counters.len(), "{counters:?}");
+    assert_eq!(
+        super::today(&world, "inbound_suppressed").await,
+        2 * MESSAGES as u64
     );
 }
