@@ -260,13 +260,15 @@ fn blocking<'a>(
 /// `sent` maps message ids of the send proxy's sends to their recipient.
 /// `settings` holds the settings of the business numbers that reported an
 /// identity change (see [`settings_numbers`]); one missing carries, as the
-/// built-in default does.
+/// built-in default does. `shown` is [`crate::policy::merge_links`] of the
+/// delivery's links: the identities it shows together.
 pub fn plan_inbound(
     delivery: &Delivery,
     senders: &HashMap<Subject, SenderFacts>,
     claims: &HashMap<String, Claim>,
     sent: &HashMap<String, Subject>,
     settings: &HashMap<PhoneNumberId, crate::model::Settings>,
+    shown: &[crate::identity::Link],
     now: DateTime<Utc>,
 ) -> InboundPlan {
     let mut plan = InboundPlan::default();
@@ -276,12 +278,11 @@ pub fn plan_inbound(
 
     // B61: identities the delivery shows together (and no other link
     // contradicts) are one person already, before the link is stored.
-    let (people, _) = crate::policy::merge_links(&delivery.links);
     let mut judged: Vec<(Vec<Subject>, Vec<Block>)> = delivery
         .messages
         .iter()
         .map(|message| {
-            let identities = with_shown_links(message.sender.identities(), &people);
+            let identities = with_shown_links(message.sender.identities(), shown);
             let mut blocks = person_facts(&identities, senders).blocks;
             // Each state's copy of its blocks covers the business numbers
             // an identity shown only elsewhere in the delivery was not
@@ -745,6 +746,7 @@ mod tests {
             claims,
             &HashMap::new(),
             &HashMap::new(),
+            &crate::policy::merge_links(&delivery.links).0,
             now(),
         )
     }
@@ -859,6 +861,7 @@ mod tests {
             &claims,
             &HashMap::new(),
             &HashMap::new(),
+            &crate::policy::merge_links(&delivery.links).0,
             now(),
         );
         assert_eq!(
@@ -995,6 +998,7 @@ mod tests {
             &all_claimed(&delivery),
             &sent,
             &HashMap::new(),
+            &crate::policy::merge_links(&delivery.links).0,
             now(),
         );
         assert_eq!(plan.failures.len(), 1);

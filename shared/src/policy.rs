@@ -872,12 +872,13 @@ pub fn merge_links(observed: &[Link]) -> (Vec<Link>, Vec<Subject>) {
     let mut merged: Vec<Link> = Vec::new();
     let mut ambiguous: Vec<Subject> = Vec::new();
     for link in observed.iter().filter(|l| l.is_link()) {
+        let subjects = link.subjects();
         match merged
             .iter()
-            .position(|m| link.subjects().iter().any(|s| m.names(s)))
+            .position(|m| subjects.iter().any(|s| m.names(s)))
         {
             Some(i) if contradicts(&merged[i], link) => {
-                ambiguous.extend(link.subjects());
+                ambiguous.extend(subjects);
                 ambiguous.extend(merged[i].subjects());
             }
             Some(i) => {

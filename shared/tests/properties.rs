@@ -1036,7 +1036,8 @@ proptest! {
                 (key, claim)
             })
             .collect();
-        let plan = plan_inbound(&delivery, &facts, &claims, &HashMap::new(), &HashMap::new(), now());
+        let (shown, _) = blocklist::policy::merge_links(&delivery.links);
+        let plan = plan_inbound(&delivery, &facts, &claims, &HashMap::new(), &HashMap::new(), &shown, now());
         let mut first_claimed: HashSet<&str> = HashSet::new();
         for m in &delivery.messages {
             let raw = raw_update(&body, &m.position).expect("position of a parsed message");
@@ -1917,6 +1918,7 @@ fn plan_outcome(
         &claims,
         &HashMap::new(),
         &HashMap::new(),
+        &blocklist::policy::merge_links(&delivery.links).0,
         now(),
     );
     let mut forwarded: Vec<String> = delivery

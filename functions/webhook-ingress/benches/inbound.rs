@@ -64,6 +64,7 @@ fn verify_parse_decide(body: &[u8], header: &str, facts: &HashMap<Subject, Sende
         &claims,
         &HashMap::new(),
         &HashMap::new(),
+        &blocklist::policy::merge_links(&delivery.links).0,
         Utc::now(),
     );
     let _links =

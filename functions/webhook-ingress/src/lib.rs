@@ -239,7 +239,7 @@ async fn receive(app: &App, request: &Request) -> Result<Response<Body>, ApiErro
     let link_only = inbound::link_identities(&delivery);
     let unattributed = inbound::unattributed_status_ids(&delivery);
     // B61, B84: identities the delivery shows together, for the prefix
-    // rules of numbers shown only beside a BSUID.
+    // rules of numbers shown only beside a BSUID and for the plan.
     let (shown, _) = blocklist::policy::merge_links(&delivery.links);
     // Round trip 1: the batched read of every identity (with the blocks of
     // their linked identities), the claims, and the records of sends whose
@@ -264,7 +264,15 @@ async fn receive(app: &App, request: &Request) -> Result<Response<Body>, ApiErro
                 return Err(dependency_error(error));
             }
         };
-    let plan = inbound::plan_inbound(&delivery, &facts, &claims, &sent, &keyword_settings, now);
+    let plan = inbound::plan_inbound(
+        &delivery,
+        &facts,
+        &claims,
+        &sent,
+        &keyword_settings,
+        &shown,
+        now,
+    );
     let consents = inbound::consent_changes(&delivery, &facts, &keyword_settings, now);
     let known_states: HashMap<Subject, SubjectState> = facts
         .into_iter()
