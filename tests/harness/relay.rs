@@ -15,6 +15,10 @@ use serde_json::Value;
 /// changed anything.
 pub type Rewrite = Box<dyn FnMut(&str, &mut Value) -> bool + Send>;
 
+/// Answers a request to `operation` in DynamoDB's place: the JSON body of
+/// an HTTP 400 (DynamoDB's error shape), or `None` to pass it on.
+pub type Answer = Box<dyn FnMut(&str, &Value) -> Option<Value> + Send>;
+
 /// One request that went through the relay.
 #[derive(Debug, Clone)]
 pub struct DynamoCall {
@@ -40,6 +44,19 @@ pub struct TableAccess {
 }
 
 impl DynamoCall {
+    /// The partitions of the counter items (`STATS#…`) the updates of
+    /// this transaction add to.
+    pub fn counter_partitions(&self) -> Vec<String> {
+        self.body["TransactItems"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|action| action["Update"]["Key"]["pk"]["S"].as_str())
+            .filter(|pk| pk.starts_with("STATS#"))
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// The table accesses this call needs granted.
     pub fn accesses(&self) -> Vec<TableAccess> {
         let access = |action: &str, table: &Value, index: Option<&Value>| TableAccess {
@@ -87,6 +104,7 @@ struct Shared {
     /// JSON bodies of the answers, in the order each connection got them.
     answers: Mutex<Vec<Value>>,
     rewrite: Mutex<Option<Rewrite>>,
+    answer: Mutex<Option<Answer>>,
     stopped: AtomicBool,
 }
 
@@ -199,6 +217,57 @@ impl DynamoRelay {
         failed
     }
 
+    /// From now on, `answer` may answer a request in DynamoDB's place (see
+    /// [`Answer`]); a request it answers never reaches DynamoDB Local.
+    pub fn answer(&self, answer: impl FnMut(&str, &Value) -> Option<Value> + Send + 'static) {
+        *self.shared.answer.lock().unwrap() = Some(Box::new(answer));
+    }
+
+    /// Cancels every `TransactWriteItems` with an action that `hot` picks
+    /// the way DynamoDB cancels a transaction that meets another one on an
+    /// item: `TransactionCanceledException` with `TransactionConflict` at
+    /// each such action, `None` at the others; nothing is written. Returns
+    /// the count of transactions cancelled so far.
+    pub fn conflict_on(
+        &self,
+        hot: impl Fn(&Value) -> bool + Send + 'static,
+    ) -> Arc<std::sync::atomic::AtomicUsize> {
+        let cancelled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = cancelled.clone();
+        self.answer(move |operation, body| {
+            if operation != "TransactWriteItems" {
+                return None;
+            }
+            let reasons: Vec<&str> = body["TransactItems"]
+                .as_array()?
+                .iter()
+                .map(|action| if hot(action) { "TransactionConflict" } else { "None" })
+                .collect();
+            if !reasons.contains(&"TransactionConflict") {
+                return None;
+            }
+            count.fetch_add(1, Ordering::SeqCst);
+            Some(serde_json::json!({
+                "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
+                "Message": format!(
+                    "Transaction cancelled, please refer cancellation reasons for specific reasons [{}]",
+                    reasons.join(", ")
+                ),
+                "CancellationReasons": reasons
+                    .iter()
+                    .map(|code| match *code {
+                        "None" => serde_json::json!({ "Code": "None" }),
+                        code => serde_json::json!({
+                            "Code": code,
+                            "Message": "Transaction is ongoing for the item",
+                        }),
+                    })
+                    .collect::<Vec<_>>(),
+            }))
+        });
+        cancelled
+    }
+
     /// Requests go on unchanged again.
     pub fn stop_rewriting(&self) {
         *self.shared.rewrite.lock().unwrap() = None;
@@ -249,9 +318,16 @@ fn relay(mut client: TcpStream, mut server: TcpStream, shared: Arc<Shared>) {
             Ok(read) => read,
         };
         pending.extend_from_slice(&chunk[..read]);
-        while let Some((request, length)) = complete_request(&pending, &shared) {
+        while let Some((next, length)) = complete_request(&pending, &shared) {
             pending.drain(..length);
-            if server.write_all(&request).is_err() {
+            // The SDK sends the next request on a connection only after the
+            // answer to the last one: an answer of the relay's own never
+            // meets one of DynamoDB's on the way back.
+            let sent = match next {
+                Next::Forward(request) => server.write_all(&request),
+                Next::Reply(answer) => client.write_all(&answer),
+            };
+            if sent.is_err() {
                 break 'connection;
             }
         }
@@ -304,9 +380,31 @@ fn complete_answer(pending: &[u8]) -> Option<(Value, usize)> {
     ))
 }
 
+/// What becomes of a request.
+enum Next {
+    /// The bytes to send on to DynamoDB Local.
+    Forward(Vec<u8>),
+    /// The relay's own answer, to send back.
+    Reply(Vec<u8>),
+}
+
+/// An HTTP 400 answer with DynamoDB's JSON error `body`.
+fn error_answer(body: &Value) -> Vec<u8> {
+    let body = serde_json::to_vec(body).expect("JSON");
+    let mut answer = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/x-amz-json-1.0\r\n\
+         x-amzn-requestid: relay-answer\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    answer.extend_from_slice(&body);
+    answer
+}
+
 /// When `pending` starts with a whole HTTP/1.1 request: notes it, applies
-/// the rewrite, and returns the bytes to send on and the length taken.
-fn complete_request(pending: &[u8], shared: &Shared) -> Option<(Vec<u8>, usize)> {
+/// the answer or the rewrite, and returns what to do with it and the
+/// length taken.
+fn complete_request(pending: &[u8], shared: &Shared) -> Option<(Next, usize)> {
     let end = pending.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = String::from_utf8_lossy(&pending[..end]).into_owned();
     let header = |name: &str| {
@@ -335,9 +433,22 @@ fn complete_request(pending: &[u8], shared: &Shared) -> Option<(Vec<u8>, usize)>
             body: Value::Null,
             rewritten: false,
         });
-        return Some((pending[..total].to_vec(), total));
+        return Some((Next::Forward(pending[..total].to_vec()), total));
     }
     let mut body: Value = serde_json::from_slice(raw_body).unwrap_or(Value::Null);
+    let answered = match shared.answer.lock().unwrap().as_mut() {
+        Some(answer) if !body.is_null() => answer(&operation, &body),
+        _ => None,
+    };
+    if let Some(answer) = answered {
+        shared.calls.lock().unwrap().push(DynamoCall {
+            operation,
+            body,
+            rewritten: false,
+        });
+        shared.answers.lock().unwrap().push(answer.clone());
+        return Some((Next::Reply(error_answer(&answer)), total));
+    }
     let rewritten = match shared.rewrite.lock().unwrap().as_mut() {
         Some(rewrite) if !body.is_null() => rewrite(&operation, &mut body),
         _ => false,
@@ -348,7 +459,7 @@ fn complete_request(pending: &[u8], shared: &Shared) -> Option<(Vec<u8>, usize)>
         rewritten,
     });
     if !rewritten {
-        return Some((pending[..total].to_vec(), total));
+        return Some((Next::Forward(pending[..total].to_vec()), total));
     }
     let new_body = serde_json::to_vec(&body).expect("JSON");
     let mut request = Vec::with_capacity(end + 64 + new_body.len());
@@ -367,5 +478,5 @@ fn complete_request(pending: &[u8], shared: &Shared) -> Option<(Vec<u8>, usize)>
     }
     request.extend_from_slice(b"\r\n\r\n");
     request.extend_from_slice(&new_body);
-    Some((request, total))
+    Some((Next::Forward(request), total))
 }

@@ -97,6 +97,12 @@
 //! (`TransactionConflict`), so a delivery's own transactions never share
 //! a counter: each transaction of its suppressions adds to a counter shard
 //! of its own, one transaction per shard at a time (see `audit.rs`).
+//! Other deliveries' and changes' transactions still meet on the 16 shards
+//! in a flood or an import. A counter's shards are interchangeable (a
+//! figure is their sum), so a transaction cancelled on counters alone is
+//! sent again at once with them on shards drawn at random
+//! (`stats::move_counter`): a busy counter turns additions away to idle
+//! ones instead of making them wait for it.
 //!
 //! Every figure stays under a quarter of the per-key limit, but for the
 //! rule set's reads with 1,000 rules of the longest ids (half of it). A message on an

@@ -116,3 +116,94 @@ impl Store {
             .build())
     }
 }
+
+/// The shard of a counter update of a transaction: an unconditional
+/// update of a `STATS#<nn>` item; `None` for any other action.
+pub(super) fn counter_shard(action: &TransactWriteItem) -> Option<u32> {
+    let update = action.update.as_ref()?;
+    if update.condition_expression.is_some() {
+        return None;
+    }
+    update
+        .key
+        .get("pk")?
+        .as_s()
+        .ok()?
+        .strip_prefix("STATS#")?
+        .parse()
+        .ok()
+}
+
+/// Moves a counter update of a transaction ([`counter_shard`]) to another
+/// shard; any other action stays as it is.
+///
+/// A counter is one item that every transaction of its shard adds to, and
+/// DynamoDB cancels a transaction that meets another one on an item
+/// (`TransactionConflict`). Its shards are interchangeable: a figure is
+/// their sum, whatever shard each addition went to. So a transaction
+/// cancelled on counters alone is sent again with them elsewhere, instead
+/// of waiting for the same item. The new shard is drawn at random, so the
+/// transactions one busy item turned away do not all meet again on the
+/// next one.
+pub(super) fn move_counter(action: &mut TransactWriteItem) {
+    use std::hash::BuildHasher;
+    let (Some(shard), Some(update)) = (counter_shard(action), action.update.as_mut()) else {
+        return;
+    };
+    let draw = std::collections::hash_map::RandomState::new().hash_one(shard);
+    let other = (shard + 1 + (draw % u64::from(SHARDS - 1)) as u32) % SHARDS;
+    update.key.insert("pk".to_owned(), s(stats_pk(other)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn update(pk: &str, condition: Option<&str>) -> TransactWriteItem {
+        let update = Update::builder()
+            .table_name("Blocklist")
+            .key("pk", s(pk))
+            .key("sk", s("D#2026-12-04"))
+            .update_expression("ADD inbound_suppressed :b")
+            .set_condition_expression(condition.map(str::to_owned))
+            .build()
+            .expect("an update");
+        TransactWriteItem::builder().update(update).build()
+    }
+
+    fn pk(action: &TransactWriteItem) -> String {
+        action.update.as_ref().unwrap().key["pk"]
+            .as_s()
+            .unwrap()
+            .clone()
+    }
+
+    /// S1: a counter moves to another of the 16 shards, drawn at random;
+    /// every other action (a guarded update, any other item) stays put.
+    #[test]
+    fn s1_a_counter_moves_to_another_shard_and_nothing_else_moves() {
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..400 {
+            let mut counter = update("STATS#07", None);
+            move_counter(&mut counter);
+            let moved = pk(&counter);
+            let shard: u32 = moved.strip_prefix("STATS#").unwrap().parse().unwrap();
+            assert!(shard < SHARDS && shard != 7, "{moved}");
+            assert_eq!(moved, stats_pk(shard));
+            seen.insert(shard);
+        }
+        assert_eq!(seen.len() as u32, SHARDS - 1, "{seen:?}");
+
+        for (pk_before, condition) in [
+            ("STATS#07", Some("attribute_exists(pk)")),
+            ("N#+16505551234", None),
+            ("W#wamid.1", None),
+        ] {
+            let mut other = update(pk_before, condition);
+            assert_eq!(counter_shard(&other), None);
+            move_counter(&mut other);
+            assert_eq!(pk(&other), pk_before);
+        }
+        assert_eq!(counter_shard(&update("STATS#15", None)), Some(15));
+    }
+}

@@ -8,10 +8,26 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
 
 use super::batch::run_all;
+use super::stats::{counter_shard, move_counter};
 use super::{Item, Store, StoreError, build, s};
 
 /// DynamoDB's limit of actions in one transaction.
 pub(super) const MAX_TRANSACTION_ACTIONS: usize = 100;
+
+/// DynamoDB's limit on a `ClientRequestToken`.
+const MAX_TOKEN_LENGTH: usize = 36;
+
+/// How many times one transaction's counters move to other shards before
+/// its conflict is the caller's (who retries, or reads and decides again).
+const COUNTER_MOVES: u32 = 3;
+
+/// How one attempt of a transaction ended: an outcome, or a conflict on
+/// the actions at these positions (none known: another request with the
+/// same token was still in progress).
+enum Cancelled {
+    Outcome(Outcome),
+    Conflict(Vec<usize>),
+}
 
 /// How a transaction ended, when DynamoDB answered it.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,47 +64,93 @@ impl Store {
     /// Writes `actions` in one transaction, with `token` as its
     /// `ClientRequestToken` when given (a retry of a write that landed is
     /// then not written twice). Cancellations are outcomes; every other
-    /// failure is an error.
+    /// failure is an error. A transaction cancelled because other
+    /// transactions held its counters, and nothing else, is sent again at
+    /// once with those counters on other shards ([`move_counter`]), up to
+    /// [`COUNTER_MOVES`] times.
     pub(super) async fn transact(
         &self,
-        actions: Vec<TransactWriteItem>,
+        mut actions: Vec<TransactWriteItem>,
         token: Option<&str>,
     ) -> Result<Outcome, StoreError> {
+        let movable = actions.iter().any(|a| counter_shard(a).is_some());
+        let mut moves = 0;
+        loop {
+            // A moved transaction is another request: it gets a token of
+            // its own (a cancelled one wrote nothing to repeat).
+            let token = token.map(|t| match moves {
+                0 => t.to_owned(),
+                n => format!("{}~{n}", &t[..t.len().min(MAX_TOKEN_LENGTH - 3)]),
+            });
+            let sent = if movable {
+                actions.clone()
+            } else {
+                std::mem::take(&mut actions)
+            };
+            let conflicts = match self.transact_once(sent, token).await? {
+                Cancelled::Outcome(outcome) => return Ok(outcome),
+                Cancelled::Conflict(at) => at,
+            };
+            let counters_alone = !conflicts.is_empty()
+                && conflicts
+                    .iter()
+                    .all(|&i| actions.get(i).and_then(counter_shard).is_some());
+            if !movable || !counters_alone || moves == COUNTER_MOVES {
+                return Ok(Outcome::Conflict);
+            }
+            for &i in &conflicts {
+                move_counter(&mut actions[i]);
+            }
+            moves += 1;
+        }
+    }
+
+    async fn transact_once(
+        &self,
+        actions: Vec<TransactWriteItem>,
+        token: Option<String>,
+    ) -> Result<Cancelled, StoreError> {
         let result = self
             .client
             .transact_write_items()
             .set_transact_items(Some(actions))
-            .set_client_request_token(token.map(str::to_owned))
+            .set_client_request_token(token)
             .send()
             .await;
         let error = match result {
-            Ok(_) => return Ok(Outcome::Committed),
+            Ok(_) => return Ok(Cancelled::Outcome(Outcome::Committed)),
             Err(error) => error,
         };
         match error.as_service_error() {
             Some(TransactWriteItemsError::TransactionCanceledException(cancel)) => {
-                let codes: Vec<Option<&str>> = cancel
-                    .cancellation_reasons()
+                let reasons = cancel.cancellation_reasons();
+                if reasons
                     .iter()
-                    .map(|r| r.code())
-                    .collect();
-                if codes.contains(&Some("ConditionalCheckFailed")) {
-                    let failed = cancel
-                        .cancellation_reasons()
+                    .any(|r| r.code() == Some("ConditionalCheckFailed"))
+                {
+                    let failed = reasons
                         .iter()
                         .enumerate()
                         .filter(|(_, r)| r.code() == Some("ConditionalCheckFailed"))
                         .map(|(i, r)| (i, r.item().cloned()))
                         .collect();
-                    Ok(Outcome::ConditionFailed { failed })
-                } else if codes.contains(&Some("TransactionConflict")) {
-                    Ok(Outcome::Conflict)
+                    Ok(Cancelled::Outcome(Outcome::ConditionFailed { failed }))
                 } else {
-                    Err(error.into())
+                    let conflicts: Vec<usize> = reasons
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, r)| r.code() == Some("TransactionConflict"))
+                        .map(|(i, _)| i)
+                        .collect();
+                    if conflicts.is_empty() {
+                        Err(error.into())
+                    } else {
+                        Ok(Cancelled::Conflict(conflicts))
+                    }
                 }
             }
             Some(TransactWriteItemsError::TransactionInProgressException(_)) => {
-                Ok(Outcome::Conflict)
+                Ok(Cancelled::Conflict(Vec::new()))
             }
             _ => Err(error.into()),
         }

@@ -6,6 +6,8 @@
 //! the per-key write share straight from DynamoDB Local.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
 use serde_json::{Value, json};
@@ -345,4 +347,164 @@ async fn s2_a_business_numbers_chats_and_the_changes_of_a_flood_day_read_what_th
             }
         }
     }
+}
+
+/// A relay in front of DynamoDB Local on which the first counter item a
+/// transaction names (`STATS#…`) stays held by other transactions: every
+/// transaction that names an item of its partition is cancelled with
+/// `TransactionConflict`, as DynamoDB cancels one that meets another
+/// transaction on an item. Returns the relay, that partition (once seen)
+/// and the count of transactions cancelled.
+fn relay_with_a_held_counter() -> (
+    integration_tests::DynamoRelay,
+    Arc<Mutex<Option<String>>>,
+    Arc<AtomicUsize>,
+) {
+    let relay = integration_tests::DynamoRelay::start(&integration_tests::endpoint());
+    let held: Arc<Mutex<Option<String>>> = Arc::default();
+    let first = held.clone();
+    let cancelled = relay.conflict_on(move |action| {
+        let Some(pk) = action["Update"]["Key"]["pk"]["S"].as_str() else {
+            return false;
+        };
+        if !pk.starts_with("STATS#") {
+            return false;
+        }
+        let mut held = first.lock().unwrap();
+        held.get_or_insert_with(|| pk.to_owned()) == pk
+    });
+    (relay, held, cancelled)
+}
+
+/// Asserts that the held counter of [`relay_with_a_held_counter`] was met
+/// and that each of `expected` counters of the transaction DynamoDB Local
+/// committed (not the ones the relay cancelled) went to another shard.
+fn assert_moved_off_the_held_counter(
+    (relay, held, cancelled): &(
+        integration_tests::DynamoRelay,
+        Arc<Mutex<Option<String>>>,
+        Arc<AtomicUsize>,
+    ),
+    expected: usize,
+) {
+    assert!(
+        cancelled.load(Ordering::SeqCst) >= 1,
+        "the held shard was never met"
+    );
+    let held = held.lock().unwrap().clone().expect("a counter was named");
+    let landed: Vec<String> = relay
+        .calls()
+        .into_iter()
+        .filter(|call| call.operation == "TransactWriteItems")
+        .map(|call| call.counter_partitions())
+        .filter(|pks| !pks.contains(&held))
+        .flatten()
+        .collect();
+    assert_eq!(landed.len(), expected, "{landed:?}");
+    assert!(landed.iter().all(|pk| pk != &held), "{landed:?} on {held}");
+}
+
+/// Today's count of `field` in `GET /v1/stats`, and the blocked count.
+async fn today_and_blocked(world: &World, field: &str) -> (u64, u64) {
+    let today = Utc::now().date_naive();
+    let stats = world
+        .api
+        .call("GET", &format!("/v1/stats?from={today}&to={today}"), None)
+        .await;
+    assert_eq!(stats.status, 200, "{:?}", stats.body);
+    let day = stats.body["days"][0][field].as_u64().unwrap_or(0);
+    (day, stats.body["currently_blocked"].as_u64().unwrap_or(0))
+}
+
+/// S1 with B23, B31 and B4: a day counter is one item that concurrent
+/// transactions all add to, and DynamoDB cancels a transaction that meets
+/// another one on an item (`TransactionConflict`): in a flood, every
+/// delivery's suppressions meet the others' on the 16 counter shards. The
+/// shards are interchangeable (a figure is their sum), so a transaction
+/// cancelled on counters alone is written again at once with them on
+/// another shard. Here one shard stays held all along: a suppression, a
+/// refusal and a block on it were retried on that shard until they gave up
+/// (503, and a 5xx for the block); each now lands elsewhere, counted once.
+#[tokio::test]
+async fn s1_a_counter_shard_other_transactions_hold_is_left_for_another() {
+    let world = World::new().await;
+    let spammer = "+16505550170";
+    world.block(spammer, "all").await;
+    let (suppressed_before, blocked_before) = today_and_blocked(&world, "inbound_suppressed").await;
+
+    // A suppressed message.
+    let held = relay_with_a_held_counter();
+    let ingress = crate::webhook_ingress::app_for(
+        world.stack().store_via(&held.0),
+        Some(format!("{}/crm", world.ingress.crm.uri())),
+    );
+    let body = delivery(
+        vec![],
+        vec![text_message(Some("16505550170"), None, "wamid.S1HELD1")],
+        vec![],
+    );
+    let request = integration_tests::ApiRequest::new("POST", "/webhook")
+        .header(
+            "x-hub-signature-256",
+            &blocklist::meta::signature::sign(
+                crate::webhook_ingress::APP_SECRET.as_bytes(),
+                body.as_bytes(),
+            ),
+        )
+        .raw_body(&body);
+    let answer = integration_tests::read_response(
+        webhook_ingress::handle(&ingress, request.to_lambda()).await,
+    );
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    assert_eq!(answer.body["suppressed"], 1, "{:?}", answer.body);
+    assert_moved_off_the_held_counter(&held, 1);
+    assert_eq!(world.events(spammer, "inbound_suppressed").await.len(), 1);
+    assert_eq!(
+        today_and_blocked(&world, "inbound_suppressed").await.0,
+        suppressed_before + 1
+    );
+    assert!(world.forwarded_message_ids().await.is_empty());
+
+    // A refused send.
+    let held = relay_with_a_held_counter();
+    let mut proxy = crate::send_proxy::app_for(
+        world.stack().store_via(&held.0),
+        crate::send_proxy::config(&world.graph.uri(), std::time::Duration::from_secs(5)),
+    );
+    proxy.record_refusal_within = std::time::Duration::from_secs(2);
+    let refused_before = today_and_blocked(&world, "outbound_refused").await.0;
+    let send = json!({"messaging_product": "whatsapp", "to": spammer, "type": "text", "text": {"body": "hi"}});
+    let request = integration_tests::ApiRequest::new("POST", &format!("/v1/{LINE_A}/messages"))
+        .bearer(&world.send_token)
+        .header("content-type", "application/json")
+        .raw_body(&send.to_string());
+    let sent = crate::send_proxy::raw(send_proxy::handle(&proxy, request.to_lambda()).await);
+    assert_eq!(sent.status, 403, "{}", String::from_utf8_lossy(&sent.bytes));
+    assert_moved_off_the_held_counter(&held, 1);
+    assert_eq!(world.events(spammer, "outbound_refused").await.len(), 1);
+    assert_eq!(
+        today_and_blocked(&world, "outbound_refused").await.0,
+        refused_before + 1
+    );
+    assert!(world.graph_requests().await.is_empty(), "nothing is sent");
+
+    // A block: its day counter and the blocked count share a shard.
+    let held = relay_with_a_held_counter();
+    let blocked_day_before = today_and_blocked(&world, "blocked").await.0;
+    let answer = world
+        .api
+        .via(&held.0)
+        .block("+16505550171", json!({"reason": "spam"}))
+        .await;
+    assert!(
+        [200, 201].contains(&answer.status),
+        "{} {:?}",
+        answer.status,
+        answer.body
+    );
+    assert_moved_off_the_held_counter(&held, 2);
+    assert_eq!(
+        today_and_blocked(&world, "blocked").await,
+        (blocked_day_before + 1, blocked_before + 1)
+    );
 }

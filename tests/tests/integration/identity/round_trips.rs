@@ -54,16 +54,7 @@ fn suppression_counters(relay: &DynamoRelay) -> Vec<BTreeSet<String>> {
         .into_iter()
         .filter(|call| call.operation == "TransactWriteItems")
         .filter(|call| call.body.to_string().contains("inbound_suppressed"))
-        .map(|call| {
-            call.body["TransactItems"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|action| action["Update"]["Key"]["pk"]["S"].as_str())
-                .filter(|pk| pk.starts_with("STATS#"))
-                .map(str::to_owned)
-                .collect()
-        })
+        .map(|call| call.counter_partitions().into_iter().collect())
         .collect()
 }
 
