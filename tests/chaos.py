@@ -619,7 +619,7 @@ class Api:
 
 
 def scan_claims(port, table):
-    """Every idempotency claim item (pk W#…) of the Blocklist table."""
+    """Every idempotency claim item (pk W#…) of `table` (Messages)."""
     items, start = [], None
     while True:
         payload = {
@@ -1023,7 +1023,7 @@ def verify(run, started_at, elapsed):
     # 5. the idempotency claims: none left pending, one done per update
     excused = []
     try:
-        claims = scan_claims(stack.ddb_port, "Blocklist")
+        claims = scan_claims(stack.ddb_port, "Messages")
         pending = {c["pk"]["S"][2:] for c in claims if c.get("state", {}).get("S") != "done"}
         done = {c["pk"]["S"][2:] for c in claims if c.get("state", {}).get("S") == "done"}
         want = {f"M#{m}" for m in plan.messages} | {f"S#{k}" for k in expected_statuses}

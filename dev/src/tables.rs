@@ -49,6 +49,7 @@ pub fn table_names(prefix: Option<&str>) -> Tables {
         chats: name("ChatsTable", "Chats"),
         failures: name("FailuresTable", "Failures"),
         imports: name("ImportsTable", "Imports"),
+        messages: name("MessagesTable", "Messages"),
     }
 }
 
@@ -61,6 +62,7 @@ pub async fn create_tables(client: &Client, template: &str, tables: &Tables) -> 
         ("ChatsTable", tables.chats.as_str()),
         ("FailuresTable", tables.failures.as_str()),
         ("ImportsTable", tables.imports.as_str()),
+        ("MessagesTable", tables.messages.as_str()),
     ]
     .into_iter()
     .collect();

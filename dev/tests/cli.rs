@@ -48,6 +48,7 @@ impl Local {
                 "CHATS_TABLE" => Some(format!("{prefix}-Chats")),
                 "FAILURES_TABLE" => Some(format!("{prefix}-Failures")),
                 "IMPORTS_TABLE" => Some(format!("{prefix}-Imports")),
+                "MESSAGES_TABLE" => Some(format!("{prefix}-Messages")),
                 "LOCAL_JWT_SECRET" => Some(JWT_SECRET.to_owned()),
                 "WHATSAPP_APP_SECRET" => Some(APP_SECRET.to_owned()),
                 _ => None,

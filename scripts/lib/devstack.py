@@ -61,6 +61,7 @@ FOREIGN_ENV = (
     "CHATS_TABLE",
     "FAILURES_TABLE",
     "IMPORTS_TABLE",
+    "MESSAGES_TABLE",
 )
 
 

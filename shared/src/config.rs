@@ -65,6 +65,7 @@ pub fn tables(env: &Env) -> Tables {
         chats: env.or("CHATS_TABLE", "Chats"),
         failures: env.or("FAILURES_TABLE", "Failures"),
         imports: env.or("IMPORTS_TABLE", "Imports"),
+        messages: env.or("MESSAGES_TABLE", "Messages"),
     }
 }
 

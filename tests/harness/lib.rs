@@ -69,7 +69,7 @@ impl TestStack {
     }
 
     /// Every item of every table, by table (`Blocklist`, `Audit`,
-    /// `Chats`), each item as DynamoDB JSON, sorted: a full `Scan`, fine
+    /// `Chats`, …), each item as DynamoDB JSON, sorted: a full `Scan`, fine
     /// for a test's own tables. Two snapshots are equal when no table
     /// changed in between.
     pub async fn raw_items(&self) -> BTreeMap<&'static str, Vec<Value>> {
@@ -80,6 +80,7 @@ impl TestStack {
             ("Chats", &self.tables.chats),
             ("Failures", &self.tables.failures),
             ("Imports", &self.tables.imports),
+            ("Messages", &self.tables.messages),
         ] {
             let mut items = Vec::new();
             let mut start = None;

@@ -199,7 +199,7 @@ impl Store {
         let mut actions = Vec::with_capacity(group.len() * 2 + 1);
         for suppression in group {
             let claim = Update::builder()
-                .table_name(&self.tables.blocklist)
+                .table_name(&self.tables.messages)
                 .key("pk", s(format!("W#{}", suppression.key)))
                 .key("sk", s("W"))
                 .update_expression("SET #state = :done, #ttl = :ttl")

@@ -109,7 +109,7 @@ impl Store {
     /// The conditional put of one claim.
     fn claim_put(&self, key: &str, lease: &Lease<'_>) -> PutBuilder {
         Put::builder()
-            .table_name(&self.tables.blocklist)
+            .table_name(&self.tables.messages)
             .item("pk", s(format!("W#{key}")))
             .item("sk", s("W"))
             .item("state", s("pending"))
@@ -207,7 +207,7 @@ impl Store {
     /// Marks one claim of `owner` done.
     fn completion(&self, key: &str, owner: &str, ttl: i64) -> UpdateBuilder {
         Update::builder()
-            .table_name(&self.tables.blocklist)
+            .table_name(&self.tables.messages)
             .key("pk", s(format!("W#{key}")))
             .key("sk", s("W"))
             .update_expression("SET #state = :done, #ttl = :ttl")
@@ -244,7 +244,7 @@ impl Store {
         let delete = self
             .client
             .delete_item()
-            .table_name(&self.tables.blocklist)
+            .table_name(&self.tables.messages)
             .key("pk", s(format!("W#{key}")))
             .key("sk", s("W"))
             .condition_expression("#owner = :owner AND #state = :pending")

@@ -37,9 +37,9 @@
 //! | Blocklist | settings            | `SETTINGS#<phone_number_id>`/`SETTINGS#default` | `SETTINGS` |     |                                 |
 //! | Blocklist | day counters        | `STATS#<nn>`       | `D#<yyyy-mm-dd>`        |                     |                                 |
 //! | Blocklist | blocked count       | `STATS#<nn>`       | `C`                     |                     |                                 |
-//! | Blocklist | idempotency claim   | `W#<update key>`   | `W`                     |                     |                                 |
+//! | Messages  | idempotency claim   | `W#<update key>`   | `W`                     |                     |                                 |
+//! | Messages  | sent message        | `O#<message id>`   | `SENT`                  |                     |                                 |
 //! | Failures  | delivery failure    | `F#<subject>`      | `<at>#<status id>`      |                     |                                 |
-//! | Blocklist | sent message        | `O#<message id>`   | `SENT`                  |                     |                                 |
 //! | Imports   | CSV import (B91)    | `IMPORT#<id>`      | `JOB`                   |                     |                                 |
 //! | Imports   | chunk of ≤ 500 rows | `IMPORT#<id>#<index>` | `CHUNK`              |                     |                                 |
 //! | Audit     | event of a subject  | `<subject pk>`     | `<event_id>` (ULID)     | `D#<yyyy-mm-dd>#<t\|c>#<nn>` | `<event_id>`            |
@@ -77,7 +77,8 @@
 //!
 //! | key (table or index)              | written by                              | 1,000 deliveries/s | import, 1,000/s |
 //! |-----------------------------------|-----------------------------------------|-------------------:|----------------:|
-//! | `W#<update key>`                  | claim, completion (one per message)     | 4 WCU (own key, in transactions) | — |
+//! | `W#<update key>` (Messages)       | claim, completion (one per message)     | 4 WCU (own key, in transactions) | — |
+//! | `O#<message id>` (Messages)       | a send's record (one per send)          | 1 WCU (own key)    | —               |
 //! | `<subject pk>` (Blocklist)        | a change of that subject; Meta's answer to its platform block (`P#`, once per block change or first message after one) | ≤ 1 WCU per business number, once | 2×~3 WCU, once (+1 per number with `platform_block`) |
 //! | `<subject pk>` (Audit)            | its events; one sender's messages       | ≤ sender's rate ×2 | 2 WCU, once     |
 //! | `<subject pk>` (Chats)            | a message stamps the chat               | ≤ sender's rate    | —               |
@@ -157,9 +158,9 @@
 //!   blocks (`B#all`, `B#<business number>`), contacts and states (with the
 //!   mirrored blocks of linked identities, B61) of every identity of every
 //!   sender, the states of identities only links name, and the `O#` records
-//!   of failed statuses that name no recipient (B64),
+//!   of failed statuses that name no recipient (B64, Messages table),
 //!   together with the claims of the updates' idempotency keys `W#…`
-//!   (expired by the `ttl` attribute): conditional puts, by transactions of
+//!   (Messages table, expired by the `ttl` attribute): conditional puts, by transactions of
 //!   100 from 8 updates on (B29), as are their completions and the chat
 //!   stamps of the forwarded messages. Delivery failures for `wa-blocked`
 //!   live under `F#<number>`, sorted by time.
@@ -213,6 +214,11 @@ pub struct Tables {
     pub failures: String,
     /// CSV imports (B91): its stream carries new chunks to `block-import`.
     pub imports: String,
+    /// What each message leaves behind for a while: claims of webhook
+    /// updates (`W#`, B22) and records of sends (`O#`, B64), all expiring.
+    /// One item per message, at a flood's rate, kept off the Blocklist
+    /// table: that table's indexes, backups and restores are about blocks.
+    pub messages: String,
 }
 
 /// Errors of the store. Callers map them to HTTP in one place.

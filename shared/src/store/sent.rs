@@ -53,7 +53,7 @@ impl Store {
         };
         self.client
             .put_item()
-            .table_name(&self.tables.blocklist)
+            .table_name(&self.tables.messages)
             .set_item(Some(serde_dynamo::to_item(item)?))
             .send()
             .await?;
@@ -70,7 +70,7 @@ impl Store {
             .iter()
             .map(|id| key(sent_pk(id), SENT))
             .collect();
-        let items = self.batch_get_blocklist(keys).await?;
+        let items = self.batch_get_all(&self.tables.messages, keys).await?;
         let mut sent = HashMap::new();
         for item in items {
             let record: SentItem = serde_dynamo::from_item(item)?;

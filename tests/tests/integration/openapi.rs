@@ -537,6 +537,7 @@ impl Server {
             ("CHATS_TABLE", format!("{prefix}-Chats")),
             ("FAILURES_TABLE", format!("{prefix}-Failures")),
             ("IMPORTS_TABLE", format!("{prefix}-Imports")),
+            ("MESSAGES_TABLE", format!("{prefix}-Messages")),
             (
                 "LOCAL_JWT_SECRET",
                 String::from_utf8(JWT_SECRET.to_vec()).expect("secret is UTF-8"),

@@ -701,10 +701,11 @@ fn check_tables_have_pitr_deletion_protection_retain_and_encryption(t: &Value) {
             "BlocklistTable",
             "ChatsTable",
             "FailuresTable",
-            "ImportsTable"
+            "ImportsTable",
+            "MessagesTable"
         ]
         .into(),
-        "the five tables"
+        "the six tables"
     );
     let yes = Value::Bool(true);
     for (id, table) in &tables {
@@ -726,7 +727,11 @@ fn check_tables_have_pitr_deletion_protection_retain_and_encryption(t: &Value) {
         assert_eq!(p["SSESpecification"]["SSEEnabled"], yes, "{id} encryption");
     }
     for (id, what) in [
-        ("BlocklistTable", "claims and records of sends"),
+        ("MessagesTable", "claims and records of sends"),
+        (
+            "BlocklistTable",
+            "claims and records of sends from earlier releases",
+        ),
         ("FailuresTable", "failures"),
         ("ImportsTable", "imports and their results"),
     ] {

@@ -23,6 +23,8 @@ async fn partition(world: &World, pk: &str) -> Vec<Item> {
     let stack = world.stack();
     let table = if pk.starts_with("F#") {
         &stack.tables.failures
+    } else if pk.starts_with("O#") {
+        &stack.tables.messages
     } else {
         &stack.tables.blocklist
     };

@@ -326,6 +326,7 @@ async fn b14_b15_b40_end_to_end_an_automatic_block_reaches_the_crm_and_meta() {
         ("CHATS_TABLE", format!("{prefix}-Chats")),
         ("FAILURES_TABLE", format!("{prefix}-Failures")),
         ("IMPORTS_TABLE", format!("{prefix}-Imports")),
+        ("MESSAGES_TABLE", format!("{prefix}-Messages")),
         ("EVENTS_WEBHOOK_URL", format!("{}/events", crm.uri())),
         ("EVENTS_WEBHOOK_SECRET", SECRET.to_owned()),
         ("GRAPH_API_BASE_URL", graph.uri()),

@@ -81,14 +81,14 @@ fn message_ids(body: &str) -> Vec<String> {
     ids
 }
 
-/// Every idempotency claim (`W#…`) in the test's Blocklist table. A Scan is
+/// Every idempotency claim (`W#…`) in the test's Messages table. A Scan is
 /// fine here: the table is this test's own.
 async fn claims(ingress: &Ingress) -> Vec<String> {
     let scan = ingress
         .stack
         .client
         .scan()
-        .table_name(&ingress.stack.tables.blocklist)
+        .table_name(&ingress.stack.tables.messages)
         .filter_expression("begins_with(pk, :claim)")
         .expression_attribute_values(
             ":claim",
@@ -96,7 +96,7 @@ async fn claims(ingress: &Ingress) -> Vec<String> {
         )
         .send()
         .await
-        .expect("scan Blocklist");
+        .expect("scan Messages");
     scan.items()
         .iter()
         .filter_map(|item| item.get("pk")?.as_s().ok().cloned())

@@ -1038,6 +1038,7 @@ async fn calls_of_a_delivery(ingress: &Ingress, body: &str) -> Vec<(String, Stri
     let name = |table: &str| {
         [
             (&tables.blocklist, "Blocklist"),
+            (&tables.messages, "Messages"),
             (&tables.audit, "Audit"),
             (&tables.chats, "Chats"),
             (&tables.failures, "Failures"),
@@ -1075,9 +1076,9 @@ async fn s5_a_single_message_costs_one_read_and_its_writes_in_two_rounds() {
         forwarded,
         vec![
             call("BatchGetItem", "Blocklist"),
-            call("PutItem", "Blocklist"),
-            call("UpdateItem", "Blocklist"),
+            call("PutItem", "Messages"),
             call("UpdateItem", "Chats"),
+            call("UpdateItem", "Messages"),
         ],
         "a forwarded message"
     );
@@ -1092,8 +1093,8 @@ async fn s5_a_single_message_costs_one_read_and_its_writes_in_two_rounds() {
         suppressed,
         vec![
             call("BatchGetItem", "Blocklist"),
-            call("PutItem", "Blocklist"),
-            call("TransactWriteItems", "Audit+Blocklist"),
+            call("PutItem", "Messages"),
+            call("TransactWriteItems", "Audit+Blocklist+Messages"),
         ],
         "a suppressed message"
     );
