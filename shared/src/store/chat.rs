@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -199,26 +200,41 @@ impl Store {
             .expression_attribute_values(":gsi1sk", s(item.gsi1sk))
             .expression_attribute_values(":open", s("open"))
             .expression_attribute_values(":null", AttributeValue::Null(true));
-        if reopen {
-            update = update
-                .condition_expression("attribute_not_exists(#status) OR #status <> :blocked")
-                .expression_attribute_values(":blocked", s(ChatStatus::Blocked.as_str()));
-        }
+        // Kept at its latest: Meta redelivers a delivery answered 5xx after
+        // later ones went through, and an older message must not move the
+        // time back. (A missing time, or the null of a chat that only
+        // sends made, compares as not later.)
+        let latest = "NOT (last_inbound_at > :at)";
+        update = if reopen {
+            update
+                .condition_expression(format!(
+                    "(attribute_not_exists(#status) OR #status <> :blocked) AND {latest}"
+                ))
+                .expression_attribute_values(":blocked", s(ChatStatus::Blocked.as_str()))
+        } else {
+            update.condition_expression(latest)
+        };
         build(update.build())
     }
 
     /// Stamps one chat with `reopen` ([`Store::inbound_chat_update`]); a
     /// chat found `blocked` is stamped again with `keep`, which leaves its
-    /// session as the block set it.
+    /// session as the block set it. A chat that a later message stamped
+    /// already is left as it is.
     async fn stamp_alone(&self, reopen: Update, keep: Update) -> Result<(), StoreError> {
+        let failed_condition = |error: &aws_sdk_dynamodb::error::SdkError<_, _>| {
+            error
+                .as_service_error()
+                .is_some_and(UpdateItemError::is_conditional_check_failed_exception)
+        };
         match self.update_request(reopen).send().await {
             Ok(_) => Ok(()),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                self.update_alone(keep).await
+            Err(error) if failed_condition(&error) => {
+                match self.update_request(keep).send().await {
+                    Ok(_) => Ok(()),
+                    Err(error) if failed_condition(&error) => Ok(()),
+                    Err(error) => Err(StoreError::from(error)),
+                }
             }
             Err(error) => Err(StoreError::from(error)),
         }

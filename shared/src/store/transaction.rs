@@ -221,12 +221,6 @@ impl Store {
         .await
     }
 
-    /// Writes one update on its own (outside a transaction).
-    pub(super) async fn update_alone(&self, update: Update) -> Result<(), StoreError> {
-        self.update_request(update).send().await?;
-        Ok(())
-    }
-
     /// The `UpdateItem` request of a transaction's `Update`.
     pub(super) fn update_request(
         &self,

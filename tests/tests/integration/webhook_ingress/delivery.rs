@@ -1099,3 +1099,105 @@ async fn s5_a_single_message_costs_one_read_and_its_writes_in_two_rounds() {
         "a suppressed message"
     );
 }
+
+/// When `number` last wrote to LINE_A, as its chat says.
+async fn last_inbound(ingress: &Ingress, number: &str) -> i64 {
+    ingress
+        .stack
+        .store
+        .get_chat(
+            &PhoneNumberId::parse(crate::identity::LINE_A).unwrap(),
+            &Subject::parse(number).unwrap(),
+        )
+        .await
+        .unwrap()
+        .and_then(|chat| chat.last_inbound_at)
+        .expect("a chat with a last inbound time")
+        .timestamp()
+}
+
+/// B24 under Meta's redeliveries: an older message that arrives after a
+/// newer one (Meta retrying a delivery answered 5xx while the next went
+/// through) does not move the chat's `last_inbound_at` back, alone or in a
+/// large delivery (stamped by transactions, B29). Before, the stamp was
+/// set, not kept at its latest, so the 24-hour window of the platform
+/// block (B15) closed early.
+#[tokio::test]
+async fn b24_an_older_message_arriving_late_leaves_the_last_inbound_time() {
+    use crate::identity::{delivery, text_message};
+    let ingress = Ingress::new(200).await;
+    let now = Utc::now().timestamp();
+    let at = |id: &str, from: &str, timestamp: i64| {
+        let mut message = text_message(Some(from), None, id);
+        message["timestamp"] = json!(timestamp.to_string());
+        message
+    };
+    let newer = ingress
+        .deliver(&delivery(
+            vec![],
+            vec![at("wamid.LATE2", "16505550180", now)],
+            vec![],
+        ))
+        .await;
+    assert_eq!(newer.status, 200, "{:?}", newer.body);
+    let older = ingress
+        .deliver(&delivery(
+            vec![],
+            vec![at("wamid.LATE1", "16505550180", now - 3600)],
+            vec![],
+        ))
+        .await;
+    assert_eq!(older.status, 200, "{:?}", older.body);
+    assert_eq!(older.body["forwarded"], 1, "{:?}", older.body);
+    assert_eq!(last_inbound(&ingress, "+16505550180").await, now);
+
+    // A chat a send made has no inbound time yet: the first message sets it.
+    ingress
+        .stack
+        .store
+        .record_outbound(
+            &PhoneNumberId::parse(crate::identity::LINE_A).unwrap(),
+            &Subject::parse("+16505550182").unwrap(),
+            Utc::now(),
+            false,
+        )
+        .await
+        .unwrap();
+    let first = ingress
+        .deliver(&delivery(
+            vec![],
+            vec![at("wamid.LATE6", "16505550182", now - 30)],
+            vec![],
+        ))
+        .await;
+    assert_eq!(first.status, 200, "{:?}", first.body);
+    assert_eq!(last_inbound(&ingress, "+16505550182").await, now - 30);
+
+    // Stamped together: one older message among newer chats.
+    let newer = ingress
+        .deliver(&delivery(
+            vec![],
+            vec![at("wamid.LATE3", "16505550181", now)],
+            vec![],
+        ))
+        .await;
+    assert_eq!(newer.status, 200, "{:?}", newer.body);
+    let mut messages = vec![at("wamid.LATE4", "16505550181", now - 600)];
+    messages.extend((0..10).map(|i| {
+        at(
+            &format!("wamid.LATE5{i}"),
+            &format!("165055502{i:02}"),
+            now - 60,
+        )
+    }));
+    let large = ingress.deliver(&delivery(vec![], messages, vec![])).await;
+    assert_eq!(large.status, 200, "{:?}", large.body);
+    assert_eq!(large.body["forwarded"], 11, "{:?}", large.body);
+    assert_eq!(last_inbound(&ingress, "+16505550181").await, now);
+    for i in 0..10 {
+        assert_eq!(
+            last_inbound(&ingress, &format!("+165055502{i:02}")).await,
+            now - 60
+        );
+    }
+}
