@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 
 use crate::identity::Subject;
-use crate::meta::webhook::{Delivery, InboundMessage, Position};
+use crate::meta::webhook::{Delivery, InboundMessage, Position, UpdateKind};
 use crate::model::{
     Block, ConsentCategory, ConsentChange, ConsentSource, ConsentValue, PhoneNumberId, Scope,
 };
@@ -396,7 +396,10 @@ pub fn plan_inbound(
         }
         plan.forward.insert(message.position);
         plan.forward_keys.push(key);
-        if let Some(business) = &message.phone_number_id {
+        // A call is not a message on the chat: it opens no session and
+        // does not start the 24-hour window of a written message (B15).
+        let written = message.position.kind != UpdateKind::Call;
+        if let Some(business) = message.phone_number_id.as_ref().filter(|_| written) {
             let at = message.timestamp.unwrap_or(now);
             let known_contact = senders.get(&subject).is_some_and(|f| f.known_contact);
             let touch = ChatTouch {

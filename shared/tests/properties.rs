@@ -595,6 +595,7 @@ fn raw_update<'a>(body: &'a Value, p: &Position) -> Option<&'a Value> {
     let key = match p.kind {
         UpdateKind::Message => "messages",
         UpdateKind::Status => "statuses",
+        UpdateKind::Call => "calls",
         UpdateKind::Change => return raw_value(body, p),
     };
     raw_value(body, p)?.get(key)?.get(p.index)

@@ -1,5 +1,6 @@
 //! Meta's webhook deliveries: every `entry[].changes[].value.messages[]` and
-//! `statuses[]` across business numbers (B22, B25), read tolerantly (B27):
+//! `statuses[]` across business numbers (B22, B25), and the calls people
+//! make (`calls[]`, judged like their messages), read tolerantly (B27):
 //! unknown fields and message types pass through untouched, and one odd
 //! update never fails the rest of the batch.
 //!
@@ -40,6 +41,10 @@ pub struct Position {
 pub enum UpdateKind {
     Message,
     Status,
+    /// An event of a call a person made (`calls[]` of a `calls` change,
+    /// `USER_INITIATED`): read as a message of type `call`, so that a
+    /// blocked person's call never reaches the CRM either.
+    Call,
     /// A whole change of another field (`user_preferences`,
     /// `account_update`, template updates…): it carries no update id.
     Change,
@@ -242,17 +247,27 @@ impl Delivery {
                 for contact in &contacts {
                     delivery.links.push(link_of(contact, DateTime::UNIX_EPOCH));
                 }
-                for (index, message) in array(value, "messages").iter().enumerate() {
-                    match read_message(message, at(UpdateKind::Message, index), &phone_number_id) {
-                        Some(mut message) => {
-                            enrich(&mut message.sender, &contacts);
-                            delivery
-                                .links
-                                .push(link_of(&message.sender, seen_at(message.timestamp)));
-                            delivery.messages.push(message);
-                        }
-                        None => delivery.unusable += 1,
-                    }
+                let messages = array(value, "messages")
+                    .iter()
+                    .enumerate()
+                    .map(|(index, m)| {
+                        read_message(m, at(UpdateKind::Message, index), &phone_number_id)
+                    });
+                let calls = array(value, "calls")
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, call)| is_users_call(call))
+                    .map(|(index, c)| read_call(c, at(UpdateKind::Call, index), &phone_number_id));
+                for read in messages.chain(calls) {
+                    let Some(mut message) = read else {
+                        delivery.unusable += 1;
+                        continue;
+                    };
+                    enrich(&mut message.sender, &contacts);
+                    delivery
+                        .links
+                        .push(link_of(&message.sender, seen_at(message.timestamp)));
+                    delivery.messages.push(message);
                 }
                 if let Some(business) = &phone_number_id {
                     delivery.preferences.extend(
@@ -315,12 +330,13 @@ impl Delivery {
                 let Some(value) = change.get_mut("value").and_then(Value::as_object_mut) else {
                     continue;
                 };
-                let had_updates = value.contains_key("messages") || value.contains_key("statuses");
+                let had_updates = UPDATE_ARRAYS.iter().any(|k| value.contains_key(*k));
                 let mut kept_senders = HashSet::new();
                 let mut dropped_senders = HashSet::new();
                 for (key, kind) in [
                     ("messages", UpdateKind::Message),
                     ("statuses", UpdateKind::Status),
+                    ("calls", UpdateKind::Call),
                 ] {
                     let Some(items) = value.get_mut(key).and_then(Value::as_array_mut) else {
                         continue;
@@ -334,15 +350,25 @@ impl Delivery {
                             index,
                         };
                         index += 1;
+                        // The business's own calls are not judged: they go
+                        // on as Meta sent them.
+                        if kind == UpdateKind::Call && !is_users_call(item) {
+                            return true;
+                        }
                         let kept = keep.contains(&position);
-                        if kind == UpdateKind::Message {
+                        if kind != UpdateKind::Status {
                             let set = if kept {
                                 &mut kept_senders
                             } else {
                                 &mut dropped_senders
                             };
+                            // An empty id (a hidden number) names nobody.
                             for key in ["from", "from_user_id"] {
-                                if let Some(id) = item.get(key).and_then(Value::as_str) {
+                                if let Some(id) = item
+                                    .get(key)
+                                    .and_then(Value::as_str)
+                                    .filter(|id| !id.is_empty())
+                                {
                                     set.insert(id.to_owned());
                                 }
                             }
@@ -360,6 +386,7 @@ impl Delivery {
                         let ids: Vec<&str> = ["wa_id", "user_id"]
                             .iter()
                             .filter_map(|k| contact.get(*k).and_then(Value::as_str))
+                            .filter(|id| !id.is_empty())
                             .collect();
                         ids.iter().any(|id| kept_senders.contains(*id))
                             || !ids.iter().any(|id| dropped_senders.contains(*id))
@@ -368,7 +395,7 @@ impl Delivery {
                         value.remove("contacts");
                     }
                 }
-                let has_updates = value.contains_key("messages") || value.contains_key("statuses");
+                let has_updates = UPDATE_ARRAYS.iter().any(|k| value.contains_key(*k));
                 if had_updates && !has_updates {
                     *change = Value::Null;
                 }
@@ -383,9 +410,25 @@ impl Delivery {
     }
 }
 
-/// Whether a change's value holds messages or statuses (updates with ids).
+/// The arrays of a change's value whose items are updates of their own.
+const UPDATE_ARRAYS: [&str; 3] = ["messages", "statuses", "calls"];
+
+/// Whether a change's value holds updates with ids: messages, statuses,
+/// or calls people made. A change of the business's own calls alone is
+/// forwarded whole, like a change of another field.
 fn has_updates(value: Option<&Value>) -> bool {
-    value.is_some_and(|v| v.get("messages").is_some() || v.get("statuses").is_some())
+    value.is_some_and(|v| {
+        v.get("messages").is_some()
+            || v.get("statuses").is_some()
+            || array(v, "calls").iter().any(is_users_call)
+    })
+}
+
+/// Whether a `calls[]` item is a call a person made: anything but the
+/// business's own (`BUSINESS_INITIATED`), so that an item of a shape not
+/// seen before is judged rather than let through.
+fn is_users_call(call: &Value) -> bool {
+    call.get("direction").and_then(Value::as_str) != Some("BUSINESS_INITIATED")
 }
 
 /// A `contacts[]` entry's identities.
@@ -461,24 +504,56 @@ fn unix_seconds(value: Option<&Value>) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp(seconds, 0)
 }
 
-fn read_message(
-    message: &Value,
-    position: Position,
-    phone_number_id: &Option<PhoneNumberId>,
-) -> Option<InboundMessage> {
-    let id = message.get("id")?.as_str()?.to_owned();
+/// Who sent an update: its `from` and `from_user_id` (either may be
+/// empty: Meta leaves a hidden number empty).
+fn read_sender(update: &Value) -> Sender {
+    let text = |key| {
+        update
+            .get(key)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    };
     let mut sender = Sender::default();
-    if let Some(from) = message.get("from").and_then(Value::as_str) {
+    if let Some(from) = text("from") {
         // B63: a `from` the metadata does not know yet is still a number.
         match Number::from_whatsapp_id(from) {
             Ok(number) => sender.number = Some(number),
             Err(_) => sender.unreadable = Some(from.to_owned()),
         }
     }
-    sender.user_id = message
-        .get("from_user_id")
-        .and_then(Value::as_str)
-        .and_then(|u| UserId::parse(u).ok());
+    sender.user_id = text("from_user_id").and_then(|u| UserId::parse(u).ok());
+    sender
+}
+
+/// One event of a call a person made, as a message of type `call`: its id
+/// is the call's with the event (`connect`, `terminate`), since each event
+/// is delivered (and retried) on its own.
+fn read_call(
+    call: &Value,
+    position: Position,
+    phone_number_id: &Option<PhoneNumberId>,
+) -> Option<InboundMessage> {
+    let id = call.get("id")?.as_str()?;
+    let event = call.get("event").and_then(Value::as_str).unwrap_or("call");
+    Some(InboundMessage {
+        position,
+        id: format!("{id}#{event}"),
+        phone_number_id: phone_number_id.clone(),
+        sender: read_sender(call),
+        message_type: "call".to_owned(),
+        timestamp: unix_seconds(call.get("timestamp")),
+        changed_to: None,
+        said: None,
+    })
+}
+
+fn read_message(
+    message: &Value,
+    position: Position,
+    phone_number_id: &Option<PhoneNumberId>,
+) -> Option<InboundMessage> {
+    let id = message.get("id")?.as_str()?.to_owned();
+    let mut sender = read_sender(message);
     let message_type = message
         .get("type")
         .and_then(Value::as_str)
@@ -674,6 +749,50 @@ mod tests {
             Delivery::parse(br#"{"object":"page","entry":[]}"#),
             Err(WebhookError::WrongObject(_))
         ));
+    }
+
+    /// Calls a person made are read as messages of type `call`, one per
+    /// event (a hidden number is an empty `from`); the business's own calls
+    /// are not read, and go on whatever is kept.
+    #[test]
+    fn b23_calls_people_make_are_read_like_messages() {
+        let body = br#"{"object":"whatsapp_business_account","entry":[{"id":"W","changes":[{"field":"calls","value":{
+            "metadata":{"phone_number_id":"1"},
+            "calls":[{"id":"wacid.A","from":"","from_user_id":"US.1","event":"connect","timestamp":"1749416383","direction":"USER_INITIATED"},
+                     {"id":"wacid.B","from":"15550783881","to":"16505551234","event":"connect","direction":"BUSINESS_INITIATED"},
+                     {"id":"wacid.A","from":"16505551234","event":"terminate"},
+                     {"event":"connect"}]}}]}]}"#;
+        let delivery = Delivery::parse(body).unwrap();
+        let read: Vec<(&str, &str, UpdateKind, usize)> = delivery
+            .messages
+            .iter()
+            .map(|m| {
+                (
+                    m.id.as_str(),
+                    m.message_type.as_str(),
+                    m.position.kind,
+                    m.position.index,
+                )
+            })
+            .collect();
+        assert_eq!(
+            read,
+            vec![
+                ("wacid.A#connect", "call", UpdateKind::Call, 0),
+                ("wacid.A#terminate", "call", UpdateKind::Call, 2),
+            ]
+        );
+        assert!(delivery.messages[0].sender.number.is_none());
+        assert!(delivery.messages[0].sender.unreadable.is_none());
+        assert_eq!(delivery.unusable, 1);
+        assert!(delivery.other_changes.is_empty());
+
+        let kept = delivery.filtered(&HashSet::new()).unwrap();
+        let calls = kept["entry"][0]["changes"][0]["value"]["calls"]
+            .as_array()
+            .unwrap();
+        assert_eq!(calls.len(), 1, "{calls:?}");
+        assert_eq!(calls[0]["id"], "wacid.B");
     }
 
     #[test]

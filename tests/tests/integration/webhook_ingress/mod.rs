@@ -2,6 +2,7 @@
 //! by wiremock on a real socket.
 
 mod body_size;
+mod calls;
 mod delivery;
 
 use std::time::Duration;
