@@ -80,7 +80,7 @@ impl Store {
             // its own (a cancelled one wrote nothing to repeat).
             let token = token.map(|t| match moves {
                 0 => t.to_owned(),
-                n => format!("{}~{n}", &t[..t.len().min(MAX_TOKEN_LENGTH - 3)]),
+                n => format!("{}-{n}", &t[..t.len().min(MAX_TOKEN_LENGTH - 2)]),
             });
             let sent = if movable {
                 actions.clone()
