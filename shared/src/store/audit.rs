@@ -16,6 +16,7 @@ use super::cursor::Cursor;
 use super::keys::{SHARDS, day_of, shard_of, subject_pk};
 use super::sharded::{KeyRange, Order, ShardedQuery};
 use super::subject::{STATE, state_from_item};
+use super::transaction::Outcome;
 use super::{Page, Store, StoreError, build, n, s};
 use crate::identity::Subject;
 use crate::inbound::Suppression;
@@ -277,10 +278,13 @@ impl Store {
         )?;
         // The token is the same on every attempt of one refusal: a retry of
         // a write that landed without its answer is not written (or
-        // counted) twice.
-        self.transact(vec![audit, counter], Some(event_id))
-            .await?
-            .committed_or_conflict()
+        // counted) twice. One that landed under a moved counter's token is
+        // another request, and finds its event written: recorded.
+        match self.transact(vec![audit, counter], Some(event_id)).await? {
+            Outcome::Committed => Ok(()),
+            outcome if outcome.guard_failed() => Ok(()),
+            _ => Err(StoreError::Conflict),
+        }
     }
 
     /// B8: the audit events of one number, newest first.

@@ -144,13 +144,18 @@ pub(super) fn counter_shard(action: &TransactWriteItem) -> Option<u32> {
 /// cancelled on counters alone is sent again with them elsewhere, instead
 /// of waiting for the same item. The new shard is drawn at random, so the
 /// transactions one busy item turned away do not all meet again on the
-/// next one.
-pub(super) fn move_counter(action: &mut TransactWriteItem) {
+/// next one; but a transaction sent under a `ClientRequestToken` (`token`,
+/// the move's own) always moves the same way, so that one token always
+/// names the same writes, whichever attempt of the caller sends it.
+pub(super) fn move_counter(action: &mut TransactWriteItem, token: Option<&str>) {
     use std::hash::BuildHasher;
     let (Some(shard), Some(update)) = (counter_shard(action), action.update.as_mut()) else {
         return;
     };
-    let draw = std::collections::hash_map::RandomState::new().hash_one(shard);
+    let draw = match token {
+        Some(token) => u64::from(super::keys::shard_of(&format!("{token}#{shard}"))),
+        None => std::collections::hash_map::RandomState::new().hash_one(shard),
+    };
     let other = (shard + 1 + (draw % u64::from(SHARDS - 1)) as u32) % SHARDS;
     update.key.insert("pk".to_owned(), s(stats_pk(other)));
 }
@@ -185,7 +190,7 @@ mod tests {
         let mut seen = std::collections::BTreeSet::new();
         for _ in 0..400 {
             let mut counter = update("STATS#07", None);
-            move_counter(&mut counter);
+            move_counter(&mut counter, None);
             let moved = pk(&counter);
             let shard: u32 = moved.strip_prefix("STATS#").unwrap().parse().unwrap();
             assert!(shard < SHARDS && shard != 7, "{moved}");
@@ -201,9 +206,18 @@ mod tests {
         ] {
             let mut other = update(pk_before, condition);
             assert_eq!(counter_shard(&other), None);
-            move_counter(&mut other);
+            move_counter(&mut other, None);
             assert_eq!(pk(&other), pk_before);
         }
         assert_eq!(counter_shard(&update("STATS#15", None)), Some(15));
+
+        // Under a token, a move always goes the same way.
+        let moved = |token: &str| {
+            let mut counter = update("STATS#07", None);
+            move_counter(&mut counter, Some(token));
+            pk(&counter)
+        };
+        assert_eq!(moved("01KB-1"), moved("01KB-1"));
+        assert_ne!(moved("01KB-1"), "STATS#07");
     }
 }

@@ -21,6 +21,14 @@ const MAX_TOKEN_LENGTH: usize = 36;
 /// its conflict is the caller's (who retries, or reads and decides again).
 const COUNTER_MOVES: u32 = 3;
 
+/// The `ClientRequestToken` of a transaction's `moves`-th move.
+fn moved_token(token: &str, moves: u32) -> String {
+    match moves {
+        0 => token.to_owned(),
+        n => format!("{}-{n}", &token[..token.len().min(MAX_TOKEN_LENGTH - 2)]),
+    }
+}
+
 /// How one attempt of a transaction ended: an outcome, or a conflict on
 /// the actions at these positions (none known: another request with the
 /// same token was still in progress).
@@ -77,17 +85,15 @@ impl Store {
         let mut moves = 0;
         loop {
             // A moved transaction is another request: it gets a token of
-            // its own (a cancelled one wrote nothing to repeat).
-            let token = token.map(|t| match moves {
-                0 => t.to_owned(),
-                n => format!("{}-{n}", &t[..t.len().min(MAX_TOKEN_LENGTH - 2)]),
-            });
+            // its own (a cancelled one wrote nothing to repeat), which
+            // always names the same moves (see `move_counter`).
+            let sent_token = token.map(|t| moved_token(t, moves));
             let sent = if movable {
                 actions.clone()
             } else {
                 std::mem::take(&mut actions)
             };
-            let conflicts = match self.transact_once(sent, token).await? {
+            let conflicts = match self.transact_once(sent, sent_token).await? {
                 Cancelled::Outcome(outcome) => return Ok(outcome),
                 Cancelled::Conflict(at) => at,
             };
@@ -98,10 +104,11 @@ impl Store {
             if !movable || !counters_alone || moves == COUNTER_MOVES {
                 return Ok(Outcome::Conflict);
             }
-            for &i in &conflicts {
-                move_counter(&mut actions[i]);
-            }
             moves += 1;
+            let next = token.map(|t| moved_token(t, moves));
+            for &i in &conflicts {
+                move_counter(&mut actions[i], next.as_deref());
+            }
         }
     }
 

@@ -416,6 +416,12 @@ const UNUSED_GRANTS: &[(&str, &str, &str, &str)] = &[
     (
         "webhook-ingress",
         "BlocklistTable.Arn",
+        "dynamodb:deleteitem",
+        "blocks carried to a changed identity (B62) are a change like any other: it deletes the search index items of blocks it replaces (a temporary block there that expired and was not swept yet); the recorded carries replace none",
+    ),
+    (
+        "webhook-ingress",
+        "BlocklistTable.Arn",
         "dynamodb:conditioncheckitem",
         "a change too large for one transaction (a person blocked on about 100 business numbers) writes its rest under a ConditionCheck on the version it committed; block-api's recorded paths make one",
     ),
