@@ -218,7 +218,11 @@ fn triggers<'a>(events: impl Iterator<Item = &'a AuditEvent>) -> BTreeMap<Subjec
         };
         if changes_blocks(event.action) {
             triggers.entry(subject.clone()).or_default().blocks_changed = true;
-        } else if event.action == Action::InboundSuppressed {
+        } else if event.action == Action::InboundSuppressed
+            // Meta blocks people who wrote within 24 hours: a call is not
+            // a written message.
+            && event.details["message_type"] != "call"
+        {
             let Some(business) = event.details["phone_number_id"]
                 .as_str()
                 .and_then(|id| PhoneNumberId::parse(id).ok())

@@ -283,6 +283,50 @@ async fn b15_a_person_silent_for_a_day_is_mirrored_at_their_next_message() {
     assert_eq!(platform_of(&stack, NUMBER).await["state"], "blocked");
 }
 
+/// B15 with calls: Meta blocks only people who wrote within 24 hours. A
+/// call is not a written message, so a blocked person's suppressed call
+/// leaves the platform block pending; their next message makes it. Before,
+/// the call's `inbound_suppressed` event asked Meta at once, and a refusal
+/// that stands would not have been asked again at the next message.
+#[tokio::test]
+async fn b15_a_suppressed_call_does_not_make_the_person_eligible() {
+    let stack = TestStack::new().await;
+    let graph = graph_that_accepts().await;
+    let app = app(&stack, &graph);
+    turn_on(&stack, LINE).await;
+    wrote_at(&stack, LINE, NUMBER, 30).await;
+    let mut seen = 0;
+    let blocked = Api::on(&stack)
+        .block(NUMBER, json!({"reason": "spam", "scope": LINE}))
+        .await;
+    assert_eq!(blocked.status, 201);
+    assert_eq!(failures(&feed(&stack, &app, &mut seen).await), 0);
+
+    let crm = MockServer::start().await;
+    let ingress = app_for(stack.store.clone(), Some(format!("{}/crm", crm.uri())));
+    let call = json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "WABA", "changes": [{"field": "calls", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550783881", "phone_number_id": LINE},
+            "calls": [{"from": NUMBER.trim_start_matches('+'), "id": "wacid.B15", "to": "15550783881",
+                       "event": "connect", "timestamp": Utc::now().timestamp().to_string(),
+                       "direction": "USER_INITIATED"}]
+        }}]}]
+    });
+    let answer = deliver_to(&ingress, &call.to_string()).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.body["suppressed"], 1, "{}", answer.body);
+    assert_eq!(failures(&feed(&stack, &app, &mut seen).await), 0);
+    assert!(requests(&graph).await.is_empty(), "a call is not a message");
+    assert_eq!(platform_of(&stack, NUMBER).await["state"], "pending");
+
+    writes(&stack, "wamid.AFTERCALL").await;
+    assert_eq!(failures(&feed(&stack, &app, &mut seen).await), 0);
+    assert_eq!(requests(&graph).await.len(), 1);
+    assert_eq!(platform_of(&stack, NUMBER).await["state"], "blocked");
+}
+
 #[tokio::test]
 async fn b15_b13_expiry_removes_the_platform_block() {
     let graph = graph_that_accepts().await;
