@@ -249,8 +249,10 @@ async fn b15_a_block_of_a_person_who_wrote_today_is_mirrored_then_removed_on_unb
     );
 }
 
-#[tokio::test]
-async fn b15_a_person_silent_for_a_day_is_mirrored_at_their_next_message() {
+/// NUMBER, who last wrote to LINE 30 hours ago, blocked there with
+/// `platform_block` on, and the block's event fed to platform-block: the
+/// stack, the Graph fake, the app and the records fed so far.
+async fn blocked_a_day_after_writing() -> (TestStack, MockServer, platform_block::App, usize) {
     let stack = TestStack::new().await;
     let graph = graph_that_accepts().await;
     let app = app(&stack, &graph);
@@ -262,6 +264,12 @@ async fn b15_a_person_silent_for_a_day_is_mirrored_at_their_next_message() {
         .await;
     assert_eq!(blocked.status, 201);
     assert_eq!(failures(&feed(&stack, &app, &mut seen).await), 0);
+    (stack, graph, app, seen)
+}
+
+#[tokio::test]
+async fn b15_a_person_silent_for_a_day_is_mirrored_at_their_next_message() {
+    let (stack, graph, app, mut seen) = blocked_a_day_after_writing().await;
     assert!(
         requests(&graph).await.is_empty(),
         "Meta would refuse: not asked"
@@ -290,17 +298,7 @@ async fn b15_a_person_silent_for_a_day_is_mirrored_at_their_next_message() {
 /// that stands would not have been asked again at the next message.
 #[tokio::test]
 async fn b15_a_suppressed_call_does_not_make_the_person_eligible() {
-    let stack = TestStack::new().await;
-    let graph = graph_that_accepts().await;
-    let app = app(&stack, &graph);
-    turn_on(&stack, LINE).await;
-    wrote_at(&stack, LINE, NUMBER, 30).await;
-    let mut seen = 0;
-    let blocked = Api::on(&stack)
-        .block(NUMBER, json!({"reason": "spam", "scope": LINE}))
-        .await;
-    assert_eq!(blocked.status, 201);
-    assert_eq!(failures(&feed(&stack, &app, &mut seen).await), 0);
+    let (stack, graph, app, mut seen) = blocked_a_day_after_writing().await;
 
     let crm = MockServer::start().await;
     let ingress = app_for(stack.store.clone(), Some(format!("{}/crm", crm.uri())));
