@@ -52,7 +52,9 @@ pub enum UpdateKind {
 
 /// A change with neither messages nor statuses, forwarded as it is. It has
 /// no id to claim it by, so its key is a digest of what Meta sent (entry
-/// id and time, and the change): a retry repeats those bytes.
+/// id and time, and the change): a retry repeats those bytes. Also one of
+/// the business's own calls beside updates, forwarded unjudged, claimed by
+/// its id and event (`K#<call id>#<event>`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OtherChange {
     pub position: Position,
@@ -180,7 +182,8 @@ pub struct Delivery {
     pub preferences: Vec<PreferenceUpdate>,
     /// Changes that are forwarded whole (B24), each claimed by its digest
     /// like an update by its id (B22): those that say when they happened
-    /// (the entry's `time`, or a `timestamp` in the value).
+    /// (the entry's `time`, or a `timestamp` in the value). And the
+    /// business's own calls beside updates, each claimed by its id.
     pub other_changes: Vec<OtherChange>,
 }
 
@@ -258,6 +261,25 @@ impl Delivery {
                     .enumerate()
                     .filter(|(_, call)| is_users_call(call))
                     .map(|(index, c)| read_call(c, at(UpdateKind::Call, index), &phone_number_id));
+                if has_updates(Some(value)) {
+                    // The business's own calls beside updates: not judged,
+                    // but claimed one by one, as the change is not.
+                    delivery.other_changes.extend(
+                        array(value, "calls")
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, call)| !is_users_call(call))
+                            .filter_map(|(index, call)| {
+                                let id = call.get("id")?.as_str()?;
+                                let event =
+                                    call.get("event").and_then(Value::as_str).unwrap_or("call");
+                                Some(OtherChange {
+                                    position: at(UpdateKind::Call, index),
+                                    key: format!("K#{id}#{event}"),
+                                })
+                            }),
+                    );
+                }
                 for read in messages.chain(calls) {
                     let Some(mut message) = read else {
                         delivery.unusable += 1;
@@ -299,13 +321,14 @@ impl Delivery {
     }
 
     /// Meta's payload with only the updates at `keep` left in it (B24).
-    /// Changes left with neither messages nor statuses, and entries left
-    /// with no changes, are dropped; so are `contacts[]` of senders whose
-    /// messages were all dropped. `None` when nothing is left to forward.
-    /// Changes that carry neither messages nor statuses (other webhook
-    /// fields) pass through unchanged when `keep` holds their
-    /// [`UpdateKind::Change`] position, or when they are not claimed (they
-    /// do not say when they happened; see [`Delivery::other_changes`]).
+    /// Changes left with no updates (messages, statuses, calls), and
+    /// entries left with no changes, are dropped; so are `contacts[]` of
+    /// senders whose messages and calls were all dropped. `None` when
+    /// nothing is left to forward. Changes that carry no updates (other
+    /// webhook fields, or the business's own calls alone) pass through
+    /// unchanged when `keep` holds their [`UpdateKind::Change`] position,
+    /// or when they are not claimed (they do not say when they happened;
+    /// see [`Delivery::other_changes`]).
     pub fn filtered(&self, keep: &HashSet<Position>) -> Option<Value> {
         let mut body = self.body.clone();
         let entries = body.get_mut("entry")?.as_array_mut()?;
@@ -351,9 +374,11 @@ impl Delivery {
                         };
                         index += 1;
                         // The business's own calls are not judged: they go
-                        // on as Meta sent them.
+                        // on as Meta sent them, once (those without an id,
+                        // which cannot be claimed, every time).
                         if kind == UpdateKind::Call && !is_users_call(item) {
-                            return true;
+                            return keep.contains(&position)
+                                || !self.other_changes.iter().any(|c| c.position == position);
                         }
                         let kept = keep.contains(&position);
                         if kind != UpdateKind::Status {
@@ -753,7 +778,7 @@ mod tests {
 
     /// Calls a person made are read as messages of type `call`, one per
     /// event (a hidden number is an empty `from`); the business's own calls
-    /// are not read, and go on whatever is kept.
+    /// are not judged, only claimed.
     #[test]
     fn b23_calls_people_make_are_read_like_messages() {
         let body = br#"{"object":"whatsapp_business_account","entry":[{"id":"W","changes":[{"field":"calls","value":{
@@ -785,9 +810,18 @@ mod tests {
         assert!(delivery.messages[0].sender.number.is_none());
         assert!(delivery.messages[0].sender.unreadable.is_none());
         assert_eq!(delivery.unusable, 1);
-        assert!(delivery.other_changes.is_empty());
+        // The business's own call is claimed by its id and event.
+        let ours: Vec<(&str, UpdateKind, usize)> = delivery
+            .other_changes
+            .iter()
+            .map(|c| (c.key.as_str(), c.position.kind, c.position.index))
+            .collect();
+        assert_eq!(ours, vec![("K#wacid.B#connect", UpdateKind::Call, 1)]);
 
-        let kept = delivery.filtered(&HashSet::new()).unwrap();
+        let nothing_kept = delivery.filtered(&HashSet::new());
+        assert!(nothing_kept.is_none(), "{nothing_kept:?}");
+        let keep: HashSet<Position> = [delivery.other_changes[0].position].into();
+        let kept = delivery.filtered(&keep).unwrap();
         let calls = kept["entry"][0]["changes"][0]["value"]["calls"]
             .as_array()
             .unwrap();

@@ -17,8 +17,8 @@ use crate::send_proxy::text_send_to;
 
 type Item = HashMap<String, AttributeValue>;
 
-/// The items of partition `pk`: of the Failures table for `F#…`, else of
-/// the Blocklist table.
+/// The items of partition `pk`: of the Failures table for `F#…`, of the
+/// Messages table for `O#…`, else of the Blocklist table.
 async fn partition(world: &World, pk: &str) -> Vec<Item> {
     let stack = world.stack();
     let table = if pk.starts_with("F#") {

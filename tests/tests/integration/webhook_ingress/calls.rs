@@ -241,3 +241,39 @@ async fn b24_the_business_own_calls_go_on_as_meta_sent_them() {
     assert_eq!(bodies.len(), 1, "{bodies:?}");
     assert_eq!(bodies[0], serde_json::from_str::<Value>(&body).unwrap());
 }
+
+/// B22: the business's own call beside a person's, in one change, is
+/// forwarded once like the person's: a redelivery of the change forwards
+/// neither again. Before, the business's call was not claimed and went to
+/// the CRM on every attempt.
+#[tokio::test]
+async fn b22_the_business_own_call_beside_a_persons_is_forwarded_once() {
+    let world = World::new().await;
+    let mut body: Value = serde_json::from_str(&calls_from(&[(
+        "wacid.THEIRS1",
+        "connect",
+        "16505550197",
+        "US.1000000000000000197",
+    )]))
+    .unwrap();
+    body["entry"][0]["changes"][0]["value"]["calls"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({
+            "from": "15550783881",
+            "id": "wacid.OURS2",
+            "to": "16505550198",
+            "event": "terminate",
+            "timestamp": chrono::Utc::now().timestamp().to_string(),
+            "direction": "BUSINESS_INITIATED",
+            "status": "COMPLETED"
+        }));
+    for _ in 0..2 {
+        let answer = world.deliver(&body.to_string()).await;
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+    }
+    assert_eq!(
+        forwarded_calls(&world).await,
+        vec!["wacid.THEIRS1#connect", "wacid.OURS2#terminate"]
+    );
+}
